@@ -1,0 +1,180 @@
+//! Builds the service from a [`Config`] and runs it until a shutdown signal.
+//!
+//! [`Application::build`] opens the store, binds the listener (port 0 in tests) and assembles the
+//! router, so a test can learn the address before serving. [`Application::run_until_stopped`]
+//! serves connections with hyper (for its header-read timeout) and, once the shutdown future
+//! completes, stops accepting, lets in-flight requests finish within `server.shutdownTimeout`,
+//! then drains the sink (the store fsyncs and closes every file).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tower::Service as _;
+
+use crate::config::{Config, PipelineVersion};
+use crate::http::{self, AppState};
+use crate::ingest::Limits;
+use crate::metrics::Metrics;
+use crate::sink::Sink;
+use crate::store::{Store, StoreOptions};
+
+/// A built, bound, not yet running service.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    sink: Sink,
+    metrics: Metrics,
+    shutting_down: Arc<AtomicBool>,
+    read_header_timeout: Duration,
+    shutdown_timeout: Duration,
+}
+
+impl Application {
+    /// Opens storage and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let metrics = Metrics::new();
+        let sink = match config.version {
+            PipelineVersion::V1 => {
+                let options = StoreOptions {
+                    logs_dir: config.storage.logs_dir.clone(),
+                    fsync: config.storage.fsync,
+                    fsync_interval: config.storage.fsync_interval,
+                    max_pending_bytes: config.storage.max_pending_bytes,
+                    idle_file_timeout: config.storage.idle_file_timeout,
+                };
+                Sink::File(Store::open(options, metrics.clone())?)
+            }
+            PipelineVersion::V2 => anyhow::bail!(
+                "pipeline version 2 (Kafka mode) is not available in this build yet; run with version 1"
+            ),
+        };
+        let addr = config.listen_addr()?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (server.addr)"))?;
+        let shutting_down = Arc::new(AtomicBool::new(false));
+        let state = AppState {
+            sink: sink.clone(),
+            metrics: metrics.clone(),
+            limits: Limits {
+                max_records: config.ingestion.max_records,
+                max_field_bytes: config.ingestion.max_field_bytes,
+            },
+            max_body_bytes: config.server.max_body_bytes,
+            read_body_timeout: config.server.read_body_timeout,
+            tokens: Arc::new(config.auth.tokens.clone()),
+            shutting_down: shutting_down.clone(),
+        };
+        let router = http::router(state, config.server.request_timeout);
+        tracing::info!(
+            addr = %listener.local_addr()?,
+            version = %config.version,
+            logs_dir = %config.storage.logs_dir.display(),
+            fsync = config.storage.fsync.as_str(),
+            auth = !config.auth.tokens.is_empty(),
+            "log-pipeline listening"
+        );
+        Ok(Application {
+            listener,
+            router,
+            sink,
+            metrics,
+            shutting_down,
+            read_header_timeout: config.server.read_header_timeout,
+            shutdown_timeout: config.server.shutdown_timeout,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The service's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Serves until `shutdown` completes, then drains: in-flight requests get
+    /// `server.shutdownTimeout` to finish, then the sink flushes and closes.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.read_header_timeout);
+        builder.http2().timer(TokioTimer::new());
+        let graceful = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => {
+                    let (stream, _) = match accepted {
+                        Ok(accepted) => accepted,
+                        Err(err) => {
+                            // Out of file descriptors and the like: back off instead of spinning.
+                            tracing::warn!(error = %err, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let router = self.router.clone();
+                    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+                        router.clone().call(request)
+                    });
+                    let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                    let connection = graceful.watch(connection);
+                    tokio::spawn(async move {
+                        if let Err(err) = connection.await {
+                            tracing::debug!(error = %err, "connection ended with an error");
+                        }
+                    });
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        tracing::info!("shutdown: no longer accepting connections, draining in-flight requests");
+        self.shutting_down.store(true, Ordering::Relaxed);
+        drop(self.listener);
+        if tokio::time::timeout(self.shutdown_timeout, graceful.shutdown()).await.is_err() {
+            tracing::warn!(timeout = ?self.shutdown_timeout, "shutdown: in-flight requests did not finish in time");
+        }
+        self.sink.shutdown().await;
+        tracing::info!("shutdown complete: files synced and closed");
+        Ok(())
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => tracing::info!(signal = "SIGINT", "shutdown requested"),
+        () = terminate => tracing::info!(signal = "SIGTERM", "shutdown requested"),
+    }
+}

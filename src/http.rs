@@ -1,0 +1,396 @@
+//! The HTTP API: routes, handlers, middleware, and [`ApiError`], the one type that turns failures
+//! into status codes and JSON bodies.
+//!
+//! | route          | answer |
+//! |----------------|--------|
+//! | `POST /logs`   | 202 `{"accepted": N}` once stored; 400/401/413/415/503 as JSON errors |
+//! | `GET /health`  | 200 `ok` (liveness) |
+//! | `GET /ready`   | 200 when the sink can take data, else 503 |
+//! | `GET /metrics` | Prometheus text format |
+//!
+//! Responses that layers produce without a body (405 from routing, 415 from the decompression
+//! layer, the request timeout) get the same JSON error shape in [`json_error_bodies`].
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::Serialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::decompression::RequestDecompressionLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::ingest::{self, DecodeError, Format, Limits, RecordError, SUPPORTED_MEDIA_TYPES};
+use crate::metrics::{Metrics, UNMATCHED_ROUTE, status_class};
+use crate::sink::{Sink, SinkError};
+
+/// The routes, used as the bounded `route` label of request metrics.
+pub const ROUTES: &[&str] = &["/logs", "/health", "/ready", "/metrics"];
+
+/// Request encodings `POST /logs` accepts (`Content-Encoding`).
+pub const SUPPORTED_ENCODINGS: &[&str] = &["gzip", "zstd", "identity"];
+
+/// Bodies larger than this are decoded on the blocking pool instead of an async worker.
+const INLINE_DECODE_BYTES: usize = 512 * 1024;
+
+/// Seconds a client should wait before retrying after a 503.
+const RETRY_AFTER_SECS: u64 = 1;
+
+/// Everything the handlers need; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub sink: Sink,
+    pub metrics: Metrics,
+    pub limits: Limits,
+    pub max_body_bytes: usize,
+    pub read_body_timeout: Duration,
+    /// Accepted bearer tokens; empty means authentication is off.
+    pub tokens: Arc<Vec<String>>,
+    /// Set when shutdown begins, so `/ready` turns 503 while requests drain.
+    pub shutting_down: Arc<AtomicBool>,
+}
+
+/// Builds the router. `request_timeout` bounds every request end to end.
+pub fn router(state: AppState, request_timeout: Duration) -> Router {
+    let logs = post(post_logs)
+        .layer::<_, Infallible>(DefaultBodyLimit::disable())
+        // Decompression sits outside the handler's size limit, so the limit counts decompressed bytes.
+        .layer::<_, Infallible>(RequestDecompressionLayer::new().gzip(true).zstd(true))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/logs", logs)
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, request_timeout))
+        .layer(middleware::map_response(json_error_bodies))
+        .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
+        .layer(CatchPanicLayer::custom(|_| ApiError::Internal.into_response()))
+        .with_state(state)
+}
+
+/// `POST /logs`: decode, validate, store, then answer 202.
+async fn post_logs(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let format = Format::from_content_type(content_type)?;
+    let bytes = tokio::time::timeout(state.read_body_timeout, read_body(body, state.max_body_bytes))
+        .await
+        .map_err(|_| ApiError::BodyTimeout(state.read_body_timeout))??;
+    let limits = state.limits;
+    let batch = if bytes.len() <= INLINE_DECODE_BYTES {
+        ingest::decode(format, &bytes, &limits)?
+    } else {
+        tokio::task::spawn_blocking(move || ingest::decode(format, &bytes, &limits))
+            .await
+            .map_err(|_| ApiError::Internal)??
+    };
+    let records = batch.records();
+    // Storing runs in its own task: if the client goes away or the request times out, the batch
+    // is still stored or refused as a whole, never cut off half-way.
+    let sink = state.sink.clone();
+    tokio::spawn(async move { sink.submit(batch).await })
+        .await
+        .map_err(|_| ApiError::Internal)??;
+    state.metrics.batches_received.inc();
+    state.metrics.batch_records.observe(records as f64);
+    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "accepted": records }))).into_response())
+}
+
+/// Reads the (already decompressed) body, refusing more than `limit` bytes.
+async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::BodyTooLarge { limit }),
+        Err(err) => Err(ApiError::UnreadableBody(err.to_string())),
+    }
+}
+
+async fn health() -> &'static str {
+    "ok"
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    if state.shutting_down.load(Ordering::Relaxed) {
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "shutting_down"}))).into_response();
+    }
+    if state.sink.is_ready() {
+        (StatusCode::OK, axum::Json(json!({"status": "ready"}))).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "not_ready", "reason": "storage cannot take writes"})))
+            .into_response()
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("no route for {method} {}", uri.path()))
+}
+
+/// Requires `Authorization: Bearer <token>` when tokens are configured. Every configured token is
+/// compared in constant time, so the answer time does not reveal how much of a guess matched.
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if state.tokens.is_empty() {
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().as_bytes());
+    let Some(presented) = presented else {
+        return ApiError::Unauthorized.into_response();
+    };
+    let matched = state
+        .tokens
+        .iter()
+        .fold(subtle::Choice::from(0), |any, token| any | token.as_bytes().ct_eq(presented));
+    if bool::from(matched) {
+        next.run(request).await
+    } else {
+        ApiError::Unauthorized.into_response()
+    }
+}
+
+/// Records `http_request_duration_seconds` and counts body-caused rejections of `/logs`.
+async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = ROUTES
+        .iter()
+        .find(|r| **r == request.uri().path())
+        .copied()
+        .unwrap_or(UNMATCHED_ROUTE);
+    let response = next.run(request).await;
+    let status = response.status();
+    if route == "/logs"
+        && matches!(
+            status,
+            StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE
+        )
+    {
+        state.metrics.invalid_requests.inc();
+    }
+    state
+        .metrics
+        .http_duration
+        .with_label_values(&[route, status_class(status.as_u16())])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Gives bodiless error responses from layers (405, 415, timeouts) the JSON error shape.
+async fn json_error_bodies(response: Response) -> Response {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) || response.headers().contains_key(header::CONTENT_TYPE) {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    let replacement = match status {
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedEncoding,
+        StatusCode::SERVICE_UNAVAILABLE => ApiError::Timeout,
+        _ => ApiError::Status(status),
+    }
+    .into_response();
+    let (new_parts, body) = replacement.into_parts();
+    parts.status = new_parts.status;
+    parts.headers.extend(new_parts.headers);
+    Response::from_parts(parts, body)
+}
+
+/// Every way a request can fail, mapped onto a status code and a JSON body
+/// `{"error": "<code>", "message": "<text>", ...}`. 5xx bodies never carry internals.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("request body exceeds {limit} bytes after decompression (server.maxBodyBytes)")]
+    BodyTooLarge { limit: usize },
+    #[error("request body could not be read or decompressed: {0}")]
+    UnreadableBody(String),
+    #[error("request body was not received within {0:?} (server.readBodyTimeout)")]
+    BodyTimeout(Duration),
+    #[error("unsupported Content-Encoding")]
+    UnsupportedEncoding,
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("request did not complete within server.requestTimeout")]
+    Timeout,
+    #[error("internal error")]
+    Internal,
+    #[error("{0}")]
+    Status(StatusCode),
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorBody<'a> {
+    error: &'static str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    total_errors: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [RecordError]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    line: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    column: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    supported: Option<&'static [&'static str]>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = ErrorBody {
+            error: "",
+            message: self.to_string(),
+            total_errors: None,
+            errors: None,
+            line: None,
+            column: None,
+            supported: None,
+        };
+        let mut headers = HeaderMap::new();
+        let retry_after = HeaderValue::from(RETRY_AFTER_SECS);
+        let status = match &self {
+            ApiError::Decode(DecodeError::UnsupportedMediaType(value)) => {
+                body.error = "unsupported_media_type";
+                body.message = format!(
+                    "unsupported Content-Type: {value}; supported: {}",
+                    SUPPORTED_MEDIA_TYPES.join(", ")
+                );
+                body.supported = Some(SUPPORTED_MEDIA_TYPES);
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            ApiError::Decode(DecodeError::Empty) => {
+                body.error = "no_records";
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::Decode(DecodeError::TooManyRecords { max }) => {
+                body.error = "too_many_records";
+                body.message = format!("batch has more than {max} records (ingestion.maxRecords)");
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            ApiError::Decode(DecodeError::Malformed { line, column, .. }) => {
+                body.error = "malformed_body";
+                body.line = Some(*line);
+                body.column = Some(*column);
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::Decode(DecodeError::Invalid { total, errors }) => {
+                body.error = "invalid_records";
+                body.message = format!(
+                    "{total} invalid record field(s); nothing from this batch was stored{}",
+                    if *total > errors.len() {
+                        format!(" (first {} listed)", errors.len())
+                    } else {
+                        String::new()
+                    }
+                );
+                body.total_errors = Some(*total);
+                body.errors = Some(errors);
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::BodyTooLarge { .. } => {
+                body.error = "body_too_large";
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            ApiError::UnreadableBody(_) => {
+                body.error = "unreadable_body";
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::BodyTimeout(_) => {
+                body.error = "body_timeout";
+                StatusCode::REQUEST_TIMEOUT
+            }
+            ApiError::UnsupportedEncoding => {
+                body.error = "unsupported_content_encoding";
+                body.message = format!("unsupported Content-Encoding; supported: {}", SUPPORTED_ENCODINGS.join(", "));
+                body.supported = Some(SUPPORTED_ENCODINGS);
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            ApiError::Unauthorized => {
+                body.error = "unauthorized";
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::NotFound(_) => {
+                body.error = "not_found";
+                StatusCode::NOT_FOUND
+            }
+            ApiError::MethodNotAllowed => {
+                body.error = "method_not_allowed";
+                StatusCode::METHOD_NOT_ALLOWED
+            }
+            ApiError::Sink(SinkError::Overloaded) => {
+                body.error = "overloaded";
+                body.message = "too much pending work; nothing from this batch was stored, retry later".into();
+                headers.insert(header::RETRY_AFTER, retry_after);
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Sink(SinkError::Closed) => {
+                body.error = "shutting_down";
+                body.message = "the service is shutting down; nothing from this batch was stored".into();
+                headers.insert(header::RETRY_AFTER, retry_after);
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Sink(SinkError::Unavailable(reason)) => {
+                tracing::warn!(%reason, "batch refused: storage unavailable");
+                body.error = "storage_unavailable";
+                body.message = "storage is temporarily unavailable; nothing from this batch was stored, retry later".into();
+                headers.insert(header::RETRY_AFTER, retry_after);
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Timeout => {
+                body.error = "timeout";
+                headers.insert(header::RETRY_AFTER, retry_after);
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Sink(SinkError::Failed(reason)) => {
+                tracing::error!(%reason, "batch failed");
+                body.error = "internal";
+                body.message = "internal error".into();
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            ApiError::Internal => {
+                body.error = "internal";
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            ApiError::Status(status) => {
+                body.error = "error";
+                body.message = status.canonical_reason().unwrap_or("error").to_owned();
+                if *status == StatusCode::SERVICE_UNAVAILABLE {
+                    headers.insert(header::RETRY_AFTER, retry_after);
+                }
+                *status
+            }
+        };
+        (status, headers, axum::Json(body)).into_response()
+    }
+}

@@ -1,0 +1,406 @@
+//! Decoding and validation of `POST /logs` bodies into an [`EncodedBatch`].
+//!
+//! Everything here is a pure function of the media type, the (already decompressed) body and the
+//! limits: no I/O, no HTTP types. Each format decoder streams records straight into a
+//! [`Validator`], which checks every field, collects every invalid record (the list is capped, the
+//! total is not) and encodes valid records into per-hour NDJSON buffers. A batch is all-or-nothing:
+//! one invalid record rejects it, so the buffers are only handed out when no record failed.
+
+mod csv;
+mod json;
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, Datelike, Timelike, Utc};
+use serde::Serialize;
+
+use crate::record::EncodedBatch;
+
+/// How many invalid records an error body lists; the total is always reported.
+pub const MAX_REPORTED_ERRORS: usize = 100;
+
+/// The media types `POST /logs` accepts, as listed in 415 responses.
+pub const SUPPORTED_MEDIA_TYPES: &[&str] = &[
+    "application/json",
+    "text/csv",
+    "application/x-ndjson",
+    "application/jsonl",
+];
+
+/// Per-batch limits from `ingestion.*`.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// At most this many records per batch (`ingestion.maxRecords`).
+    pub max_records: usize,
+    /// At most this many bytes per field after trimming (`ingestion.maxFieldBytes`).
+    pub max_field_bytes: usize,
+}
+
+/// A request body format, chosen by `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// A JSON array of record objects.
+    JsonArray,
+    /// RFC 4180 CSV: `timestamp,path,userAgent`, optional header row.
+    Csv,
+    /// One JSON record object per line.
+    Ndjson,
+}
+
+impl Format {
+    /// Picks the format from a `Content-Type` value, parsed as a media type: type and subtype are
+    /// case-insensitive and parameters (`charset=utf-8`) are ignored.
+    pub fn from_content_type(value: Option<&str>) -> Result<Format, DecodeError> {
+        let Some(value) = value else {
+            return Err(DecodeError::UnsupportedMediaType("none".to_owned()));
+        };
+        let unsupported = || DecodeError::UnsupportedMediaType(value.chars().take(200).collect());
+        let media: mime::Mime = value.trim().parse().map_err(|_| unsupported())?;
+        let essence = media.essence_str().to_ascii_lowercase();
+        match essence.as_str() {
+            "application/json" => Ok(Format::JsonArray),
+            "text/csv" => Ok(Format::Csv),
+            "application/x-ndjson" | "application/jsonl" => Ok(Format::Ndjson),
+            _ => Err(unsupported()),
+        }
+    }
+}
+
+/// Why a body was refused. Every variant is the client's fault (4xx).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The `Content-Type` is missing or not one of [`SUPPORTED_MEDIA_TYPES`] (415).
+    #[error("unsupported Content-Type: {0}")]
+    UnsupportedMediaType(String),
+    /// The body holds no records (`[]`, `null`, an empty body or a header-only CSV) (400).
+    #[error("no log records provided")]
+    Empty,
+    /// More records than `ingestion.maxRecords` (413).
+    #[error("batch has more than {max} records")]
+    TooManyRecords { max: usize },
+    /// The body cannot be read as the declared format at all (400).
+    #[error("malformed {format} at line {line}, column {column}: {message}")]
+    Malformed {
+        format: &'static str,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// One or more records are invalid (400); `errors` holds the first
+    /// [`MAX_REPORTED_ERRORS`], `total` counts them all.
+    #[error("{total} invalid record(s)")]
+    Invalid {
+        total: usize,
+        errors: Vec<RecordError>,
+    },
+}
+
+/// One invalid record: which one, which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecordError {
+    /// 0-based position of the record in the batch (CSV: not counting a header row).
+    pub index: usize,
+    /// 1-based line of the body where the record starts (CSV and NDJSON).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    /// 1-based column, for NDJSON lines that are not valid JSON.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<usize>,
+    /// `timestamp`, `path`, `userAgent`, or `record` when the record as a whole is wrong.
+    pub field: &'static str,
+    pub reason: String,
+}
+
+/// Decodes and validates `body` (already decompressed) as `format`.
+pub fn decode(format: Format, body: &[u8], limits: &Limits) -> Result<EncodedBatch, DecodeError> {
+    let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    let mut validator = Validator::new(limits);
+    match format {
+        Format::JsonArray => json::decode_array(body, &mut validator)?,
+        Format::Ndjson => json::decode_lines(body, &mut validator)?,
+        Format::Csv => csv::decode(body, &mut validator)?,
+    }
+    validator.finish()
+}
+
+/// A field value as found in the body, before validation.
+#[derive(Debug, Default)]
+enum Field<'a> {
+    #[default]
+    Missing,
+    Text(Cow<'a, str>),
+    /// Present but not a string; holds the JSON type name.
+    WrongType(&'static str),
+    /// Present but unreadable; holds the reason.
+    Unreadable(&'static str),
+}
+
+/// Where a record sits in the body, for error reports.
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    index: usize,
+    line: Option<usize>,
+}
+
+/// Checks records one by one, encodes the valid ones and collects the errors.
+struct Validator<'l> {
+    limits: &'l Limits,
+    batch: EncodedBatch,
+    records: usize,
+    errors: Vec<RecordError>,
+    total_errors: usize,
+}
+
+impl<'l> Validator<'l> {
+    fn new(limits: &'l Limits) -> Self {
+        Validator {
+            limits,
+            batch: EncodedBatch::default(),
+            records: 0,
+            errors: Vec::new(),
+            total_errors: 0,
+        }
+    }
+
+    /// Counts one more record; fails once the batch exceeds `maxRecords`, so an oversized body
+    /// is refused before it is decoded in full.
+    fn admit(&mut self) -> Result<usize, DecodeError> {
+        if self.records == self.limits.max_records {
+            return Err(DecodeError::TooManyRecords {
+                max: self.limits.max_records,
+            });
+        }
+        self.records += 1;
+        Ok(self.records - 1)
+    }
+
+    /// Validates one record's fields and, while the batch is still clean, encodes it.
+    fn record(&mut self, at: Position, timestamp: Field<'_>, path: Field<'_>, agent: Field<'_>) {
+        let timestamp = self.timestamp(at, timestamp);
+        let path = self.text(at, "path", path);
+        let agent = self.text(at, "userAgent", agent);
+        if let (Some(ts), Some(path), Some(agent)) = (timestamp, path, agent)
+            && self.total_errors == 0
+        {
+            self.batch.push(&ts, &path, &agent);
+        }
+    }
+
+    /// Records an error about the record as a whole (wrong shape, bad syntax on its line).
+    fn reject(&mut self, at: Position, column: Option<usize>, field: &'static str, reason: String) {
+        self.total_errors += 1;
+        if self.errors.len() < MAX_REPORTED_ERRORS {
+            self.errors.push(RecordError {
+                index: at.index,
+                line: at.line,
+                column,
+                field,
+                reason,
+            });
+        }
+    }
+
+    fn timestamp(&mut self, at: Position, value: Field<'_>) -> Option<DateTime<Utc>> {
+        let text = self.present(at, "timestamp", value)?;
+        if text.len() > 64 {
+            self.reject(at, None, "timestamp", format!("is {} bytes long, not an RFC 3339 timestamp", text.len()));
+            return None;
+        }
+        let ts = match DateTime::parse_from_rfc3339(&text) {
+            Ok(ts) => ts.with_timezone(&Utc),
+            Err(err) => {
+                self.reject(
+                    at,
+                    None,
+                    "timestamp",
+                    format!("{text:?} is not an RFC 3339 timestamp with offset: {err}"),
+                );
+                return None;
+            }
+        };
+        if !(0..=9999).contains(&ts.year()) {
+            self.reject(at, None, "timestamp", format!("{text:?} is outside years 0000-9999 in UTC"));
+            return None;
+        }
+        if ts.nanosecond() >= 1_000_000_000 {
+            self.reject(at, None, "timestamp", format!("{text:?} is a leap second, which is not supported"));
+            return None;
+        }
+        Some(ts)
+    }
+
+    /// Validates a text field: present, a string, non-empty after trimming, within the size limit.
+    fn text<'v>(&mut self, at: Position, name: &'static str, value: Field<'v>) -> Option<Cow<'v, str>> {
+        let text = self.present(at, name, value)?;
+        let trimmed = match text {
+            Cow::Borrowed(text) => Cow::Borrowed(text.trim()),
+            Cow::Owned(text) if text.trim().len() == text.len() => Cow::Owned(text),
+            Cow::Owned(text) => Cow::Owned(text.trim().to_owned()),
+        };
+        if trimmed.is_empty() {
+            self.reject(at, None, name, "is empty or only whitespace".to_owned());
+            return None;
+        }
+        if trimmed.len() > self.limits.max_field_bytes {
+            self.reject(
+                at,
+                None,
+                name,
+                format!(
+                    "is {} bytes, more than the limit of {} (ingestion.maxFieldBytes)",
+                    trimmed.len(),
+                    self.limits.max_field_bytes
+                ),
+            );
+            return None;
+        }
+        Some(trimmed)
+    }
+
+    fn present<'v>(&mut self, at: Position, name: &'static str, value: Field<'v>) -> Option<Cow<'v, str>> {
+        match value {
+            Field::Text(text) if !text.is_empty() => Some(text),
+            Field::Text(_) | Field::Missing => {
+                self.reject(at, None, name, "is missing".to_owned());
+                None
+            }
+            Field::WrongType(kind) => {
+                self.reject(at, None, name, format!("must be a string, got {kind}"));
+                None
+            }
+            Field::Unreadable(reason) => {
+                self.reject(at, None, name, reason.to_owned());
+                None
+            }
+        }
+    }
+
+    fn finish(self) -> Result<EncodedBatch, DecodeError> {
+        if self.total_errors > 0 {
+            return Err(DecodeError::Invalid {
+                total: self.total_errors,
+                errors: self.errors,
+            });
+        }
+        if self.records == 0 {
+            return Err(DecodeError::Empty);
+        }
+        Ok(self.batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(super) const LIMITS: Limits = Limits {
+        max_records: 1000,
+        max_field_bytes: 64,
+    };
+
+    pub(super) fn lines(batch: &EncodedBatch) -> Vec<String> {
+        batch
+            .chunks
+            .iter()
+            .flat_map(|c| String::from_utf8(c.lines.clone()).unwrap().lines().map(str::to_owned).collect::<Vec<_>>())
+            .collect()
+    }
+
+    #[test]
+    fn content_types_are_media_types() {
+        let cases = [
+            ("application/json", Format::JsonArray),
+            ("Application/JSON; charset=utf-8", Format::JsonArray),
+            ("text/csv", Format::Csv),
+            ("TEXT/CSV;header=present", Format::Csv),
+            ("application/x-ndjson", Format::Ndjson),
+            ("application/jsonl", Format::Ndjson),
+        ];
+        for (value, format) in cases {
+            assert_eq!(Format::from_content_type(Some(value)), Ok(format), "{value}");
+        }
+        for value in ["text/plain", "application/jsonx", "json", "", "application/json-seq"] {
+            assert!(
+                matches!(Format::from_content_type(Some(value)), Err(DecodeError::UnsupportedMediaType(_))),
+                "{value}"
+            );
+        }
+        assert_eq!(
+            Format::from_content_type(None),
+            Err(DecodeError::UnsupportedMediaType("none".into()))
+        );
+    }
+
+    #[test]
+    fn every_field_error_is_reported_with_index_and_field() {
+        let body = br#"[
+            {"timestamp":"2025-11-22T14:00:00Z","path":"/ok","userAgent":"a"},
+            {"path":"/x","userAgent":"a"},
+            {"timestamp":"yesterday","path":"  ","userAgent":7},
+            {"timestamp":"2025-11-22T14:00:00","path":"/x","userAgent":null}
+        ]"#;
+        let err = decode(Format::JsonArray, body, &LIMITS).unwrap_err();
+        let DecodeError::Invalid { total, errors } = err else {
+            panic!("expected Invalid, got {err:?}")
+        };
+        assert_eq!(total, 6);
+        let summary: Vec<(usize, &str)> = errors.iter().map(|e| (e.index, e.field)).collect();
+        assert_eq!(
+            summary,
+            [(1, "timestamp"), (2, "timestamp"), (2, "path"), (2, "userAgent"), (3, "timestamp"), (3, "userAgent")]
+        );
+        assert_eq!(errors[0].reason, "is missing");
+        assert!(errors[1].reason.contains("not an RFC 3339 timestamp"), "{}", errors[1].reason);
+        assert_eq!(errors[2].reason, "is empty or only whitespace");
+        assert_eq!(errors[3].reason, "must be a string, got a number");
+        assert_eq!(errors[5].reason, "is missing");
+    }
+
+    #[test]
+    fn limits_on_fields_and_records() {
+        let long = "x".repeat(65);
+        let body = format!(r#"[{{"timestamp":"2025-11-22T14:00:00Z","path":"/{long}","userAgent":"a"}}]"#);
+        let err = decode(Format::JsonArray, body.as_bytes(), &LIMITS).unwrap_err();
+        let DecodeError::Invalid { errors, .. } = err else { panic!() };
+        assert_eq!(errors[0].field, "path");
+        assert_eq!(errors[0].reason, "is 66 bytes, more than the limit of 64 (ingestion.maxFieldBytes)");
+
+        let one = r#"{"timestamp":"2025-11-22T14:00:00Z","path":"/","userAgent":"a"}"#;
+        let limits = Limits { max_records: 2, ..LIMITS };
+        let body = format!("[{one},{one},{one}]");
+        assert_eq!(
+            decode(Format::JsonArray, body.as_bytes(), &limits),
+            Err(DecodeError::TooManyRecords { max: 2 })
+        );
+        let body = format!("{one}\n{one}\n{one}\n");
+        assert_eq!(decode(Format::Ndjson, body.as_bytes(), &limits), Err(DecodeError::TooManyRecords { max: 2 }));
+        let body = "2025-11-22T14:00:00Z,/,a\n".repeat(3);
+        assert_eq!(decode(Format::Csv, body.as_bytes(), &limits), Err(DecodeError::TooManyRecords { max: 2 }));
+        let body = format!("[{one},{one}]");
+        assert_eq!(decode(Format::JsonArray, body.as_bytes(), &limits).unwrap().records(), 2);
+    }
+
+    #[test]
+    fn error_list_is_capped_but_total_is_exact() {
+        let body = format!("[{}]", vec![r#"{"path":"/"}"#; 250].join(","));
+        let err = decode(Format::JsonArray, body.as_bytes(), &LIMITS).unwrap_err();
+        let DecodeError::Invalid { total, errors } = err else { panic!() };
+        assert_eq!(total, 500);
+        assert_eq!(errors.len(), MAX_REPORTED_ERRORS);
+    }
+
+    #[test]
+    fn timestamps_out_of_range_and_leap_seconds_are_rejected() {
+        for ts in ["0000-01-01T00:30:00+01:00", "2016-12-31T23:59:60Z"] {
+            let body = format!(r#"[{{"timestamp":"{ts}","path":"/","userAgent":"a"}}]"#);
+            let err = decode(Format::JsonArray, body.as_bytes(), &LIMITS).unwrap_err();
+            assert!(matches!(err, DecodeError::Invalid { total: 1, .. }), "{ts}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn byte_order_mark_is_ignored() {
+        let body = b"\xEF\xBB\xBF2025-11-22T14:00:00Z,/,a\n";
+        assert_eq!(decode(Format::Csv, body, &LIMITS).unwrap().records(), 1);
+    }
+}

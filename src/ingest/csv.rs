@@ -1,0 +1,200 @@
+//! CSV decoder: RFC 4180 rows of `timestamp,path,userAgent`.
+//!
+//! A first row that names a `timestamp` column is a header; it must then name `path` and
+//! `userAgent` too (case, `_`, `-` and spaces ignored) and may order the columns any way, with extra
+//! columns ignored. Without a header, columns are positional and extra columns are ignored. Every row
+//! must have as many fields as the first one (the original refused ragged rows).
+
+use std::borrow::Cow;
+
+use super::{DecodeError, Field, Position, Validator};
+
+/// Column positions of the three record fields.
+#[derive(Debug, Clone, Copy)]
+struct Columns {
+    timestamp: usize,
+    path: usize,
+    agent: usize,
+}
+
+impl Columns {
+    const POSITIONAL: Columns = Columns {
+        timestamp: 0,
+        path: 1,
+        agent: 2,
+    };
+
+    fn needed(self) -> usize {
+        self.timestamp.max(self.path).max(self.agent) + 1
+    }
+}
+
+pub(super) fn decode(body: &[u8], validator: &mut Validator<'_>) -> Result<(), DecodeError> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(body);
+    let mut row = csv::ByteRecord::new();
+    let mut columns = Columns::POSITIONAL;
+    let mut width = None;
+    loop {
+        match reader.read_byte_record(&mut row) {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(err) => {
+                let line = err.position().map_or(0, |p| p.line() as usize);
+                return Err(DecodeError::Malformed {
+                    format: "CSV",
+                    line,
+                    column: 1,
+                    message: err.to_string(),
+                });
+            }
+        }
+        let line = row.position().map_or(0, |p| p.line() as usize);
+        if width.is_none() {
+            width = Some(row.len());
+            if let Some(header) = header(&row, line)? {
+                columns = header;
+                continue;
+            }
+        }
+        let at = Position {
+            index: validator.admit()?,
+            line: Some(line),
+        };
+        let expected = width.unwrap_or(row.len());
+        if row.len() != expected {
+            let reason = format!("row has {} fields, expected {expected} like the first row", row.len());
+            validator.reject(at, None, "record", reason);
+            continue;
+        }
+        if row.len() < columns.needed() {
+            let reason = format!(
+                "row has {} fields, needs {} (timestamp,path,userAgent)",
+                row.len(),
+                columns.needed()
+            );
+            validator.reject(at, None, "record", reason);
+            continue;
+        }
+        validator.record(
+            at,
+            cell(&row, columns.timestamp),
+            cell(&row, columns.path),
+            cell(&row, columns.agent),
+        );
+    }
+}
+
+fn cell(row: &csv::ByteRecord, column: usize) -> Field<'_> {
+    match std::str::from_utf8(&row[column]) {
+        Ok(text) => Field::Text(Cow::Borrowed(text)),
+        Err(_) => Field::Unreadable("is not valid UTF-8"),
+    }
+}
+
+/// Reads `row` as a header if it names a `timestamp` column.
+fn header(row: &csv::ByteRecord, line: usize) -> Result<Option<Columns>, DecodeError> {
+    let names: Vec<String> = row
+        .iter()
+        .map(|cell| {
+            String::from_utf8_lossy(cell)
+                .chars()
+                .filter(|c| !matches!(c, '_' | '-' | ' ' | '\t'))
+                .flat_map(char::to_lowercase)
+                .collect()
+        })
+        .collect();
+    let find = |name: &str| names.iter().position(|n| n == name);
+    let Some(timestamp) = find("timestamp") else {
+        return Ok(None);
+    };
+    let missing = |column: &str| DecodeError::Malformed {
+        format: "CSV",
+        line,
+        column: 1,
+        message: format!("header row has no {column} column"),
+    };
+    Ok(Some(Columns {
+        timestamp,
+        path: find("path").ok_or_else(|| missing("path"))?,
+        agent: find("useragent").ok_or_else(|| missing("userAgent"))?,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{LIMITS, lines};
+    use super::super::{DecodeError, Format, decode};
+
+    const LINE: &str = r#"{"timestamp":"2025-11-22T14:23:00Z","path":"/home","userAgent":"Mozilla/5.0 (X11, Linux)"}"#;
+
+    #[test]
+    fn positional_rows_with_quotes() {
+        let body = "2025-11-22T16:23:00+02:00,/home,\"Mozilla/5.0 (X11, Linux)\"\n";
+        assert_eq!(lines(&decode(Format::Csv, body.as_bytes(), &LIMITS).unwrap()), [LINE]);
+    }
+
+    #[test]
+    fn header_may_reorder_columns_and_extra_columns_are_ignored() {
+        let body = "User_Agent,extra,PATH,timestamp\r\n\"Mozilla/5.0 (X11, Linux)\",x, /home ,2025-11-22T14:23:00Z\r\n";
+        assert_eq!(lines(&decode(Format::Csv, body.as_bytes(), &LIMITS).unwrap()), [LINE]);
+        let body = "timestamp,path,userAgent,extra\n2025-11-22T14:23:00Z,/home,\"Mozilla/5.0 (X11, Linux)\",1\n";
+        assert_eq!(lines(&decode(Format::Csv, body.as_bytes(), &LIMITS).unwrap()), [LINE]);
+    }
+
+    #[test]
+    fn header_must_name_every_field() {
+        let err = decode(Format::Csv, b"timestamp,path\n2025-11-22T14:23:00Z,/\n", &LIMITS).unwrap_err();
+        assert_eq!(
+            err,
+            DecodeError::Malformed {
+                format: "CSV",
+                line: 1,
+                column: 1,
+                message: "header row has no userAgent column".into()
+            }
+        );
+    }
+
+    #[test]
+    fn header_only_or_empty_is_empty() {
+        assert_eq!(decode(Format::Csv, b"timestamp,path,userAgent\n", &LIMITS), Err(DecodeError::Empty));
+        assert_eq!(decode(Format::Csv, b"", &LIMITS), Err(DecodeError::Empty));
+    }
+
+    #[test]
+    fn ragged_short_and_invalid_rows_are_reported_with_lines() {
+        let body = b"timestamp,path,userAgent\n\
+            2025-11-22T14:23:00Z,/a,u\n\
+            2025-11-22T14:23:00Z,/a\n\
+            nope,/a,u\n\
+            2025-11-22T14:23:00Z,/a,\xff\n";
+        let DecodeError::Invalid { total, errors } = decode(Format::Csv, body, &LIMITS).unwrap_err() else {
+            panic!()
+        };
+        assert_eq!(total, 3);
+        assert_eq!((errors[0].index, errors[0].line, errors[0].field), (1, Some(3), "record"));
+        assert_eq!(errors[0].reason, "row has 2 fields, expected 3 like the first row");
+        assert_eq!((errors[1].index, errors[1].line, errors[1].field), (2, Some(4), "timestamp"));
+        assert_eq!((errors[2].index, errors[2].field), (3, "userAgent"));
+        assert_eq!(errors[2].reason, "is not valid UTF-8");
+
+        let DecodeError::Invalid { errors, .. } = decode(Format::Csv, b"a,b\nc,d\n", &LIMITS).unwrap_err() else {
+            panic!()
+        };
+        assert_eq!(errors[0].reason, "row has 2 fields, needs 3 (timestamp,path,userAgent)");
+    }
+
+    #[test]
+    fn multi_line_quoted_fields_keep_their_newline() {
+        let body = "2025-11-22T14:23:00Z,/a,\"line one\nline two\"\n2025-11-22T14:23:00Z,/b,u\n";
+        let batch = decode(Format::Csv, body.as_bytes(), &LIMITS).unwrap();
+        assert_eq!(
+            lines(&batch)[0],
+            r#"{"timestamp":"2025-11-22T14:23:00Z","path":"/a","userAgent":"line one\nline two"}"#
+        );
+        assert_eq!(batch.records(), 2);
+    }
+}

@@ -1,0 +1,32 @@
+//! log-pipeline ingests batches of web-access records over HTTP, stores them durably in hourly
+//! NDJSON files, keeps hourly analytics up to date and exposes Prometheus metrics.
+//!
+//! # Layout
+//!
+//! Requests flow top to bottom; layers never reach up.
+//!
+//! - [`cli`], [`config`]: the command line and the typed configuration tree (YAML + flags + env),
+//!   validated once at start-up.
+//! - [`app`]: builds every component from a [`config::Config`], binds the listener and runs until a
+//!   shutdown signal, then drains in order.
+//! - [`http`]: the axum router, handlers, middleware (auth, metrics, timeouts) and the one
+//!   [`http::ApiError`] type that maps failures onto status codes and JSON bodies.
+//! - [`ingest`]: decoding and validation of request bodies (JSON array, CSV, NDJSON) into an
+//!   [`record::EncodedBatch`]; pure functions, no I/O.
+//! - [`record`]: the record type and its NDJSON line format (the compatibility contract).
+//! - [`sink`]: where accepted batches go, selected by pipeline version (v1: the store).
+//! - [`store`]: the durable hourly file store: group commit, fsync, rollback, torn-line repair,
+//!   directory lock and caller checkpoints.
+//! - [`metrics`]: every metric name, label and help text.
+//! - [`telemetry`]: structured JSON logs.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod ingest;
+pub mod metrics;
+pub mod record;
+pub mod sink;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,40 @@
+//! The `log-pipeline` binary: parse the command line, load the configuration, start logging, run.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use log_pipeline::app::{Application, shutdown_signal};
+use log_pipeline::cli::Cli;
+use log_pipeline::config::Config;
+use log_pipeline::telemetry;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(&cli) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("log-pipeline: invalid configuration: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("log-pipeline: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        let app = Application::build(config).await?;
+        app.run_until_stopped(shutdown_signal()).await
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "log-pipeline stopped");
+            eprintln!("log-pipeline: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

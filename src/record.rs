@@ -1,0 +1,275 @@
+//! The access-log record and its stored NDJSON line: the compatibility contract with the original
+//! service's files.
+//!
+//! A line is always `{"timestamp":"<RFC 3339 UTC>","path":"...","userAgent":"..."}` with the keys in
+//! that order, the timestamp in UTC with `Z` and fractional seconds trimmed of trailing zeros (Go's
+//! `RFC3339Nano`). Lines are written straight into per-hour buffers so a batch is encoded once and
+//! never held as a vector of owned records.
+
+use std::fmt;
+
+use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
+
+/// Seconds in one hour.
+const HOUR_SECS: i64 = 3600;
+
+/// A UTC event hour, counted in hours since the Unix epoch. It names an hour file
+/// (`YYYY-MM-DD/HH.log.json`) and an hourly summary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Hour(i64);
+
+impl Hour {
+    /// The hour that contains `ts`.
+    pub fn of(ts: &DateTime<Utc>) -> Hour {
+        Hour(ts.timestamp().div_euclid(HOUR_SECS))
+    }
+
+    /// Hours since the Unix epoch.
+    pub fn index(self) -> i64 {
+        self.0
+    }
+
+    /// The hour with the given index since the epoch.
+    pub fn from_index(index: i64) -> Hour {
+        Hour(index)
+    }
+
+    /// The first instant of the hour.
+    pub fn start(self) -> DateTime<Utc> {
+        DateTime::from_timestamp(self.0 * HOUR_SECS, 0).expect("hour index within chrono's range")
+    }
+
+    /// The hour file's path relative to the logs directory: `YYYY-MM-DD/HH.log.json`.
+    pub fn file_name(self) -> String {
+        let start = self.start();
+        format!(
+            "{:04}-{:02}-{:02}/{:02}.log.json",
+            start.year(),
+            start.month(),
+            start.day(),
+            start.hour()
+        )
+    }
+
+    /// The date directory of the hour file: `YYYY-MM-DD`.
+    pub fn date_dir(self) -> String {
+        let start = self.start();
+        format!("{:04}-{:02}-{:02}", start.year(), start.month(), start.day())
+    }
+
+    /// Parses a path relative to the logs directory (`YYYY-MM-DD/HH.log.json`) back into an hour.
+    pub fn from_file_name(relative: &str) -> Option<Hour> {
+        let (date, file) = relative.split_once('/')?;
+        let hour: u32 = file.strip_suffix(".log.json")?.parse().ok()?;
+        if file.len() != "HH.log.json".len() || hour > 23 {
+            return None;
+        }
+        let date = NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
+        let start = date.and_hms_opt(hour, 0, 0)?.and_utc();
+        Some(Hour::of(&start))
+    }
+}
+
+impl fmt::Display for Hour {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.start().format("%Y-%m-%dT%H:00:00Z").to_string())
+    }
+}
+
+/// Appends `ts` as RFC 3339 in UTC the way Go's `time.RFC3339Nano` prints it: `Z` suffix, and
+/// fractional seconds only when non-zero, with trailing zeros trimmed.
+///
+/// The caller guarantees a four-digit year (validation rejects others).
+pub fn write_timestamp(out: &mut Vec<u8>, ts: &DateTime<Utc>) {
+    let date = ts.date_naive();
+    let time = ts.time();
+    let mut buf = [0u8; 30];
+    let year = date.year() as u32;
+    buf[0] = b'0' + (year / 1000 % 10) as u8;
+    buf[1] = b'0' + (year / 100 % 10) as u8;
+    buf[2] = b'0' + (year / 10 % 10) as u8;
+    buf[3] = b'0' + (year % 10) as u8;
+    buf[4] = b'-';
+    put2(&mut buf[5..7], date.month());
+    buf[7] = b'-';
+    put2(&mut buf[8..10], date.day());
+    buf[10] = b'T';
+    put2(&mut buf[11..13], time.hour());
+    buf[13] = b':';
+    put2(&mut buf[14..16], time.minute());
+    buf[16] = b':';
+    put2(&mut buf[17..19], time.second());
+    let mut len = 19;
+    let mut nanos = time.nanosecond();
+    if nanos != 0 {
+        buf[len] = b'.';
+        len += 1;
+        let mut digits = 9;
+        while nanos % 10 == 0 {
+            nanos /= 10;
+            digits -= 1;
+        }
+        for i in (0..digits).rev() {
+            buf[len + i] = b'0' + (nanos % 10) as u8;
+            nanos /= 10;
+        }
+        len += digits;
+    }
+    buf[len] = b'Z';
+    out.extend_from_slice(&buf[..=len]);
+}
+
+fn put2(out: &mut [u8], value: u32) {
+    out[0] = b'0' + (value / 10) as u8;
+    out[1] = b'0' + (value % 10) as u8;
+}
+
+/// Appends one NDJSON line (with its trailing newline) for a validated record.
+pub fn write_line(out: &mut Vec<u8>, ts: &DateTime<Utc>, path: &str, user_agent: &str) {
+    out.extend_from_slice(b"{\"timestamp\":\"");
+    write_timestamp(out, ts);
+    out.extend_from_slice(b"\",\"path\":");
+    write_json_string(out, path);
+    out.extend_from_slice(b",\"userAgent\":");
+    write_json_string(out, user_agent);
+    out.extend_from_slice(b"}\n");
+}
+
+fn write_json_string(out: &mut Vec<u8>, value: &str) {
+    // Writing a &str into a Vec cannot fail.
+    serde_json::to_writer(&mut *out, value).expect("serializing a str into a Vec never fails");
+}
+
+/// The records of one hour within a batch, as ready-to-append NDJSON lines in request order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HourChunk {
+    pub hour: Hour,
+    pub lines: Vec<u8>,
+    pub records: usize,
+}
+
+/// A validated batch, encoded: one chunk per event hour, in order of each hour's first record.
+///
+/// This is what every sink receives; the store appends each chunk contiguously to its hour file,
+/// and the Kafka sink sends each line as one message.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EncodedBatch {
+    pub chunks: Vec<HourChunk>,
+}
+
+impl EncodedBatch {
+    /// Number of records in the batch.
+    pub fn records(&self) -> usize {
+        self.chunks.iter().map(|c| c.records).sum()
+    }
+
+    /// Number of encoded bytes (lines including newlines).
+    pub fn bytes(&self) -> usize {
+        self.chunks.iter().map(|c| c.lines.len()).sum()
+    }
+
+    /// The buffer for `hour`, created at the end on first use. Batches rarely span more than a
+    /// few hours, so a linear scan beats a map.
+    pub fn chunk_for(&mut self, hour: Hour) -> &mut HourChunk {
+        let position = match self.chunks.iter().rposition(|c| c.hour == hour) {
+            Some(position) => position,
+            None => {
+                self.chunks.push(HourChunk {
+                    hour,
+                    lines: Vec::new(),
+                    records: 0,
+                });
+                self.chunks.len() - 1
+            }
+        };
+        &mut self.chunks[position]
+    }
+
+    /// Appends one validated record to its hour's chunk.
+    pub fn push(&mut self, ts: &DateTime<Utc>, path: &str, user_agent: &str) {
+        let chunk = self.chunk_for(Hour::of(ts));
+        write_line(&mut chunk.lines, ts, path, user_agent);
+        chunk.records += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    fn line(ts: &str, path: &str, ua: &str) -> String {
+        let mut out = Vec::new();
+        write_line(&mut out, &utc(ts), path, ua);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn line_has_the_original_key_order_and_utc_timestamp() {
+        assert_eq!(
+            line("2025-11-22T16:23:00+02:00", "/home", "Mozilla/5.0"),
+            "{\"timestamp\":\"2025-11-22T14:23:00Z\",\"path\":\"/home\",\"userAgent\":\"Mozilla/5.0\"}\n"
+        );
+    }
+
+    #[test]
+    fn fractions_are_trimmed_like_go_rfc3339nano() {
+        let cases = [
+            ("2025-11-22T14:23:00.500Z", "2025-11-22T14:23:00.5Z"),
+            ("2025-11-22T14:23:00.123456789Z", "2025-11-22T14:23:00.123456789Z"),
+            ("2025-11-22T14:23:00.000Z", "2025-11-22T14:23:00Z"),
+            ("2025-11-22T14:23:00.010Z", "2025-11-22T14:23:00.01Z"),
+            ("0001-01-01T00:00:00.000000001Z", "0001-01-01T00:00:00.000000001Z"),
+        ];
+        for (input, expected) in cases {
+            let mut out = Vec::new();
+            write_timestamp(&mut out, &utc(input));
+            assert_eq!(String::from_utf8(out).unwrap(), expected, "input {input}");
+        }
+    }
+
+    #[test]
+    fn strings_are_json_escaped() {
+        assert_eq!(
+            line("2025-11-22T14:00:00Z", "/a\"b\\c", "tab\there"),
+            "{\"timestamp\":\"2025-11-22T14:00:00Z\",\"path\":\"/a\\\"b\\\\c\",\"userAgent\":\"tab\\there\"}\n"
+        );
+    }
+
+    #[test]
+    fn hour_names_its_file_and_round_trips() {
+        let hour = Hour::of(&utc("2025-11-22T14:59:59.999Z"));
+        assert_eq!(hour.file_name(), "2025-11-22/14.log.json");
+        assert_eq!(hour.date_dir(), "2025-11-22");
+        assert_eq!(hour.to_string(), "2025-11-22T14:00:00Z");
+        assert_eq!(Hour::from_file_name("2025-11-22/14.log.json"), Some(hour));
+        assert_eq!(Hour::from_file_name("2025-11-22/24.log.json"), None);
+        assert_eq!(Hour::from_file_name("2025-11-22/4.log.json"), None);
+        assert_eq!(Hour::from_file_name("2025-13-22/14.log.json"), None);
+        assert_eq!(Hour::from_file_name("2025-11-22/14.log"), None);
+    }
+
+    #[test]
+    fn hours_before_the_epoch_round_down() {
+        let hour = Hour::of(&utc("1969-12-31T23:30:00Z"));
+        assert_eq!(hour.file_name(), "1969-12-31/23.log.json");
+    }
+
+    #[test]
+    fn batch_groups_lines_by_hour_in_first_seen_order() {
+        let mut batch = EncodedBatch::default();
+        batch.push(&utc("2025-11-22T15:00:00Z"), "/a", "ua");
+        batch.push(&utc("2025-11-22T14:10:00Z"), "/b", "ua");
+        batch.push(&utc("2025-11-22T15:30:00Z"), "/c", "ua");
+        assert_eq!(batch.records(), 3);
+        let hours: Vec<String> = batch.chunks.iter().map(|c| c.hour.file_name()).collect();
+        assert_eq!(hours, ["2025-11-22/15.log.json", "2025-11-22/14.log.json"]);
+        let first = String::from_utf8(batch.chunks[0].lines.clone()).unwrap();
+        assert!(first.contains("\"/a\"") && first.find("\"/a\"") < first.find("\"/c\""));
+        assert_eq!(batch.chunks[0].records, 2);
+        assert_eq!(batch.bytes(), 3 * line("2025-11-22T15:00:00Z", "/a", "ua").len());
+    }
+}

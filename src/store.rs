@@ -1,0 +1,978 @@
+//! The durable hourly file store: `<logsDir>/YYYY-MM-DD/HH.log.json`.
+//!
+//! # How a batch becomes durable
+//!
+//! Callers ([`Store::append`]) hand over an [`EncodedBatch`] and wait. One dedicated writer thread
+//! owns every open hour file. It takes the first waiting request plus everything queued behind it
+//! (a *write group*), appends each file's chunks with one vectored write, fsyncs each touched file
+//! once (policy `always`), and only then answers every request of the group. While one group is
+//! being fsynced the next one queues up, so durability costs one fsync per file per group rather
+//! than per request (group commit).
+//!
+//! A group is all-or-nothing: if any write or fsync fails, every file the group touched is
+//! truncated back to its previous length and every request of the group gets the error. The
+//! caller never sees success for bytes that are not on disk, and a retry after a failure cannot
+//! duplicate lines.
+//!
+//! # Checkpoints
+//!
+//! A writer that consumes from elsewhere (the Kafka consumers) passes its next positions with a
+//! batch ([`Store::append_with_checkpoint`]). The store then keeps a small state file
+//! (`.checkpoint.json`) that is updated around the data write: first a *pending* record naming the
+//! length of every file the group will touch, then the data and its fsync, then the new positions.
+//! At start-up a pending record means a crash happened in between, and the files are truncated back
+//! to the recorded lengths, so lines and positions always agree: nothing is stored twice when the
+//! caller resumes from [`Store::checkpoint`].
+//!
+//! # Start-up repair and exclusivity
+//!
+//! [`Store::open`] takes an exclusive lock on `<logsDir>/.lock` (a second process gets
+//! [`StoreError::Locked`]), rolls back any pending checkpoint, and truncates an unterminated last
+//! line from every hour file (a crash mid-write; such a line was never acknowledged).
+//!
+//! # Bounded state
+//!
+//! Pending work is bounded in bytes (`storage.maxPendingBytes`; beyond it [`StoreError::Overloaded`]
+//! is returned at once). Files idle for `storage.idleFileTimeout` are synced and closed, and at most
+//! [`MAX_OPEN_FILES`] stay open.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, IoSlice, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+
+use crate::config::FsyncPolicy;
+use crate::metrics::Metrics;
+use crate::record::{EncodedBatch, Hour};
+
+/// At most this many hour files stay open; the least recently written is closed beyond it.
+pub const MAX_OPEN_FILES: usize = 64;
+/// A write group stops taking queued requests once it holds this many bytes.
+const MAX_GROUP_BYTES: usize = 32 << 20;
+/// Name of the lock file inside the logs directory.
+pub const LOCK_FILE: &str = ".lock";
+/// Name of the checkpoint state file inside the logs directory.
+pub const CHECKPOINT_FILE: &str = ".checkpoint.json";
+
+/// Positions of an external source (e.g. `"logs/0"` → next Kafka offset), stored with the data.
+pub type Checkpoint = BTreeMap<String, i64>;
+
+/// How the store is set up; built from `storage.*`.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub logs_dir: PathBuf,
+    pub fsync: FsyncPolicy,
+    pub fsync_interval: Duration,
+    pub max_pending_bytes: usize,
+    pub idle_file_timeout: Duration,
+}
+
+/// Why the store refused or failed a batch.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// Another process holds the logs directory.
+    #[error("logs directory {dir} is in use by another log-pipeline process ({holder}); stop it or use another --logs-dir")]
+    Locked { dir: PathBuf, holder: String },
+    /// Pending work is at its bound; the caller should retry later.
+    #[error("the store has too much pending work")]
+    Overloaded,
+    /// The store is shutting down or its writer stopped.
+    #[error("the store is closed")]
+    Closed,
+    /// Writing failed and everything the batch added was rolled back: nothing of it is stored.
+    #[error("storage write failed, nothing was stored: {0}")]
+    WriteFailed(String),
+    /// Writing failed and the rollback failed too: part of the batch may be on disk.
+    #[error("storage write failed and could not be rolled back: {0}")]
+    Inconsistent(String),
+    /// Opening the store failed.
+    #[error("cannot open the logs directory {dir}: {reason}")]
+    Open { dir: PathBuf, reason: String },
+}
+
+/// A handle to the store; cheap to clone, shared by the HTTP sink and consumers.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    logs_dir: PathBuf,
+    requests: Mutex<Option<mpsc::Sender<Request>>>,
+    pending: Arc<Semaphore>,
+    max_pending_bytes: usize,
+    healthy: Arc<AtomicBool>,
+    checkpoint: Arc<Mutex<Checkpoint>>,
+    done: Mutex<Option<oneshot::Receiver<()>>>,
+    metrics: Metrics,
+}
+
+struct Request {
+    batch: EncodedBatch,
+    checkpoint: Option<Checkpoint>,
+    reply: oneshot::Sender<Result<(), StoreError>>,
+    /// Released when the request is dropped, after the writer answered.
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Store {
+    /// Opens (creating if needed) the logs directory: locks it, repairs it, starts the writer.
+    pub fn open(options: StoreOptions, metrics: Metrics) -> Result<Store, StoreError> {
+        let (store, writer, requests) = Store::prepare(options, metrics)?;
+        store.start(writer, requests);
+        Ok(store)
+    }
+
+    fn prepare(options: StoreOptions, metrics: Metrics) -> Result<(Store, Writer, mpsc::Receiver<Request>), StoreError> {
+        let dir = options.logs_dir.clone();
+        let open_error = |reason: String| StoreError::Open {
+            dir: dir.clone(),
+            reason,
+        };
+        fs::create_dir_all(&dir).map_err(|e| open_error(e.to_string()))?;
+        let lock = lock_dir(&dir)?;
+        let checkpoint = recover_checkpoint(&dir).map_err(|e| open_error(format!("checkpoint recovery: {e}")))?;
+        repair_torn_lines(&dir).map_err(|e| open_error(format!("torn-line repair: {e}")))?;
+
+        let (sender, requests) = mpsc::channel();
+        let healthy = Arc::new(AtomicBool::new(true));
+        let checkpoint = Arc::new(Mutex::new(checkpoint));
+        let (done_tx, done_rx) = oneshot::channel();
+        let writer = Writer {
+            dir: dir.clone(),
+            options: options.clone(),
+            files: HashMap::new(),
+            healthy: healthy.clone(),
+            checkpoint: checkpoint.clone(),
+            metrics: metrics.clone(),
+            last_sync: Instant::now(),
+            _lock: lock,
+            done: Some(done_tx),
+        };
+        let max_pending_bytes = options.max_pending_bytes.clamp(1, Semaphore::MAX_PERMITS);
+        let store = Store {
+            inner: Arc::new(Inner {
+                logs_dir: dir,
+                requests: Mutex::new(Some(sender)),
+                pending: Arc::new(Semaphore::new(max_pending_bytes)),
+                max_pending_bytes,
+                healthy,
+                checkpoint,
+                done: Mutex::new(Some(done_rx)),
+                metrics,
+            }),
+        };
+        Ok((store, writer, requests))
+    }
+
+    fn start(&self, writer: Writer, requests: mpsc::Receiver<Request>) {
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer.run(requests))
+            .expect("spawning the store writer thread");
+    }
+
+    /// The logs directory.
+    pub fn logs_dir(&self) -> &Path {
+        &self.inner.logs_dir
+    }
+
+    /// Appends a batch and returns once it is stored (and fsynced, with `fsync: always`).
+    pub async fn append(&self, batch: EncodedBatch) -> Result<(), StoreError> {
+        self.submit(batch, None).await
+    }
+
+    /// Appends a batch and makes `checkpoint` durable together with it: after a crash, either
+    /// both the lines and the positions are there, or neither is.
+    pub async fn append_with_checkpoint(&self, batch: EncodedBatch, checkpoint: Checkpoint) -> Result<(), StoreError> {
+        self.submit(batch, Some(checkpoint)).await
+    }
+
+    async fn submit(&self, batch: EncodedBatch, checkpoint: Option<Checkpoint>) -> Result<(), StoreError> {
+        let cost = batch.bytes().clamp(1, self.inner.max_pending_bytes);
+        let permit = self
+            .inner
+            .pending
+            .clone()
+            .try_acquire_many_owned(cost as u32)
+            .map_err(|_| StoreError::Overloaded)?;
+        let (reply, answer) = oneshot::channel();
+        {
+            let requests = self.inner.requests.lock().expect("store sender lock");
+            let sender = requests.as_ref().ok_or(StoreError::Closed)?;
+            self.inner.metrics.queue_depth.inc();
+            let request = Request {
+                batch,
+                checkpoint,
+                reply,
+                _permit: permit,
+            };
+            if sender.send(request).is_err() {
+                self.inner.metrics.queue_depth.dec();
+                return Err(StoreError::Closed);
+            }
+        }
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// The positions stored with the last committed checkpointed batch (or recovered at open).
+    pub fn checkpoint(&self) -> Checkpoint {
+        self.inner.checkpoint.lock().expect("checkpoint lock").clone()
+    }
+
+    /// Whether the store can take writes: open, and no rollback has failed.
+    pub fn is_ready(&self) -> bool {
+        self.inner.healthy.load(Ordering::Relaxed)
+            && self.inner.requests.lock().expect("store sender lock").is_some()
+    }
+
+    /// Stops taking batches, lets the writer finish what is queued, syncs and closes every file
+    /// and releases the directory lock. Idempotent.
+    pub async fn shutdown(&self) {
+        self.inner.requests.lock().expect("store sender lock").take();
+        let done = self.inner.done.lock().expect("store done lock").take();
+        if let Some(done) = done {
+            let _ = done.await;
+        }
+    }
+}
+
+/// Takes the exclusive lock on the logs directory and records our PID in the lock file.
+fn lock_dir(dir: &Path) -> Result<File, StoreError> {
+    let path = dir.join(LOCK_FILE);
+    let open_error = |e: io::Error| StoreError::Open {
+        dir: dir.to_owned(),
+        reason: format!("{}: {e}", path.display()),
+    };
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(open_error)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = match holder.trim() {
+                "" => format!("lock file {}", path.display()),
+                pid => format!("pid {pid}, lock file {}", path.display()),
+            };
+            return Err(StoreError::Locked {
+                dir: dir.to_owned(),
+                holder,
+            });
+        }
+        Err(fs::TryLockError::Error(e)) => return Err(open_error(e)),
+    }
+    file.set_len(0).map_err(open_error)?;
+    file.write_all(format!("{}\n", std::process::id()).as_bytes())
+        .map_err(open_error)?;
+    Ok(file)
+}
+
+/// The checkpoint state file's contents.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct CheckpointState {
+    positions: Checkpoint,
+    /// Present while a checkpointed group is being written: each touched file's length before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pending: Option<BTreeMap<String, u64>>,
+}
+
+fn read_checkpoint_state(dir: &Path) -> io::Result<CheckpointState> {
+    match fs::read(dir.join(CHECKPOINT_FILE)) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(CheckpointState::default()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes the state file atomically: temp file, fsync, rename, fsync of the directory.
+fn write_checkpoint_state(dir: &Path, state: &CheckpointState) -> io::Result<()> {
+    let temp = dir.join(format!("{CHECKPOINT_FILE}.tmp"));
+    let mut file = File::create(&temp)?;
+    file.write_all(&serde_json::to_vec(state).map_err(io::Error::other)?)?;
+    file.sync_all()?;
+    fs::rename(&temp, dir.join(CHECKPOINT_FILE))?;
+    sync_dir(dir)
+}
+
+/// Rolls back a checkpointed group interrupted by a crash and returns the committed positions.
+fn recover_checkpoint(dir: &Path) -> io::Result<Checkpoint> {
+    let mut state = read_checkpoint_state(dir)?;
+    if let Some(pending) = state.pending.take() {
+        for (name, length) in &pending {
+            let path = dir.join(name);
+            match OpenOptions::new().write(true).open(&path) {
+                Ok(file) => {
+                    if file.metadata()?.len() > *length {
+                        tracing::warn!(file = %path.display(), length, "rolling back lines written after the last checkpoint");
+                        file.set_len(*length)?;
+                        file.sync_all()?;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        write_checkpoint_state(dir, &state)?;
+    }
+    Ok(state.positions)
+}
+
+/// Every hour file under `dir`, as (hour, path).
+pub fn hour_files(dir: &Path) -> io::Result<Vec<(Hour, PathBuf)>> {
+    let mut found = Vec::new();
+    for day in fs::read_dir(dir)? {
+        let day = day?;
+        if !day.file_type()?.is_dir() {
+            continue;
+        }
+        let day_name = day.file_name().to_string_lossy().into_owned();
+        for file in fs::read_dir(day.path())? {
+            let file = file?;
+            let name = format!("{day_name}/{}", file.file_name().to_string_lossy());
+            if let Some(hour) = Hour::from_file_name(&name)
+                && file.file_type()?.is_file()
+            {
+                found.push((hour, file.path()));
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Truncates an unterminated last line from every hour file (left by a crash mid-write).
+fn repair_torn_lines(dir: &Path) -> io::Result<()> {
+    for (_, path) in hour_files(dir)? {
+        let mut file = OpenOptions::new().read(true).write(true).open(&path)?;
+        let length = file.metadata()?.len();
+        let keep = complete_prefix(&mut file, length)?;
+        if keep < length {
+            tracing::warn!(
+                file = %path.display(),
+                removed_bytes = length - keep,
+                "truncating an unterminated last line left by an interrupted write"
+            );
+            file.set_len(keep)?;
+            file.sync_all()?;
+        }
+    }
+    Ok(())
+}
+
+/// The length of the longest prefix of the file that ends with a newline (0 if none).
+fn complete_prefix(file: &mut File, length: u64) -> io::Result<u64> {
+    let mut end = length;
+    let mut buf = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let window = &mut buf[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(window)?;
+        if let Some(newline) = window.iter().rposition(|&b| b == b'\n') {
+            return Ok(start + newline as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// An open hour file owned by the writer.
+struct HourFile {
+    file: File,
+    /// Length of the file as far as the writer knows (all writes go through it).
+    length: u64,
+    last_write: Instant,
+    /// Written since its last fsync.
+    dirty: bool,
+    /// Parent directories to fsync with the file's first sync (it, or its day, was just created).
+    new_dirs: Vec<PathBuf>,
+}
+
+/// The writer thread's state: every open hour file and the policy.
+struct Writer {
+    dir: PathBuf,
+    options: StoreOptions,
+    files: HashMap<Hour, HourFile>,
+    healthy: Arc<AtomicBool>,
+    checkpoint: Arc<Mutex<Checkpoint>>,
+    metrics: Metrics,
+    last_sync: Instant,
+    /// Held for the writer's lifetime; dropping it releases the directory lock.
+    _lock: File,
+    done: Option<oneshot::Sender<()>>,
+}
+
+/// What a group wrote to one file, for rollback.
+struct Touched {
+    hour: Hour,
+    previous_length: u64,
+}
+
+impl Writer {
+    fn run(mut self, requests: mpsc::Receiver<Request>) {
+        loop {
+            match requests.recv_timeout(self.next_maintenance()) {
+                Ok(first) => {
+                    let group = Self::take_group(first, &requests);
+                    self.commit(group);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            self.maintain();
+        }
+        self.close_all();
+        if let Some(done) = self.done.take() {
+            let _ = done.send(());
+        }
+    }
+
+    /// The first request plus whatever is already queued behind it, up to [`MAX_GROUP_BYTES`].
+    fn take_group(first: Request, requests: &mpsc::Receiver<Request>) -> Vec<Request> {
+        let mut bytes = first.batch.bytes();
+        let mut group = vec![first];
+        while bytes < MAX_GROUP_BYTES {
+            match requests.try_recv() {
+                Ok(request) => {
+                    bytes += request.batch.bytes();
+                    group.push(request);
+                }
+                Err(_) => break,
+            }
+        }
+        group
+    }
+
+    fn next_maintenance(&self) -> Duration {
+        match self.options.fsync {
+            FsyncPolicy::Interval => self.options.fsync_interval.min(self.options.idle_file_timeout),
+            _ => self.options.idle_file_timeout,
+        }
+        .max(Duration::from_millis(10))
+    }
+
+    fn commit(&mut self, group: Vec<Request>) {
+        self.metrics.queue_depth.sub(group.len() as i64);
+        let records: usize = group.iter().map(|r| r.batch.records()).sum();
+        let result = self.write_group(&group);
+        match &result {
+            Ok(()) => {
+                self.metrics.logs_ingested.inc_by(records as u64);
+                self.metrics.store_commits.inc();
+                self.metrics.store_group_batches.observe(group.len() as f64);
+            }
+            Err(err) => {
+                self.metrics.ingest_errors.inc_by(group.len() as u64);
+                tracing::error!(error = %err, batches = group.len(), records, "write group failed");
+            }
+        }
+        for request in group {
+            let _ = request.reply.send(result.clone());
+        }
+    }
+
+    fn write_group(&mut self, group: &[Request]) -> Result<(), StoreError> {
+        // Each file's chunks in arrival order: one batch's lines stay contiguous.
+        let mut plan: Vec<(Hour, Vec<IoSlice<'_>>)> = Vec::new();
+        for request in group {
+            for chunk in &request.batch.chunks {
+                match plan.iter_mut().find(|(hour, _)| *hour == chunk.hour) {
+                    Some((_, slices)) => slices.push(IoSlice::new(&chunk.lines)),
+                    None => plan.push((chunk.hour, vec![IoSlice::new(&chunk.lines)])),
+                }
+            }
+        }
+        let positions = group.iter().filter_map(|r| r.checkpoint.as_ref()).fold(None, |merged, update| {
+            let mut merged: Checkpoint = merged.unwrap_or_else(|| self.checkpoint.lock().expect("checkpoint lock").clone());
+            merged.extend(update.iter().map(|(k, v)| (k.clone(), *v)));
+            Some(merged)
+        });
+
+        let mut touched = Vec::with_capacity(plan.len());
+        let outcome = self.write_plan(&mut plan, positions.as_ref(), &mut touched);
+        match outcome {
+            Ok(()) => {
+                if let Some(positions) = positions {
+                    *self.checkpoint.lock().expect("checkpoint lock") = positions;
+                }
+                Ok(())
+            }
+            Err(err) => Err(self.roll_back(&touched, err)),
+        }
+    }
+
+    fn write_plan(
+        &mut self,
+        plan: &mut [(Hour, Vec<IoSlice<'_>>)],
+        positions: Option<&Checkpoint>,
+        touched: &mut Vec<Touched>,
+    ) -> io::Result<()> {
+        if positions.is_some() {
+            let mut lengths = BTreeMap::new();
+            for (hour, _) in plan.iter() {
+                lengths.insert(hour.file_name(), self.file(*hour)?.length);
+            }
+            let state = CheckpointState {
+                positions: self.checkpoint.lock().expect("checkpoint lock").clone(),
+                pending: Some(lengths),
+            };
+            write_checkpoint_state(&self.dir, &state)?;
+        }
+        for (hour, slices) in plan.iter_mut() {
+            let file = self.file(*hour)?;
+            touched.push(Touched {
+                hour: *hour,
+                previous_length: file.length,
+            });
+            file.dirty = true;
+            file.last_write = Instant::now();
+            let written = write_all_vectored(&mut file.file, slices);
+            // Count what reached the file even on error, so rollback knows what to undo.
+            file.length += written.as_ref().map_or_else(|(n, _)| *n, |n| *n) as u64;
+            written.map_err(|(_, e)| e)?;
+        }
+        if self.options.fsync == FsyncPolicy::Always || positions.is_some() {
+            for t in touched.iter() {
+                self.sync(t.hour)?;
+            }
+        }
+        if let Some(positions) = positions {
+            let state = CheckpointState {
+                positions: positions.clone(),
+                pending: None,
+            };
+            write_checkpoint_state(&self.dir, &state)?;
+        }
+        Ok(())
+    }
+
+    /// Truncates every touched file back to its length before the group. Returns the error to
+    /// report: [`StoreError::WriteFailed`] if the rollback worked, else
+    /// [`StoreError::Inconsistent`] (and the store stops being ready).
+    fn roll_back(&mut self, touched: &[Touched], cause: io::Error) -> StoreError {
+        let mut failures = Vec::new();
+        for t in touched {
+            let Some(file) = self.files.get_mut(&t.hour) else { continue };
+            let undone = file.file.set_len(t.previous_length).and_then(|()| file.file.sync_data());
+            match undone {
+                Ok(()) => {
+                    file.length = t.previous_length;
+                    file.dirty = false;
+                }
+                Err(e) => {
+                    tracing::error!(file = %t.hour.file_name(), error = %e, "rollback failed; unacknowledged lines may remain");
+                    failures.push(e.to_string());
+                    // Reopen on next use so the length is read from disk again.
+                    self.files.remove(&t.hour);
+                }
+            }
+        }
+        if failures.is_empty() {
+            StoreError::WriteFailed(cause.to_string())
+        } else {
+            self.healthy.store(false, Ordering::Relaxed);
+            StoreError::Inconsistent(format!("{cause}; rollback: {}", failures.join("; ")))
+        }
+    }
+
+    /// The open hour file for `hour`, opening or creating it (and its day directory) if needed.
+    fn file(&mut self, hour: Hour) -> io::Result<&mut HourFile> {
+        if !self.files.contains_key(&hour) {
+            if self.files.len() >= MAX_OPEN_FILES {
+                self.close_least_recent();
+            }
+            let opened = self.open_file(hour)?;
+            self.files.insert(hour, opened);
+        }
+        Ok(self.files.get_mut(&hour).expect("inserted above"))
+    }
+
+    fn open_file(&self, hour: Hour) -> io::Result<HourFile> {
+        let path = self.dir.join(hour.file_name());
+        let mut new_dirs = Vec::new();
+        let file = match OpenOptions::new().append(true).open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let day = self.dir.join(hour.date_dir());
+                match fs::create_dir(&day) {
+                    Ok(()) => new_dirs.push(self.dir.clone()),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(e),
+                }
+                new_dirs.push(day);
+                OpenOptions::new().append(true).create(true).open(&path)?
+            }
+            Err(e) => return Err(e),
+        };
+        let length = file.metadata()?.len();
+        Ok(HourFile {
+            file,
+            length,
+            last_write: Instant::now(),
+            dirty: false,
+            new_dirs,
+        })
+    }
+
+    /// fsyncs a file's data (and, the first time, the directories that were created for it).
+    fn sync(&mut self, hour: Hour) -> io::Result<()> {
+        let Some(file) = self.files.get_mut(&hour) else { return Ok(()) };
+        if file.dirty {
+            file.file.sync_data()?;
+            file.dirty = false;
+        }
+        for dir in file.new_dirs.drain(..).rev() {
+            sync_dir(&dir)?;
+        }
+        Ok(())
+    }
+
+    fn sync_all_dirty(&mut self) {
+        let hours: Vec<Hour> = self.files.keys().copied().collect();
+        for hour in hours {
+            if let Err(e) = self.sync(hour) {
+                tracing::error!(file = %hour.file_name(), error = %e, "fsync failed");
+            }
+        }
+        self.last_sync = Instant::now();
+    }
+
+    /// Periodic work between groups: the interval fsync and closing idle files.
+    fn maintain(&mut self) {
+        if self.options.fsync == FsyncPolicy::Interval && self.last_sync.elapsed() >= self.options.fsync_interval {
+            self.sync_all_dirty();
+        }
+        let idle: Vec<Hour> = self
+            .files
+            .iter()
+            .filter(|(_, f)| f.last_write.elapsed() >= self.options.idle_file_timeout)
+            .map(|(hour, _)| *hour)
+            .collect();
+        for hour in idle {
+            self.close(hour);
+        }
+    }
+
+    fn close_least_recent(&mut self) {
+        if let Some(hour) = self.files.iter().min_by_key(|(_, f)| f.last_write).map(|(h, _)| *h) {
+            self.close(hour);
+        }
+    }
+
+    fn close(&mut self, hour: Hour) {
+        if let Err(e) = self.sync(hour) {
+            tracing::error!(file = %hour.file_name(), error = %e, "fsync before close failed");
+        }
+        self.files.remove(&hour);
+    }
+
+    fn close_all(&mut self) {
+        self.sync_all_dirty();
+        self.files.clear();
+    }
+}
+
+/// Writes every slice in order. On failure returns how many bytes did reach the file.
+fn write_all_vectored(file: &mut File, slices: &mut [IoSlice<'_>]) -> Result<usize, (usize, io::Error)> {
+    let mut remaining = slices;
+    let mut written = 0;
+    while !remaining.is_empty() {
+        match file.write_vectored(remaining) {
+            Ok(0) => return Err((written, io::ErrorKind::WriteZero.into())),
+            Ok(n) => {
+                written += n;
+                IoSlice::advance_slices(&mut remaining, n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err((written, e)),
+        }
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, Utc};
+
+    fn options(dir: &Path) -> StoreOptions {
+        StoreOptions {
+            logs_dir: dir.to_owned(),
+            fsync: FsyncPolicy::Always,
+            fsync_interval: Duration::from_secs(1),
+            max_pending_bytes: 1 << 20,
+            idle_file_timeout: Duration::from_secs(60),
+        }
+    }
+
+    fn batch(records: &[(&str, &str)]) -> EncodedBatch {
+        let mut batch = EncodedBatch::default();
+        for (ts, path) in records {
+            let ts: DateTime<Utc> = DateTime::parse_from_rfc3339(ts).unwrap().into();
+            batch.push(&ts, path, "test-agent");
+        }
+        batch
+    }
+
+    fn read(dir: &Path, name: &str) -> String {
+        fs::read_to_string(dir.join(name)).unwrap_or_default()
+    }
+
+    fn paths(text: &str) -> Vec<String> {
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["path"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn batches_land_in_their_event_hour_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(options(dir.path()), Metrics::new()).unwrap();
+        store
+            .append(batch(&[
+                ("2025-11-22T14:10:00Z", "/a"),
+                ("2025-11-22T15:00:00Z", "/b"),
+                ("2025-11-22T14:20:00+00:00", "/c"),
+            ]))
+            .await
+            .unwrap();
+        store.append(batch(&[("2025-11-22T14:30:00Z", "/d")])).await.unwrap();
+        store.shutdown().await;
+        assert_eq!(paths(&read(dir.path(), "2025-11-22/14.log.json")), ["/a", "/c", "/d"]);
+        assert_eq!(paths(&read(dir.path(), "2025-11-22/15.log.json")), ["/b"]);
+    }
+
+    #[tokio::test]
+    async fn queued_batches_are_committed_as_one_group_and_stay_contiguous() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Metrics::new();
+        let (store, writer, requests) = Store::prepare(options(dir.path()), metrics.clone()).unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let store = store.clone();
+            let paths: Vec<String> = (0..5).map(|j| format!("/b{i}/r{j}")).collect();
+            tasks.push(tokio::spawn(async move {
+                let records: Vec<(&str, &str)> = paths.iter().map(|p| ("2025-11-22T14:00:00Z", p.as_str())).collect();
+                store.append(batch(&records)).await
+            }));
+        }
+        // The writer is not running yet: wait until all 20 requests are queued, then start it.
+        while metrics.queue_depth.get() < 20 {
+            tokio::task::yield_now().await;
+        }
+        store.start(writer, requests);
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        assert_eq!(metrics.store_commits.get(), 1, "20 queued batches must share one write and fsync");
+        assert_eq!(metrics.logs_ingested.get(), 100);
+        assert_eq!(metrics.queue_depth.get(), 0);
+        let stored = paths(&read(dir.path(), "2025-11-22/14.log.json"));
+        assert_eq!(stored.len(), 100);
+        for chunk in stored.chunks(5) {
+            let prefix = chunk[0].split("/r").next().unwrap();
+            assert!(chunk.iter().all(|p| p.starts_with(&format!("{prefix}/r"))), "batch split: {chunk:?}");
+        }
+        store.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn failed_group_is_rolled_back_in_every_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Metrics::new();
+        let store = Store::open(options(dir.path()), metrics.clone()).unwrap();
+        store.append(batch(&[("2025-11-22T14:00:00Z", "/before")])).await.unwrap();
+        // Hour 15 cannot be opened: a directory stands where its file would be.
+        fs::create_dir_all(dir.path().join("2025-11-22/15.log.json")).unwrap();
+        let err = store
+            .append(batch(&[("2025-11-22T14:05:00Z", "/x"), ("2025-11-22T15:05:00Z", "/y")]))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::WriteFailed(_)), "{err:?}");
+        assert_eq!(paths(&read(dir.path(), "2025-11-22/14.log.json")), ["/before"]);
+        assert_eq!(metrics.ingest_errors.get(), 1);
+        assert_eq!(metrics.logs_ingested.get(), 1);
+        assert!(store.is_ready());
+        // The store keeps working for other hours, appending right after the rolled-back point.
+        store.append(batch(&[("2025-11-22T14:06:00Z", "/after")])).await.unwrap();
+        assert_eq!(paths(&read(dir.path(), "2025-11-22/14.log.json")), ["/before", "/after"]);
+        store.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn torn_last_line_is_truncated_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let complete = String::from_utf8(batch(&[("2025-11-22T14:00:00Z", "/ok")]).chunks[0].lines.clone()).unwrap();
+        fs::create_dir_all(dir.path().join("2025-11-22")).unwrap();
+        fs::write(dir.path().join("2025-11-22/14.log.json"), format!("{complete}{{\"timestamp\":\"2025-11")).unwrap();
+        fs::write(dir.path().join("2025-11-22/15.log.json"), "no newline at all").unwrap();
+        fs::write(dir.path().join("2025-11-22/16.log.json"), &complete).unwrap();
+        let store = Store::open(options(dir.path()), Metrics::new()).unwrap();
+        assert_eq!(read(dir.path(), "2025-11-22/14.log.json"), complete);
+        assert_eq!(read(dir.path(), "2025-11-22/15.log.json"), "");
+        assert_eq!(read(dir.path(), "2025-11-22/16.log.json"), complete);
+        store.append(batch(&[("2025-11-22T14:00:00Z", "/next")])).await.unwrap();
+        assert_eq!(paths(&read(dir.path(), "2025-11-22/14.log.json")), ["/ok", "/next"]);
+        store.shutdown().await;
+    }
+
+    #[test]
+    fn complete_prefix_scans_back_across_windows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let mut content = b"first\n".to_vec();
+        content.extend(std::iter::repeat_n(b'x', 200 * 1024));
+        fs::write(&path, &content).unwrap();
+        let mut file = File::open(&path).unwrap();
+        assert_eq!(complete_prefix(&mut file, content.len() as u64).unwrap(), 6);
+    }
+
+    #[tokio::test]
+    async fn second_open_of_the_same_directory_is_refused_until_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(options(dir.path()), Metrics::new()).unwrap();
+        let Err(err) = Store::open(options(dir.path()), Metrics::new()) else {
+            panic!("second open succeeded")
+        };
+        let message = err.to_string();
+        assert!(matches!(err, StoreError::Locked { .. }));
+        assert!(message.contains(&format!("pid {}", std::process::id())), "{message}");
+        store.shutdown().await;
+        let again = Store::open(options(dir.path()), Metrics::new()).unwrap();
+        again.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn pending_work_is_bounded_in_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Metrics::new();
+        let mut opts = options(dir.path());
+        let one = batch(&[("2025-11-22T14:00:00Z", "/a")]);
+        opts.max_pending_bytes = one.bytes() * 2;
+        let (store, writer, requests) = Store::prepare(opts, metrics.clone()).unwrap();
+        let first = tokio::spawn({
+            let (store, one) = (store.clone(), one.clone());
+            async move { store.append(one).await }
+        });
+        let second = tokio::spawn({
+            let (store, one) = (store.clone(), one.clone());
+            async move { store.append(one).await }
+        });
+        while metrics.queue_depth.get() < 2 {
+            tokio::task::yield_now().await;
+        }
+        assert!(matches!(store.append(one.clone()).await, Err(StoreError::Overloaded)));
+        store.start(writer, requests);
+        first.await.unwrap().unwrap();
+        second.await.unwrap().unwrap();
+        store.append(one).await.unwrap();
+        store.shutdown().await;
+        assert_eq!(paths(&read(dir.path(), "2025-11-22/14.log.json")).len(), 3);
+    }
+
+    #[tokio::test]
+    async fn checkpoint_is_stored_with_the_data_and_recovered() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(options(dir.path()), Metrics::new()).unwrap();
+        assert!(store.checkpoint().is_empty());
+        let positions = Checkpoint::from([("logs/0".to_owned(), 10), ("logs/1".to_owned(), 4)]);
+        store
+            .append_with_checkpoint(batch(&[("2025-11-22T14:00:00Z", "/a")]), positions)
+            .await
+            .unwrap();
+        store
+            .append_with_checkpoint(
+                batch(&[("2025-11-22T14:00:00Z", "/b")]),
+                Checkpoint::from([("logs/0".to_owned(), 11)]),
+            )
+            .await
+            .unwrap();
+        store.shutdown().await;
+        let reopened = Store::open(options(dir.path()), Metrics::new()).unwrap();
+        assert_eq!(
+            reopened.checkpoint(),
+            Checkpoint::from([("logs/0".to_owned(), 11), ("logs/1".to_owned(), 4)])
+        );
+        reopened.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn crash_between_data_and_checkpoint_rolls_the_data_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(options(dir.path()), Metrics::new()).unwrap();
+        store
+            .append_with_checkpoint(
+                batch(&[("2025-11-22T14:00:00Z", "/kept")]),
+                Checkpoint::from([("logs/0".to_owned(), 1)]),
+            )
+            .await
+            .unwrap();
+        store.shutdown().await;
+        let hour14 = read(dir.path(), "2025-11-22/14.log.json");
+        // Simulate a crash after the data of the next group was written but before its
+        // checkpoint: the pending record names the lengths before the group.
+        let state = CheckpointState {
+            positions: Checkpoint::from([("logs/0".to_owned(), 1)]),
+            pending: Some(BTreeMap::from([
+                ("2025-11-22/14.log.json".to_owned(), hour14.len() as u64),
+                ("2025-11-22/15.log.json".to_owned(), 0),
+            ])),
+        };
+        write_checkpoint_state(dir.path(), &state).unwrap();
+        let unacknowledged = batch(&[("2025-11-22T14:00:00Z", "/dup"), ("2025-11-22T15:00:00Z", "/dup")]);
+        for chunk in &unacknowledged.chunks {
+            let mut file = OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(dir.path().join(chunk.hour.file_name()))
+                .unwrap();
+            file.write_all(&chunk.lines).unwrap();
+        }
+        let reopened = Store::open(options(dir.path()), Metrics::new()).unwrap();
+        assert_eq!(reopened.checkpoint(), Checkpoint::from([("logs/0".to_owned(), 1)]));
+        assert_eq!(paths(&read(dir.path(), "2025-11-22/14.log.json")), ["/kept"]);
+        assert_eq!(read(dir.path(), "2025-11-22/15.log.json"), "");
+        reopened.shutdown().await;
+        assert!(read_checkpoint_state(dir.path()).unwrap().pending.is_none());
+    }
+
+    #[tokio::test]
+    async fn interval_and_never_policies_store_the_same_lines() {
+        for policy in [FsyncPolicy::Interval, FsyncPolicy::Never] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut opts = options(dir.path());
+            opts.fsync = policy;
+            opts.fsync_interval = Duration::from_millis(10);
+            let store = Store::open(opts, Metrics::new()).unwrap();
+            store.append(batch(&[("2025-11-22T14:00:00Z", "/a")])).await.unwrap();
+            store.shutdown().await;
+            assert_eq!(paths(&read(dir.path(), "2025-11-22/14.log.json")), ["/a"], "{policy:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn appends_after_shutdown_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(options(dir.path()), Metrics::new()).unwrap();
+        store.shutdown().await;
+        assert!(!store.is_ready());
+        let err = store.append(batch(&[("2025-11-22T14:00:00Z", "/a")])).await.unwrap_err();
+        assert!(matches!(err, StoreError::Closed));
+    }
+}
