@@ -97,7 +97,9 @@ impl Application {
 
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// The service's metrics.
@@ -147,7 +149,10 @@ impl Application {
         tracing::info!("shutdown: no longer accepting connections, draining in-flight requests");
         self.shutting_down.store(true, Ordering::Relaxed);
         drop(self.listener);
-        if tokio::time::timeout(self.shutdown_timeout, graceful.shutdown()).await.is_err() {
+        if tokio::time::timeout(self.shutdown_timeout, graceful.shutdown())
+            .await
+            .is_err()
+        {
             tracing::warn!(timeout = ?self.shutdown_timeout, "shutdown: in-flight requests did not finish in time");
         }
         self.sink.shutdown().await;

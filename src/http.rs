@@ -74,20 +74,37 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .fallback(not_found)
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, request_timeout))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            request_timeout,
+        ))
         .layer(middleware::map_response(json_error_bodies))
-        .layer(middleware::from_fn_with_state(state.clone(), record_metrics))
-        .layer(CatchPanicLayer::custom(|_| ApiError::Internal.into_response()))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            record_metrics,
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal.into_response()
+        }))
         .with_state(state)
 }
 
 /// `POST /logs`: decode, validate, store, then answer 202.
-async fn post_logs(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+async fn post_logs(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
     let format = Format::from_content_type(content_type)?;
-    let bytes = tokio::time::timeout(state.read_body_timeout, read_body(body, state.max_body_bytes))
-        .await
-        .map_err(|_| ApiError::BodyTimeout(state.read_body_timeout))??;
+    let bytes = tokio::time::timeout(
+        state.read_body_timeout,
+        read_body(body, state.max_body_bytes),
+    )
+    .await
+    .map_err(|_| ApiError::BodyTimeout(state.read_body_timeout))??;
     let limits = state.limits;
     let batch = if bytes.len() <= INLINE_DECODE_BYTES {
         ingest::decode(format, &bytes, &limits)?
@@ -105,14 +122,20 @@ async fn post_logs(State(state): State<AppState>, headers: HeaderMap, body: Body
         .map_err(|_| ApiError::Internal)??;
     state.metrics.batches_received.inc();
     state.metrics.batch_records.observe(records as f64);
-    Ok((StatusCode::ACCEPTED, axum::Json(json!({ "accepted": records }))).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({ "accepted": records })),
+    )
+        .into_response())
 }
 
 /// Reads the (already decompressed) body, refusing more than `limit` bytes.
 async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::BodyTooLarge { limit }),
+        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::BodyTooLarge { limit })
+        }
         Err(err) => Err(ApiError::UnreadableBody(err.to_string())),
     }
 }
@@ -123,19 +146,29 @@ async fn health() -> &'static str {
 
 async fn ready(State(state): State<AppState>) -> Response {
     if state.shutting_down.load(Ordering::Relaxed) {
-        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "shutting_down"}))).into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "shutting_down"})),
+        )
+            .into_response();
     }
     if state.sink.is_ready() {
         (StatusCode::OK, axum::Json(json!({"status": "ready"}))).into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"status": "not_ready", "reason": "storage cannot take writes"})))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"status": "not_ready", "reason": "storage cannot take writes"})),
+        )
             .into_response()
     }
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
         state.metrics.render(),
     )
         .into_response()
@@ -164,7 +197,9 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
     let matched = state
         .tokens
         .iter()
-        .fold(subtle::Choice::from(0), |any, token| any | token.as_bytes().ct_eq(presented));
+        .fold(subtle::Choice::from(0), |any, token| {
+            any | token.as_bytes().ct_eq(presented)
+        });
     if bool::from(matched) {
         next.run(request).await
     } else {
@@ -185,7 +220,9 @@ async fn record_metrics(State(state): State<AppState>, request: Request, next: N
     if route == "/logs"
         && matches!(
             status,
-            StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE
+            StatusCode::BAD_REQUEST
+                | StatusCode::PAYLOAD_TOO_LARGE
+                | StatusCode::UNSUPPORTED_MEDIA_TYPE
         )
     {
         state.metrics.invalid_requests.inc();
@@ -201,7 +238,9 @@ async fn record_metrics(State(state): State<AppState>, request: Request, next: N
 /// Gives bodiless error responses from layers (405, 415, timeouts) the JSON error shape.
 async fn json_error_bodies(response: Response) -> Response {
     let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) || response.headers().contains_key(header::CONTENT_TYPE) {
+    if !(status.is_client_error() || status.is_server_error())
+        || response.headers().contains_key(header::CONTENT_TYPE)
+    {
         return response;
     }
     let (mut parts, _) = response.into_parts();
@@ -331,7 +370,10 @@ impl IntoResponse for ApiError {
             }
             ApiError::UnsupportedEncoding => {
                 body.error = "unsupported_content_encoding";
-                body.message = format!("unsupported Content-Encoding; supported: {}", SUPPORTED_ENCODINGS.join(", "));
+                body.message = format!(
+                    "unsupported Content-Encoding; supported: {}",
+                    SUPPORTED_ENCODINGS.join(", ")
+                );
                 body.supported = Some(SUPPORTED_ENCODINGS);
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
@@ -350,13 +392,15 @@ impl IntoResponse for ApiError {
             }
             ApiError::Sink(SinkError::Overloaded) => {
                 body.error = "overloaded";
-                body.message = "too much pending work; nothing from this batch was stored, retry later".into();
+                body.message =
+                    "too much pending work; nothing from this batch was stored, retry later".into();
                 headers.insert(header::RETRY_AFTER, retry_after);
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::Sink(SinkError::Closed) => {
                 body.error = "shutting_down";
-                body.message = "the service is shutting down; nothing from this batch was stored".into();
+                body.message =
+                    "the service is shutting down; nothing from this batch was stored".into();
                 headers.insert(header::RETRY_AFTER, retry_after);
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -203,7 +203,12 @@ impl<'l> Validator<'l> {
     fn timestamp(&mut self, at: Position, value: Field<'_>) -> Option<DateTime<Utc>> {
         let text = self.present(at, "timestamp", value)?;
         if text.len() > 64 {
-            self.reject(at, None, "timestamp", format!("is {} bytes long, not an RFC 3339 timestamp", text.len()));
+            self.reject(
+                at,
+                None,
+                "timestamp",
+                format!("is {} bytes long, not an RFC 3339 timestamp", text.len()),
+            );
             return None;
         }
         let ts = match DateTime::parse_from_rfc3339(&text) {
@@ -219,18 +224,33 @@ impl<'l> Validator<'l> {
             }
         };
         if !(0..=9999).contains(&ts.year()) {
-            self.reject(at, None, "timestamp", format!("{text:?} is outside years 0000-9999 in UTC"));
+            self.reject(
+                at,
+                None,
+                "timestamp",
+                format!("{text:?} is outside years 0000-9999 in UTC"),
+            );
             return None;
         }
         if ts.nanosecond() >= 1_000_000_000 {
-            self.reject(at, None, "timestamp", format!("{text:?} is a leap second, which is not supported"));
+            self.reject(
+                at,
+                None,
+                "timestamp",
+                format!("{text:?} is a leap second, which is not supported"),
+            );
             return None;
         }
         Some(ts)
     }
 
     /// Validates a text field: present, a string, non-empty after trimming, within the size limit.
-    fn text<'v>(&mut self, at: Position, name: &'static str, value: Field<'v>) -> Option<Cow<'v, str>> {
+    fn text<'v>(
+        &mut self,
+        at: Position,
+        name: &'static str,
+        value: Field<'v>,
+    ) -> Option<Cow<'v, str>> {
         let text = self.present(at, name, value)?;
         let trimmed = match text {
             Cow::Borrowed(text) => Cow::Borrowed(text.trim()),
@@ -257,7 +277,12 @@ impl<'l> Validator<'l> {
         Some(trimmed)
     }
 
-    fn present<'v>(&mut self, at: Position, name: &'static str, value: Field<'v>) -> Option<Cow<'v, str>> {
+    fn present<'v>(
+        &mut self,
+        at: Position,
+        name: &'static str,
+        value: Field<'v>,
+    ) -> Option<Cow<'v, str>> {
         match value {
             Field::Text(text) if !text.is_empty() => Some(text),
             Field::Text(_) | Field::Missing => {
@@ -302,7 +327,13 @@ mod tests {
         batch
             .chunks
             .iter()
-            .flat_map(|c| String::from_utf8(c.lines.clone()).unwrap().lines().map(str::to_owned).collect::<Vec<_>>())
+            .flat_map(|c| {
+                String::from_utf8(c.lines.clone())
+                    .unwrap()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 
@@ -317,11 +348,24 @@ mod tests {
             ("application/jsonl", Format::Ndjson),
         ];
         for (value, format) in cases {
-            assert_eq!(Format::from_content_type(Some(value)), Ok(format), "{value}");
+            assert_eq!(
+                Format::from_content_type(Some(value)),
+                Ok(format),
+                "{value}"
+            );
         }
-        for value in ["text/plain", "application/jsonx", "json", "", "application/json-seq"] {
+        for value in [
+            "text/plain",
+            "application/jsonx",
+            "json",
+            "",
+            "application/json-seq",
+        ] {
             assert!(
-                matches!(Format::from_content_type(Some(value)), Err(DecodeError::UnsupportedMediaType(_))),
+                matches!(
+                    Format::from_content_type(Some(value)),
+                    Err(DecodeError::UnsupportedMediaType(_))
+                ),
                 "{value}"
             );
         }
@@ -347,10 +391,21 @@ mod tests {
         let summary: Vec<(usize, &str)> = errors.iter().map(|e| (e.index, e.field)).collect();
         assert_eq!(
             summary,
-            [(1, "timestamp"), (2, "timestamp"), (2, "path"), (2, "userAgent"), (3, "timestamp"), (3, "userAgent")]
+            [
+                (1, "timestamp"),
+                (2, "timestamp"),
+                (2, "path"),
+                (2, "userAgent"),
+                (3, "timestamp"),
+                (3, "userAgent")
+            ]
         );
         assert_eq!(errors[0].reason, "is missing");
-        assert!(errors[1].reason.contains("not an RFC 3339 timestamp"), "{}", errors[1].reason);
+        assert!(
+            errors[1].reason.contains("not an RFC 3339 timestamp"),
+            "{}",
+            errors[1].reason
+        );
         assert_eq!(errors[2].reason, "is empty or only whitespace");
         assert_eq!(errors[3].reason, "must be a string, got a number");
         assert_eq!(errors[5].reason, "is missing");
@@ -359,32 +414,54 @@ mod tests {
     #[test]
     fn limits_on_fields_and_records() {
         let long = "x".repeat(65);
-        let body = format!(r#"[{{"timestamp":"2025-11-22T14:00:00Z","path":"/{long}","userAgent":"a"}}]"#);
+        let body =
+            format!(r#"[{{"timestamp":"2025-11-22T14:00:00Z","path":"/{long}","userAgent":"a"}}]"#);
         let err = decode(Format::JsonArray, body.as_bytes(), &LIMITS).unwrap_err();
-        let DecodeError::Invalid { errors, .. } = err else { panic!() };
+        let DecodeError::Invalid { errors, .. } = err else {
+            panic!()
+        };
         assert_eq!(errors[0].field, "path");
-        assert_eq!(errors[0].reason, "is 66 bytes, more than the limit of 64 (ingestion.maxFieldBytes)");
+        assert_eq!(
+            errors[0].reason,
+            "is 66 bytes, more than the limit of 64 (ingestion.maxFieldBytes)"
+        );
 
         let one = r#"{"timestamp":"2025-11-22T14:00:00Z","path":"/","userAgent":"a"}"#;
-        let limits = Limits { max_records: 2, ..LIMITS };
+        let limits = Limits {
+            max_records: 2,
+            ..LIMITS
+        };
         let body = format!("[{one},{one},{one}]");
         assert_eq!(
             decode(Format::JsonArray, body.as_bytes(), &limits),
             Err(DecodeError::TooManyRecords { max: 2 })
         );
         let body = format!("{one}\n{one}\n{one}\n");
-        assert_eq!(decode(Format::Ndjson, body.as_bytes(), &limits), Err(DecodeError::TooManyRecords { max: 2 }));
+        assert_eq!(
+            decode(Format::Ndjson, body.as_bytes(), &limits),
+            Err(DecodeError::TooManyRecords { max: 2 })
+        );
         let body = "2025-11-22T14:00:00Z,/,a\n".repeat(3);
-        assert_eq!(decode(Format::Csv, body.as_bytes(), &limits), Err(DecodeError::TooManyRecords { max: 2 }));
+        assert_eq!(
+            decode(Format::Csv, body.as_bytes(), &limits),
+            Err(DecodeError::TooManyRecords { max: 2 })
+        );
         let body = format!("[{one},{one}]");
-        assert_eq!(decode(Format::JsonArray, body.as_bytes(), &limits).unwrap().records(), 2);
+        assert_eq!(
+            decode(Format::JsonArray, body.as_bytes(), &limits)
+                .unwrap()
+                .records(),
+            2
+        );
     }
 
     #[test]
     fn error_list_is_capped_but_total_is_exact() {
         let body = format!("[{}]", vec![r#"{"path":"/"}"#; 250].join(","));
         let err = decode(Format::JsonArray, body.as_bytes(), &LIMITS).unwrap_err();
-        let DecodeError::Invalid { total, errors } = err else { panic!() };
+        let DecodeError::Invalid { total, errors } = err else {
+            panic!()
+        };
         assert_eq!(total, 500);
         assert_eq!(errors.len(), MAX_REPORTED_ERRORS);
     }
@@ -394,7 +471,10 @@ mod tests {
         for ts in ["0000-01-01T00:30:00+01:00", "2016-12-31T23:59:60Z"] {
             let body = format!(r#"[{{"timestamp":"{ts}","path":"/","userAgent":"a"}}]"#);
             let err = decode(Format::JsonArray, body.as_bytes(), &LIMITS).unwrap_err();
-            assert!(matches!(err, DecodeError::Invalid { total: 1, .. }), "{ts}: {err:?}");
+            assert!(
+                matches!(err, DecodeError::Invalid { total: 1, .. }),
+                "{ts}: {err:?}"
+            );
         }
     }
 

@@ -18,7 +18,10 @@ fn main() -> ExitCode {
         }
     };
     telemetry::init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("log-pipeline: cannot start the async runtime: {err}");

@@ -54,7 +54,12 @@ impl Hour {
     /// The date directory of the hour file: `YYYY-MM-DD`.
     pub fn date_dir(self) -> String {
         let start = self.start();
-        format!("{:04}-{:02}-{:02}", start.year(), start.month(), start.day())
+        format!(
+            "{:04}-{:02}-{:02}",
+            start.year(),
+            start.month(),
+            start.day()
+        )
     }
 
     /// Parses a path relative to the logs directory (`YYYY-MM-DD/HH.log.json`) back into an hour.
@@ -105,7 +110,7 @@ pub fn write_timestamp(out: &mut Vec<u8>, ts: &DateTime<Utc>) {
         buf[len] = b'.';
         len += 1;
         let mut digits = 9;
-        while nanos % 10 == 0 {
+        while nanos.is_multiple_of(10) {
             nanos /= 10;
             digits -= 1;
         }
@@ -198,7 +203,9 @@ mod tests {
     use super::*;
 
     fn utc(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     fn line(ts: &str, path: &str, ua: &str) -> String {
@@ -219,10 +226,16 @@ mod tests {
     fn fractions_are_trimmed_like_go_rfc3339nano() {
         let cases = [
             ("2025-11-22T14:23:00.500Z", "2025-11-22T14:23:00.5Z"),
-            ("2025-11-22T14:23:00.123456789Z", "2025-11-22T14:23:00.123456789Z"),
+            (
+                "2025-11-22T14:23:00.123456789Z",
+                "2025-11-22T14:23:00.123456789Z",
+            ),
             ("2025-11-22T14:23:00.000Z", "2025-11-22T14:23:00Z"),
             ("2025-11-22T14:23:00.010Z", "2025-11-22T14:23:00.01Z"),
-            ("0001-01-01T00:00:00.000000001Z", "0001-01-01T00:00:00.000000001Z"),
+            (
+                "0001-01-01T00:00:00.000000001Z",
+                "0001-01-01T00:00:00.000000001Z",
+            ),
         ];
         for (input, expected) in cases {
             let mut out = Vec::new();
@@ -270,6 +283,9 @@ mod tests {
         let first = String::from_utf8(batch.chunks[0].lines.clone()).unwrap();
         assert!(first.contains("\"/a\"") && first.find("\"/a\"") < first.find("\"/c\""));
         assert_eq!(batch.chunks[0].records, 2);
-        assert_eq!(batch.bytes(), 3 * line("2025-11-22T15:00:00Z", "/a", "ua").len());
+        assert_eq!(
+            batch.bytes(),
+            3 * line("2025-11-22T15:00:00Z", "/a", "ua").len()
+        );
     }
 }

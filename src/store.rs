@@ -77,7 +77,9 @@ pub struct StoreOptions {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Another process holds the logs directory.
-    #[error("logs directory {dir} is in use by another log-pipeline process ({holder}); stop it or use another --logs-dir")]
+    #[error(
+        "logs directory {dir} is in use by another log-pipeline process ({holder}); stop it or use another --logs-dir"
+    )]
     Locked { dir: PathBuf, holder: String },
     /// Pending work is at its bound; the caller should retry later.
     #[error("the store has too much pending work")]
@@ -129,7 +131,10 @@ impl Store {
         Ok(store)
     }
 
-    fn prepare(options: StoreOptions, metrics: Metrics) -> Result<(Store, Writer, mpsc::Receiver<Request>), StoreError> {
+    fn prepare(
+        options: StoreOptions,
+        metrics: Metrics,
+    ) -> Result<(Store, Writer, mpsc::Receiver<Request>), StoreError> {
         let dir = options.logs_dir.clone();
         let open_error = |reason: String| StoreError::Open {
             dir: dir.clone(),
@@ -137,7 +142,8 @@ impl Store {
         };
         fs::create_dir_all(&dir).map_err(|e| open_error(e.to_string()))?;
         let lock = lock_dir(&dir)?;
-        let checkpoint = recover_checkpoint(&dir).map_err(|e| open_error(format!("checkpoint recovery: {e}")))?;
+        let checkpoint = recover_checkpoint(&dir)
+            .map_err(|e| open_error(format!("checkpoint recovery: {e}")))?;
         repair_torn_lines(&dir).map_err(|e| open_error(format!("torn-line repair: {e}")))?;
 
         let (sender, requests) = mpsc::channel();
@@ -190,11 +196,19 @@ impl Store {
 
     /// Appends a batch and makes `checkpoint` durable together with it: after a crash, either
     /// both the lines and the positions are there, or neither is.
-    pub async fn append_with_checkpoint(&self, batch: EncodedBatch, checkpoint: Checkpoint) -> Result<(), StoreError> {
+    pub async fn append_with_checkpoint(
+        &self,
+        batch: EncodedBatch,
+        checkpoint: Checkpoint,
+    ) -> Result<(), StoreError> {
         self.submit(batch, Some(checkpoint)).await
     }
 
-    async fn submit(&self, batch: EncodedBatch, checkpoint: Option<Checkpoint>) -> Result<(), StoreError> {
+    async fn submit(
+        &self,
+        batch: EncodedBatch,
+        checkpoint: Option<Checkpoint>,
+    ) -> Result<(), StoreError> {
         let cost = batch.bytes().clamp(1, self.inner.max_pending_bytes);
         let permit = self
             .inner
@@ -223,19 +237,32 @@ impl Store {
 
     /// The positions stored with the last committed checkpointed batch (or recovered at open).
     pub fn checkpoint(&self) -> Checkpoint {
-        self.inner.checkpoint.lock().expect("checkpoint lock").clone()
+        self.inner
+            .checkpoint
+            .lock()
+            .expect("checkpoint lock")
+            .clone()
     }
 
     /// Whether the store can take writes: open, and no rollback has failed.
     pub fn is_ready(&self) -> bool {
         self.inner.healthy.load(Ordering::Relaxed)
-            && self.inner.requests.lock().expect("store sender lock").is_some()
+            && self
+                .inner
+                .requests
+                .lock()
+                .expect("store sender lock")
+                .is_some()
     }
 
     /// Stops taking batches, lets the writer finish what is queued, syncs and closes every file
     /// and releases the directory lock. Idempotent.
     pub async fn shutdown(&self) {
-        self.inner.requests.lock().expect("store sender lock").take();
+        self.inner
+            .requests
+            .lock()
+            .expect("store sender lock")
+            .take();
         let done = self.inner.done.lock().expect("store done lock").take();
         if let Some(done) = done {
             let _ = done.await;
@@ -290,7 +317,8 @@ struct CheckpointState {
 
 fn read_checkpoint_state(dir: &Path) -> io::Result<CheckpointState> {
     match fs::read(dir.join(CHECKPOINT_FILE)) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(CheckpointState::default()),
         Err(e) => Err(e),
     }
@@ -461,7 +489,10 @@ impl Writer {
 
     fn next_maintenance(&self) -> Duration {
         match self.options.fsync {
-            FsyncPolicy::Interval => self.options.fsync_interval.min(self.options.idle_file_timeout),
+            FsyncPolicy::Interval => self
+                .options
+                .fsync_interval
+                .min(self.options.idle_file_timeout),
             _ => self.options.idle_file_timeout,
         }
         .max(Duration::from_millis(10))
@@ -498,11 +529,17 @@ impl Writer {
                 }
             }
         }
-        let positions = group.iter().filter_map(|r| r.checkpoint.as_ref()).fold(None, |merged, update| {
-            let mut merged: Checkpoint = merged.unwrap_or_else(|| self.checkpoint.lock().expect("checkpoint lock").clone());
-            merged.extend(update.iter().map(|(k, v)| (k.clone(), *v)));
-            Some(merged)
-        });
+        let positions =
+            group
+                .iter()
+                .filter_map(|r| r.checkpoint.as_ref())
+                .fold(None, |merged, update| {
+                    let mut merged: Checkpoint = merged.unwrap_or_else(|| {
+                        self.checkpoint.lock().expect("checkpoint lock").clone()
+                    });
+                    merged.extend(update.iter().map(|(k, v)| (k.clone(), *v)));
+                    Some(merged)
+                });
 
         let mut touched = Vec::with_capacity(plan.len());
         let outcome = self.write_plan(&mut plan, positions.as_ref(), &mut touched);
@@ -568,8 +605,13 @@ impl Writer {
     fn roll_back(&mut self, touched: &[Touched], cause: io::Error) -> StoreError {
         let mut failures = Vec::new();
         for t in touched {
-            let Some(file) = self.files.get_mut(&t.hour) else { continue };
-            let undone = file.file.set_len(t.previous_length).and_then(|()| file.file.sync_data());
+            let Some(file) = self.files.get_mut(&t.hour) else {
+                continue;
+            };
+            let undone = file
+                .file
+                .set_len(t.previous_length)
+                .and_then(|()| file.file.sync_data());
             match undone {
                 Ok(()) => {
                     file.length = t.previous_length;
@@ -632,7 +674,9 @@ impl Writer {
 
     /// fsyncs a file's data (and, the first time, the directories that were created for it).
     fn sync(&mut self, hour: Hour) -> io::Result<()> {
-        let Some(file) = self.files.get_mut(&hour) else { return Ok(()) };
+        let Some(file) = self.files.get_mut(&hour) else {
+            return Ok(());
+        };
         if file.dirty {
             file.file.sync_data()?;
             file.dirty = false;
@@ -655,7 +699,9 @@ impl Writer {
 
     /// Periodic work between groups: the interval fsync and closing idle files.
     fn maintain(&mut self) {
-        if self.options.fsync == FsyncPolicy::Interval && self.last_sync.elapsed() >= self.options.fsync_interval {
+        if self.options.fsync == FsyncPolicy::Interval
+            && self.last_sync.elapsed() >= self.options.fsync_interval
+        {
             self.sync_all_dirty();
         }
         let idle: Vec<Hour> = self
@@ -670,7 +716,12 @@ impl Writer {
     }
 
     fn close_least_recent(&mut self) {
-        if let Some(hour) = self.files.iter().min_by_key(|(_, f)| f.last_write).map(|(h, _)| *h) {
+        if let Some(hour) = self
+            .files
+            .iter()
+            .min_by_key(|(_, f)| f.last_write)
+            .map(|(h, _)| *h)
+        {
             self.close(hour);
         }
     }
@@ -689,7 +740,10 @@ impl Writer {
 }
 
 /// Writes every slice in order. On failure returns how many bytes did reach the file.
-fn write_all_vectored(file: &mut File, slices: &mut [IoSlice<'_>]) -> Result<usize, (usize, io::Error)> {
+fn write_all_vectored(
+    file: &mut File,
+    slices: &mut [IoSlice<'_>],
+) -> Result<usize, (usize, io::Error)> {
     let mut remaining = slices;
     let mut written = 0;
     while !remaining.is_empty() {
@@ -736,7 +790,12 @@ mod tests {
 
     fn paths(text: &str) -> Vec<String> {
         text.lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["path"].as_str().unwrap().to_owned())
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["path"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
             .collect()
     }
 
@@ -752,9 +811,15 @@ mod tests {
             ]))
             .await
             .unwrap();
-        store.append(batch(&[("2025-11-22T14:30:00Z", "/d")])).await.unwrap();
+        store
+            .append(batch(&[("2025-11-22T14:30:00Z", "/d")]))
+            .await
+            .unwrap();
         store.shutdown().await;
-        assert_eq!(paths(&read(dir.path(), "2025-11-22/14.log.json")), ["/a", "/c", "/d"]);
+        assert_eq!(
+            paths(&read(dir.path(), "2025-11-22/14.log.json")),
+            ["/a", "/c", "/d"]
+        );
         assert_eq!(paths(&read(dir.path(), "2025-11-22/15.log.json")), ["/b"]);
     }
 
@@ -762,13 +827,17 @@ mod tests {
     async fn queued_batches_are_committed_as_one_group_and_stay_contiguous() {
         let dir = tempfile::tempdir().unwrap();
         let metrics = Metrics::new();
-        let (store, writer, requests) = Store::prepare(options(dir.path()), metrics.clone()).unwrap();
+        let (store, writer, requests) =
+            Store::prepare(options(dir.path()), metrics.clone()).unwrap();
         let mut tasks = Vec::new();
         for i in 0..20 {
             let store = store.clone();
             let paths: Vec<String> = (0..5).map(|j| format!("/b{i}/r{j}")).collect();
             tasks.push(tokio::spawn(async move {
-                let records: Vec<(&str, &str)> = paths.iter().map(|p| ("2025-11-22T14:00:00Z", p.as_str())).collect();
+                let records: Vec<(&str, &str)> = paths
+                    .iter()
+                    .map(|p| ("2025-11-22T14:00:00Z", p.as_str()))
+                    .collect();
                 store.append(batch(&records)).await
             }));
         }
@@ -780,14 +849,21 @@ mod tests {
         for task in tasks {
             task.await.unwrap().unwrap();
         }
-        assert_eq!(metrics.store_commits.get(), 1, "20 queued batches must share one write and fsync");
+        assert_eq!(
+            metrics.store_commits.get(),
+            1,
+            "20 queued batches must share one write and fsync"
+        );
         assert_eq!(metrics.logs_ingested.get(), 100);
         assert_eq!(metrics.queue_depth.get(), 0);
         let stored = paths(&read(dir.path(), "2025-11-22/14.log.json"));
         assert_eq!(stored.len(), 100);
         for chunk in stored.chunks(5) {
             let prefix = chunk[0].split("/r").next().unwrap();
-            assert!(chunk.iter().all(|p| p.starts_with(&format!("{prefix}/r"))), "batch split: {chunk:?}");
+            assert!(
+                chunk.iter().all(|p| p.starts_with(&format!("{prefix}/r"))),
+                "batch split: {chunk:?}"
+            );
         }
         store.shutdown().await;
     }
@@ -797,38 +873,72 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let metrics = Metrics::new();
         let store = Store::open(options(dir.path()), metrics.clone()).unwrap();
-        store.append(batch(&[("2025-11-22T14:00:00Z", "/before")])).await.unwrap();
+        store
+            .append(batch(&[("2025-11-22T14:00:00Z", "/before")]))
+            .await
+            .unwrap();
         // Hour 15 cannot be opened: a directory stands where its file would be.
         fs::create_dir_all(dir.path().join("2025-11-22/15.log.json")).unwrap();
         let err = store
-            .append(batch(&[("2025-11-22T14:05:00Z", "/x"), ("2025-11-22T15:05:00Z", "/y")]))
+            .append(batch(&[
+                ("2025-11-22T14:05:00Z", "/x"),
+                ("2025-11-22T15:05:00Z", "/y"),
+            ]))
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::WriteFailed(_)), "{err:?}");
-        assert_eq!(paths(&read(dir.path(), "2025-11-22/14.log.json")), ["/before"]);
+        assert_eq!(
+            paths(&read(dir.path(), "2025-11-22/14.log.json")),
+            ["/before"]
+        );
         assert_eq!(metrics.ingest_errors.get(), 1);
         assert_eq!(metrics.logs_ingested.get(), 1);
         assert!(store.is_ready());
         // The store keeps working for other hours, appending right after the rolled-back point.
-        store.append(batch(&[("2025-11-22T14:06:00Z", "/after")])).await.unwrap();
-        assert_eq!(paths(&read(dir.path(), "2025-11-22/14.log.json")), ["/before", "/after"]);
+        store
+            .append(batch(&[("2025-11-22T14:06:00Z", "/after")]))
+            .await
+            .unwrap();
+        assert_eq!(
+            paths(&read(dir.path(), "2025-11-22/14.log.json")),
+            ["/before", "/after"]
+        );
         store.shutdown().await;
     }
 
     #[tokio::test]
     async fn torn_last_line_is_truncated_at_open() {
         let dir = tempfile::tempdir().unwrap();
-        let complete = String::from_utf8(batch(&[("2025-11-22T14:00:00Z", "/ok")]).chunks[0].lines.clone()).unwrap();
+        let complete = String::from_utf8(
+            batch(&[("2025-11-22T14:00:00Z", "/ok")]).chunks[0]
+                .lines
+                .clone(),
+        )
+        .unwrap();
         fs::create_dir_all(dir.path().join("2025-11-22")).unwrap();
-        fs::write(dir.path().join("2025-11-22/14.log.json"), format!("{complete}{{\"timestamp\":\"2025-11")).unwrap();
-        fs::write(dir.path().join("2025-11-22/15.log.json"), "no newline at all").unwrap();
+        fs::write(
+            dir.path().join("2025-11-22/14.log.json"),
+            format!("{complete}{{\"timestamp\":\"2025-11"),
+        )
+        .unwrap();
+        fs::write(
+            dir.path().join("2025-11-22/15.log.json"),
+            "no newline at all",
+        )
+        .unwrap();
         fs::write(dir.path().join("2025-11-22/16.log.json"), &complete).unwrap();
         let store = Store::open(options(dir.path()), Metrics::new()).unwrap();
         assert_eq!(read(dir.path(), "2025-11-22/14.log.json"), complete);
         assert_eq!(read(dir.path(), "2025-11-22/15.log.json"), "");
         assert_eq!(read(dir.path(), "2025-11-22/16.log.json"), complete);
-        store.append(batch(&[("2025-11-22T14:00:00Z", "/next")])).await.unwrap();
-        assert_eq!(paths(&read(dir.path(), "2025-11-22/14.log.json")), ["/ok", "/next"]);
+        store
+            .append(batch(&[("2025-11-22T14:00:00Z", "/next")]))
+            .await
+            .unwrap();
+        assert_eq!(
+            paths(&read(dir.path(), "2025-11-22/14.log.json")),
+            ["/ok", "/next"]
+        );
         store.shutdown().await;
     }
 
@@ -852,7 +962,10 @@ mod tests {
         };
         let message = err.to_string();
         assert!(matches!(err, StoreError::Locked { .. }));
-        assert!(message.contains(&format!("pid {}", std::process::id())), "{message}");
+        assert!(
+            message.contains(&format!("pid {}", std::process::id())),
+            "{message}"
+        );
         store.shutdown().await;
         let again = Store::open(options(dir.path()), Metrics::new()).unwrap();
         again.shutdown().await;
@@ -877,7 +990,10 @@ mod tests {
         while metrics.queue_depth.get() < 2 {
             tokio::task::yield_now().await;
         }
-        assert!(matches!(store.append(one.clone()).await, Err(StoreError::Overloaded)));
+        assert!(matches!(
+            store.append(one.clone()).await,
+            Err(StoreError::Overloaded)
+        ));
         store.start(writer, requests);
         first.await.unwrap().unwrap();
         second.await.unwrap().unwrap();
@@ -935,7 +1051,10 @@ mod tests {
             ])),
         };
         write_checkpoint_state(dir.path(), &state).unwrap();
-        let unacknowledged = batch(&[("2025-11-22T14:00:00Z", "/dup"), ("2025-11-22T15:00:00Z", "/dup")]);
+        let unacknowledged = batch(&[
+            ("2025-11-22T14:00:00Z", "/dup"),
+            ("2025-11-22T15:00:00Z", "/dup"),
+        ]);
         for chunk in &unacknowledged.chunks {
             let mut file = OpenOptions::new()
                 .append(true)
@@ -945,8 +1064,14 @@ mod tests {
             file.write_all(&chunk.lines).unwrap();
         }
         let reopened = Store::open(options(dir.path()), Metrics::new()).unwrap();
-        assert_eq!(reopened.checkpoint(), Checkpoint::from([("logs/0".to_owned(), 1)]));
-        assert_eq!(paths(&read(dir.path(), "2025-11-22/14.log.json")), ["/kept"]);
+        assert_eq!(
+            reopened.checkpoint(),
+            Checkpoint::from([("logs/0".to_owned(), 1)])
+        );
+        assert_eq!(
+            paths(&read(dir.path(), "2025-11-22/14.log.json")),
+            ["/kept"]
+        );
         assert_eq!(read(dir.path(), "2025-11-22/15.log.json"), "");
         reopened.shutdown().await;
         assert!(read_checkpoint_state(dir.path()).unwrap().pending.is_none());
@@ -960,9 +1085,16 @@ mod tests {
             opts.fsync = policy;
             opts.fsync_interval = Duration::from_millis(10);
             let store = Store::open(opts, Metrics::new()).unwrap();
-            store.append(batch(&[("2025-11-22T14:00:00Z", "/a")])).await.unwrap();
+            store
+                .append(batch(&[("2025-11-22T14:00:00Z", "/a")]))
+                .await
+                .unwrap();
             store.shutdown().await;
-            assert_eq!(paths(&read(dir.path(), "2025-11-22/14.log.json")), ["/a"], "{policy:?}");
+            assert_eq!(
+                paths(&read(dir.path(), "2025-11-22/14.log.json")),
+                ["/a"],
+                "{policy:?}"
+            );
         }
     }
 
@@ -972,7 +1104,10 @@ mod tests {
         let store = Store::open(options(dir.path()), Metrics::new()).unwrap();
         store.shutdown().await;
         assert!(!store.is_ready());
-        let err = store.append(batch(&[("2025-11-22T14:00:00Z", "/a")])).await.unwrap_err();
+        let err = store
+            .append(batch(&[("2025-11-22T14:00:00Z", "/a")]))
+            .await
+            .unwrap_err();
         assert!(matches!(err, StoreError::Closed));
     }
 }

@@ -65,7 +65,10 @@ pub(super) fn decode(body: &[u8], validator: &mut Validator<'_>) -> Result<(), D
         };
         let expected = width.unwrap_or(row.len());
         if row.len() != expected {
-            let reason = format!("row has {} fields, expected {expected} like the first row", row.len());
+            let reason = format!(
+                "row has {} fields, expected {expected} like the first row",
+                row.len()
+            );
             validator.reject(at, None, "record", reason);
             continue;
         }
@@ -133,20 +136,34 @@ mod tests {
     #[test]
     fn positional_rows_with_quotes() {
         let body = "2025-11-22T16:23:00+02:00,/home,\"Mozilla/5.0 (X11, Linux)\"\n";
-        assert_eq!(lines(&decode(Format::Csv, body.as_bytes(), &LIMITS).unwrap()), [LINE]);
+        assert_eq!(
+            lines(&decode(Format::Csv, body.as_bytes(), &LIMITS).unwrap()),
+            [LINE]
+        );
     }
 
     #[test]
     fn header_may_reorder_columns_and_extra_columns_are_ignored() {
         let body = "User_Agent,extra,PATH,timestamp\r\n\"Mozilla/5.0 (X11, Linux)\",x, /home ,2025-11-22T14:23:00Z\r\n";
-        assert_eq!(lines(&decode(Format::Csv, body.as_bytes(), &LIMITS).unwrap()), [LINE]);
+        assert_eq!(
+            lines(&decode(Format::Csv, body.as_bytes(), &LIMITS).unwrap()),
+            [LINE]
+        );
         let body = "timestamp,path,userAgent,extra\n2025-11-22T14:23:00Z,/home,\"Mozilla/5.0 (X11, Linux)\",1\n";
-        assert_eq!(lines(&decode(Format::Csv, body.as_bytes(), &LIMITS).unwrap()), [LINE]);
+        assert_eq!(
+            lines(&decode(Format::Csv, body.as_bytes(), &LIMITS).unwrap()),
+            [LINE]
+        );
     }
 
     #[test]
     fn header_must_name_every_field() {
-        let err = decode(Format::Csv, b"timestamp,path\n2025-11-22T14:23:00Z,/\n", &LIMITS).unwrap_err();
+        let err = decode(
+            Format::Csv,
+            b"timestamp,path\n2025-11-22T14:23:00Z,/\n",
+            &LIMITS,
+        )
+        .unwrap_err();
         assert_eq!(
             err,
             DecodeError::Malformed {
@@ -160,7 +177,10 @@ mod tests {
 
     #[test]
     fn header_only_or_empty_is_empty() {
-        assert_eq!(decode(Format::Csv, b"timestamp,path,userAgent\n", &LIMITS), Err(DecodeError::Empty));
+        assert_eq!(
+            decode(Format::Csv, b"timestamp,path,userAgent\n", &LIMITS),
+            Err(DecodeError::Empty)
+        );
         assert_eq!(decode(Format::Csv, b"", &LIMITS), Err(DecodeError::Empty));
     }
 
@@ -171,20 +191,36 @@ mod tests {
             2025-11-22T14:23:00Z,/a\n\
             nope,/a,u\n\
             2025-11-22T14:23:00Z,/a,\xff\n";
-        let DecodeError::Invalid { total, errors } = decode(Format::Csv, body, &LIMITS).unwrap_err() else {
+        let DecodeError::Invalid { total, errors } =
+            decode(Format::Csv, body, &LIMITS).unwrap_err()
+        else {
             panic!()
         };
         assert_eq!(total, 3);
-        assert_eq!((errors[0].index, errors[0].line, errors[0].field), (1, Some(3), "record"));
-        assert_eq!(errors[0].reason, "row has 2 fields, expected 3 like the first row");
-        assert_eq!((errors[1].index, errors[1].line, errors[1].field), (2, Some(4), "timestamp"));
+        assert_eq!(
+            (errors[0].index, errors[0].line, errors[0].field),
+            (1, Some(3), "record")
+        );
+        assert_eq!(
+            errors[0].reason,
+            "row has 2 fields, expected 3 like the first row"
+        );
+        assert_eq!(
+            (errors[1].index, errors[1].line, errors[1].field),
+            (2, Some(4), "timestamp")
+        );
         assert_eq!((errors[2].index, errors[2].field), (3, "userAgent"));
         assert_eq!(errors[2].reason, "is not valid UTF-8");
 
-        let DecodeError::Invalid { errors, .. } = decode(Format::Csv, b"a,b\nc,d\n", &LIMITS).unwrap_err() else {
+        let DecodeError::Invalid { errors, .. } =
+            decode(Format::Csv, b"a,b\nc,d\n", &LIMITS).unwrap_err()
+        else {
             panic!()
         };
-        assert_eq!(errors[0].reason, "row has 2 fields, needs 3 (timestamp,path,userAgent)");
+        assert_eq!(
+            errors[0].reason,
+            "row has 2 fields, needs 3 (timestamp,path,userAgent)"
+        );
     }
 
     #[test]

@@ -47,7 +47,12 @@ pub(super) fn decode_lines(body: &[u8], validator: &mut Validator<'_>) -> Result
         .deserialize(&mut de)
         .and_then(|()| de.end());
         if let Err(err) = outcome {
-            validator.reject(at, Some(err.column()), "record", format!("invalid JSON: {}", strip_position(&err)));
+            validator.reject(
+                at,
+                Some(err.column()),
+                "record",
+                format!("invalid JSON: {}", strip_position(&err)),
+            );
         }
     }
     Ok(())
@@ -139,8 +144,12 @@ impl<'de> DeserializeSeed<'de> for RecordSeed<'_, '_> {
 
 impl RecordSeed<'_, '_> {
     fn not_an_object(self, kind: &str) {
-        self.validator
-            .reject(self.at, None, "record", format!("must be a JSON object, got {kind}"));
+        self.validator.reject(
+            self.at,
+            None,
+            "record",
+            format!("must be a JSON object, got {kind}"),
+        );
     }
 }
 
@@ -312,16 +321,29 @@ mod tests {
     #[test]
     fn empty_and_null_bodies_have_no_records() {
         for body in ["[]", "null", " [ ] "] {
-            assert_eq!(decode(Format::JsonArray, body.as_bytes(), &LIMITS), Err(DecodeError::Empty), "{body}");
+            assert_eq!(
+                decode(Format::JsonArray, body.as_bytes(), &LIMITS),
+                Err(DecodeError::Empty),
+                "{body}"
+            );
         }
-        assert_eq!(decode(Format::Ndjson, b"\n \n", &LIMITS), Err(DecodeError::Empty));
+        assert_eq!(
+            decode(Format::Ndjson, b"\n \n", &LIMITS),
+            Err(DecodeError::Empty)
+        );
     }
 
     #[test]
     fn syntax_errors_give_line_and_column() {
         let body = b"[\n  {\"timestamp\": \"2025-11-22T14:00:00Z\",\n   \"path\": }\n]";
         let err = decode(Format::JsonArray, body, &LIMITS).unwrap_err();
-        let DecodeError::Malformed { format, line, column, message } = err else {
+        let DecodeError::Malformed {
+            format,
+            line,
+            column,
+            message,
+        } = err
+        else {
             panic!("{err:?}")
         };
         assert_eq!((format, line, column), ("JSON", 3, 12));
@@ -329,21 +351,31 @@ mod tests {
 
         for (body, line) in [(&b""[..], 1), (b"[{}", 1), (b"[] []", 1), (b"\n\n[1,", 3)] {
             let err = decode(Format::JsonArray, body, &LIMITS).unwrap_err();
-            assert!(matches!(err, DecodeError::Malformed { line: l, .. } if l == line), "{err:?}");
+            assert!(
+                matches!(err, DecodeError::Malformed { line: l, .. } if l == line),
+                "{err:?}"
+            );
         }
     }
 
     #[test]
     fn top_level_object_is_malformed() {
         let err = decode(Format::JsonArray, br#"{"timestamp":"x"}"#, &LIMITS).unwrap_err();
-        let DecodeError::Malformed { message, .. } = err else { panic!("{err:?}") };
-        assert!(message.contains("expected a JSON array of log records"), "{message}");
+        let DecodeError::Malformed { message, .. } = err else {
+            panic!("{err:?}")
+        };
+        assert!(
+            message.contains("expected a JSON array of log records"),
+            "{message}"
+        );
     }
 
     #[test]
     fn elements_that_are_not_objects_are_record_errors() {
         let body = br#"["x", 1, null, [1], true, {"timestamp":"2025-11-22T14:00:00Z","path":{"a":1},"userAgent":["u"]}]"#;
-        let DecodeError::Invalid { total, errors } = decode(Format::JsonArray, body, &LIMITS).unwrap_err() else {
+        let DecodeError::Invalid { total, errors } =
+            decode(Format::JsonArray, body, &LIMITS).unwrap_err()
+        else {
             panic!()
         };
         assert_eq!(total, 7);
@@ -363,15 +395,26 @@ mod tests {
         assert_eq!(lines(&batch)[1], good);
 
         let body = format!("{good}\n{{\"path\": \n\n{good}\n[1]\n{{\"path\":\"/x\"}}");
-        let DecodeError::Invalid { total, errors } = decode(Format::Ndjson, body.as_bytes(), &LIMITS).unwrap_err()
+        let DecodeError::Invalid { total, errors } =
+            decode(Format::Ndjson, body.as_bytes(), &LIMITS).unwrap_err()
         else {
             panic!()
         };
         assert_eq!(total, 4);
-        assert_eq!((errors[0].index, errors[0].line, errors[0].field), (1, Some(2), "record"));
-        assert!(errors[0].reason.starts_with("invalid JSON: "), "{}", errors[0].reason);
+        assert_eq!(
+            (errors[0].index, errors[0].line, errors[0].field),
+            (1, Some(2), "record")
+        );
+        assert!(
+            errors[0].reason.starts_with("invalid JSON: "),
+            "{}",
+            errors[0].reason
+        );
         assert!(errors[0].column.is_some());
         assert_eq!((errors[1].index, errors[1].line), (3, Some(5)));
-        assert_eq!((errors[2].index, errors[2].line, errors[2].field), (4, Some(6), "timestamp"));
+        assert_eq!(
+            (errors[2].index, errors[2].line, errors[2].field),
+            (4, Some(6), "timestamp")
+        );
     }
 }
