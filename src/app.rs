@@ -28,6 +28,9 @@ use crate::metrics::Metrics;
 use crate::sink::Sink;
 use crate::store::{Store, StoreOptions};
 
+/// Largest read buffer per HTTP/1 connection.
+const MAX_CONNECTION_BUFFER_BYTES: usize = 64 * 1024;
+
 /// A built, bound, not yet running service.
 pub struct Application {
     listener: TcpListener,
@@ -114,7 +117,10 @@ impl Application {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(self.read_header_timeout);
+            .header_read_timeout(self.read_header_timeout)
+            // hyper grows a connection's read buffer up to ~400 KiB for large bodies; with many
+            // concurrent uploads that dominates memory. Bodies stream through in frames anyway.
+            .max_buf_size(MAX_CONNECTION_BUFFER_BYTES);
         builder.http2().timer(TokioTimer::new());
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);

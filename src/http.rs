@@ -23,6 +23,8 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use bytes::{Bytes, BytesMut};
+use http_body::Body as _;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
 use serde_json::json;
@@ -129,15 +131,25 @@ async fn post_logs(
         .into_response())
 }
 
-/// Reads the (already decompressed) body, refusing more than `limit` bytes.
-async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(ApiError::BodyTooLarge { limit })
+/// Reads the (already decompressed) body, refusing more than `limit` bytes. The buffer is sized
+/// from `Content-Length` when there is one, so the body is copied once.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let expected = body.size_hint().lower() as usize;
+    let mut body = Limited::new(body, limit);
+    let mut buffer = BytesMut::with_capacity(expected.min(limit));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|err| {
+            if err.downcast_ref::<LengthLimitError>().is_some() {
+                ApiError::BodyTooLarge { limit }
+            } else {
+                ApiError::UnreadableBody(err.to_string())
+            }
+        })?;
+        if let Ok(data) = frame.into_data() {
+            buffer.extend_from_slice(&data);
         }
-        Err(err) => Err(ApiError::UnreadableBody(err.to_string())),
     }
+    Ok(buffer.freeze())
 }
 
 async fn health() -> &'static str {

@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::Serialize;
 
-use crate::record::EncodedBatch;
+use crate::record::{EncodedBatch, Hour};
 
 /// How many invalid records an error body lists; the total is always reported.
 pub const MAX_REPORTED_ERRORS: usize = 100;
@@ -114,7 +114,12 @@ pub struct RecordError {
 /// Decodes and validates `body` (already decompressed) as `format`.
 pub fn decode(format: Format, body: &[u8], limits: &Limits) -> Result<EncodedBatch, DecodeError> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
-    let mut validator = Validator::new(limits);
+    // Encoded lines are about as long as JSON input and longer than CSV input (keys are added).
+    let expected_output = match format {
+        Format::Csv => body.len() + body.len() / 2,
+        Format::JsonArray | Format::Ndjson => body.len() + 64,
+    };
+    let mut validator = Validator::new(limits, expected_output);
     match format {
         Format::JsonArray => json::decode_array(body, &mut validator)?,
         Format::Ndjson => json::decode_lines(body, &mut validator)?,
@@ -149,12 +154,16 @@ struct Validator<'l> {
     records: usize,
     errors: Vec<RecordError>,
     total_errors: usize,
+    /// Capacity reserved for the first hour's buffer, so a typical one-hour batch is encoded
+    /// without reallocating.
+    expected_output: usize,
 }
 
 impl<'l> Validator<'l> {
-    fn new(limits: &'l Limits) -> Self {
+    fn new(limits: &'l Limits, expected_output: usize) -> Self {
         Validator {
             limits,
+            expected_output,
             batch: EncodedBatch::default(),
             records: 0,
             errors: Vec::new(),
@@ -182,6 +191,10 @@ impl<'l> Validator<'l> {
         if let (Some(ts), Some(path), Some(agent)) = (timestamp, path, agent)
             && self.total_errors == 0
         {
+            if self.batch.chunks.is_empty() {
+                let first = self.batch.chunk_for(Hour::of(&ts));
+                first.lines.reserve(self.expected_output);
+            }
             self.batch.push(&ts, &path, &agent);
         }
     }
