@@ -466,7 +466,10 @@ impl Writer {
             self.maintain();
         }
         self.close_all();
-        if let Some(done) = self.done.take() {
+        let done = self.done.take();
+        // Release the directory lock before telling `shutdown` we are done.
+        drop(self);
+        if let Some(done) = done {
             let _ = done.send(());
         }
     }
