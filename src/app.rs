@@ -4,7 +4,7 @@
 //! router, so a test can learn the address before serving. [`Application::run_until_stopped`]
 //! serves connections with hyper (for its header-read timeout) and, once the shutdown future
 //! completes, stops accepting, lets in-flight requests finish within `server.shutdownTimeout`,
-//! then drains the sink (the store fsyncs and closes every file).
+//! then drains the sink (the store fsyncs and closes every file) and runs a last aggregation pass.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,6 +21,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tower::Service as _;
 
+use crate::analytics::{AggregationTask, Aggregator};
 use crate::config::{Config, PipelineVersion};
 use crate::http::{self, AppState};
 use crate::ingest::Limits;
@@ -38,6 +39,8 @@ pub struct Application {
     sink: Sink,
     metrics: Metrics,
     shutting_down: Arc<AtomicBool>,
+    aggregator: Aggregator,
+    aggregation_interval: Duration,
     read_header_timeout: Duration,
     shutdown_timeout: Duration,
 }
@@ -77,7 +80,14 @@ impl Application {
             read_body_timeout: config.server.read_body_timeout,
             tokens: Arc::new(config.auth.tokens.clone()),
             shutting_down: shutting_down.clone(),
+            analytics_dir: Arc::new(config.storage.analytics_dir.clone()),
         };
+        let aggregator = Aggregator::new(
+            config.storage.logs_dir.clone(),
+            config.storage.analytics_dir.clone(),
+            config.aggregation.max_keys_per_hour,
+            metrics.clone(),
+        );
         let router = http::router(state, config.server.request_timeout);
         tracing::info!(
             addr = %listener.local_addr()?,
@@ -93,6 +103,8 @@ impl Application {
             sink,
             metrics,
             shutting_down,
+            aggregator,
+            aggregation_interval: config.aggregation.interval,
             read_header_timeout: config.server.read_header_timeout,
             shutdown_timeout: config.server.shutdown_timeout,
         })
@@ -122,6 +134,7 @@ impl Application {
             // concurrent uploads that dominates memory. Bodies stream through in frames anyway.
             .max_buf_size(MAX_CONNECTION_BUFFER_BYTES);
         builder.http2().timer(TokioTimer::new());
+        let aggregation = AggregationTask::spawn(self.aggregator, self.aggregation_interval);
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
@@ -162,7 +175,9 @@ impl Application {
             tracing::warn!(timeout = ?self.shutdown_timeout, "shutdown: in-flight requests did not finish in time");
         }
         self.sink.shutdown().await;
-        tracing::info!("shutdown complete: files synced and closed");
+        // The last pass sees everything the store flushed.
+        aggregation.finish().await;
+        tracing::info!("shutdown complete: files synced and closed, summaries up to date");
         Ok(())
     }
 }

@@ -7,38 +7,53 @@
 //! | `GET /health`  | 200 `ok` (liveness) |
 //! | `GET /ready`   | 200 when the sink can take data, else 503 |
 //! | `GET /metrics` | Prometheus text format |
+//! | `GET /analytics?hour=H` | that hour's summary, as stored; 404 if none |
+//! | `GET /analytics?from=A&to=B&top=N` | one summary merged over `[A, B)` |
+//! | `GET /analytics/hours` | the hours that have summaries, with totals |
 //!
 //! Responses that layers produce without a body (405 from routing, 415 from the decompression
 //! layer, the request timeout) get the same JSON error shape in [`json_error_bodies`].
 
 use std::convert::Infallible;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::{Bytes, BytesMut};
+use chrono::DateTime;
 use http_body::Body as _;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::analytics::query;
 use crate::ingest::{self, DecodeError, Format, Limits, RecordError, SUPPORTED_MEDIA_TYPES};
 use crate::metrics::{Metrics, UNMATCHED_ROUTE, status_class};
+use crate::record::Hour;
 use crate::sink::{Sink, SinkError};
 
 /// The routes, used as the bounded `route` label of request metrics.
-pub const ROUTES: &[&str] = &["/logs", "/health", "/ready", "/metrics"];
+pub const ROUTES: &[&str] = &[
+    "/logs",
+    "/health",
+    "/ready",
+    "/metrics",
+    "/analytics",
+    "/analytics/hours",
+];
 
 /// Request encodings `POST /logs` accepts (`Content-Encoding`).
 pub const SUPPORTED_ENCODINGS: &[&str] = &["gzip", "zstd", "identity"];
@@ -61,6 +76,8 @@ pub struct AppState {
     pub tokens: Arc<Vec<String>>,
     /// Set when shutdown begins, so `/ready` turns 503 while requests drain.
     pub shutting_down: Arc<AtomicBool>,
+    /// Where the hourly summaries are (`storage.analyticsDir`).
+    pub analytics_dir: Arc<PathBuf>,
 }
 
 /// Builds the router. `request_timeout` bounds every request end to end.
@@ -75,6 +92,8 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/analytics", get(get_analytics))
+        .route("/analytics/hours", get(get_analytics_hours))
         .fallback(not_found)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -150,6 +169,98 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
         }
     }
     Ok(buffer.freeze())
+}
+
+/// Query parameters of `GET /analytics`.
+#[derive(Debug, Deserialize)]
+struct AnalyticsParams {
+    hour: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    top: Option<String>,
+}
+
+/// `GET /analytics?hour=H` (one summary, as stored) or `?from=A&to=B[&top=N]` (merged range).
+async fn get_analytics(
+    State(state): State<AppState>,
+    params: Result<Query<AnalyticsParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::BadQuery(e.body_text()))?;
+    let dir = state.analytics_dir.clone();
+    match (params.hour, params.from, params.to) {
+        (Some(hour), None, None) => {
+            let hour = parse_hour("hour", &hour)?;
+            let file = blocking(move || query::summary_file(&dir, hour)).await?;
+            match file {
+                Some(bytes) => {
+                    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+                }
+                None => Err(ApiError::NoSummary(format!("no summary for hour {hour}"))),
+            }
+        }
+        (None, Some(from), Some(to)) => {
+            let (from, to) = (parse_hour("from", &from)?, parse_hour("to", &to)?);
+            let span = to.index() - from.index();
+            if span <= 0 || span > query::MAX_RANGE_HOURS {
+                return Err(ApiError::BadQuery(format!(
+                    "to must be after from and the range at most {} hours",
+                    query::MAX_RANGE_HOURS
+                )));
+            }
+            let top = match params.top {
+                None => query::DEFAULT_TOP,
+                Some(top) => top
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=query::MAX_TOP).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::BadQuery(format!(
+                            "top must be an integer from 1 to {}",
+                            query::MAX_TOP
+                        ))
+                    })?,
+            };
+            let merged = blocking(move || query::range(&dir, from, to, top)).await?;
+            Ok(axum::Json(merged).into_response())
+        }
+        _ => Err(ApiError::BadQuery(
+            "give either hour=<RFC 3339 hour> or from=<hour>&to=<hour> (optional top=N)".into(),
+        )),
+    }
+}
+
+/// `GET /analytics/hours`: every hour that has a summary, with its total.
+async fn get_analytics_hours(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let dir = state.analytics_dir.clone();
+    let hours = blocking(move || query::hours(&dir)).await?;
+    Ok(axum::Json(json!({ "hours": hours })).into_response())
+}
+
+/// An hour parameter: an RFC 3339 instant at the start of an hour, e.g. `2025-11-22T14:00:00Z`.
+fn parse_hour(name: &str, value: &str) -> Result<Hour, ApiError> {
+    let instant = DateTime::parse_from_rfc3339(value)
+        .map_err(|e| ApiError::BadQuery(format!("{name}: {value:?} is not an RFC 3339 time: {e}")))?
+        .to_utc();
+    if instant.timestamp() % 3600 != 0 || instant.timestamp_subsec_nanos() != 0 {
+        return Err(ApiError::BadQuery(format!(
+            "{name}: {value:?} is not the start of an hour (e.g. 2025-11-22T14:00:00Z)"
+        )));
+    }
+    Ok(Hour::of(&instant))
+}
+
+/// Runs file reads off the async workers; I/O errors become 500s (logged, not leaked).
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "analytics read failed");
+            Err(ApiError::Internal)
+        }
+        Err(_) => Err(ApiError::Internal),
+    }
 }
 
 async fn health() -> &'static str {
@@ -293,6 +404,10 @@ pub enum ApiError {
     Sink(#[from] SinkError),
     #[error("request did not complete within server.requestTimeout")]
     Timeout,
+    #[error("invalid query: {0}")]
+    BadQuery(String),
+    #[error("{0}")]
+    NoSummary(String),
     #[error("internal error")]
     Internal,
     #[error("{0}")]
@@ -433,6 +548,14 @@ impl IntoResponse for ApiError {
                 body.error = "internal";
                 body.message = "internal error".into();
                 StatusCode::INTERNAL_SERVER_ERROR
+            }
+            ApiError::BadQuery(_) => {
+                body.error = "invalid_query";
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::NoSummary(_) => {
+                body.error = "no_summary";
+                StatusCode::NOT_FOUND
             }
             ApiError::Internal => {
                 body.error = "internal";

@@ -17,9 +17,12 @@
 //! - [`sink`]: where accepted batches go, selected by pipeline version (v1: the store).
 //! - [`store`]: the durable hourly file store: group commit, fsync, rollback, torn-line repair,
 //!   directory lock and caller checkpoints.
+//! - [`analytics`]: incremental hourly summaries of the hour files and the analytics API's
+//!   queries; reads what the store wrote, shares no locks with it.
 //! - [`metrics`]: every metric name, label and help text.
 //! - [`telemetry`]: structured JSON logs.
 
+pub mod analytics;
 pub mod app;
 pub mod cli;
 pub mod config;

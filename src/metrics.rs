@@ -35,6 +35,14 @@ pub struct Metrics {
     pub store_group_batches: Histogram,
     /// Requests refused with 503 because pending work hit its bound.
     pub overload_rejections: IntCounter,
+    /// Time per aggregation pass.
+    pub aggregation_duration: Histogram,
+    /// Hour-file lines read by aggregation passes (valid or not).
+    pub aggregation_lines: IntCounter,
+    /// Hour-file lines skipped because they are not valid records.
+    pub aggregation_skipped_lines: IntCounter,
+    /// Hours whose summary could not be updated in a pass (retried next pass).
+    pub aggregation_errors: IntCounter,
 }
 
 impl Metrics {
@@ -71,6 +79,18 @@ impl Metrics {
         let store_commits = counter(
             "store_commits_total",
             "Total number of write groups committed to the hour files (one write and one fsync per file each).",
+        );
+        let aggregation_lines = counter(
+            "aggregation_lines_total",
+            "Total number of hour-file lines read by aggregation passes.",
+        );
+        let aggregation_skipped_lines = counter(
+            "aggregation_skipped_lines_total",
+            "Total number of hour-file lines skipped by aggregation because they are not valid records.",
+        );
+        let aggregation_errors = counter(
+            "aggregation_errors_total",
+            "Total number of hourly summaries that failed to update (retried on the next pass).",
         );
         let overload_rejections = counter(
             "ingest_overload_rejections_total",
@@ -122,6 +142,13 @@ impl Metrics {
             "Number of batches coalesced into one write group by the store.",
             vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0],
         );
+        let aggregation_duration = histogram(
+            "aggregation_duration_seconds",
+            "Duration of aggregation passes in seconds.",
+            vec![
+                0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ],
+        );
 
         registry
             .register(Box::new(
@@ -142,6 +169,10 @@ impl Metrics {
             store_commits,
             store_group_batches,
             overload_rejections,
+            aggregation_duration,
+            aggregation_lines,
+            aggregation_skipped_lines,
+            aggregation_errors,
         }
     }
 

@@ -1,0 +1,336 @@
+#!/usr/bin/env bash
+# Ingest benchmark for log-pipeline: POST /logs throughput, latency and memory per batch shape,
+# with a correctness check (every acknowledged record is counted and on disk).
+#
+# For each shape (json100, json1000, csv100) a fresh server is started on 127.0.0.1 with an empty
+# temporary logs dir, warmed up with `hey -n 200 -c 10`, then loaded with
+# `hey -z $DURATION -c $CONCURRENCY`. Afterwards:
+#   - logs_ingested_total (/metrics) must equal records x 202 responses (warm-up included),
+#   - the lines in <logs>/*/*.log.json must equal the same number (before and after shutdown),
+# otherwise MISMATCH is printed and the script exits 1. Peak RSS is VmHWM from /proc/PID/status.
+#
+# Usage: bash bench/ingest.sh            (from any directory)
+# Knobs (env):
+#   DURATION=15s       hey -z duration of the measured run
+#   CONCURRENCY=50     hey -c
+#   SHAPES="json100 json1000 csv100"   subset, space- or comma-separated
+#   FSYNC=always       always|interval|never, written to a temp config as storage.fsync
+#   EXTRA_ARGS=""      extra server flags (word-split)
+#   KEEP_TMP=1         keep the temp dir (payloads, server logs, hey output, written logs)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+
+DURATION="${DURATION:-15s}"
+CONCURRENCY="${CONCURRENCY:-50}"
+SHAPES="${SHAPES:-json100 json1000 csv100}"
+FSYNC="${FSYNC:-always}"
+EXTRA_ARGS="${EXTRA_ARGS:-}"
+KEEP_TMP="${KEEP_TMP:-0}"
+BASE_PORT=18090
+
+die() { echo "ingest.sh: error: $*" >&2; exit 1; }
+
+case "$FSYNC" in always|interval|never) ;; *) die "FSYNC must be always, interval or never (got '$FSYNC')" ;; esac
+[[ "$CONCURRENCY" =~ ^[1-9][0-9]*$ ]] || die "CONCURRENCY must be a positive integer (got '$CONCURRENCY')"
+read -r -a EXTRA <<<"$EXTRA_ARGS"
+SHAPES="${SHAPES//,/ }"
+read -r -a SHAPE_LIST <<<"$SHAPES"
+[[ ${#SHAPE_LIST[@]} -gt 0 ]] || die "SHAPES is empty"
+for s in "${SHAPE_LIST[@]}"; do
+  case "$s" in json100|json1000|csv100) ;; *) die "unknown shape '$s' (json100, json1000, csv100)" ;; esac
+done
+
+# --- processes we start, killed by PID on exit -----------------------------------------------
+SERVER_PID=""
+HEY_PID=""
+TMP=""
+cleanup() {
+  local rc=$?
+  if [[ -n "$HEY_PID" ]] && kill -0 "$HEY_PID" 2>/dev/null; then
+    kill "$HEY_PID" 2>/dev/null || true
+    wait "$HEY_PID" 2>/dev/null || true
+  fi
+  if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  if [[ -n "$TMP" && -d "$TMP" ]]; then
+    # Kept on failure for debugging (server logs, hey output, stored lines); not when interrupted.
+    if [[ "$KEEP_TMP" == 1 || ( $rc -ne 0 && $rc -ne 130 && $rc -ne 143 ) ]]; then
+      echo "ingest.sh: temp files kept in $TMP" >&2
+    else
+      rm -rf "$TMP"
+    fi
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- tools ------------------------------------------------------------------------------------
+if ! command -v hey >/dev/null 2>&1; then
+  echo "hey not found; installing it with apt-get" >&2
+  SUDO=""
+  [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null 2>&1 && SUDO=sudo
+  $SUDO apt-get update -qq || true
+  $SUDO apt-get install -y hey || die "could not install hey"
+fi
+command -v curl >/dev/null 2>&1 || die "curl is required"
+command -v python3 >/dev/null 2>&1 || die "python3 is required"
+
+echo "== cargo build --release" >&2
+cargo build --release >&2 || die "cargo build --release failed"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/log-pipeline"
+[[ -x "$BIN" ]] || die "binary not found at $BIN"
+
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/ingest-bench.XXXXXX")"
+
+# --- payloads ---------------------------------------------------------------------------------
+shape_records() { case "$1" in json100|csv100) echo 100 ;; json1000) echo 1000 ;; esac; }
+shape_format() { case "$1" in json*) echo json ;; csv*) echo csv ;; esac; }
+shape_ctype() { case "$1" in json*) echo application/json ;; csv*) echo text/csv ;; esac; }
+shape_file() { case "$1" in json*) echo "$TMP/$1.json" ;; csv*) echo "$TMP/$1.csv" ;; esac; }
+
+for s in "${SHAPE_LIST[@]}"; do
+  python3 bench/gen_payload.py --format "$(shape_format "$s")" --records "$(shape_records "$s")" \
+    --out "$(shape_file "$s")"
+done
+
+# --- helpers ----------------------------------------------------------------------------------
+port_is_free() {
+  python3 - "$1" <<'PY'
+import socket, sys
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(1)
+finally:
+    s.close()
+PY
+}
+
+pick_port() { # pick_port START: first free port from START
+  local p=$1
+  while ! port_is_free "$p"; do
+    p=$((p + 1))
+    [[ $p -lt $(($1 + 200)) ]] || die "no free port in $1..$p"
+  done
+  echo "$p"
+}
+
+metric() { # metric PORT NAME: value of an unlabelled metric (integer), 0 if absent
+  curl -fsS --max-time 10 "http://127.0.0.1:$1/metrics" \
+    | awk -v name="$2" '$1 == name { printf "%.0f\n", $2; found = 1 } END { if (!found) print 0 }'
+}
+
+# hey summary parsers (hey prints "  Requests/sec:\t123.4", "  99% in 0.0123 secs",
+# "  [202]\t1234 responses" and "  [3]\tPost ...: error" under "Error distribution:").
+hey_field() { awk -v key="$2" '$1 == key { print $2; exit }' "$1"; }
+hey_pct_ms() {
+  awk -v pct="$2%" '$1 == pct && $2 == "in" { printf "%.1f\n", $3 * 1000; found = 1; exit }
+                    END { if (!found) print "n/a" }' "$1"
+}
+hey_status() { # hey_status FILE CODE: number of responses with that status
+  awk -v code="[$2]" '$1 == code && $3 == "responses" { n += $2 } END { print n + 0 }' "$1"
+}
+hey_non202() { # "[503]=12 [err]=3" or empty
+  awk '
+    /^Status code distribution:/ { sec = "status"; next }
+    /^Error distribution:/ { sec = "error"; next }
+    /^[^ \t]/ { sec = "" }
+    sec == "status" && $1 ~ /^\[[0-9]+\]$/ && $1 != "[202]" { printf "%s=%s ", $1, $2 }
+    sec == "error" && $1 ~ /^\[[0-9]+\]$/ { errs += substr($1, 2, length($1) - 2) }
+    END { if (errs) printf "[errors]=%d ", errs }' "$1"
+}
+hey_non202_count() {
+  awk '
+    /^Status code distribution:/ { sec = "status"; next }
+    /^Error distribution:/ { sec = "error"; next }
+    /^[^ \t]/ { sec = "" }
+    sec == "status" && $1 ~ /^\[[0-9]+\]$/ && $1 != "[202]" { n += $2 }
+    sec == "error" && $1 ~ /^\[[0-9]+\]$/ { n += substr($1, 2, length($1) - 2) }
+    END { print n + 0 }' "$1"
+}
+
+count_lines() { # lines in every hour file under DIR
+  find "$1" -name '*.log.json' -type f -exec cat {} + | wc -l
+}
+
+check_lines_parse() { # sample the head and tail of every hour file: each line is a full record
+  python3 - "$1" <<'PY'
+import collections, glob, json, sys
+bad = 0
+for f in glob.glob(sys.argv[1] + "/*/*.log.json"):
+    with open(f, "rb") as fh:
+        head = [fh.readline() for _ in range(500)]
+        fh.seek(0, 2); size = fh.tell(); fh.seek(max(0, size - 200_000))
+        tail = fh.read().split(b"\n")[1:]
+    for line in [l for l in head if l] + [l for l in tail if l]:
+        try:
+            r = json.loads(line)
+            assert list(r) == ["timestamp", "path", "userAgent"], list(r)
+        except Exception as e:
+            bad += 1
+            if bad <= 3: print(f"bad line in {f}: {line[:200]!r}: {e}", file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY
+}
+
+wait_healthy() { # wait_healthy PORT LOG
+  local port=$1 log=$2
+  for _ in $(seq 300); do
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      local rc=0; wait "$SERVER_PID" || rc=$?; SERVER_PID=""
+      echo "ingest.sh: error: server exited (status $rc) before becoming healthy; its stderr:" >&2
+      cat "$log" >&2
+      exit 1
+    fi
+    if curl -fsS --max-time 1 -o /dev/null "http://127.0.0.1:$port/health" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "ingest.sh: error: server not healthy on 127.0.0.1:$port after 30s; its stderr:" >&2
+  cat "$log" >&2
+  exit 1
+}
+
+stop_server() { # SIGTERM, wait up to 40 s (shutdownTimeout defaults to 30 s), report the exit
+  local log=$1 rc=0
+  kill -TERM "$SERVER_PID"
+  for _ in $(seq 400); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$SERVER_PID" 2>/dev/null; then
+    echo "WARNING: server did not exit 40s after SIGTERM; killing it" >&2
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+  fi
+  wait "$SERVER_PID" || rc=$?
+  SERVER_PID=""
+  if [[ $rc -ne 0 ]]; then
+    echo "WARNING: server exited with status $rc after SIGTERM; last stderr lines:" >&2
+    tail -n 20 "$log" >&2
+  fi
+}
+
+# --- run --------------------------------------------------------------------------------------
+declare -A R_REQS R_RECS R_P50 R_P99 R_RSS R_NON202 R_COMMITS R_PERGROUP
+i=0
+for s in "${SHAPE_LIST[@]}"; do
+  records=$(shape_records "$s")
+  ctype=$(shape_ctype "$s")
+  payload=$(shape_file "$s")
+  dir="$TMP/run-$s"
+  mkdir -p "$dir/logs" "$dir/analytics"
+  printf 'storage:\n  fsync: %s\n' "$FSYNC" >"$dir/config.yaml"
+  port=$(pick_port $((BASE_PORT + i)))
+  i=$((i + 1))
+  url="http://127.0.0.1:$port/logs"
+
+  echo "== $s: server on 127.0.0.1:$port, fsync $FSYNC, $records records/request ($(wc -c <"$payload") bytes)" >&2
+  # Unset the env overrides so the flags and the temp config alone decide (e.g. no stray auth).
+  env -u LOG_PIPELINE_CONFIG -u PIPELINE_VERSION -u HTTP_ADDR -u LOGS_DIR -u ANALYTICS_DIR \
+      -u AGGREGATION_INTERVAL -u KAFKA_BROKERS -u LOG_PIPELINE_TOKENS \
+      "$BIN" --config "$dir/config.yaml" --addr "127.0.0.1:$port" \
+      --logs-dir "$dir/logs" --analytics-dir "$dir/analytics" ${EXTRA[@]+"${EXTRA[@]}"} \
+      >"$dir/server.stdout" 2>"$dir/server.log" &
+  SERVER_PID=$!
+  wait_healthy "$port" "$dir/server.log"
+
+  # Warm-up (its 202s count towards the expected totals).
+  hey -n 200 -c 10 -m POST -T "$ctype" -D "$payload" "$url" >"$dir/hey-warmup.txt" 2>&1 &
+  HEY_PID=$!; wait "$HEY_PID"; HEY_PID=""
+  warm_ok=$(hey_status "$dir/hey-warmup.txt" 202)
+  commits_before=$(metric "$port" store_commits_total)
+
+  echo "   hey -z $DURATION -c $CONCURRENCY ..." >&2
+  hey -z "$DURATION" -c "$CONCURRENCY" -m POST -T "$ctype" -D "$payload" "$url" >"$dir/hey.txt" 2>&1 &
+  HEY_PID=$!; wait "$HEY_PID"; HEY_PID=""
+
+  rss_kb=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SERVER_PID/status")
+  ingested=$(metric "$port" logs_ingested_total)
+  commits_after=$(metric "$port" store_commits_total)
+  lines_live=$(count_lines "$dir/logs")
+
+  ok=$(hey_status "$dir/hey.txt" 202)
+  non202=$(hey_non202_count "$dir/hey.txt")
+  non202_detail=$(hey_non202 "$dir/hey.txt")
+  warm_non202=$(hey_non202 "$dir/hey-warmup.txt")
+  total_secs=$(hey_field "$dir/hey.txt" "Total:")
+  reqs=$(hey_field "$dir/hey.txt" "Requests/sec:")
+  p50=$(hey_pct_ms "$dir/hey.txt" 50)
+  p99=$(hey_pct_ms "$dir/hey.txt" 99)
+  expected=$(( records * (warm_ok + ok) ))
+
+  stop_server "$dir/server.log"
+  lines_after=$(count_lines "$dir/logs")
+
+  [[ -n "$warm_non202" ]] && echo "   warm-up non-202: $warm_non202" >&2
+  [[ -n "$non202_detail" ]] && echo "   non-202 responses: $non202_detail" >&2
+  if [[ $ok -eq 0 ]]; then
+    echo "MISMATCH: $s: no 202 responses in the measured run; hey output:" >&2
+    cat "$dir/hey.txt" >&2
+    exit 1
+  fi
+  if [[ $ingested -ne $expected || $lines_live -ne $expected || $lines_after -ne $expected ]]; then
+    echo "MISMATCH: $s: expected $expected records ($records x ($warm_ok warm-up + $ok measured) 202s);" \
+         "logs_ingested_total=$ingested, lines before shutdown=$lines_live, after=$lines_after" >&2
+    exit 1
+  fi
+  if ! check_lines_parse "$dir/logs"; then
+    echo "MISMATCH: $s: stored lines are not well-formed records" >&2
+    exit 1
+  fi
+  echo "   ok: $expected records acknowledged = logs_ingested_total = lines on disk" >&2
+
+  commits=$((commits_after - commits_before))
+  R_REQS[$s]=$(awk -v r="$reqs" 'BEGIN { printf "%.0f", r }')
+  R_RECS[$s]=$(awk -v ok="$ok" -v n="$records" -v t="$total_secs" 'BEGIN { printf "%.0f", ok * n / t }')
+  R_P50[$s]=$p50
+  R_P99[$s]=$p99
+  R_RSS[$s]=$(awk -v k="$rss_kb" 'BEGIN { printf "%.1f", k / 1024 }')
+  R_NON202[$s]=$non202
+  R_COMMITS[$s]=$commits
+  R_PERGROUP[$s]=$(awk -v ok="$ok" -v n="$records" -v c="$commits" \
+                     'BEGIN { if (c > 0) printf "%.0f", ok * n / c; else print "n/a" }')
+
+  [[ "$KEEP_TMP" == 1 ]] || rm -rf "$dir/logs" # can be GBs; keep the disk bounded between shapes
+done
+
+# --- report -----------------------------------------------------------------------------------
+# The original Go service (fsync never, same machine kind).
+declare -A GO_RECS=([json100]=288000 [json1000]=403000 [csv100]=334000)
+declare -A GO_P99=([json100]=32 [json1000]=150 [csv100]=)
+GO_RSS=19
+
+echo
+echo "log-pipeline ingest: fsync=$FSYNC duration=$DURATION concurrency=$CONCURRENCY cores=$(nproc)${EXTRA_ARGS:+ extra_args='$EXTRA_ARGS'}"
+fmt="%-9s %10s %12s %8s %8s %9s %8s %12s %13s\n"
+printf "$fmt" shape "req/s" "records/s" "p50 ms" "p99 ms" "RSS MB" non-202 "commits" "records/group"
+for s in "${SHAPE_LIST[@]}"; do
+  printf "$fmt" "$s" "${R_REQS[$s]}" "${R_RECS[$s]}" "${R_P50[$s]}" "${R_P99[$s]}" "${R_RSS[$s]}" \
+    "${R_NON202[$s]}" "${R_COMMITS[$s]}" "${R_PERGROUP[$s]}"
+done
+
+echo
+echo "vs the original Go service (fsync never): targets records/s >= 3x, p99 below the original's, RSS < 64 MB"
+fmt2="%-9s %12s %12s %7s %6s %10s %10s %6s %8s %5s\n"
+printf "$fmt2" shape "records/s" "Go rec/s" ratio ">=3x" "p99 ms" "Go p99 ms" "p99" "RSS MB" "<64"
+for s in "${SHAPE_LIST[@]}"; do
+  ratio=$(awk -v a="${R_RECS[$s]}" -v b="${GO_RECS[$s]}" 'BEGIN { printf "%.2fx", a / b }')
+  rec_ok=$(awk -v a="${R_RECS[$s]}" -v b="${GO_RECS[$s]}" 'BEGIN { print (a >= 3 * b) ? "yes" : "NO" }')
+  gp99="${GO_P99[$s]}"
+  if [[ -z "$gp99" ]]; then
+    gp99="n/a"; p99_ok="n/a"
+  else
+    p99_ok=$(awk -v a="${R_P99[$s]}" -v b="$gp99" 'BEGIN { print (a + 0 < b) ? "yes" : "NO" }')
+  fi
+  rss_ok=$(awk -v a="${R_RSS[$s]}" 'BEGIN { print (a < 64) ? "yes" : "NO" }')
+  printf "$fmt2" "$s" "${R_RECS[$s]}" "${GO_RECS[$s]}" "$ratio" "$rec_ok" "${R_P99[$s]}" "$gp99" \
+    "$p99_ok" "${R_RSS[$s]}" "$rss_ok"
+done
+echo "Go RSS: ${GO_RSS} MB"

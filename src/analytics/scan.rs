@@ -1,0 +1,373 @@
+//! Counting the records in a byte range of an hour file.
+//!
+//! Only complete lines count: a range's last bytes after its last newline (a write in progress,
+//! or a torn line) are left for a later pass, and the returned `end` says where counting stopped.
+//! Lines in our own format take a fast path (find the three values, no JSON parser); anything else
+//! is parsed as JSON; a line that is not a record is skipped and reported, never fatal. Lines of
+//! any length are handled: the buffer grows to hold the longest line. Large ranges are split at
+//! line boundaries and counted on several threads.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+
+use serde::Deserialize;
+
+use super::summary::Counts;
+
+/// Bytes read per `pread`.
+const READ_BYTES: usize = 4 << 20;
+/// Ranges at least this large are split across threads.
+const PARALLEL_MIN_BYTES: u64 = 32 << 20;
+/// How many skipped lines per scan are kept for logging (all are counted).
+pub const MAX_REPORTED_SKIPS: usize = 10;
+
+/// A line that was not a valid record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedLine {
+    /// 0-based line index within the scanned range.
+    pub line: u64,
+    pub reason: &'static str,
+}
+
+/// What a scan counted.
+#[derive(Debug, Clone)]
+pub struct ScanOutcome {
+    pub paths: Counts,
+    pub agents: Counts,
+    /// Valid records counted.
+    pub records: u64,
+    /// Complete lines seen (valid or not).
+    pub lines: u64,
+    /// Lines that were not valid records.
+    pub skipped: u64,
+    /// The first [`MAX_REPORTED_SKIPS`] skipped lines.
+    pub first_skips: Vec<SkippedLine>,
+    /// File offset just after the last complete line counted.
+    pub end: u64,
+}
+
+impl ScanOutcome {
+    fn empty(cap: usize, at: u64) -> ScanOutcome {
+        ScanOutcome {
+            paths: Counts::new(cap),
+            agents: Counts::new(cap),
+            records: 0,
+            lines: 0,
+            skipped: 0,
+            first_skips: Vec::new(),
+            end: at,
+        }
+    }
+
+    /// Appends `next`, which covers the range right after this one.
+    fn append(&mut self, next: ScanOutcome) {
+        self.paths.merge(&next.paths);
+        self.agents.merge(&next.agents);
+        self.records += next.records;
+        for skip in next.first_skips {
+            if self.first_skips.len() < MAX_REPORTED_SKIPS {
+                self.first_skips.push(SkippedLine {
+                    line: self.lines + skip.line,
+                    reason: skip.reason,
+                });
+            }
+        }
+        self.lines += next.lines;
+        self.skipped += next.skipped;
+        self.end = next.end;
+    }
+}
+
+/// Counts the complete lines of `file` in `[start, end)`, on up to `threads` threads.
+pub fn scan(
+    file: &File,
+    start: u64,
+    end: u64,
+    cap: usize,
+    threads: usize,
+) -> io::Result<ScanOutcome> {
+    if threads <= 1 || end - start < PARALLEL_MIN_BYTES {
+        return scan_part(file, start, end, cap);
+    }
+    let mut bounds = vec![start];
+    for i in 1..threads as u64 {
+        let target = start + (end - start) * i / threads as u64;
+        let boundary = next_line_start(file, target.max(*bounds.last().expect("non-empty")), end)?;
+        if boundary < end {
+            bounds.push(boundary);
+        }
+    }
+    bounds.push(end);
+    let parts: Vec<io::Result<ScanOutcome>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = bounds
+            .windows(2)
+            .map(|w| {
+                let (from, to) = (w[0], w[1]);
+                scope.spawn(move || scan_part(file, from, to, cap))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("scan thread panicked"))
+            .collect()
+    });
+    let mut total = ScanOutcome::empty(cap, start);
+    for (part, planned_end) in parts.into_iter().zip(&bounds[1..]) {
+        let part = part?;
+        // A part that stopped short (torn last line, or the file shrank under us) ends the scan.
+        let complete = part.end == *planned_end;
+        total.append(part);
+        if !complete {
+            break;
+        }
+    }
+    Ok(total)
+}
+
+/// The offset just after the first newline at or after `from` (or `end` if there is none).
+fn next_line_start(file: &File, from: u64, end: u64) -> io::Result<u64> {
+    let mut buffer = vec![0u8; 64 * 1024];
+    let mut at = from;
+    while at < end {
+        let want = buffer.len().min((end - at) as usize);
+        let n = file.read_at(&mut buffer[..want], at)?;
+        if n == 0 {
+            return Ok(end);
+        }
+        if let Some(newline) = memchr::memchr(b'\n', &buffer[..n]) {
+            return Ok(at + newline as u64 + 1);
+        }
+        at += n as u64;
+    }
+    Ok(end)
+}
+
+/// Counts the complete lines in `[start, end)` on this thread.
+fn scan_part(file: &File, start: u64, end: u64, cap: usize) -> io::Result<ScanOutcome> {
+    let mut outcome = ScanOutcome::empty(cap, start);
+    let mut buffer = vec![0u8; READ_BYTES.min((end - start) as usize).max(1)];
+    // `buffer[..filled]` holds the file bytes from offset `outcome.end`.
+    let mut filled = 0usize;
+    loop {
+        let offset = outcome.end + filled as u64;
+        if offset >= end {
+            break;
+        }
+        if filled == buffer.len() {
+            // One line longer than the buffer: grow it, there is no line-length limit.
+            buffer.resize(buffer.len() * 2, 0);
+        }
+        let want = (buffer.len() - filled).min((end - offset) as usize);
+        let n = file.read_at(&mut buffer[filled..filled + want], offset)?;
+        if n == 0 {
+            break; // the file shrank under us; stop at what was read
+        }
+        filled += n;
+        let mut line_start = 0;
+        for newline in memchr::memchr_iter(b'\n', &buffer[..filled]) {
+            count_line(&buffer[line_start..newline], &mut outcome);
+            line_start = newline + 1;
+        }
+        buffer.copy_within(line_start..filled, 0);
+        filled -= line_start;
+        outcome.end += line_start as u64;
+    }
+    Ok(outcome)
+}
+
+fn count_line(line: &[u8], outcome: &mut ScanOutcome) {
+    match parse_line(line) {
+        Ok((path, agent)) => {
+            outcome.paths.add(&path, 1);
+            outcome.agents.add(&agent, 1);
+            outcome.records += 1;
+        }
+        Err(reason) => {
+            if outcome.first_skips.len() < MAX_REPORTED_SKIPS {
+                outcome.first_skips.push(SkippedLine {
+                    line: outcome.lines,
+                    reason,
+                });
+            }
+            outcome.skipped += 1;
+        }
+    }
+    outcome.lines += 1;
+}
+
+/// The `path` and `userAgent` of a stored line.
+pub fn parse_line(line: &[u8]) -> Result<(Cow<'_, str>, Cow<'_, str>), &'static str> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if let Some(fields) = parse_own_format(line) {
+        return Ok(fields);
+    }
+    parse_any_json(line)
+}
+
+/// The fast path: `{"timestamp":"…","path":"…","userAgent":"…"}` exactly as the store writes it,
+/// with no escapes in the values. Anything else returns `None` for the JSON parser to judge.
+fn parse_own_format(line: &[u8]) -> Option<(Cow<'_, str>, Cow<'_, str>)> {
+    let rest = line.strip_prefix(b"{\"timestamp\":\"")?;
+    let (timestamp, rest) = plain_string(rest)?;
+    let rest = rest.strip_prefix(b",\"path\":\"")?;
+    let (path, rest) = plain_string(rest)?;
+    let rest = rest.strip_prefix(b",\"userAgent\":\"")?;
+    let (agent, rest) = plain_string(rest)?;
+    if rest != b"}" || timestamp.is_empty() || path.is_empty() || agent.is_empty() {
+        return None;
+    }
+    let path = std::str::from_utf8(path).ok()?;
+    let agent = std::str::from_utf8(agent).ok()?;
+    Some((Cow::Borrowed(path), Cow::Borrowed(agent)))
+}
+
+/// Splits off a JSON string body up to its closing quote; `None` if it has escapes.
+fn plain_string(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let quote = memchr::memchr(b'"', bytes)?;
+    let value = &bytes[..quote];
+    if memchr::memchr(b'\\', value).is_some() {
+        return None;
+    }
+    Some((value, &bytes[quote + 1..]))
+}
+
+#[derive(Deserialize)]
+struct AnyRecord<'a> {
+    #[serde(borrow)]
+    timestamp: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    path: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "userAgent")]
+    user_agent: Option<Cow<'a, str>>,
+}
+
+fn parse_any_json(line: &[u8]) -> Result<(Cow<'_, str>, Cow<'_, str>), &'static str> {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return Err("empty line");
+    }
+    let record: AnyRecord<'_> =
+        serde_json::from_slice(line).map_err(|_| "not a JSON log record")?;
+    match (record.timestamp, record.path, record.user_agent) {
+        (Some(ts), Some(path), Some(agent))
+            if !ts.is_empty() && !path.is_empty() && !agent.is_empty() =>
+        {
+            Ok((path, agent))
+        }
+        _ => Err("missing or empty timestamp, path or userAgent"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    const A: &str = r#"{"timestamp":"2025-11-22T14:00:00Z","path":"/a","userAgent":"x"}"#;
+    const B: &str = r#"{"timestamp":"2025-11-22T14:00:00Z","path":"/b\"q","userAgent":"y"}"#;
+
+    fn file_with(content: &[u8]) -> (tempfile::NamedTempFile, File) {
+        let mut temp = tempfile::NamedTempFile::new().unwrap();
+        temp.write_all(content).unwrap();
+        let file = temp.reopen().unwrap();
+        (temp, file)
+    }
+
+    fn count(counts: &Counts, key: &str) -> u64 {
+        counts.iter().find(|(k, _)| *k == key).map_or(0, |(_, n)| n)
+    }
+
+    #[test]
+    fn fast_and_slow_paths_agree() {
+        assert_eq!(
+            parse_line(A.as_bytes()).unwrap(),
+            (Cow::Borrowed("/a"), Cow::Borrowed("x"))
+        );
+        assert_eq!(parse_line(B.as_bytes()).unwrap().0, "/b\"q");
+        let reordered =
+            br#"{"userAgent":"x","path":"/a","timestamp":"2025-11-22T14:00:00Z","extra":1}"#;
+        assert_eq!(
+            parse_line(reordered).unwrap(),
+            (Cow::Borrowed("/a"), Cow::Borrowed("x"))
+        );
+        assert_eq!(parse_line(b"garbage"), Err("not a JSON log record"));
+        assert_eq!(
+            parse_line(br#"{"path":"/a","userAgent":"x"}"#),
+            Err("missing or empty timestamp, path or userAgent")
+        );
+        assert_eq!(parse_line(b""), Err("empty line"));
+    }
+
+    #[test]
+    fn counts_complete_lines_and_stops_before_a_torn_one() {
+        let content = format!("{A}\n{B}\nnot json\n{A}\n{{\"timestamp\":\"2025");
+        let (_keep, file) = file_with(content.as_bytes());
+        let outcome = scan(&file, 0, content.len() as u64, 100, 1).unwrap();
+        assert_eq!(outcome.records, 3);
+        assert_eq!(outcome.lines, 4);
+        assert_eq!(outcome.skipped, 1);
+        assert_eq!(
+            outcome.first_skips,
+            [SkippedLine {
+                line: 2,
+                reason: "not a JSON log record"
+            }]
+        );
+        assert_eq!(outcome.end as usize, content.rfind('\n').unwrap() + 1);
+        assert_eq!(count(&outcome.paths, "/a"), 2);
+        assert_eq!(count(&outcome.agents, "y"), 1);
+    }
+
+    #[test]
+    fn lines_longer_than_the_read_buffer_are_counted() {
+        let long_path = format!("/{}", "p".repeat(READ_BYTES * 2 + 17));
+        let line = format!(
+            r#"{{"timestamp":"2025-11-22T14:00:00Z","path":"{long_path}","userAgent":"x"}}"#
+        );
+        let content = format!("{A}\n{line}\n{A}\n");
+        let (_keep, file) = file_with(content.as_bytes());
+        let outcome = scan(&file, 0, content.len() as u64, 100, 1).unwrap();
+        assert_eq!((outcome.records, outcome.skipped), (3, 0));
+        assert_eq!(count(&outcome.paths, &long_path), 1);
+    }
+
+    #[test]
+    fn parallel_scan_equals_sequential_scan() {
+        let mut content = String::new();
+        let mut i = 0;
+        while content.len() < (PARALLEL_MIN_BYTES as usize) + 1000 {
+            content.push_str(&format!(
+                r#"{{"timestamp":"2025-11-22T14:00:00Z","path":"/p{}","userAgent":"ua{}"}}"#,
+                i % 1000,
+                i % 7
+            ));
+            content.push('\n');
+            if i % 100_000 == 0 {
+                content.push_str("bad line\n");
+            }
+            i += 1;
+        }
+        content.push_str("{\"torn");
+        let (_keep, file) = file_with(content.as_bytes());
+        let one = scan(&file, 0, content.len() as u64, 10_000, 1).unwrap();
+        let three = scan(&file, 0, content.len() as u64, 10_000, 3).unwrap();
+        assert_eq!(one.records, i);
+        assert_eq!(
+            (three.records, three.lines, three.skipped, three.end),
+            (one.records, one.lines, one.skipped, one.end)
+        );
+        assert_eq!(three.first_skips, one.first_skips);
+        assert_eq!(three.paths, one.paths);
+        assert_eq!(three.agents, one.agents);
+    }
+
+    #[test]
+    fn scans_from_an_offset() {
+        let content = format!("{A}\n{B}\n");
+        let (_keep, file) = file_with(content.as_bytes());
+        let outcome = scan(&file, (A.len() + 1) as u64, content.len() as u64, 100, 1).unwrap();
+        assert_eq!(outcome.records, 1);
+        assert_eq!(count(&outcome.paths, "/b\"q"), 1);
+    }
+}
