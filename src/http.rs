@@ -86,6 +86,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .layer::<_, Infallible>(DefaultBodyLimit::disable())
         // Decompression sits outside the handler's size limit, so the limit counts decompressed bytes.
         .layer::<_, Infallible>(RequestDecompressionLayer::new().gzip(true).zstd(true))
+        .layer::<_, Infallible>(middleware::map_request(normalize_content_encoding))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/logs", logs)
@@ -299,6 +300,35 @@ async fn metrics(State(state): State<AppState>) -> Response {
 
 async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!("no route for {method} {}", uri.path()))
+}
+
+/// Content codings are case-insensitive (RFC 9110 §8.4.1) and `x-gzip` means gzip, but the
+/// decompression layer matches exact lowercase names: rewrite the header into that form first.
+/// `identity` entries are dropped (no coding).
+async fn normalize_content_encoding(mut request: Request) -> Request {
+    let Some(value) = request.headers().get(header::CONTENT_ENCODING) else {
+        return request;
+    };
+    let normalized: Vec<String> = String::from_utf8_lossy(value.as_bytes())
+        .split(',')
+        .map(|coding| coding.trim().to_ascii_lowercase())
+        .filter(|coding| !coding.is_empty() && coding != "identity")
+        .map(|coding| {
+            if coding == "x-gzip" {
+                "gzip".to_owned()
+            } else {
+                coding
+            }
+        })
+        .collect();
+    if normalized.is_empty() {
+        request.headers_mut().remove(header::CONTENT_ENCODING);
+    } else if let Ok(value) = HeaderValue::from_str(&normalized.join(", ")) {
+        request
+            .headers_mut()
+            .insert(header::CONTENT_ENCODING, value);
+    }
+    request
 }
 
 /// Requires `Authorization: Bearer <token>` when tokens are configured. Every configured token is

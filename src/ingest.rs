@@ -114,6 +114,9 @@ pub struct RecordError {
 /// Decodes and validates `body` (already decompressed) as `format`.
 pub fn decode(format: Format, body: &[u8], limits: &Limits) -> Result<EncodedBatch, DecodeError> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(DecodeError::Empty);
+    }
     // Encoded lines are about as long as JSON input and longer than CSV input (keys are added).
     let expected_output = match format {
         Format::Csv => body.len() + body.len() / 2,

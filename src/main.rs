@@ -34,8 +34,9 @@ fn main() -> ExitCode {
         }
     };
     let outcome = runtime.block_on(async {
+        let shutdown = shutdown_signal()?;
         let app = Application::build(config).await?;
-        app.run_until_stopped(shutdown_signal()).await
+        app.run_until_stopped(shutdown).await
     });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

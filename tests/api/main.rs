@@ -1,0 +1,10 @@
+//! Integration tests of the HTTP API and the binary, from the outside: status codes, JSON bodies,
+//! files on disk and scraped metrics.
+
+mod auth;
+mod endpoints;
+mod helpers;
+mod ingest;
+mod process;
+mod rejections;
+mod storage;
