@@ -25,6 +25,9 @@ use crate::analytics::{AggregationTask, Aggregator};
 use crate::config::{Config, PipelineVersion};
 use crate::http::{self, AppState};
 use crate::ingest::Limits;
+use crate::kafka::broker;
+use crate::kafka::consumer::ConsumerGroup;
+use crate::kafka::producer::KafkaSink;
 use crate::metrics::Metrics;
 use crate::sink::Sink;
 use crate::store::{Store, StoreOptions};
@@ -37,6 +40,9 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     sink: Sink,
+    store: Store,
+    consumers: Option<ConsumerGroup>,
+    probe: Option<tokio::task::JoinHandle<()>>,
     metrics: Metrics,
     shutting_down: Arc<AtomicBool>,
     aggregator: Aggregator,
@@ -49,20 +55,47 @@ impl Application {
     /// Opens storage and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let metrics = Metrics::new();
-        let sink = match config.version {
-            PipelineVersion::V1 => {
-                let options = StoreOptions {
-                    logs_dir: config.storage.logs_dir.clone(),
-                    fsync: config.storage.fsync,
-                    fsync_interval: config.storage.fsync_interval,
-                    max_pending_bytes: config.storage.max_pending_bytes,
-                    idle_file_timeout: config.storage.idle_file_timeout,
+        let options = StoreOptions {
+            logs_dir: config.storage.logs_dir.clone(),
+            fsync: config.storage.fsync,
+            fsync_interval: config.storage.fsync_interval,
+            max_pending_bytes: config.storage.max_pending_bytes,
+            idle_file_timeout: config.storage.idle_file_timeout,
+        };
+        let store = Store::open(options, metrics.clone())?;
+        let (sink, consumers, probe) = match config.version {
+            PipelineVersion::V1 => (Sink::File(store.clone()), None, None),
+            PipelineVersion::V2 => {
+                let topics_exist = match broker::ensure_topics(&config).await {
+                    Ok(()) => true,
+                    Err(err) => {
+                        tracing::warn!(error = %err, "cannot create the Kafka topics yet; /ready stays 503 until the broker answers");
+                        false
+                    }
                 };
-                Sink::File(Store::open(options, metrics.clone())?)
+                let kafka = KafkaSink::new(&config, metrics.clone())?;
+                let reachable = Arc::new(AtomicBool::new(false));
+                let probe = broker::spawn_probe(
+                    config.clone(),
+                    kafka.clone(),
+                    reachable.clone(),
+                    topics_exist,
+                );
+                let consumers = ConsumerGroup::start(
+                    &config,
+                    store.clone(),
+                    kafka.producer().clone(),
+                    metrics.clone(),
+                )?;
+                (
+                    Sink::Kafka {
+                        sink: kafka,
+                        reachable,
+                    },
+                    Some(consumers),
+                    Some(probe),
+                )
             }
-            PipelineVersion::V2 => anyhow::bail!(
-                "pipeline version 2 (Kafka mode) is not available in this build yet; run with version 1"
-            ),
         };
         let addr = config.listen_addr()?;
         let listener = TcpListener::bind(addr)
@@ -101,6 +134,9 @@ impl Application {
             listener,
             router,
             sink,
+            store,
+            consumers,
+            probe,
             metrics,
             shutting_down,
             aggregator,
@@ -174,7 +210,15 @@ impl Application {
         {
             tracing::warn!(timeout = ?self.shutdown_timeout, "shutdown: in-flight requests did not finish in time");
         }
+        // v1: the store drains; v2: the producer waits (bounded) for outstanding acknowledgements.
         self.sink.shutdown().await;
+        if let Some(consumers) = self.consumers {
+            consumers.shutdown().await;
+        }
+        if let Some(probe) = self.probe {
+            probe.abort();
+        }
+        self.store.shutdown().await;
         // The last pass sees everything the store flushed.
         aggregation.finish().await;
         tracing::info!("shutdown complete: files synced and closed, summaries up to date");

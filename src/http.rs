@@ -459,6 +459,10 @@ struct ErrorBody<'a> {
     column: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     supported: Option<&'static [&'static str]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivered_records: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    records: Option<usize>,
 }
 
 impl IntoResponse for ApiError {
@@ -471,6 +475,8 @@ impl IntoResponse for ApiError {
             line: None,
             column: None,
             supported: None,
+            delivered_records: None,
+            records: None,
         };
         let mut headers = HeaderMap::new();
         let retry_after = HeaderValue::from(RETRY_AFTER_SECS);
@@ -565,6 +571,17 @@ impl IntoResponse for ApiError {
                 tracing::warn!(%reason, "batch refused: storage unavailable");
                 body.error = "storage_unavailable";
                 body.message = "storage is temporarily unavailable; nothing from this batch was stored, retry later".into();
+                headers.insert(header::RETRY_AFTER, retry_after);
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ApiError::Sink(SinkError::Partial { delivered, total }) => {
+                body.error = "partially_delivered";
+                body.message = format!(
+                    "{delivered} of the batch's {total} records reached Kafka before a failure; \
+                     retrying the whole batch stores those {delivered} again"
+                );
+                body.delivered_records = Some(*delivered);
+                body.records = Some(*total);
                 headers.insert(header::RETRY_AFTER, retry_after);
                 StatusCode::SERVICE_UNAVAILABLE
             }

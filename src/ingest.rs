@@ -131,6 +131,51 @@ pub fn decode(format: Format, body: &[u8], limits: &Limits) -> Result<EncodedBat
     validator.finish()
 }
 
+/// Validates one record given as a JSON object (a Kafka message value: one stored line without
+/// its newline) and appends it to `batch`. On error `batch` is unchanged and the error says why.
+pub fn append_record(
+    value: &[u8],
+    limits: &Limits,
+    batch: &mut EncodedBatch,
+) -> Result<(), DecodeError> {
+    let limits = Limits {
+        max_records: 1,
+        ..*limits
+    };
+    if value.iter().all(u8::is_ascii_whitespace) {
+        return Err(DecodeError::Empty);
+    }
+    let mark = batch.mark();
+    let mut validator = Validator::new(&limits, 0);
+    validator.batch = std::mem::take(batch);
+    let outcome = json::decode_lines(value, &mut validator);
+    let failed = outcome.is_err() || validator.total_errors > 0;
+    let errors = std::mem::take(&mut validator.errors);
+    let total = validator.total_errors;
+    *batch = std::mem::take(&mut validator.batch);
+    if failed {
+        batch.truncate(&mark);
+    }
+    match outcome {
+        Err(err) => Err(err),
+        Ok(()) if failed => Err(DecodeError::Invalid { total, errors }),
+        Ok(()) => Ok(()),
+    }
+}
+
+impl DecodeError {
+    /// One line saying what is wrong, with the first invalid field when there is one.
+    pub fn describe(&self) -> String {
+        match self {
+            DecodeError::Invalid { errors, .. } if !errors.is_empty() => {
+                let first = &errors[0];
+                format!("{} {}", first.field, first.reason)
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 /// A field value as found in the body, before validation.
 #[derive(Debug, Default)]
 enum Field<'a> {
@@ -492,6 +537,47 @@ mod tests {
                 "{ts}: {err:?}"
             );
         }
+    }
+
+    #[test]
+    fn one_record_messages_are_appended_or_refused_whole() {
+        let mut batch = EncodedBatch::default();
+        let good = br#"{"timestamp":"2025-11-22T14:00:00Z","path":"/a","userAgent":"u"}"#;
+        append_record(good, &LIMITS, &mut batch).unwrap();
+        append_record(good, &LIMITS, &mut batch).unwrap();
+        assert_eq!(batch.records(), 2);
+        let err = append_record(
+            br#"{"timestamp":"2025-11-22T14:00:00Z","path":" ","userAgent":"u"}"#,
+            &LIMITS,
+            &mut batch,
+        )
+        .unwrap_err();
+        assert_eq!(err.describe(), "path is empty or only whitespace");
+        assert_eq!(
+            append_record(b"not json", &LIMITS, &mut batch)
+                .unwrap_err()
+                .describe()
+                .split(':')
+                .next(),
+            Some("record invalid JSON")
+        );
+        let two = [&good[..], b"\n", &good[..]].concat();
+        assert_eq!(
+            append_record(&two, &LIMITS, &mut batch),
+            Err(DecodeError::TooManyRecords { max: 1 })
+        );
+        assert_eq!(
+            append_record(b"", &LIMITS, &mut batch),
+            Err(DecodeError::Empty)
+        );
+        let trailing = [&good[..], b" x"].concat();
+        assert!(append_record(&trailing, &LIMITS, &mut batch).is_err());
+        assert_eq!(
+            batch.records(),
+            2,
+            "refused messages leave the batch as it was"
+        );
+        assert_eq!(lines(&batch).len(), 2);
     }
 
     #[test]

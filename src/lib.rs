@@ -14,7 +14,9 @@
 //! - [`ingest`]: decoding and validation of request bodies (JSON array, CSV, NDJSON) into an
 //!   [`record::EncodedBatch`]; pure functions, no I/O.
 //! - [`record`]: the record type and its NDJSON line format (the compatibility contract).
-//! - [`sink`]: where accepted batches go, selected by pipeline version (v1: the store).
+//! - [`sink`]: where accepted batches go, selected by pipeline version (v1: the store; v2: Kafka).
+//! - [`kafka`]: v2's producer, consumer group (store + checkpoints, dead-letter topic) and broker
+//!   set-up.
 //! - [`store`]: the durable hourly file store: group commit, fsync, rollback, torn-line repair,
 //!   directory lock and caller checkpoints.
 //! - [`analytics`]: incremental hourly summaries of the hour files and the analytics API's
@@ -28,6 +30,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod ingest;
+pub mod kafka;
 pub mod metrics;
 pub mod record;
 pub mod sink;

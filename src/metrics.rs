@@ -3,7 +3,8 @@
 //! them. Labels are bounded: a route template and a status class, never a path or a user agent.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntGauge, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Label values of `http_request_duration_seconds{route}` for requests no route matched.
@@ -43,6 +44,18 @@ pub struct Metrics {
     pub aggregation_skipped_lines: IntCounter,
     /// Hours whose summary could not be updated in a pass (retried next pass).
     pub aggregation_errors: IntCounter,
+    /// v2: records acknowledged by the broker.
+    pub kafka_produced_messages: IntCounter,
+    /// v2: records the broker did not acknowledge (error or timeout).
+    pub kafka_produce_errors: IntCounter,
+    /// v2: messages read by the consumers.
+    pub kafka_consumed_messages: IntCounter,
+    /// v2: messages sent to the dead-letter topic.
+    pub kafka_dead_letters: IntCounter,
+    /// v2: per partition, messages in the topic not yet durably stored here.
+    pub kafka_consumer_lag: IntGaugeVec,
+    /// v2: time from produce to durable storage, per record.
+    pub kafka_end_to_end: Histogram,
 }
 
 impl Metrics {
@@ -91,6 +104,22 @@ impl Metrics {
         let aggregation_errors = counter(
             "aggregation_errors_total",
             "Total number of hourly summaries that failed to update (retried on the next pass).",
+        );
+        let kafka_produced_messages = counter(
+            "kafka_produced_messages_total",
+            "Total number of records acknowledged by the Kafka broker.",
+        );
+        let kafka_produce_errors = counter(
+            "kafka_produce_errors_total",
+            "Total number of records the Kafka broker did not acknowledge (error or timeout).",
+        );
+        let kafka_consumed_messages = counter(
+            "kafka_consumed_messages_total",
+            "Total number of messages read by the Kafka consumers.",
+        );
+        let kafka_dead_letters = counter(
+            "kafka_dead_letter_messages_total",
+            "Total number of consumed messages that were not valid records and went to the dead-letter topic.",
         );
         let overload_rejections = counter(
             "ingest_overload_rejections_total",
@@ -142,6 +171,24 @@ impl Metrics {
             "Number of batches coalesced into one write group by the store.",
             vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0],
         );
+        let kafka_end_to_end = histogram(
+            "kafka_produce_to_store_seconds",
+            "Time from producing a record to Kafka until it is durably stored in its hour file.",
+            vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ],
+        );
+        let kafka_consumer_lag = IntGaugeVec::new(
+            Opts::new(
+                "kafka_consumer_lag",
+                "Messages in the partition not yet durably stored by this process (high watermark minus stored position).",
+            ),
+            &["partition"],
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(kafka_consumer_lag.clone()))
+            .expect("metric registered once");
         let aggregation_duration = histogram(
             "aggregation_duration_seconds",
             "Duration of aggregation passes in seconds.",
@@ -173,6 +220,12 @@ impl Metrics {
             aggregation_lines,
             aggregation_skipped_lines,
             aggregation_errors,
+            kafka_produced_messages,
+            kafka_produce_errors,
+            kafka_consumed_messages,
+            kafka_dead_letters,
+            kafka_consumer_lag,
+            kafka_end_to_end,
         }
     }
 

@@ -190,6 +190,23 @@ impl EncodedBatch {
         &mut self.chunks[position]
     }
 
+    /// The current size of every chunk, to undo later appends with [`EncodedBatch::truncate`].
+    pub fn mark(&self) -> Vec<(usize, usize)> {
+        self.chunks
+            .iter()
+            .map(|c| (c.lines.len(), c.records))
+            .collect()
+    }
+
+    /// Undoes every append made since `mark` was taken.
+    pub fn truncate(&mut self, mark: &[(usize, usize)]) {
+        self.chunks.truncate(mark.len());
+        for (chunk, (bytes, records)) in self.chunks.iter_mut().zip(mark) {
+            chunk.lines.truncate(*bytes);
+            chunk.records = *records;
+        }
+    }
+
     /// Appends one validated record to its hour's chunk.
     pub fn push(&mut self, ts: &DateTime<Utc>, path: &str, user_agent: &str) {
         let chunk = self.chunk_for(Hour::of(ts));

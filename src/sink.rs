@@ -1,6 +1,10 @@
-//! Where accepted batches go, chosen by pipeline version: v1 appends to the [`Store`] directly.
-//! (v2, Kafka, adds a variant here; the HTTP layer only ever sees [`Sink`].)
+//! Where accepted batches go, chosen by pipeline version: v1 appends to the [`Store`] directly,
+//! v2 produces to Kafka ([`KafkaSink`]). The HTTP layer only ever sees [`Sink`].
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::kafka::producer::KafkaSink;
 use crate::record::EncodedBatch;
 use crate::store::{Store, StoreError};
 
@@ -9,6 +13,11 @@ use crate::store::{Store, StoreError};
 pub enum Sink {
     /// v1: straight into the hourly files.
     File(Store),
+    /// v2: to Kafka; `reachable` is kept up to date by the broker probe.
+    Kafka {
+        sink: KafkaSink,
+        reachable: Arc<AtomicBool>,
+    },
 }
 
 /// Why a batch was not accepted by the sink.
@@ -23,6 +32,9 @@ pub enum SinkError {
     /// A transient failure; nothing of the batch was stored.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// Some records of the batch reached Kafka before a failure: retrying stores those again.
+    #[error("{delivered} of {total} records were delivered")]
+    Partial { delivered: usize, total: usize },
     /// A failure after which part of the batch may be stored.
     #[error("internal failure: {0}")]
     Failed(String),
@@ -44,6 +56,7 @@ impl Sink {
     pub async fn submit(&self, batch: EncodedBatch) -> Result<(), SinkError> {
         match self {
             Sink::File(store) => Ok(store.append(batch).await?),
+            Sink::Kafka { sink, .. } => sink.submit(batch).await,
         }
     }
 
@@ -51,6 +64,7 @@ impl Sink {
     pub fn is_ready(&self) -> bool {
         match self {
             Sink::File(store) => store.is_ready(),
+            Sink::Kafka { reachable, .. } => reachable.load(Ordering::Relaxed),
         }
     }
 
@@ -58,6 +72,13 @@ impl Sink {
     pub async fn shutdown(&self) {
         match self {
             Sink::File(store) => store.shutdown().await,
+            Sink::Kafka { sink, .. } => {
+                let sink = sink.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    sink.flush(std::time::Duration::from_secs(10))
+                })
+                .await;
+            }
         }
     }
 }

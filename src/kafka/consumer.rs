@@ -1,0 +1,409 @@
+//! The consumer group that turns the topic back into hour files.
+//!
+//! Each of the `kafka.consumers` consumers runs on its own thread with a librdkafka
+//! `BaseConsumer` and a buffer. A message whose value is a valid record is encoded into the
+//! buffer; one that is not goes to the dead-letter topic (with the reason in an `error` header)
+//! before its offset can count as consumed, so nothing is skipped silently and a poison message
+//! never stalls its partition. The buffer is flushed every `consumer.flushSize` records or
+//! `consumer.flushInterval`:
+//!
+//! 1. the records are appended through the [`Store`] (group commit, fsync) **together with a
+//!    checkpoint** of every buffered partition's next offset (`topic/partition` → offset);
+//! 2. only then are the offsets committed to Kafka.
+//!
+//! When partitions are assigned, each starts from the larger of its checkpoint and its committed
+//! offset: after a crash between steps 1 and 2 the records already stored are not consumed again.
+//! When partitions are revoked (rebalance, shutdown) the buffer is flushed, checkpointed and
+//! committed synchronously before they are let go.
+//!
+//! Guarantee: every record acknowledged by Kafka is written to the hour files of the process that
+//! consumes its partition, once. The limit: if a partition moves to a process with a *different*
+//! logs directory after a crash between steps 1 and 2 of the old owner, the new owner resumes from
+//! the committed offset and the records of that last flush are in both directories.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+
+use super::{base_config, checkpoint_key};
+use crate::config::Config;
+use crate::ingest::{self, Limits};
+use crate::metrics::Metrics;
+use crate::record::EncodedBatch;
+use crate::store::{Checkpoint, Store};
+
+/// How long one `poll` waits for a message, which bounds how late a stop or a flush deadline is seen.
+const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+/// Back-off after a failed flush or dead-letter send before trying again.
+const RETRY_BACKOFF: Duration = Duration::from_millis(500);
+/// Broker requests made from rebalance callbacks (committed offsets, synchronous commits).
+const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The running consumers; [`ConsumerGroup::shutdown`] flushes and stops them.
+pub struct ConsumerGroup {
+    threads: Vec<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl ConsumerGroup {
+    /// Starts `kafka.consumers` consumers in group `kafka.groupID`.
+    pub fn start(
+        config: &Config,
+        store: Store,
+        dead_letters: FutureProducer,
+        metrics: Metrics,
+    ) -> anyhow::Result<ConsumerGroup> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let runtime = tokio::runtime::Handle::current();
+        let mut threads = Vec::new();
+        for index in 0..config.kafka.consumers {
+            let shared = Arc::new(Shared {
+                topic: config.kafka.topic.clone(),
+                dead_letter_topic: config.kafka.dead_letter_topic.clone(),
+                store: store.clone(),
+                runtime: runtime.clone(),
+                dead_letters: dead_letters.clone(),
+                limits: Limits {
+                    max_records: 1,
+                    max_field_bytes: config.ingestion.max_field_bytes,
+                },
+                metrics: metrics.clone(),
+                stop: stop.clone(),
+                buffer: Mutex::new(Buffer::default()),
+            });
+            let consumer: BaseConsumer<GroupContext> = base_config(config)
+                .set("group.id", &config.kafka.group_id)
+                .set("client.id", format!("log-pipeline-consumer-{index}"))
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                .set("auto.offset.reset", "earliest")
+                // Fast group joins and failure detection (librdkafka's default is 45 s).
+                .set("session.timeout.ms", "6000")
+                .set("heartbeat.interval.ms", "1000")
+                .set("statistics.interval.ms", "1000")
+                .create_with_context(GroupContext {
+                    shared: shared.clone(),
+                })?;
+            consumer.subscribe(&[&config.kafka.topic])?;
+            let flush_size = config.consumer.flush_size;
+            let flush_interval = config.consumer.flush_interval;
+            let thread = std::thread::Builder::new()
+                .name(format!("kafka-consumer-{index}"))
+                .spawn(move || run(consumer, shared, flush_size, flush_interval))?;
+            threads.push(thread);
+        }
+        Ok(ConsumerGroup { threads, stop })
+    }
+
+    /// Flushes every buffer, checkpoints, commits, leaves the group and waits for the threads.
+    pub async fn shutdown(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let threads = self.threads;
+        let _ = tokio::task::spawn_blocking(move || {
+            for thread in threads {
+                if thread.join().is_err() {
+                    tracing::error!("a Kafka consumer thread panicked");
+                }
+            }
+        })
+        .await;
+    }
+}
+
+/// One consumer's loop: poll, buffer, flush when full or old; flush and leave when stopped.
+fn run(
+    consumer: BaseConsumer<GroupContext>,
+    shared: Arc<Shared>,
+    flush_size: usize,
+    flush_interval: Duration,
+) {
+    while !shared.stop.load(Ordering::Relaxed) {
+        match consumer.poll(POLL_TIMEOUT) {
+            Some(Ok(message)) => shared.take(&consumer, &message),
+            Some(Err(err)) => tracing::warn!(error = %err, "Kafka consumer error"),
+            None => {}
+        }
+        let due = {
+            let buffer = shared.buffer.lock().expect("buffer lock");
+            buffer.messages >= flush_size
+                || buffer
+                    .started
+                    .is_some_and(|started| started.elapsed() >= flush_interval)
+        };
+        if due && !shared.flush(&consumer, CommitMode::Async) {
+            std::thread::sleep(RETRY_BACKOFF);
+        }
+    }
+    shared.flush(&consumer, CommitMode::Sync);
+    // Dropping the consumer closes it: the revoke callback runs (nothing left to flush) and the
+    // group is left at once rather than after the session timeout.
+    drop(consumer);
+}
+
+/// What a consumer thread and its rebalance callbacks share.
+struct Shared {
+    topic: String,
+    dead_letter_topic: String,
+    store: Store,
+    runtime: tokio::runtime::Handle,
+    dead_letters: FutureProducer,
+    limits: Limits,
+    metrics: Metrics,
+    stop: Arc<AtomicBool>,
+    buffer: Mutex<Buffer>,
+}
+
+/// Consumed messages not yet stored.
+#[derive(Default)]
+struct Buffer {
+    batch: EncodedBatch,
+    /// Messages buffered, valid or dead-lettered.
+    messages: usize,
+    /// Per partition: the first buffered offset (to rewind to after a failed flush) and the next
+    /// offset after the buffered messages (the checkpoint and commit position).
+    partitions: BTreeMap<i32, (i64, i64)>,
+    /// Produce timestamps (ms since the epoch) of buffered records, for the latency histogram.
+    produced_at: Vec<i64>,
+    /// When the oldest buffered message arrived.
+    started: Option<Instant>,
+}
+
+impl Shared {
+    /// Buffers one message, or dead-letters it if it is not a valid record.
+    fn take(&self, consumer: &BaseConsumer<GroupContext>, message: &BorrowedMessage<'_>) {
+        let partition = message.partition();
+        let offset = message.offset();
+        let value = message.payload().unwrap_or_default();
+        let mut buffer = self.buffer.lock().expect("buffer lock");
+        if let Err(err) = ingest::append_record(value, &self.limits, &mut buffer.batch) {
+            let reason = err.describe();
+            // Its offset may count as consumed only once the dead-letter topic has it.
+            while let Err(send_error) = self.dead_letter(message, &reason) {
+                tracing::warn!(error = %send_error, partition, offset, "cannot dead-letter a message yet; retrying");
+                if self.stop.load(Ordering::Relaxed) {
+                    // Leave it unconsumed: it is read again after the restart.
+                    drop(buffer);
+                    let _ = consumer.seek(
+                        &self.topic,
+                        partition,
+                        Offset::Offset(offset),
+                        BROKER_TIMEOUT,
+                    );
+                    return;
+                }
+                std::thread::sleep(RETRY_BACKOFF);
+            }
+            self.metrics.kafka_dead_letters.inc();
+            tracing::warn!(partition, offset, %reason, topic = %self.dead_letter_topic, "message is not a valid record; sent to the dead-letter topic");
+        } else {
+            let produced = message
+                .timestamp()
+                .to_millis()
+                .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+            buffer.produced_at.push(produced);
+        }
+        self.metrics.kafka_consumed_messages.inc();
+        buffer.messages += 1;
+        buffer.started.get_or_insert_with(Instant::now);
+        let entry = buffer
+            .partitions
+            .entry(partition)
+            .or_insert((offset, offset + 1));
+        entry.1 = offset + 1;
+    }
+
+    fn dead_letter(&self, message: &BorrowedMessage<'_>, reason: &str) -> Result<(), String> {
+        let partition = message.partition().to_string();
+        let offset = message.offset().to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "error",
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: "source.topic",
+                value: Some(self.topic.as_str()),
+            })
+            .insert(Header {
+                key: "source.partition",
+                value: Some(partition.as_str()),
+            })
+            .insert(Header {
+                key: "source.offset",
+                value: Some(offset.as_str()),
+            });
+        let mut record = FutureRecord::<[u8], [u8]>::to(&self.dead_letter_topic)
+            .payload(message.payload().unwrap_or_default())
+            .headers(headers);
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        self.runtime
+            .block_on(self.dead_letters.send(record, Duration::from_secs(10)))
+            .map(|_| ())
+            .map_err(|(err, _)| err.to_string())
+    }
+
+    /// Stores the buffer with its checkpoint, then commits the offsets. Returns false if the
+    /// store refused it (the partitions are rewound so the messages are read again).
+    fn flush(&self, consumer: &BaseConsumer<GroupContext>, mode: CommitMode) -> bool {
+        let mut buffer = self.buffer.lock().expect("buffer lock");
+        if buffer.partitions.is_empty() {
+            return true;
+        }
+        let Buffer {
+            batch,
+            partitions,
+            produced_at,
+            ..
+        } = std::mem::take(&mut *buffer);
+        let checkpoint: Checkpoint = partitions
+            .iter()
+            .map(|(partition, (_, next))| (checkpoint_key(&self.topic, *partition), *next))
+            .collect();
+        if let Err(err) = self
+            .runtime
+            .block_on(self.store.append_with_checkpoint(batch, checkpoint))
+        {
+            tracing::error!(error = %err, "cannot store consumed records; rewinding to read them again");
+            for (partition, (first, _)) in &partitions {
+                if let Err(err) = consumer.seek(
+                    &self.topic,
+                    *partition,
+                    Offset::Offset(*first),
+                    BROKER_TIMEOUT,
+                ) {
+                    tracing::error!(error = %err, partition, "rewind failed");
+                }
+            }
+            return false;
+        }
+        let now = chrono::Utc::now().timestamp_millis();
+        for produced in produced_at {
+            self.metrics
+                .kafka_end_to_end
+                .observe((now - produced).max(0) as f64 / 1000.0);
+        }
+        let mut offsets = TopicPartitionList::new();
+        for (partition, (_, next)) in &partitions {
+            let _ = offsets.add_partition_offset(&self.topic, *partition, Offset::Offset(*next));
+        }
+        if let Err(err) = consumer.commit(&offsets, mode) {
+            // Not fatal: the checkpoint stored with the lines is what prevents re-writing them.
+            tracing::warn!(error = %err, "offset commit failed; the stored checkpoint covers it");
+        }
+        true
+    }
+
+    /// Starts each newly assigned partition after what is already stored here: the larger of
+    /// its checkpoint and its committed offset.
+    fn position_from_checkpoint(
+        &self,
+        consumer: &BaseConsumer<GroupContext>,
+        assigned: &mut TopicPartitionList,
+    ) {
+        let checkpoint = self.store.checkpoint();
+        let committed = consumer
+            .committed_offsets(assigned.clone(), BROKER_TIMEOUT)
+            .ok();
+        let partitions: Vec<(String, i32)> = assigned
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        for (topic, partition) in partitions {
+            let Some(saved) = checkpoint.get(&checkpoint_key(&topic, partition)).copied() else {
+                continue;
+            };
+            let committed = committed
+                .as_ref()
+                .and_then(|c| c.find_partition(&topic, partition))
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(offset) => Some(offset),
+                    _ => None,
+                });
+            let start = committed.map_or(saved, |c| c.max(saved));
+            tracing::info!(%topic, partition, checkpoint = saved, ?committed, start, "partition assigned");
+            let _ = assigned.set_partition_offset(&topic, partition, Offset::Offset(start));
+        }
+    }
+}
+
+/// librdkafka callbacks of one consumer: rebalances and statistics.
+struct GroupContext {
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for GroupContext {
+    /// Consumer lag per partition: the partition's high watermark minus the next offset that is
+    /// durably stored here (the checkpoint), for the partitions this consumer owns.
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.shared.topic) else {
+            return;
+        };
+        let checkpoint = self.shared.store.checkpoint();
+        for (partition, stats) in &topic.partitions {
+            if *partition < 0 || !stats.desired || stats.hi_offset < 0 {
+                continue;
+            }
+            let stored = checkpoint
+                .get(&checkpoint_key(&self.shared.topic, *partition))
+                .copied()
+                .unwrap_or(stats.committed_offset.max(0));
+            self.shared
+                .metrics
+                .kafka_consumer_lag
+                .with_label_values(&[&partition.to_string()])
+                .set((stats.hi_offset - stored).max(0));
+        }
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        partitions: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.shared.position_from_checkpoint(consumer, partitions);
+                log_result("assign", consumer.assign(partitions));
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                // Let go only after what was read from them is stored and committed.
+                self.shared.flush(consumer, CommitMode::Sync);
+                for element in partitions.elements() {
+                    let _ = self
+                        .shared
+                        .metrics
+                        .kafka_consumer_lag
+                        .remove_label_values(&[&element.partition().to_string()]);
+                }
+                tracing::info!(partitions = partitions.count(), "partitions revoked");
+                log_result("unassign", consumer.unassign());
+            }
+            other => {
+                tracing::error!(error = ?other, "rebalance error");
+                log_result("unassign", consumer.unassign());
+            }
+        }
+    }
+}
+
+fn log_result(what: &str, result: KafkaResult<()>) {
+    if let Err(err) = result {
+        tracing::error!(error = %err, "{what} failed");
+    }
+}
