@@ -327,10 +327,12 @@ pub struct KafkaConfig {
     // The original spells the key with a capital "ID", which camelCase renaming cannot produce.
     #[serde(rename = "groupID")]
     pub group_id: String,
-    /// `kafka.batchSize`: most messages in one produce batch. Default 100.
+    /// `kafka.batchSize`: most messages in one produce batch (librdkafka `batch.num.messages`).
+    /// Default 10000. (The original's example files say 100, tuned for its Go client.)
     pub batch_size: usize,
     /// `kafka.batchTimeout`: longest a message waits for its batch to fill before it is sent
-    /// (librdkafka `linger.ms`). Default `1s`, the original's.
+    /// (librdkafka `linger.ms`). Every acknowledged request can wait this long, so keep it
+    /// small. Default `5ms`. (The original's example files say `1s`.)
     #[serde(deserialize_with = "go_duration::deserialize")]
     pub batch_timeout: Duration,
     /// `kafka.batchBytes`: largest produce batch in bytes; `0` keeps librdkafka's default.
@@ -367,8 +369,8 @@ impl Default for KafkaConfig {
             brokers: Vec::new(),
             topic: "logs".to_owned(),
             group_id: "logs-consumer-group".to_owned(),
-            batch_size: 100,
-            batch_timeout: Duration::from_secs(1),
+            batch_size: 10_000,
+            batch_timeout: Duration::from_millis(5),
             batch_bytes: 0,
             compression: Compression::Lz4,
             async_ack: false,
@@ -877,8 +879,8 @@ kafka:
         assert!(c.kafka.brokers.is_empty());
         assert_eq!(c.kafka.topic, "logs");
         assert_eq!(c.kafka.group_id, "logs-consumer-group");
-        assert_eq!(c.kafka.batch_size, 100);
-        assert_eq!(c.kafka.batch_timeout, Duration::from_secs(1));
+        assert_eq!(c.kafka.batch_size, 10_000);
+        assert_eq!(c.kafka.batch_timeout, Duration::from_millis(5));
         assert_eq!(c.kafka.batch_bytes, 0);
         assert_eq!(c.kafka.compression, Compression::Lz4);
         assert!(!c.kafka.async_ack);

@@ -90,11 +90,29 @@ pub struct TestApp {
     handle: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
+/// The temporary directories a [`TestApp`] runs on; [`TestApp::stop_keeping_dirs`] hands them
+/// over so that [`spawn_app_in`] can start the next service on the same data.
+pub struct AppDirs {
+    pub logs: TempDir,
+    pub analytics: TempDir,
+}
+
 /// Starts the service with test defaults (127.0.0.1:0, temporary directories), changed by
 /// `customize`, which may also prepare files in `config.storage.logs_dir` before the store opens.
 pub async fn spawn_app(customize: impl FnOnce(&mut Config)) -> TestApp {
-    let logs_dir = tempfile::tempdir().expect("temporary logs directory");
-    let analytics_dir = tempfile::tempdir().expect("temporary analytics directory");
+    let dirs = AppDirs {
+        logs: tempfile::tempdir().expect("temporary logs directory"),
+        analytics: tempfile::tempdir().expect("temporary analytics directory"),
+    };
+    spawn_app_in(dirs, customize).await
+}
+
+/// [`spawn_app`] on existing directories (e.g. those of a stopped app).
+pub async fn spawn_app_in(dirs: AppDirs, customize: impl FnOnce(&mut Config)) -> TestApp {
+    let AppDirs {
+        logs: logs_dir,
+        analytics: analytics_dir,
+    } = dirs;
     let mut config = Config::default();
     config.server.addr = "127.0.0.1:0".to_owned();
     config.storage.logs_dir = logs_dir.path().to_owned();
@@ -173,8 +191,26 @@ impl TestApp {
         read_lines(&self.hour_path(name))
     }
 
+    /// The analytics directory (`storage.analyticsDir`).
+    pub fn analytics_dir(&self) -> &Path {
+        self._analytics_dir.path()
+    }
+
     /// Stops the service and waits until it has drained (files synced and closed).
     pub async fn stop(mut self) {
+        self.shut_down().await;
+    }
+
+    /// [`TestApp::stop`], keeping the directories for [`spawn_app_in`] or for inspection.
+    pub async fn stop_keeping_dirs(mut self) -> AppDirs {
+        self.shut_down().await;
+        AppDirs {
+            logs: self.logs_dir,
+            analytics: self._analytics_dir,
+        }
+    }
+
+    async fn shut_down(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -303,6 +339,25 @@ pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + DEADLINE;
     while !condition() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Polls `probe` until it returns `Ok`, and returns that value; fails the test with `what` and the
+/// last `Err` after [`DEADLINE`].
+pub async fn poll<T, E: std::fmt::Debug>(
+    what: &str,
+    mut probe: impl AsyncFnMut() -> Result<T, E>,
+) -> T {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(last) => assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; last seen: {last:?}"
+            ),
+        }
         tokio::time::sleep(POLL).await;
     }
 }
