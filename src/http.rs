@@ -139,9 +139,13 @@ async fn post_logs(
     // Storing runs in its own task: if the client goes away or the request times out, the batch
     // is still stored or refused as a whole, never cut off half-way.
     let sink = state.sink.clone();
-    tokio::spawn(async move { sink.submit(batch).await })
+    let stored = tokio::spawn(async move { sink.submit(batch).await })
         .await
-        .map_err(|_| ApiError::Internal)??;
+        .map_err(|_| ApiError::Internal)?;
+    if let Err(SinkError::Overloaded) = &stored {
+        state.metrics.overload_rejections.inc();
+    }
+    stored?;
     state.metrics.batches_received.inc();
     state.metrics.batch_records.observe(records as f64);
     Ok((

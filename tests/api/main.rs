@@ -1,6 +1,7 @@
 //! Integration tests of the HTTP API and the binary, from the outside: status codes, JSON bodies,
 //! files on disk and scraped metrics.
 
+mod analytics;
 mod auth;
 mod endpoints;
 mod helpers;
