@@ -66,7 +66,9 @@ impl Application {
         let (sink, consumers, probe) = match config.version {
             PipelineVersion::V1 => (Sink::File(store.clone()), None, None),
             PipelineVersion::V2 => {
-                if !config.kafka.async_ack && config.kafka.batch_timeout > Duration::from_millis(100) {
+                if !config.kafka.async_ack
+                    && config.kafka.batch_timeout > Duration::from_millis(100)
+                {
                     tracing::warn!(
                         batch_timeout = ?config.kafka.batch_timeout,
                         "kafka.batchTimeout is librdkafka's linger: every acknowledged request may wait this long; consider 5ms"

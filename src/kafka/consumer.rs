@@ -80,6 +80,9 @@ impl ConsumerGroup {
                 metrics: metrics.clone(),
                 stop: stop.clone(),
                 buffer: Mutex::new(Buffer::default()),
+                resume: Mutex::new(BTreeMap::new()),
+                // At least one producer batch (ours hold up to kafka.batchSize messages).
+                resume_window: config.kafka.batch_size.max(1000) as i64,
             });
             let consumer: BaseConsumer<GroupContext> = base_config(config)
                 .set("group.id", &config.kafka.group_id)
@@ -161,6 +164,10 @@ struct Shared {
     metrics: Metrics,
     stop: Arc<AtomicBool>,
     buffer: Mutex<Buffer>,
+    /// Per assigned partition: where it must resume (see [`Shared::admit`]).
+    resume: Mutex<BTreeMap<i32, Resume>>,
+    /// The first rewind distance when the broker skips past a resume point.
+    resume_window: i64,
 }
 
 /// Consumed messages not yet stored.
@@ -183,6 +190,9 @@ impl Shared {
     fn take(&self, consumer: &BaseConsumer<GroupContext>, message: &BorrowedMessage<'_>) {
         let partition = message.partition();
         let offset = message.offset();
+        if !self.admit(consumer, partition, offset) {
+            return;
+        }
         let value = message.payload().unwrap_or_default();
         let mut buffer = self.buffer.lock().expect("buffer lock");
         if let Err(err) = ingest::append_record(value, &self.limits, &mut buffer.batch) {
@@ -306,7 +316,7 @@ impl Shared {
     }
 
     /// Starts each newly assigned partition after what is already stored here: the larger of
-    /// its checkpoint and its committed offset.
+    /// its checkpoint and its committed offset. That offset becomes the partition's resume floor.
     fn position_from_checkpoint(
         &self,
         consumer: &BaseConsumer<GroupContext>,
@@ -321,10 +331,9 @@ impl Shared {
             .iter()
             .map(|e| (e.topic().to_owned(), e.partition()))
             .collect();
+        let mut resume = self.resume.lock().expect("resume lock");
         for (topic, partition) in partitions {
-            let Some(saved) = checkpoint.get(&checkpoint_key(&topic, partition)).copied() else {
-                continue;
-            };
+            let saved = checkpoint.get(&checkpoint_key(&topic, partition)).copied();
             let committed = committed
                 .as_ref()
                 .and_then(|c| c.find_partition(&topic, partition))
@@ -332,9 +341,89 @@ impl Shared {
                     Offset::Offset(offset) => Some(offset),
                     _ => None,
                 });
-            let start = committed.map_or(saved, |c| c.max(saved));
-            tracing::info!(%topic, partition, checkpoint = saved, ?committed, start, "partition assigned");
+            let start = match (saved, committed) {
+                (Some(saved), Some(committed)) => saved.max(committed),
+                (one, other) => match one.or(other) {
+                    Some(start) => start,
+                    // Never consumed by this group: start at the beginning, nothing to skip.
+                    None => continue,
+                },
+            };
+            tracing::info!(%topic, partition, checkpoint = ?saved, ?committed, start, "partition assigned");
             let _ = assigned.set_partition_offset(&topic, partition, Offset::Offset(start));
+            resume.insert(partition, Resume::at(start, self.resume_window));
+        }
+    }
+
+    /// Checks a message against its partition's resume floor. Returns false if it must not be
+    /// buffered: it is below the floor (already stored here), or the broker skipped past the
+    /// floor and the partition was rewound to read the skipped records.
+    ///
+    /// Why the rewind: a fetch from an offset inside a record batch must return that whole batch
+    /// (the client drops the records before the offset). tansu 0.6 returns the *next* batch
+    /// instead, silently skipping the rest of the batch; resuming there would lose records.
+    fn admit(&self, consumer: &BaseConsumer<GroupContext>, partition: i32, offset: i64) -> bool {
+        let mut resume = self.resume.lock().expect("resume lock");
+        let Some(state) = resume.get_mut(&partition) else {
+            return true;
+        };
+        if offset < state.floor {
+            return false;
+        }
+        if state.verified || offset == state.floor || state.floor == 0 || state.exhausted {
+            if offset > state.floor && !state.verified {
+                tracing::warn!(
+                    partition,
+                    floor = state.floor,
+                    first = offset,
+                    "offsets missing from the partition; continuing after the gap"
+                );
+            }
+            state.verified = true;
+            return true;
+        }
+        let target = (state.floor - state.window).max(0);
+        tracing::warn!(
+            partition,
+            floor = state.floor,
+            first = offset,
+            rewind_to = target,
+            "the broker skipped offsets after the resume point; reading again from earlier"
+        );
+        state.exhausted = target == 0;
+        state.window = state.window.saturating_mul(2);
+        if let Err(err) = consumer.seek(
+            &self.topic,
+            partition,
+            Offset::Offset(target),
+            BROKER_TIMEOUT,
+        ) {
+            tracing::error!(error = %err, partition, "rewind failed");
+        }
+        false
+    }
+}
+
+/// Where a partition must resume, and whether the broker was seen to deliver from there.
+#[derive(Debug, Clone, Copy)]
+struct Resume {
+    /// The first offset not yet stored here.
+    floor: i64,
+    /// The first message at or after `floor` has been seen at `floor` (or a gap was accepted).
+    verified: bool,
+    /// How far before `floor` the next rewind starts.
+    window: i64,
+    /// A rewind to offset 0 was already made.
+    exhausted: bool,
+}
+
+impl Resume {
+    fn at(floor: i64, window: i64) -> Resume {
+        Resume {
+            floor,
+            verified: false,
+            window,
+            exhausted: false,
         }
     }
 }
@@ -391,6 +480,11 @@ impl ConsumerContext for GroupContext {
                         .kafka_consumer_lag
                         .remove_label_values(&[&element.partition().to_string()]);
                 }
+                let mut resume = self.shared.resume.lock().expect("resume lock");
+                for element in partitions.elements() {
+                    resume.remove(&element.partition());
+                }
+                drop(resume);
                 tracing::info!(partitions = partitions.count(), "partitions revoked");
                 log_result("unassign", consumer.unassign());
             }

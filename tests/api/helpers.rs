@@ -1,6 +1,7 @@
 //! The shared harness: the service in-process ([`spawn_app`]), the real binary as a child process
 //! ([`ChildGuard`]), the one request helper ([`try_send`]), metric scraping, and record builders.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -347,9 +348,20 @@ pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
 /// last `Err` after [`DEADLINE`].
 pub async fn poll<T, E: std::fmt::Debug>(
     what: &str,
+    probe: impl AsyncFnMut() -> Result<T, E>,
+) -> T {
+    poll_within(DEADLINE, POLL, what, probe).await
+}
+
+/// [`poll`] with its own deadline and interval (e.g. [`KAFKA_DEADLINE`] and [`KAFKA_POLL`] for
+/// waits on Kafka, whose probes ask the broker or scrape the service).
+pub async fn poll_within<T, E: std::fmt::Debug>(
+    timeout: Duration,
+    interval: Duration,
+    what: &str,
     mut probe: impl AsyncFnMut() -> Result<T, E>,
 ) -> T {
-    let deadline = Instant::now() + DEADLINE;
+    let deadline = Instant::now() + timeout;
     loop {
         match probe().await {
             Ok(value) => return value,
@@ -358,7 +370,7 @@ pub async fn poll<T, E: std::fmt::Debug>(
                 "timed out waiting for {what}; last seen: {last:?}"
             ),
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(interval).await;
     }
 }
 
@@ -484,11 +496,22 @@ impl ChildGuard {
 
     /// Sends SIGTERM.
     pub fn terminate(&self) {
+        self.signal("TERM");
+    }
+
+    /// Sends a signal by name (`TERM`, `STOP`, `CONT`, ...).
+    pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
+            .args([&format!("-{name}"), &self.pid().to_string()])
             .status()
             .expect("kill runs");
-        assert!(status.success(), "kill -TERM {} failed", self.pid());
+        assert!(status.success(), "kill -{name} {} failed", self.pid());
+    }
+
+    /// `kill -9`: the process dies at once, without any shutdown; waits until it is reaped.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL is delivered");
+        self.child.wait().expect("the killed process is reaped");
     }
 
     /// Waits until the process has exited and its output is fully read.
@@ -631,4 +654,146 @@ pub struct RawAnswer {
     /// Status line and headers, lowercased.
     pub head: String,
     pub body: Value,
+}
+
+// ---------------------------------------------------------------------------------------------
+// External services of the Kafka (v2) tests, metric series, hour files.
+
+/// Longest a wait on Kafka may take: a consumer group join takes seconds, and the partitions of
+/// a member that was killed move only once its session has timed out.
+pub const KAFKA_DEADLINE: Duration = Duration::from_secs(60);
+
+/// How often waits on Kafka re-check (each check asks the broker or scrapes the service).
+pub const KAFKA_POLL: Duration = Duration::from_millis(50);
+
+/// The broker of the Kafka tests: `LOG_PIPELINE_TEST_KAFKA` (`127.0.0.1:PORT`, exported by
+/// `eval "$(scripts/kafka-local.sh start)"`; `make test` does it). When it is unset or refuses
+/// connections the test fails under CI (`CI` set) and is skipped elsewhere: `None`, with a
+/// "skipping" note on stderr. Call it first thing in the test (the note names the test thread).
+pub fn kafka_broker() -> Option<String> {
+    let Some(addr) = non_empty_env("LOG_PIPELINE_TEST_KAFKA") else {
+        return unavailable("LOG_PIPELINE_TEST_KAFKA is not set");
+    };
+    if !accepts_connections(&addr) {
+        return unavailable(&format!(
+            "LOG_PIPELINE_TEST_KAFKA={addr} does not accept connections"
+        ));
+    }
+    Some(addr)
+}
+
+/// The tansu binary, for a test that runs a broker of its own: `LOG_PIPELINE_TEST_TANSU`
+/// (exported by `scripts/kafka-local.sh start`). Missing: like [`kafka_broker`].
+pub fn tansu_binary() -> Option<PathBuf> {
+    let Some(path) = non_empty_env("LOG_PIPELINE_TEST_TANSU") else {
+        return unavailable("LOG_PIPELINE_TEST_TANSU is not set");
+    };
+    let path = PathBuf::from(path);
+    if !path.is_file() {
+        return unavailable(&format!(
+            "LOG_PIPELINE_TEST_TANSU={} is not a file",
+            path.display()
+        ));
+    }
+    Some(path)
+}
+
+fn non_empty_env(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+}
+
+fn accepts_connections(addr: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    addr.to_socket_addrs().is_ok_and(|mut addrs| {
+        addrs
+            .any(|addr| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok())
+    })
+}
+
+/// A test dependency is missing: fails the test under CI, else notes the skip on stderr.
+fn unavailable<T>(reason: &str) -> Option<T> {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a Kafka test");
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: no broker: {reason}. CI must run the Kafka tests: start one with \
+         `eval \"$(scripts/kafka-local.sh start)\"` (`make test` does)"
+    );
+    eprintln!(
+        "{test}: skipping: no broker ({reason}); `make test` or \
+         `eval \"$(scripts/kafka-local.sh start)\"` runs it"
+    );
+    None
+}
+
+/// A TCP port on 127.0.0.1 that is free now (for a server that cannot be told to bind port 0).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// Waits until `addr` accepts TCP connections.
+pub async fn wait_for_listener(addr: SocketAddr) {
+    poll(&format!("{addr} to accept connections"), async || {
+        TcpStream::connect(addr).await.map(drop)
+    })
+    .await;
+}
+
+/// The `GET /metrics` text of the service at `addr` (in-process or a child).
+pub async fn scrape(addr: SocketAddr) -> String {
+    let response = send(&client(), addr, Method::GET, "/metrics", &[], Vec::new()).await;
+    assert_eq!(response.status(), StatusCode::OK, "GET /metrics of {addr}");
+    response.text().await.expect("metrics body")
+}
+
+/// Every series of metric `name` in Prometheus text exposition, by label set:
+/// `name{partition="0"} 5` is `partition="0"` → 5 (an unlabelled sample has the key "").
+pub fn series(text: &str, name: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.rsplit_once(' '))
+        .filter_map(|(key, value)| {
+            let rest = key.strip_prefix(name)?;
+            let labels = if rest.is_empty() {
+                ""
+            } else {
+                rest.strip_prefix('{')?.strip_suffix('}')?
+            };
+            let value = value
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value for {key}: {value}"));
+            Some((labels.to_owned(), value))
+        })
+        .collect()
+}
+
+/// Every hour file under a logs directory (`YYYY-MM-DD/HH.log.json`, the name relative to the
+/// directory) with its lines.
+pub fn hour_files(logs_dir: &Path) -> BTreeMap<String, Vec<String>> {
+    let mut files = BTreeMap::new();
+    let days = match std::fs::read_dir(logs_dir) {
+        Ok(days) => days,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return files,
+        Err(err) => panic!("cannot list {}: {err}", logs_dir.display()),
+    };
+    for day in days {
+        let day = day.expect("directory entry");
+        if !day.file_type().expect("file type").is_dir() {
+            continue;
+        }
+        for file in std::fs::read_dir(day.path()).expect("list a day directory") {
+            let file = file.expect("directory entry");
+            let name = file.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".log.json") {
+                let relative = format!("{}/{name}", day.file_name().to_string_lossy());
+                files.insert(relative, read_lines(&file.path()));
+            }
+        }
+    }
+    files
 }
