@@ -5,7 +5,9 @@
 //! buffer; one that is not goes to the dead-letter topic (with the reason in an `error` header)
 //! before its offset can count as consumed, so nothing is skipped silently and a poison message
 //! never stalls its partition. The buffer is flushed every `consumer.flushSize` records or
-//! `consumer.flushInterval`:
+//! `consumer.flushInterval`; while one flush is being written the next buffer fills, so fsync
+//! latency does not limit the consumption rate (one flush in flight at a time keeps checkpoints
+//! in order):
 //!
 //! 1. the records are appended through the [`Store`] (group commit, fsync) **together with a
 //!    checkpoint** of every buffered partition's next offset (`topic/partition` → offset);
@@ -44,6 +46,10 @@ use crate::store::{Checkpoint, Store};
 
 /// How long one `poll` waits for a message, which bounds how late a stop or a flush deadline is seen.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+/// Poll timeout while a flush is being written, so its completion is committed promptly.
+const FLUSHING_POLL_TIMEOUT: Duration = Duration::from_millis(2);
+/// Messages the buffer may hold while a flush is in flight, at least.
+const MIN_BUFFER_CAP: usize = 50_000;
 /// Back-off after a failed flush or dead-letter send before trying again.
 const RETRY_BACKOFF: Duration = Duration::from_millis(500);
 /// Broker requests made from rebalance callbacks (committed offsets, synchronous commits).
@@ -80,6 +86,7 @@ impl ConsumerGroup {
                 metrics: metrics.clone(),
                 stop: stop.clone(),
                 buffer: Mutex::new(Buffer::default()),
+                flushing: Mutex::new(None),
                 resume: Mutex::new(BTreeMap::new()),
                 // At least one producer batch (ours hold up to kafka.batchSize messages).
                 resume_window: config.kafka.batch_size.max(1000) as i64,
@@ -94,6 +101,11 @@ impl ConsumerGroup {
                 .set("session.timeout.ms", "6000")
                 .set("heartbeat.interval.ms", "1000")
                 .set("statistics.interval.ms", "1000")
+                // Keep the fetcher busy: bigger fetches, and no 1 s back-off when the local queue
+                // is momentarily full (librdkafka's default `fetch.queue.backoff.ms`).
+                .set("max.partition.fetch.bytes", "8388608")
+                .set("fetch.queue.backoff.ms", "5")
+                .set("queued.max.messages.kbytes", "32768")
                 .create_with_context(GroupContext {
                     shared: shared.clone(),
                 })?;
@@ -130,24 +142,44 @@ fn run(
     flush_size: usize,
     flush_interval: Duration,
 ) {
+    // While one flush is being written, messages keep arriving into the buffer, up to this many;
+    // the next flush takes them all. That keeps the fsync latency off the consumption rate.
+    let buffer_cap = flush_size.max(MIN_BUFFER_CAP);
     while !shared.stop.load(Ordering::Relaxed) {
-        match consumer.poll(POLL_TIMEOUT) {
+        let (buffered, due) = {
+            let buffer = shared.buffer.lock().expect("buffer lock");
+            let due = buffer.messages >= flush_size
+                || buffer
+                    .started
+                    .is_some_and(|started| started.elapsed() >= flush_interval);
+            (buffer.messages, due)
+        };
+        let flushing = shared.flushing.lock().expect("flush lock").is_some();
+        if buffered >= buffer_cap && flushing {
+            // Full while the previous flush is still being written: wait for it.
+            if shared.finish_flush(&consumer, CommitMode::Async, true) == Some(false) {
+                std::thread::sleep(RETRY_BACKOFF);
+            }
+            continue;
+        }
+        let timeout = if flushing {
+            FLUSHING_POLL_TIMEOUT
+        } else {
+            POLL_TIMEOUT
+        };
+        match consumer.poll(timeout) {
             Some(Ok(message)) => shared.take(&consumer, &message),
             Some(Err(err)) => tracing::warn!(error = %err, "Kafka consumer error"),
             None => {}
         }
-        let due = {
-            let buffer = shared.buffer.lock().expect("buffer lock");
-            buffer.messages >= flush_size
-                || buffer
-                    .started
-                    .is_some_and(|started| started.elapsed() >= flush_interval)
-        };
-        if due && !shared.flush(&consumer, CommitMode::Async) {
+        if shared.finish_flush(&consumer, CommitMode::Async, false) == Some(false) {
             std::thread::sleep(RETRY_BACKOFF);
         }
+        if due && shared.flushing.lock().expect("flush lock").is_none() {
+            shared.start_flush();
+        }
     }
-    shared.flush(&consumer, CommitMode::Sync);
+    shared.flush_all(&consumer, CommitMode::Sync);
     // Dropping the consumer closes it: the revoke callback runs (nothing left to flush) and the
     // group is left at once rather than after the session timeout.
     drop(consumer);
@@ -164,10 +196,19 @@ struct Shared {
     metrics: Metrics,
     stop: Arc<AtomicBool>,
     buffer: Mutex<Buffer>,
+    /// The flush being written, if any (at most one, so checkpoints advance in order).
+    flushing: Mutex<Option<Flush>>,
     /// Per assigned partition: where it must resume (see [`Shared::admit`]).
     resume: Mutex<BTreeMap<i32, Resume>>,
     /// The first rewind distance when the broker skips past a resume point.
     resume_window: i64,
+}
+
+/// A buffer being written by the store.
+struct Flush {
+    write: tokio::task::JoinHandle<Result<(), crate::store::StoreError>>,
+    partitions: BTreeMap<i32, (i64, i64)>,
+    produced_at: Vec<i64>,
 }
 
 /// Consumed messages not yet stored.
@@ -264,12 +305,16 @@ impl Shared {
             .map_err(|(err, _)| err.to_string())
     }
 
-    /// Stores the buffer with its checkpoint, then commits the offsets. Returns false if the
-    /// store refused it (the partitions are rewound so the messages are read again).
-    fn flush(&self, consumer: &BaseConsumer<GroupContext>, mode: CommitMode) -> bool {
+    /// Hands the buffer to the store, with the checkpoint of its partitions, without waiting.
+    fn start_flush(&self) {
+        let mut flushing = self.flushing.lock().expect("flush lock");
+        debug_assert!(
+            flushing.is_none(),
+            "one flush at a time keeps checkpoints in order"
+        );
         let mut buffer = self.buffer.lock().expect("buffer lock");
         if buffer.partitions.is_empty() {
-            return true;
+            return;
         }
         let Buffer {
             batch,
@@ -281,38 +326,82 @@ impl Shared {
             .iter()
             .map(|(partition, (_, next))| (checkpoint_key(&self.topic, *partition), *next))
             .collect();
-        if let Err(err) = self
+        let store = self.store.clone();
+        let write = self
             .runtime
-            .block_on(self.store.append_with_checkpoint(batch, checkpoint))
-        {
-            tracing::error!(error = %err, "cannot store consumed records; rewinding to read them again");
-            for (partition, (first, _)) in &partitions {
+            .spawn(async move { store.append_with_checkpoint(batch, checkpoint).await });
+        *flushing = Some(Flush {
+            write,
+            partitions,
+            produced_at,
+        });
+    }
+
+    /// Completes the flush in flight if it is done (or, with `wait`, once it is): commits its
+    /// offsets. `None` if there was nothing to complete, else whether it was stored. A failed
+    /// flush rewinds its partitions (and those of everything buffered after it) to read them again.
+    fn finish_flush(
+        &self,
+        consumer: &BaseConsumer<GroupContext>,
+        mode: CommitMode,
+        wait: bool,
+    ) -> Option<bool> {
+        let flush = {
+            let mut flushing = self.flushing.lock().expect("flush lock");
+            if !wait && !flushing.as_ref()?.write.is_finished() {
+                return None;
+            }
+            flushing.take()?
+        };
+        let stored = match self.runtime.block_on(flush.write) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(err.to_string()),
+            Err(err) => Err(err.to_string()),
+        };
+        if let Err(reason) = stored {
+            tracing::error!(error = %reason, "cannot store consumed records; rewinding to read them again");
+            let later = std::mem::take(&mut *self.buffer.lock().expect("buffer lock"));
+            let mut rewind = later.partitions;
+            rewind.extend(flush.partitions);
+            let mut resume = self.resume.lock().expect("resume lock");
+            for (partition, (first, _)) in rewind {
+                resume.insert(partition, Resume::at(first, self.resume_window));
                 if let Err(err) = consumer.seek(
                     &self.topic,
-                    *partition,
-                    Offset::Offset(*first),
+                    partition,
+                    Offset::Offset(first),
                     BROKER_TIMEOUT,
                 ) {
                     tracing::error!(error = %err, partition, "rewind failed");
                 }
             }
-            return false;
+            return Some(false);
         }
         let now = chrono::Utc::now().timestamp_millis();
-        for produced in produced_at {
+        for produced in flush.produced_at {
             self.metrics
                 .kafka_end_to_end
                 .observe((now - produced).max(0) as f64 / 1000.0);
         }
         let mut offsets = TopicPartitionList::new();
-        for (partition, (_, next)) in &partitions {
+        for (partition, (_, next)) in &flush.partitions {
             let _ = offsets.add_partition_offset(&self.topic, *partition, Offset::Offset(*next));
         }
         if let Err(err) = consumer.commit(&offsets, mode) {
             // Not fatal: the checkpoint stored with the lines is what prevents re-writing them.
             tracing::warn!(error = %err, "offset commit failed; the stored checkpoint covers it");
         }
-        true
+        Some(true)
+    }
+
+    /// Stores everything read so far and commits it, waiting: before partitions are let go and
+    /// at shutdown. Returns whether everything was stored.
+    fn flush_all(&self, consumer: &BaseConsumer<GroupContext>, mode: CommitMode) -> bool {
+        if self.finish_flush(consumer, mode, true) == Some(false) {
+            return false;
+        }
+        self.start_flush();
+        self.finish_flush(consumer, mode, true) != Some(false)
     }
 
     /// Starts each newly assigned partition after what is already stored here: the larger of
@@ -472,7 +561,7 @@ impl ConsumerContext for GroupContext {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 // Let go only after what was read from them is stored and committed.
-                self.shared.flush(consumer, CommitMode::Sync);
+                self.shared.flush_all(consumer, CommitMode::Sync);
                 for element in partitions.elements() {
                     let _ = self
                         .shared
