@@ -133,7 +133,40 @@ pub fn decode(format: Format, body: &[u8], limits: &Limits) -> Result<EncodedBat
 
 /// Validates one record given as a JSON object (a Kafka message value: one stored line without
 /// its newline) and appends it to `batch`. On error `batch` is unchanged and the error says why.
+///
+/// A value that already is a valid line in the stored format (what our producer sends) is
+/// appended as it is, after the same checks, without being decoded and encoded again.
 pub fn append_record(
+    value: &[u8],
+    limits: &Limits,
+    batch: &mut EncodedBatch,
+) -> Result<(), DecodeError> {
+    if let Some(hour) = canonical_line_hour(value, limits) {
+        batch.push_line(hour, value);
+        return Ok(());
+    }
+    append_decoded_record(value, limits, batch)
+}
+
+/// The event hour of `value` if it is a line exactly as [`crate::record::write_line`] would write
+/// it for a valid record: valid fields, canonical UTC timestamp, nothing to trim or escape.
+fn canonical_line_hour(value: &[u8], limits: &Limits) -> Option<Hour> {
+    let (timestamp, path, agent) = crate::record::split_stored_line(value)?;
+    let plain = |field: &str| {
+        field.len() <= limits.max_field_bytes
+            && field.trim().len() == field.len()
+            && !field.bytes().any(|b| b < 0x20)
+    };
+    if !plain(path) || !plain(agent) || timestamp.len() > 40 {
+        return None;
+    }
+    let ts = DateTime::parse_from_rfc3339(timestamp).ok()?.to_utc();
+    let mut canonical = Vec::with_capacity(40);
+    crate::record::write_timestamp(&mut canonical, &ts);
+    (canonical == timestamp.as_bytes()).then(|| Hour::of(&ts))
+}
+
+fn append_decoded_record(
     value: &[u8],
     limits: &Limits,
     batch: &mut EncodedBatch,
@@ -572,6 +605,34 @@ mod tests {
         );
         let trailing = [&good[..], b" x"].concat();
         assert!(append_record(&trailing, &LIMITS, &mut batch).is_err());
+        // Lines that look stored but are not canonical take the full path and come out canonical.
+        for (value, stored) in [
+            (
+                r#"{"timestamp":"2025-11-22T16:00:00+02:00","path":"/a","userAgent":"u"}"#,
+                r#"{"timestamp":"2025-11-22T14:00:00Z","path":"/a","userAgent":"u"}"#,
+            ),
+            (
+                r#"{"timestamp":"2025-11-22T14:00:00.500Z","path":" /a","userAgent":"u"}"#,
+                r#"{"timestamp":"2025-11-22T14:00:00.5Z","path":"/a","userAgent":"u"}"#,
+            ),
+        ] {
+            let mut one = EncodedBatch::default();
+            append_record(value.as_bytes(), &LIMITS, &mut one).unwrap();
+            assert_eq!(lines(&one), [stored]);
+        }
+        let long = format!(
+            r#"{{"timestamp":"2025-11-22T14:00:00Z","path":"/{}","userAgent":"u"}}"#,
+            "x".repeat(64)
+        );
+        assert!(append_record(long.as_bytes(), &LIMITS, &mut batch).is_err());
+        assert!(
+            append_record(
+                br#"{"timestamp":"2025-11-22T14:00:60Z","path":"/a","userAgent":"u"}"#,
+                &LIMITS,
+                &mut batch
+            )
+            .is_err()
+        );
         assert_eq!(
             batch.records(),
             2,

@@ -140,6 +140,36 @@ pub fn write_line(out: &mut Vec<u8>, ts: &DateTime<Utc>, path: &str, user_agent:
     out.extend_from_slice(b"}\n");
 }
 
+/// Splits a line in exactly the stored format, `{"timestamp":"…","path":"…","userAgent":"…"}`
+/// (no newline), into its three values, if none of them holds an escape and none is empty.
+/// Lines that are not in that exact form return `None` (a JSON parser must judge them).
+pub fn split_stored_line(line: &[u8]) -> Option<(&str, &str, &str)> {
+    let rest = line.strip_prefix(b"{\"timestamp\":\"")?;
+    let (timestamp, rest) = plain_string(rest)?;
+    let rest = rest.strip_prefix(b",\"path\":\"")?;
+    let (path, rest) = plain_string(rest)?;
+    let rest = rest.strip_prefix(b",\"userAgent\":\"")?;
+    let (agent, rest) = plain_string(rest)?;
+    if rest != b"}" || timestamp.is_empty() || path.is_empty() || agent.is_empty() {
+        return None;
+    }
+    Some((
+        std::str::from_utf8(timestamp).ok()?,
+        std::str::from_utf8(path).ok()?,
+        std::str::from_utf8(agent).ok()?,
+    ))
+}
+
+/// Splits off a JSON string body up to its closing quote; `None` if it has escapes.
+fn plain_string(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let quote = memchr::memchr(b'"', bytes)?;
+    let value = &bytes[..quote];
+    if memchr::memchr(b'\\', value).is_some() {
+        return None;
+    }
+    Some((value, &bytes[quote + 1..]))
+}
+
 fn write_json_string(out: &mut Vec<u8>, value: &str) {
     // Writing a &str into a Vec cannot fail.
     serde_json::to_writer(&mut *out, value).expect("serializing a str into a Vec never fails");
@@ -205,6 +235,14 @@ impl EncodedBatch {
             chunk.lines.truncate(*bytes);
             chunk.records = *records;
         }
+    }
+
+    /// Appends a line that is already in the stored format (without its newline) to `hour`'s chunk.
+    pub fn push_line(&mut self, hour: Hour, line: &[u8]) {
+        let chunk = self.chunk_for(hour);
+        chunk.lines.extend_from_slice(line);
+        chunk.lines.push(b'\n');
+        chunk.records += 1;
     }
 
     /// Appends one validated record to its hour's chunk.

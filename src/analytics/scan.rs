@@ -15,6 +15,7 @@ use std::os::unix::fs::FileExt;
 use serde::Deserialize;
 
 use super::summary::Counts;
+use crate::record::split_stored_line;
 
 /// Bytes read per `pread`.
 const READ_BYTES: usize = 4 << 20;
@@ -206,31 +207,11 @@ pub fn parse_line(line: &[u8]) -> Result<(Cow<'_, str>, Cow<'_, str>), &'static 
     parse_any_json(line)
 }
 
-/// The fast path: `{"timestamp":"…","path":"…","userAgent":"…"}` exactly as the store writes it,
-/// with no escapes in the values. Anything else returns `None` for the JSON parser to judge.
+/// The fast path: a line exactly as the store writes it, with no escapes in the values.
+/// Anything else returns `None` for the JSON parser to judge.
 fn parse_own_format(line: &[u8]) -> Option<(Cow<'_, str>, Cow<'_, str>)> {
-    let rest = line.strip_prefix(b"{\"timestamp\":\"")?;
-    let (timestamp, rest) = plain_string(rest)?;
-    let rest = rest.strip_prefix(b",\"path\":\"")?;
-    let (path, rest) = plain_string(rest)?;
-    let rest = rest.strip_prefix(b",\"userAgent\":\"")?;
-    let (agent, rest) = plain_string(rest)?;
-    if rest != b"}" || timestamp.is_empty() || path.is_empty() || agent.is_empty() {
-        return None;
-    }
-    let path = std::str::from_utf8(path).ok()?;
-    let agent = std::str::from_utf8(agent).ok()?;
+    let (_, path, agent) = split_stored_line(line)?;
     Some((Cow::Borrowed(path), Cow::Borrowed(agent)))
-}
-
-/// Splits off a JSON string body up to its closing quote; `None` if it has escapes.
-fn plain_string(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
-    let quote = memchr::memchr(b'"', bytes)?;
-    let value = &bytes[..quote];
-    if memchr::memchr(b'\\', value).is_some() {
-        return None;
-    }
-    Some((value, &bytes[quote + 1..]))
 }
 
 #[derive(Deserialize)]

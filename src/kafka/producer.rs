@@ -186,27 +186,32 @@ impl KafkaSink {
         deliveries: Vec<DeliveryFuture>,
     ) -> Result<usize, (String, usize)> {
         let deadline = tokio::time::Instant::now() + self.inner.produce_timeout + REPORT_GRACE;
+        let expected = deliveries.len();
         let mut delivered = 0;
         let mut failure = None;
-        for delivery in deliveries {
-            match tokio::time::timeout_at(deadline, delivery).await {
-                Ok(Ok(Ok(_))) => delivered += 1,
-                Ok(Ok(Err((err, _)))) => {
-                    self.inner.metrics.kafka_produce_errors.inc();
-                    failure.get_or_insert_with(|| err.to_string());
-                }
-                Ok(Err(_canceled)) => {
-                    self.inner.metrics.kafka_produce_errors.inc();
-                    failure.get_or_insert_with(|| "the producer was shut down".to_owned());
-                }
-                Err(_elapsed) => {
-                    self.inner.metrics.kafka_produce_errors.inc();
-                    failure.get_or_insert_with(|| {
-                        "no acknowledgement within kafka.produceTimeout".to_owned()
-                    });
+        // One deadline for the whole batch (not a timer per record).
+        let waited = tokio::time::timeout_at(deadline, async {
+            for delivery in deliveries {
+                match delivery.await {
+                    Ok(Ok(_)) => delivered += 1,
+                    Ok(Err((err, _))) => {
+                        failure.get_or_insert_with(|| err.to_string());
+                    }
+                    Err(_canceled) => {
+                        failure.get_or_insert_with(|| "the producer was shut down".to_owned());
+                    }
                 }
             }
+        })
+        .await;
+        if waited.is_err() {
+            failure
+                .get_or_insert_with(|| "no acknowledgement within kafka.produceTimeout".to_owned());
         }
+        self.inner
+            .metrics
+            .kafka_produce_errors
+            .inc_by((expected - delivered) as u64);
         self.inner
             .metrics
             .kafka_produced_messages
