@@ -89,12 +89,8 @@ impl Application {
                     reachable.clone(),
                     topics_exist,
                 );
-                let consumers = ConsumerGroup::start(
-                    &config,
-                    store.clone(),
-                    kafka.producer().clone(),
-                    metrics.clone(),
-                )?;
+                let consumers =
+                    ConsumerGroup::start(&config, store.clone(), kafka.clone(), metrics.clone())?;
                 (
                     Sink::Kafka {
                         sink: kafka,

@@ -379,7 +379,11 @@ impl<'l> Validator<'l> {
     ) -> Option<Cow<'v, str>> {
         match value {
             Field::Text(text) if !text.is_empty() => Some(text),
-            Field::Text(_) | Field::Missing => {
+            Field::Text(_) => {
+                self.reject(at, None, name, "is empty or only whitespace".to_owned());
+                None
+            }
+            Field::Missing => {
                 self.reject(at, None, name, "is missing".to_owned());
                 None
             }

@@ -74,7 +74,7 @@ pub fn spawn_probe(
                     }
                 }
             }
-            let producer = sink.producer().clone();
+            let producer = sink.producer();
             let topic = sink.topic().to_owned();
             let answered = tokio::task::spawn_blocking(move || {
                 producer

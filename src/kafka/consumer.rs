@@ -32,11 +32,12 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureRecord;
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
+use super::producer::KafkaSink;
 use super::{base_config, checkpoint_key};
 use crate::config::Config;
 use crate::ingest::{self, Limits};
@@ -66,7 +67,7 @@ impl ConsumerGroup {
     pub fn start(
         config: &Config,
         store: Store,
-        dead_letters: FutureProducer,
+        dead_letters: KafkaSink,
         metrics: Metrics,
     ) -> anyhow::Result<ConsumerGroup> {
         let stop = Arc::new(AtomicBool::new(false));
@@ -191,7 +192,7 @@ struct Shared {
     dead_letter_topic: String,
     store: Store,
     runtime: tokio::runtime::Handle,
-    dead_letters: FutureProducer,
+    dead_letters: KafkaSink,
     limits: Limits,
     metrics: Metrics,
     stop: Arc<AtomicBool>,
@@ -299,10 +300,7 @@ impl Shared {
         if let Some(key) = message.key() {
             record = record.key(key);
         }
-        self.runtime
-            .block_on(self.dead_letters.send(record, Duration::from_secs(10)))
-            .map(|_| ())
-            .map_err(|(err, _)| err.to_string())
+        self.runtime.block_on(self.dead_letters.send_one(record))
     }
 
     /// Hands the buffer to the store, with the checkpoint of its partitions, without waiting.

@@ -14,11 +14,13 @@
 //! `linger.ms`, `kafka.batchBytes` (when > 0) → `batch.size`, `kafka.compression` →
 //! `compression.type`, `kafka.produceTimeout` → `message.timeout.ms`.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use rdkafka::ClientConfig;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::Semaphore;
 
 use super::base_config;
@@ -37,7 +39,10 @@ pub struct KafkaSink {
 }
 
 struct Inner {
-    producer: FutureProducer,
+    /// The current producer and its generation. A producer the broker fenced off (its
+    /// idempotence epoch was bumped after a timeout) never works again, so it is replaced.
+    producer: RwLock<(u64, FutureProducer)>,
+    client: ClientConfig,
     topic: Arc<str>,
     pending_bytes: Arc<Semaphore>,
     max_pending_bytes: usize,
@@ -92,7 +97,8 @@ impl KafkaSink {
             .max(1.0) as usize;
         Ok(KafkaSink {
             inner: Arc::new(Inner {
-                producer: client.create()?,
+                producer: RwLock::new((0, client.create()?)),
+                client,
                 topic: kafka.topic.as_str().into(),
                 pending_bytes: Arc::new(Semaphore::new(max_pending_bytes)),
                 max_pending_bytes,
@@ -104,9 +110,40 @@ impl KafkaSink {
         })
     }
 
-    /// The underlying producer (shared with the consumers for the dead-letter topic).
-    pub fn producer(&self) -> &FutureProducer {
-        &self.inner.producer
+    /// The current producer (the consumers use it for the dead-letter topic).
+    pub fn producer(&self) -> FutureProducer {
+        self.current().1
+    }
+
+    fn current(&self) -> (u64, FutureProducer) {
+        self.inner.producer.read().expect("producer lock").clone()
+    }
+
+    /// Replaces producer `generation` if `err` means it can never deliver again. Idempotent:
+    /// of many requests that saw the same failure, only the first replaces it.
+    pub fn renew_if_fenced(&self, generation: u64, err: &KafkaError) {
+        let fenced = matches!(
+            err.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::ProducerFenced
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+                    | RDKafkaErrorCode::UnknownProducerId
+                    | RDKafkaErrorCode::Fatal
+            )
+        );
+        let mut current = self.inner.producer.write().expect("producer lock");
+        if current.0 != generation || !(fenced || current.1.client().fatal_error().is_some()) {
+            return;
+        }
+        match self.inner.client.create::<FutureProducer>() {
+            Ok(fresh) => {
+                tracing::warn!(error = %err, generation, "Kafka producer can no longer deliver; replaced it");
+                *current = (generation + 1, fresh);
+            }
+            Err(create_error) => {
+                tracing::error!(error = %create_error, "cannot create a new Kafka producer")
+            }
+        }
     }
 
     /// The topic batches go to.
@@ -133,6 +170,7 @@ impl KafkaSink {
         self.inner.metrics.queue_depth.inc();
         let in_flight = InFlight(self.inner.metrics.clone());
 
+        let (generation, producer) = self.current();
         let total = batch.records();
         let timestamp = chrono::Utc::now().timestamp_millis();
         let mut deliveries = Vec::with_capacity(total);
@@ -142,7 +180,7 @@ impl KafkaSink {
                 let record = FutureRecord::<(), [u8]>::to(&self.inner.topic)
                     .payload(line)
                     .timestamp(timestamp);
-                match self.inner.producer.send_result(record) {
+                match producer.send_result(record) {
                     Ok(delivery) => deliveries.push(delivery),
                     Err((err, _)) => {
                         refused = Some(err);
@@ -158,11 +196,14 @@ impl KafkaSink {
             let sink = self.clone();
             tokio::spawn(async move {
                 let _held = (bytes_permit, batch_permit, in_flight);
-                let _ = sink.await_deliveries(deliveries).await;
+                let _ = sink.await_deliveries(generation, deliveries).await;
             });
             return Ok(());
         }
-        let delivered = self.await_deliveries(deliveries).await;
+        if let Some(err) = &refused {
+            self.renew_if_fenced(generation, err);
+        }
+        let delivered = self.await_deliveries(generation, deliveries).await;
         drop((bytes_permit, batch_permit, in_flight));
         let failure = match (refused, delivered) {
             (None, Ok(_)) => return Ok(()),
@@ -183,6 +224,7 @@ impl KafkaSink {
     /// reason and how many were delivered.
     async fn await_deliveries(
         &self,
+        generation: u64,
         deliveries: Vec<DeliveryFuture>,
     ) -> Result<usize, (String, usize)> {
         let deadline = tokio::time::Instant::now() + self.inner.produce_timeout + REPORT_GRACE;
@@ -195,7 +237,10 @@ impl KafkaSink {
                 match delivery.await {
                     Ok(Ok(_)) => delivered += 1,
                     Ok(Err((err, _))) => {
-                        failure.get_or_insert_with(|| err.to_string());
+                        if failure.is_none() {
+                            self.renew_if_fenced(generation, &err);
+                            failure = Some(err.to_string());
+                        }
                     }
                     Err(_canceled) => {
                         failure.get_or_insert_with(|| "the producer was shut down".to_owned());
@@ -222,9 +267,21 @@ impl KafkaSink {
         }
     }
 
+    /// Sends one message (the consumers' dead letters) and waits for the broker's acknowledgement.
+    pub async fn send_one(&self, record: FutureRecord<'_, [u8], [u8]>) -> Result<(), String> {
+        let (generation, producer) = self.current();
+        match producer.send(record, self.inner.produce_timeout).await {
+            Ok(_) => Ok(()),
+            Err((err, _)) => {
+                self.renew_if_fenced(generation, &err);
+                Err(err.to_string())
+            }
+        }
+    }
+
     /// Waits (bounded) until every queued message is acknowledged.
     pub fn flush(&self, timeout: Duration) {
-        if let Err(err) = self.inner.producer.flush(timeout) {
+        if let Err(err) = self.producer().flush(timeout) {
             tracing::warn!(error = %err, "not every queued Kafka message was acknowledged at shutdown");
         }
     }

@@ -1,5 +1,6 @@
 //! The shared harness: the service in-process ([`spawn_app`]), the real binary as a child process
-//! ([`ChildGuard`]), the one request helper ([`try_send`]), metric scraping, and record builders.
+//! ([`ChildGuard`]), the one request helper ([`try_send`]), metric scraping, record builders, and
+//! the broker of the Kafka tests ([`kafka_broker`]).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
@@ -721,7 +722,10 @@ fn unavailable<T>(reason: &str) -> Option<T> {
         "{test}: no broker: {reason}. CI must run the Kafka tests: start one with \
          `eval \"$(scripts/kafka-local.sh start)\"` (`make test` does)"
     );
-    eprintln!(
+    // Straight to the process's stderr: the test harness captures `eprintln!` of passing tests.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
         "{test}: skipping: no broker ({reason}); `make test` or \
          `eval \"$(scripts/kafka-local.sh start)\"` runs it"
     );
@@ -796,4 +800,48 @@ pub fn hour_files(logs_dir: &Path) -> BTreeMap<String, Vec<String>> {
         }
     }
     files
+}
+
+// ---------------------------------------------------------------------------------------------
+// External programs (Prometheus, promtool).
+
+/// An external program a test runs: the path in `env_var` when that is set, else `name` in
+/// `PATH`. When it is missing the test fails under CI (`CI` set) and is skipped elsewhere: `None`,
+/// with "skipping: {package} not installed" on stderr. Call it first thing in the test.
+pub fn external_binary(env_var: &str, name: &str, package: &str) -> Option<PathBuf> {
+    let found = match non_empty_env(env_var) {
+        Some(path) => Some(PathBuf::from(path)).filter(|path| is_executable(path)),
+        None => std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(name))
+                .find(|path| is_executable(path))
+        }),
+    };
+    if found.is_some() {
+        return found;
+    }
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    let reason = match non_empty_env(env_var) {
+        Some(path) => format!("{env_var}={path} is not an executable file"),
+        None => format!("no {name} in PATH and {env_var} is not set"),
+    };
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test}: {package} is not installed ({reason}). CI must run this test: install it \
+         (`apt-get install -y {package}`) or set {env_var}"
+    );
+    // Straight to the process's stderr: the test harness captures `eprintln!` of passing tests.
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "{test}: skipping: {package} not installed ({reason})"
+    );
+    None
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }

@@ -6,6 +6,8 @@ mod auth;
 mod endpoints;
 mod helpers;
 mod ingest;
+mod kafka;
 mod process;
+mod prometheus;
 mod rejections;
 mod storage;
