@@ -5,9 +5,10 @@ BIN := target/release/log-pipeline
 
 .DEFAULT_GOAL := help
 .PHONY: help build run run-v1 run-v2 test fmt lint bench bench-ingest bench-analytics kafka-local
+.PHONY: stack-up stack-down stack-clean infra-up infra-down kafka-topic loadtest-v1 loadtest-v2 check-ops
 
 help: ## List the targets
-	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-28s %s\n", $$1, $$2}'
 
 build: ## Build the release binary (target/release/log-pipeline)
 	$(CARGO) build --release --locked
@@ -41,3 +42,117 @@ bench-ingest: ## Ingest throughput: release build, hey -c 50, fsync always, vs t
 
 bench-analytics: ## Analytics: full build of a 7M-line hour file, then a pass after appending 1%
 	$(CARGO) bench --locked --bench analytics
+
+# ---- Docker stack (docker-compose.yml; scripts/stack.sh explains when no Docker engine is reachable)
+
+stack-up: ## Build the image and start the stack: kafka, kafka-init, prometheus (:9090), app-v1 (:8082), app-v2 (:8083)
+	bash scripts/stack.sh up
+
+stack-down: ## Stop and remove the stack's containers (keeps ./data and the Kafka volume)
+	bash scripts/stack.sh down
+
+stack-clean: ## Stop the stack and delete its data (./data/v1, ./data/v2, the Kafka volume)
+	bash scripts/stack.sh clean
+
+infra-up: ## Start only kafka (localhost:19092), kafka-init and prometheus (:9090)
+	bash scripts/stack.sh infra-up
+
+infra-down: ## Stop and remove kafka, kafka-init and prometheus
+	bash scripts/stack.sh infra-down
+
+kafka-topic: ## Create topic TOPIC (default logs; PARTITIONS, default 3) in the stack's Kafka if missing
+	bash scripts/stack.sh kafka-topic
+
+check-ops: ## Validate docker-compose.yml, prometheus.yml and the Dockerfile (offline)
+	bash scripts/check-ops-files.sh
+
+# ---- Load tests (hey). Knobs, as make variables or env (make exports command-line variables to the
+# recipe, and TOKEN then never appears in the echoed command): N=2000 C=50
+# BODY=testdata/sample_logs.json URL= TOKEN= CONTENT_TYPE= (defaults in scripts/loadtest.sh)
+
+loadtest-v1: ## hey: N POSTs of BODY, C at a time, to v1 on :8082 (start it first, e.g. `make run`)
+	bash scripts/loadtest.sh v1
+
+loadtest-v2: ## hey: N POSTs of BODY, C at a time, to v2 on :8083 (start it first, e.g. `make run-v2`)
+	bash scripts/loadtest.sh v2
+
+# ---- Profiling (README "Profiling"). Every target reads or writes profiles/ (PROFILE_DIR):
+# cpu_<v>.prof and heap_<v>.prof are gzipped pprof, goroutine_<v>.prof is a tokio task dump (text).
+# capture-profile-* writes them at Ctrl-C; profile-{cpu,heap,goroutine}-* fetch the same file names
+# from a running `make profile-run-*`. PROFILE_SECONDS=30: length of a live CPU profile.
+.PHONY: capture-profile-v1 capture-profile-v2 profile-run-v1 profile-run-v2
+.PHONY: profile-cpu-v1 profile-cpu-v2 profile-heap-v1 profile-heap-v2 profile-goroutine-v1 profile-goroutine-v2
+.PHONY: profile-ui-cpu-v1 profile-ui-cpu-v2 profile-ui-cpu-compare profile-ui-heap-compare profile-ui-goroutine-compare
+
+PROFILE_DIR ?= profiles
+PROFILE_SECONDS ?= 30
+# Where the pprof web UIs listen; `PPROF_HOST=0.0.0.0` to reach them from another machine.
+PPROF_HOST ?= localhost
+PROFILE_PORT_v1 := 6060
+PROFILE_PORT_v2 := 6061
+
+# $(call fetch-profile,KIND,VERSION,ROUTE): GET /debug/pprof/ROUTE of `make profile-run-VERSION`
+# into $(PROFILE_DIR)/KIND_VERSION.prof; on an error answer, print it and keep the old file.
+define fetch-profile
+@mkdir -p $(PROFILE_DIR)
+@part=$(PROFILE_DIR)/.$(1)_$(2).part; \
+if curl -sS --fail-with-body -o $$part "http://localhost:$(PROFILE_PORT_$(2))/debug/pprof/$(3)"; then \
+  mv $$part $(PROFILE_DIR)/$(1)_$(2).prof && echo "wrote $(PROFILE_DIR)/$(1)_$(2).prof"; \
+else status=$$?; cat $$part 2>/dev/null; echo; rm -f $$part; \
+  echo "is \`make profile-run-$(2)\` running?"; exit $$status; fi
+endef
+
+# $(call pprof-ui,PORT,PROFILE [,-diff_base=BASE]): go tool pprof's web UI on PORT.
+define pprof-ui
+@command -v go >/dev/null || { echo "go tool pprof needs Go: sudo apt-get install golang-go"; exit 1; }
+@for file in $(2) $(patsubst -diff_base=%,%,$(3)); do test -f $$file || { \
+  echo "no $$file: run \`make capture-profile-vN\` (whole run) or \`make profile-cpu-vN\` / \`profile-heap-vN\` (live) first"; \
+  exit 1; }; done
+go tool pprof -http=$(PPROF_HOST):$(1) $(3) $(2)
+endef
+
+capture-profile-v1: build ## v1 (config.v1.local.yaml, :8082) with PROFILE_CAPTURE=1 until Ctrl-C: profiles/{cpu,heap,goroutine}_v1.prof
+	PROFILE_CAPTURE=1 PROFILE_NAME=v1 PROFILE_DIR=$(PROFILE_DIR) $(BIN) --config config/examples/config.v1.local.yaml
+
+capture-profile-v2: build ## v2 (config.v2.local.yaml, :8083) with PROFILE_CAPTURE=1 until Ctrl-C: profiles/{cpu,heap,goroutine}_v2.prof
+	PROFILE_CAPTURE=1 PROFILE_NAME=v2 PROFILE_DIR=$(PROFILE_DIR) $(BIN) --config config/examples/config.v2.local.yaml
+
+profile-run-v1: build ## v1 (:8082) with PROFILE_ENABLED=1: /debug/pprof/ on :6060
+	PROFILE_ENABLED=1 PROFILE_ADDR=:$(PROFILE_PORT_v1) $(BIN) --config config/examples/config.v1.local.yaml
+
+profile-run-v2: build ## v2 (:8083) with PROFILE_ENABLED=1: /debug/pprof/ on :6061
+	PROFILE_ENABLED=1 PROFILE_ADDR=:$(PROFILE_PORT_v2) $(BIN) --config config/examples/config.v2.local.yaml
+
+profile-cpu-v1: ## CPU profile of PROFILE_SECONDS (30) from profile-run-v1 into profiles/cpu_v1.prof
+	$(call fetch-profile,cpu,v1,profile?seconds=$(PROFILE_SECONDS))
+
+profile-cpu-v2: ## CPU profile of PROFILE_SECONDS (30) from profile-run-v2 into profiles/cpu_v2.prof
+	$(call fetch-profile,cpu,v2,profile?seconds=$(PROFILE_SECONDS))
+
+profile-heap-v1: ## Heap profile from profile-run-v1 into profiles/heap_v1.prof
+	$(call fetch-profile,heap,v1,heap)
+
+profile-heap-v2: ## Heap profile from profile-run-v2 into profiles/heap_v2.prof
+	$(call fetch-profile,heap,v2,heap)
+
+profile-goroutine-v1: ## Task dump from profile-run-v1 into profiles/goroutine_v1.prof
+	$(call fetch-profile,goroutine,v1,goroutine)
+
+profile-goroutine-v2: ## Task dump from profile-run-v2 into profiles/goroutine_v2.prof
+	$(call fetch-profile,goroutine,v2,goroutine)
+
+profile-ui-cpu-v1: ## go tool pprof web UI on :8085 for profiles/cpu_v1.prof (needs golang-go)
+	$(call pprof-ui,8085,$(PROFILE_DIR)/cpu_v1.prof)
+
+profile-ui-cpu-v2: ## go tool pprof web UI on :8086 for profiles/cpu_v2.prof
+	$(call pprof-ui,8086,$(PROFILE_DIR)/cpu_v2.prof)
+
+profile-ui-cpu-compare: ## pprof UI on :8087: cpu_v2 against cpu_v1 (-diff_base)
+	$(call pprof-ui,8087,$(PROFILE_DIR)/cpu_v2.prof,-diff_base=$(PROFILE_DIR)/cpu_v1.prof)
+
+profile-ui-heap-compare: ## pprof UI on :8088: heap_v2 against heap_v1 (-diff_base)
+	$(call pprof-ui,8088,$(PROFILE_DIR)/heap_v2.prof,-diff_base=$(PROFILE_DIR)/heap_v1.prof)
+
+profile-ui-goroutine-compare: ## Task dumps are text, which pprof cannot open (no UI on :8089): diff -u v1 v2
+	@echo "goroutine_*.prof are tokio task dumps (text); go tool pprof cannot open them, so no UI on :8089. diff -u:"
+	@diff -u $(PROFILE_DIR)/goroutine_v1.prof $(PROFILE_DIR)/goroutine_v2.prof; status=$$?; [ $$status -le 1 ]

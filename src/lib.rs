@@ -23,6 +23,8 @@
 //!   queries; reads what the store wrote, shares no locks with it.
 //! - [`metrics`]: every metric name, label and help text.
 //! - [`telemetry`]: structured JSON logs.
+//! - [`profiling`]: CPU, heap and task-dump profiles, off unless `PROFILE_CAPTURE` or
+//!   `PROFILE_ENABLED` asks for them (whole-run capture, or a separate `/debug/pprof/` listener).
 
 pub mod analytics;
 pub mod app;
@@ -32,6 +34,7 @@ pub mod http;
 pub mod ingest;
 pub mod kafka;
 pub mod metrics;
+pub mod profiling;
 pub mod record;
 pub mod sink;
 pub mod store;

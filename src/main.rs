@@ -6,6 +6,7 @@ use clap::Parser;
 use log_pipeline::app::{Application, shutdown_signal};
 use log_pipeline::cli::Cli;
 use log_pipeline::config::Config;
+use log_pipeline::profiling::{Profiling, ProfilingSettings};
 use log_pipeline::telemetry;
 
 /// jemalloc returns freed memory to the OS steadily and fragments less than glibc's per-thread
@@ -13,16 +14,34 @@ use log_pipeline::telemetry;
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// jemalloc's start-up options: heap profiling compiled in but inactive (no allocation is sampled)
+/// until `PROFILE_CAPTURE`/`PROFILE_ENABLED` activate it; then one sample per 512 KiB allocated on
+/// average. Read once by jemalloc at its first allocation; a `MALLOC_CONF` environment variable is
+/// applied after it. Here, not in the library: only the binary's own object is sure to be linked.
+///
+/// jemalloc declares it `const char *malloc_conf`: a thin reference to the first byte has exactly
+/// that layout.
+#[allow(non_upper_case_globals)]
+#[unsafe(export_name = "malloc_conf")]
+static malloc_conf: &u8 = &b"prof:true,prof_active:false,lg_prof_sample:19\0"[0];
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(&cli) {
-        Ok(config) => config,
+    let (config, profiling) = match load(&cli) {
+        Ok(loaded) => loaded,
         Err(err) => {
             eprintln!("log-pipeline: invalid configuration: {err}");
             return ExitCode::from(2);
         }
     };
     telemetry::init();
+    let profiling = match Profiling::start(profiling) {
+        Ok(profiling) => profiling,
+        Err(err) => {
+            eprintln!("log-pipeline: cannot start profiling: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -34,9 +53,11 @@ fn main() -> ExitCode {
         }
     };
     let outcome = runtime.block_on(async {
-        let shutdown = shutdown_signal()?;
+        let shutdown = profiling.watch_shutdown(shutdown_signal()?);
+        profiling.serve_endpoint().await?;
         let app = Application::build(config).await?;
-        app.run_until_stopped(shutdown).await
+        app.run_until_stopped(shutdown).await?;
+        profiling.finish().await
     });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -46,4 +67,11 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The configuration and the profiling variables, each validated; an error means exit status 2.
+fn load(cli: &Cli) -> Result<(Config, ProfilingSettings), String> {
+    let config = Config::load(cli).map_err(|err| err.to_string())?;
+    let profiling = ProfilingSettings::from_env(&config).map_err(|err| err.to_string())?;
+    Ok((config, profiling))
 }

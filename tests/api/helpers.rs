@@ -390,6 +390,11 @@ const SERVICE_ENV: &[&str] = &[
     "KAFKA_BROKERS",
     "LOG_PIPELINE_TOKENS",
     "RUST_LOG",
+    "PROFILE_CAPTURE",
+    "PROFILE_ENABLED",
+    "PROFILE_NAME",
+    "PROFILE_DIR",
+    "PROFILE_ADDR",
 ];
 
 /// A command for the `log-pipeline` binary: clean environment, `cwd` as working directory.

@@ -8,6 +8,7 @@ mod helpers;
 mod ingest;
 mod kafka;
 mod process;
+mod profiling;
 mod prometheus;
 mod rejections;
 mod storage;
