@@ -428,6 +428,10 @@ impl Shared {
                     Offset::Offset(offset) => Some(offset),
                     _ => None,
                 });
+            let saved = saved.filter(|saved| {
+                committed.is_some()
+                    || !self.beyond_partition_end(consumer, &topic, partition, *saved)
+            });
             let start = match (saved, committed) {
                 (Some(saved), Some(committed)) => saved.max(committed),
                 (one, other) => match one.or(other) {
@@ -439,6 +443,38 @@ impl Shared {
             tracing::info!(%topic, partition, checkpoint = ?saved, ?committed, start, "partition assigned");
             let _ = assigned.set_partition_offset(&topic, partition, Offset::Offset(start));
             resume.insert(partition, Resume::at(start, self.resume_window));
+        }
+    }
+
+    /// Whether a checkpoint lies beyond the end of its partition while the group has no committed
+    /// offset: the topic was recreated (or the broker lost it, as tansu's memory storage does on a
+    /// restart). Resuming there would silently drop every new record below it, so the checkpoint
+    /// is ignored. Unless the partition is empty, a margin of one producer batch allows for
+    /// brokers that report the high watermark at the start of the last batch (tansu 0.6).
+    fn beyond_partition_end(
+        &self,
+        consumer: &BaseConsumer<GroupContext>,
+        topic: &str,
+        partition: i32,
+        saved: i64,
+    ) -> bool {
+        match consumer.fetch_watermarks(topic, partition, BROKER_TIMEOUT) {
+            // An empty partition (high watermark 0) holds none of what the checkpoint counts.
+            Ok((_, high))
+                if saved > high
+                    && (high == 0 || saved > high.saturating_add(self.resume_window)) =>
+            {
+                tracing::warn!(
+                    topic,
+                    partition,
+                    checkpoint = saved,
+                    high_watermark = high,
+                    "checkpoint is beyond the end of the partition and the group has no committed offset: \
+                     the topic was recreated; starting from its beginning"
+                );
+                true
+            }
+            _ => false,
         }
     }
 
