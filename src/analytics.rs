@@ -101,7 +101,6 @@ impl Aggregator {
         let mut report = PassReport::default();
         let files = match hour_files(&self.logs_dir) {
             Ok(files) => files,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(e) => {
                 tracing::error!(dir = %self.logs_dir.display(), error = %e, "cannot list hour files");
                 report.errors += 1;

@@ -7,6 +7,9 @@
 //! never held as a vector of owned records.
 
 use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 
@@ -79,6 +82,37 @@ impl fmt::Display for Hour {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.start().format("%Y-%m-%dT%H:00:00Z").to_string())
     }
+}
+
+/// Every regular file `<dir>/<day>/<file>` that `hour_of(day, file)` names an hour, sorted by
+/// hour. The hour files and the summaries share this layout. A missing `dir` holds none.
+pub fn files_by_hour(
+    dir: &Path,
+    hour_of: impl Fn(&str, &str) -> Option<Hour>,
+) -> io::Result<Vec<(Hour, PathBuf)>> {
+    let days = match fs::read_dir(dir) {
+        Ok(days) => days,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut found = Vec::new();
+    for day in days {
+        let day = day?;
+        if !day.file_type()?.is_dir() {
+            continue;
+        }
+        let day_name = day.file_name().to_string_lossy().into_owned();
+        for file in fs::read_dir(day.path())? {
+            let file = file?;
+            if let Some(hour) = hour_of(&day_name, &file.file_name().to_string_lossy())
+                && file.file_type()?.is_file()
+            {
+                found.push((hour, file.path()));
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
 }
 
 /// Appends `ts` as RFC 3339 in UTC the way Go's `time.RFC3339Nano` prints it: `Z` suffix, and

@@ -49,7 +49,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::config::FsyncPolicy;
 use crate::metrics::Metrics;
-use crate::record::{EncodedBatch, Hour};
+use crate::record::{EncodedBatch, Hour, files_by_hour};
 
 /// At most this many hour files stay open; the least recently written is closed beyond it.
 pub const MAX_OPEN_FILES: usize = 64;
@@ -357,27 +357,11 @@ fn recover_checkpoint(dir: &Path) -> io::Result<Checkpoint> {
     Ok(state.positions)
 }
 
-/// Every hour file under `dir`, as (hour, path).
+/// Every hour file under `dir`, as (hour, path), sorted by hour.
 pub fn hour_files(dir: &Path) -> io::Result<Vec<(Hour, PathBuf)>> {
-    let mut found = Vec::new();
-    for day in fs::read_dir(dir)? {
-        let day = day?;
-        if !day.file_type()?.is_dir() {
-            continue;
-        }
-        let day_name = day.file_name().to_string_lossy().into_owned();
-        for file in fs::read_dir(day.path())? {
-            let file = file?;
-            let name = format!("{day_name}/{}", file.file_name().to_string_lossy());
-            if let Some(hour) = Hour::from_file_name(&name)
-                && file.file_type()?.is_file()
-            {
-                found.push((hour, file.path()));
-            }
-        }
-    }
-    found.sort();
-    Ok(found)
+    files_by_hour(dir, |day, file| {
+        Hour::from_file_name(&format!("{day}/{file}"))
+    })
 }
 
 /// Truncates an unterminated last line from every hour file (left by a crash mid-write).

@@ -8,7 +8,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::summary::{Counts, HourSummary, hour_of_summary, read_tail, summary_path};
-use crate::record::Hour;
+use crate::record::{Hour, files_by_hour};
 
 /// The longest range `GET /analytics?from&to` merges: 31 days.
 pub const MAX_RANGE_HOURS: i64 = 31 * 24;
@@ -62,36 +62,16 @@ pub fn summary_file(analytics_dir: &Path, hour: Hour) -> io::Result<Option<Vec<u
 
 /// Every hour that has a summary, with its total, in order.
 pub fn hours(analytics_dir: &Path) -> io::Result<Vec<HourTotal>> {
-    let mut found: Vec<(Hour, u64)> = Vec::new();
-    let days = match fs::read_dir(analytics_dir) {
-        Ok(days) => days,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    for day in days {
-        let day = day?;
-        if !day.file_type()?.is_dir() {
-            continue;
-        }
-        let day_name = day.file_name().to_string_lossy().into_owned();
-        for file in fs::read_dir(day.path())? {
-            let file = file?;
-            let Some(hour) = hour_of_summary(&day_name, &file.file_name().to_string_lossy()) else {
-                continue;
-            };
-            if let Some((_, total)) = read_tail(&file.path())? {
-                found.push((hour, total));
-            }
+    let mut found = Vec::new();
+    for (hour, path) in files_by_hour(analytics_dir, hour_of_summary)? {
+        if let Some((_, total)) = read_tail(&path)? {
+            found.push(HourTotal {
+                hour: hour.to_string(),
+                total_requests: total,
+            });
         }
     }
-    found.sort();
-    Ok(found
-        .into_iter()
-        .map(|(hour, total)| HourTotal {
-            hour: hour.to_string(),
-            total_requests: total,
-        })
-        .collect())
+    Ok(found)
 }
 
 /// Merges the summaries of every hour in `[from, to)`.
