@@ -4,7 +4,7 @@ CARGO ?= cargo
 BIN := target/release/log-pipeline
 
 .DEFAULT_GOAL := help
-.PHONY: help build run run-v1 run-v2 test fmt lint bench bench-ingest bench-analytics kafka-local
+.PHONY: help build run run-v1 run-v2 test fmt lint bench bench-ingest bench-analytics bench-v2 kafka-local
 .PHONY: stack-up stack-down stack-clean infra-up infra-down kafka-topic loadtest-v1 loadtest-v2 check-ops
 
 help: ## List the targets
@@ -35,13 +35,16 @@ lint: ## Check formatting and clippy (warnings are errors)
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-bench: bench-ingest bench-analytics ## Every benchmark
+bench: bench-ingest bench-analytics bench-v2 ## Every benchmark
 
 bench-ingest: ## Ingest throughput: release build, hey -c 50, fsync always, vs the original's figures
 	bash bench/ingest.sh
 
 bench-analytics: ## Analytics: full build of a 7M-line hour file, then a pass after appending 1%
 	$(CARGO) bench --locked --bench analytics
+
+bench-v2: ## v2 end to end: hey -c 50, 1000-record batches, tansu broker; records/s POST to durable file
+	bash bench/v2.sh
 
 # ---- Docker stack (docker-compose.yml; scripts/stack.sh explains when no Docker engine is reachable)
 
