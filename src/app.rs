@@ -43,7 +43,6 @@ pub struct Application {
     store: Store,
     consumers: Option<ConsumerGroup>,
     probe: Option<tokio::task::JoinHandle<()>>,
-    metrics: Metrics,
     shutting_down: Arc<AtomicBool>,
     aggregator: Aggregator,
     aggregation_interval: Duration,
@@ -141,7 +140,6 @@ impl Application {
             store,
             consumers,
             probe,
-            metrics,
             shutting_down,
             aggregator,
             aggregation_interval: config.aggregation.interval,
@@ -155,11 +153,6 @@ impl Application {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
-    }
-
-    /// The service's metrics.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
     }
 
     /// Serves until `shutdown` completes, then drains: in-flight requests get

@@ -237,11 +237,6 @@ impl Metrics {
             .expect("text encoding into a Vec never fails");
         String::from_utf8(out).expect("text exposition is UTF-8")
     }
-
-    /// The registry, for components that add metrics of their own (analytics, Kafka).
-    pub fn registry(&self) -> &Registry {
-        &self.registry
-    }
 }
 
 impl Default for Metrics {

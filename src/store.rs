@@ -105,7 +105,6 @@ pub struct Store {
 }
 
 struct Inner {
-    logs_dir: PathBuf,
     requests: Mutex<Option<mpsc::Sender<Request>>>,
     pending: Arc<Semaphore>,
     max_pending_bytes: usize,
@@ -164,7 +163,6 @@ impl Store {
         let max_pending_bytes = options.max_pending_bytes.clamp(1, Semaphore::MAX_PERMITS);
         let store = Store {
             inner: Arc::new(Inner {
-                logs_dir: dir,
                 requests: Mutex::new(Some(sender)),
                 pending: Arc::new(Semaphore::new(max_pending_bytes)),
                 max_pending_bytes,
@@ -182,11 +180,6 @@ impl Store {
             .name("store-writer".into())
             .spawn(move || writer.run(requests))
             .expect("spawning the store writer thread");
-    }
-
-    /// The logs directory.
-    pub fn logs_dir(&self) -> &Path {
-        &self.inner.logs_dir
     }
 
     /// Appends a batch and returns once it is stored (and fsynced, with `fsync: always`).
