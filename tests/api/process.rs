@@ -225,12 +225,7 @@ async fn invalid_configuration_exits_2_naming_the_key() {
 async fn sigterm_when_idle_exits_0_with_the_records_on_disk() {
     let root = tempfile::tempdir().unwrap();
     let logs = root.path().join("logs");
-    let mut command = pipeline(root.path());
-    command
-        .args(["--addr", "127.0.0.1:0"])
-        .arg("--logs-dir")
-        .arg(&logs);
-    let mut child = ChildGuard::spawn(&mut command);
+    let mut child = start_v1(root.path(), &logs);
     let addr = child.listening_addr().await;
     post_one(addr, "/before-sigterm").await;
 
@@ -261,12 +256,7 @@ struct Sent {
 async fn sigterm_with_posts_in_flight_keeps_every_acknowledged_record() {
     let root = tempfile::tempdir().unwrap();
     let logs = root.path().join("logs");
-    let mut command = pipeline(root.path());
-    command
-        .args(["--addr", "127.0.0.1:0"])
-        .arg("--logs-dir")
-        .arg(&logs);
-    let mut child = ChildGuard::spawn(&mut command);
+    let mut child = start_v1(root.path(), &logs);
     let addr = child.listening_addr().await;
 
     // Clients posting in a loop until the service goes away.
@@ -374,14 +364,7 @@ async fn sigterm_with_posts_in_flight_keeps_every_acknowledged_record() {
 async fn second_instance_on_the_same_logs_dir_is_refused() {
     let root = tempfile::tempdir().unwrap();
     let logs = root.path().join("logs");
-    let start = || {
-        let mut command = pipeline(root.path());
-        command
-            .args(["--addr", "127.0.0.1:0"])
-            .arg("--logs-dir")
-            .arg(&logs);
-        ChildGuard::spawn(&mut command)
-    };
+    let start = || start_v1(root.path(), &logs);
     let mut first = start();
     let addr = first.listening_addr().await;
 
@@ -441,4 +424,14 @@ async fn help_lists_every_env_var_and_default() {
         !help.contains("s3cret-token"),
         "--help must not print token values:\n{help}"
     );
+}
+
+/// The binary in v1 on a free port of 127.0.0.1, writing to `logs`, run from `cwd`.
+fn start_v1(cwd: &Path, logs: &Path) -> ChildGuard {
+    let mut command = pipeline(cwd);
+    command
+        .args(["--addr", "127.0.0.1:0"])
+        .arg("--logs-dir")
+        .arg(logs);
+    ChildGuard::spawn(&mut command)
 }
