@@ -25,10 +25,10 @@ use hashbrown::HashMap;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::layout;
 use crate::metrics::Metrics;
 use crate::record::Hour;
-use crate::store::hour_files;
-use summary::{HourSummary, SourceState, TAIL_BYTES, read_tail, summary_path, write_summary};
+use summary::{HourSummary, SourceState, TAIL_BYTES, read_tail, write_summary};
 
 /// How many recently updated summaries stay parsed in memory (the current hour and late data),
 /// so the hour being appended to is not re-read from disk every pass.
@@ -99,7 +99,7 @@ impl Aggregator {
     pub fn run_pass(&mut self) -> PassReport {
         let started = Instant::now();
         let mut report = PassReport::default();
-        let files = match hour_files(&self.logs_dir) {
+        let files = match layout::hour_files(&self.logs_dir) {
             Ok(files) => files,
             Err(e) => {
                 tracing::error!(dir = %self.logs_dir.display(), error = %e, "cannot list hour files");
@@ -161,7 +161,7 @@ impl Aggregator {
         let length = file.metadata()?.len();
         let covered = match self.covered.get(&hour) {
             Some(state) => Some(*state),
-            None => read_tail(&summary_path(&self.analytics_dir, hour))
+            None => read_tail(&self.analytics_dir.join(layout::summary_file(hour)))
                 .unwrap_or(None)
                 .map(|(state, _)| state),
         };
@@ -229,7 +229,7 @@ impl Aggregator {
                 return Some(cached);
             }
         }
-        let bytes = std::fs::read(summary_path(&self.analytics_dir, hour)).ok()?;
+        let bytes = std::fs::read(self.analytics_dir.join(layout::summary_file(hour))).ok()?;
         HourSummary::from_json(&bytes, self.max_keys)
             .ok()
             .filter(|summary| summary.source == state)
@@ -333,9 +333,9 @@ mod tests {
     }
 
     fn summary(dirs: &Dirs, hour: &str) -> HourSummary {
-        let hour = Hour::from_file_name(hour).unwrap();
-        HourSummary::from_json(&fs::read(summary_path(&dirs.analytics, hour)).unwrap(), 100)
-            .unwrap()
+        let hour = layout::parse_hour_file(hour).unwrap();
+        let path = dirs.analytics.join(layout::summary_file(hour));
+        HourSummary::from_json(&fs::read(path).unwrap(), 100).unwrap()
     }
 
     fn count(summary: &HourSummary, path: &str) -> u64 {
@@ -426,7 +426,9 @@ mod tests {
         let dirs = dirs();
         append(&dirs, H14, LINE_A);
         aggregator(&dirs).run_pass();
-        let path = summary_path(&dirs.analytics, Hour::from_file_name(H14).unwrap());
+        let path = dirs
+            .analytics
+            .join(layout::summary_file(layout::parse_hour_file(H14).unwrap()));
         fs::write(&path, "{ corrupt").unwrap();
         append(&dirs, H14, LINE_B);
         let report = aggregator(&dirs).run_pass();

@@ -14,6 +14,7 @@
 //! - [`ingest`]: decoding and validation of request bodies (JSON array, CSV, NDJSON) into an
 //!   [`record::EncodedBatch`]; pure functions, no I/O.
 //! - [`record`]: the record type and its NDJSON line format (the compatibility contract).
+//! - [`layout`]: which file of the logs and analytics directories holds which hour.
 //! - [`sink`]: where accepted batches go, selected by pipeline version (v1: the store; v2: Kafka).
 //! - [`kafka`]: v2's producer, consumer group (store + checkpoints, dead-letter topic) and broker
 //!   set-up.
@@ -33,6 +34,7 @@ pub mod config;
 pub mod http;
 pub mod ingest;
 pub mod kafka;
+pub mod layout;
 pub mod metrics;
 pub mod profiling;
 pub mod record;

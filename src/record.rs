@@ -7,17 +7,14 @@
 //! never held as a vector of owned records.
 
 use std::fmt;
-use std::fs;
-use std::io;
-use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 
 /// Seconds in one hour.
 const HOUR_SECS: i64 = 3600;
 
-/// A UTC event hour, counted in hours since the Unix epoch. It names an hour file
-/// (`YYYY-MM-DD/HH.log.json`) and an hourly summary.
+/// A UTC event hour, counted in hours since the Unix epoch. It names an hour file and an hourly
+/// summary (their names: [`crate::layout`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Hour(i64);
 
@@ -41,78 +38,12 @@ impl Hour {
     pub fn start(self) -> DateTime<Utc> {
         DateTime::from_timestamp(self.0 * HOUR_SECS, 0).expect("hour index within chrono's range")
     }
-
-    /// The hour file's path relative to the logs directory: `YYYY-MM-DD/HH.log.json`.
-    pub fn file_name(self) -> String {
-        let start = self.start();
-        format!(
-            "{:04}-{:02}-{:02}/{:02}.log.json",
-            start.year(),
-            start.month(),
-            start.day(),
-            start.hour()
-        )
-    }
-
-    /// The date directory of the hour file: `YYYY-MM-DD`.
-    pub fn date_dir(self) -> String {
-        let start = self.start();
-        format!(
-            "{:04}-{:02}-{:02}",
-            start.year(),
-            start.month(),
-            start.day()
-        )
-    }
-
-    /// Parses a path relative to the logs directory (`YYYY-MM-DD/HH.log.json`) back into an hour.
-    pub fn from_file_name(relative: &str) -> Option<Hour> {
-        let (date, file) = relative.split_once('/')?;
-        let hour: u32 = file.strip_suffix(".log.json")?.parse().ok()?;
-        if file.len() != "HH.log.json".len() || hour > 23 {
-            return None;
-        }
-        let date = NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()?;
-        let start = date.and_hms_opt(hour, 0, 0)?.and_utc();
-        Some(Hour::of(&start))
-    }
 }
 
 impl fmt::Display for Hour {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.start().format("%Y-%m-%dT%H:00:00Z").to_string())
     }
-}
-
-/// Every regular file `<dir>/<day>/<file>` that `hour_of(day, file)` names an hour, sorted by
-/// hour. The hour files and the summaries share this layout. A missing `dir` holds none.
-pub fn files_by_hour(
-    dir: &Path,
-    hour_of: impl Fn(&str, &str) -> Option<Hour>,
-) -> io::Result<Vec<(Hour, PathBuf)>> {
-    let days = match fs::read_dir(dir) {
-        Ok(days) => days,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut found = Vec::new();
-    for day in days {
-        let day = day?;
-        if !day.file_type()?.is_dir() {
-            continue;
-        }
-        let day_name = day.file_name().to_string_lossy().into_owned();
-        for file in fs::read_dir(day.path())? {
-            let file = file?;
-            if let Some(hour) = hour_of(&day_name, &file.file_name().to_string_lossy())
-                && file.file_type()?.is_file()
-            {
-                found.push((hour, file.path()));
-            }
-        }
-    }
-    found.sort();
-    Ok(found)
 }
 
 /// Appends `ts` as RFC 3339 in UTC the way Go's `time.RFC3339Nano` prints it: `Z` suffix, and
@@ -342,22 +273,16 @@ mod tests {
     }
 
     #[test]
-    fn hour_names_its_file_and_round_trips() {
+    fn hour_is_counted_from_the_epoch_and_prints_its_start() {
         let hour = Hour::of(&utc("2025-11-22T14:59:59.999Z"));
-        assert_eq!(hour.file_name(), "2025-11-22/14.log.json");
-        assert_eq!(hour.date_dir(), "2025-11-22");
         assert_eq!(hour.to_string(), "2025-11-22T14:00:00Z");
-        assert_eq!(Hour::from_file_name("2025-11-22/14.log.json"), Some(hour));
-        assert_eq!(Hour::from_file_name("2025-11-22/24.log.json"), None);
-        assert_eq!(Hour::from_file_name("2025-11-22/4.log.json"), None);
-        assert_eq!(Hour::from_file_name("2025-13-22/14.log.json"), None);
-        assert_eq!(Hour::from_file_name("2025-11-22/14.log"), None);
-    }
-
-    #[test]
-    fn hours_before_the_epoch_round_down() {
-        let hour = Hour::of(&utc("1969-12-31T23:30:00Z"));
-        assert_eq!(hour.file_name(), "1969-12-31/23.log.json");
+        assert_eq!(Hour::from_index(hour.index()), hour);
+        assert_eq!(hour.start(), utc("2025-11-22T14:00:00Z"));
+        // Before the epoch, hours round down.
+        assert_eq!(
+            Hour::of(&utc("1969-12-31T23:30:00Z")).to_string(),
+            "1969-12-31T23:00:00Z"
+        );
     }
 
     #[test]
@@ -367,8 +292,8 @@ mod tests {
         batch.push(&utc("2025-11-22T14:10:00Z"), "/b", "ua");
         batch.push(&utc("2025-11-22T15:30:00Z"), "/c", "ua");
         assert_eq!(batch.records(), 3);
-        let hours: Vec<String> = batch.chunks.iter().map(|c| c.hour.file_name()).collect();
-        assert_eq!(hours, ["2025-11-22/15.log.json", "2025-11-22/14.log.json"]);
+        let hours: Vec<String> = batch.chunks.iter().map(|c| c.hour.to_string()).collect();
+        assert_eq!(hours, ["2025-11-22T15:00:00Z", "2025-11-22T14:00:00Z"]);
         let first = String::from_utf8(batch.chunks[0].lines.clone()).unwrap();
         assert!(first.contains("\"/a\"") && first.find("\"/a\"") < first.find("\"/c\""));
         assert_eq!(batch.chunks[0].records, 2);

@@ -48,17 +48,14 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::config::FsyncPolicy;
+use crate::layout::{self, CHECKPOINT_FILE, LOCK_FILE};
 use crate::metrics::Metrics;
-use crate::record::{EncodedBatch, Hour, files_by_hour};
+use crate::record::{EncodedBatch, Hour};
 
 /// At most this many hour files stay open; the least recently written is closed beyond it.
 pub const MAX_OPEN_FILES: usize = 64;
 /// A write group stops taking queued requests once it holds this many bytes.
 const MAX_GROUP_BYTES: usize = 32 << 20;
-/// Name of the lock file inside the logs directory.
-pub const LOCK_FILE: &str = ".lock";
-/// Name of the checkpoint state file inside the logs directory.
-pub const CHECKPOINT_FILE: &str = ".checkpoint.json";
 
 /// Positions of an external source (e.g. `"logs/0"` → next Kafka offset), stored with the data.
 pub type Checkpoint = BTreeMap<String, i64>;
@@ -350,16 +347,9 @@ fn recover_checkpoint(dir: &Path) -> io::Result<Checkpoint> {
     Ok(state.positions)
 }
 
-/// Every hour file under `dir`, as (hour, path), sorted by hour.
-pub fn hour_files(dir: &Path) -> io::Result<Vec<(Hour, PathBuf)>> {
-    files_by_hour(dir, |day, file| {
-        Hour::from_file_name(&format!("{day}/{file}"))
-    })
-}
-
 /// Truncates an unterminated last line from every hour file (left by a crash mid-write).
 fn repair_torn_lines(dir: &Path) -> io::Result<()> {
-    for (_, path) in hour_files(dir)? {
+    for (_, path) in layout::hour_files(dir)? {
         let mut file = OpenOptions::new().read(true).write(true).open(&path)?;
         let length = file.metadata()?.len();
         let keep = complete_prefix(&mut file, length)?;
@@ -543,7 +533,7 @@ impl Writer {
         if positions.is_some() {
             let mut lengths = BTreeMap::new();
             for (hour, _) in plan.iter() {
-                lengths.insert(hour.file_name(), self.file(*hour)?.length);
+                lengths.insert(layout::hour_file(*hour), self.file(*hour)?.length);
             }
             let state = CheckpointState {
                 positions: self.checkpoint.lock().expect("checkpoint lock").clone(),
@@ -598,7 +588,7 @@ impl Writer {
                     file.dirty = false;
                 }
                 Err(e) => {
-                    tracing::error!(file = %t.hour.file_name(), error = %e, "rollback failed; unacknowledged lines may remain");
+                    tracing::error!(file = %layout::hour_file(t.hour), error = %e, "rollback failed; unacknowledged lines may remain");
                     failures.push(e.to_string());
                     // Reopen on next use so the length is read from disk again.
                     self.files.remove(&t.hour);
@@ -626,12 +616,12 @@ impl Writer {
     }
 
     fn open_file(&self, hour: Hour) -> io::Result<HourFile> {
-        let path = self.dir.join(hour.file_name());
+        let path = self.dir.join(layout::hour_file(hour));
         let mut new_dirs = Vec::new();
         let file = match OpenOptions::new().append(true).open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let day = self.dir.join(hour.date_dir());
+                let day = self.dir.join(layout::day_dir(hour));
                 match fs::create_dir(&day) {
                     Ok(()) => new_dirs.push(self.dir.clone()),
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
@@ -671,7 +661,7 @@ impl Writer {
         let hours: Vec<Hour> = self.files.keys().copied().collect();
         for hour in hours {
             if let Err(e) = self.sync(hour) {
-                tracing::error!(file = %hour.file_name(), error = %e, "fsync failed");
+                tracing::error!(file = %layout::hour_file(hour), error = %e, "fsync failed");
             }
         }
         self.last_sync = Instant::now();
@@ -708,7 +698,7 @@ impl Writer {
 
     fn close(&mut self, hour: Hour) {
         if let Err(e) = self.sync(hour) {
-            tracing::error!(file = %hour.file_name(), error = %e, "fsync before close failed");
+            tracing::error!(file = %layout::hour_file(hour), error = %e, "fsync before close failed");
         }
         self.files.remove(&hour);
     }
@@ -1039,7 +1029,7 @@ mod tests {
             let mut file = OpenOptions::new()
                 .append(true)
                 .create(true)
-                .open(dir.path().join(chunk.hour.file_name()))
+                .open(dir.path().join(layout::hour_file(chunk.hour)))
                 .unwrap();
             file.write_all(&chunk.lines).unwrap();
         }

@@ -7,8 +7,9 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::summary::{Counts, HourSummary, hour_of_summary, read_tail, summary_path};
-use crate::record::{Hour, files_by_hour};
+use super::summary::{Counts, HourSummary, read_tail};
+use crate::layout;
+use crate::record::Hour;
 
 /// The longest range `GET /analytics?from&to` merges: 31 days.
 pub const MAX_RANGE_HOURS: i64 = 31 * 24;
@@ -53,7 +54,7 @@ pub struct RangeSummary {
 
 /// The summary file of `hour`, as stored, or `None` if there is none.
 pub fn summary_file(analytics_dir: &Path, hour: Hour) -> io::Result<Option<Vec<u8>>> {
-    match fs::read(summary_path(analytics_dir, hour)) {
+    match fs::read(analytics_dir.join(layout::summary_file(hour))) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
@@ -63,7 +64,7 @@ pub fn summary_file(analytics_dir: &Path, hour: Hour) -> io::Result<Option<Vec<u
 /// Every hour that has a summary, with its total, in order.
 pub fn hours(analytics_dir: &Path) -> io::Result<Vec<HourTotal>> {
     let mut found = Vec::new();
-    for (hour, path) in files_by_hour(analytics_dir, hour_of_summary)? {
+    for (hour, path) in layout::summaries(analytics_dir)? {
         if let Some((_, total)) = read_tail(&path)? {
             found.push(HourTotal {
                 hour: hour.to_string(),
@@ -129,7 +130,7 @@ mod tests {
     use super::*;
 
     fn hour(name: &str) -> Hour {
-        Hour::from_file_name(name).unwrap()
+        layout::parse_hour_file(name).unwrap()
     }
 
     fn store(dir: &Path, name: &str, records: &[(&str, &str)]) {

@@ -8,12 +8,12 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use chrono::{Datelike, Timelike};
 use hashbrown::HashMap;
 use serde::{Deserialize, Serialize};
 
+use crate::layout;
 use crate::record::Hour;
 
 /// The key under which counts beyond `aggregation.maxKeysPerHour` distinct keys are added up.
@@ -189,25 +189,9 @@ impl HourSummary {
     }
 }
 
-/// `<analyticsDir>/YYYY-MM-DD/summary_HH.json`.
-pub fn summary_path(analytics_dir: &Path, hour: Hour) -> PathBuf {
-    let start = hour.start();
-    analytics_dir
-        .join(hour.date_dir())
-        .join(format!("summary_{:02}.json", start.hour()))
-}
-
-/// Parses a summary path relative to the analytics directory back into its hour.
-pub fn hour_of_summary(day: &str, file: &str) -> Option<Hour> {
-    let hour = file.strip_prefix("summary_")?.strip_suffix(".json")?;
-    let hour = Hour::from_file_name(&format!("{day}/{hour}.log.json"))?;
-    // Reject a non-canonical day spelling that chrono would accept.
-    (hour.date_dir() == day && hour.start().year() >= 0).then_some(hour)
-}
-
 /// Writes a summary atomically: temp file in the same directory, fsync, rename.
 pub fn write_summary(analytics_dir: &Path, summary: &HourSummary) -> io::Result<()> {
-    let path = summary_path(analytics_dir, summary.hour);
+    let path = analytics_dir.join(layout::summary_file(summary.hour));
     let dir = path.parent().expect("a summary path has a parent");
     fs::create_dir_all(dir)?;
     let temp = path.with_extension("json.tmp");
@@ -254,7 +238,7 @@ mod tests {
     use super::*;
 
     fn hour() -> Hour {
-        Hour::from_file_name("2025-11-22/14.log.json").unwrap()
+        layout::parse_hour_file("2025-11-22/14.log.json").unwrap()
     }
 
     #[test]
@@ -336,17 +320,5 @@ mod tests {
         assert_eq!(summary.total, 3);
         assert_eq!(summary.source, SourceState::default());
         assert_eq!(parse_tail(original), None);
-    }
-
-    #[test]
-    fn summary_paths() {
-        let path = summary_path(Path::new("/a"), hour());
-        assert_eq!(path, Path::new("/a/2025-11-22/summary_14.json"));
-        assert_eq!(
-            hour_of_summary("2025-11-22", "summary_14.json"),
-            Some(hour())
-        );
-        assert_eq!(hour_of_summary("2025-11-22", "summary_14.json.tmp"), None);
-        assert_eq!(hour_of_summary("2025-11-22", "summary_24.json"), None);
     }
 }

@@ -1,0 +1,230 @@
+//! The on-disk layout of the two data directories: which file holds which hour. Naming, parsing
+//! and walking live here and only here.
+//!
+//! | directory | file | what |
+//! |---|---|---|
+//! | `storage.logsDir` | `YYYY-MM-DD/HH.log.json` | the hour's records, one NDJSON line each |
+//! | `storage.logsDir` | `.lock`, `.checkpoint.json` | the store's lock and source positions |
+//! | `storage.analyticsDir` | `YYYY-MM-DD/summary_HH.json` | the hour's summary |
+//!
+//! Days and hours are UTC and always zero-padded; a name that differs from the canonical spelling
+//! of its hour (`2025-1-2/3.log.json`, a temp file) is not an hour's file and walks skip it.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use chrono::{Datelike, NaiveDate, Timelike};
+
+use crate::record::Hour;
+
+/// The lock file inside the logs directory (it holds the owner's PID).
+pub const LOCK_FILE: &str = ".lock";
+/// The store's checkpoint state file inside the logs directory.
+pub const CHECKPOINT_FILE: &str = ".checkpoint.json";
+
+/// The two kinds of per-hour files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `HH.log.json` in the logs directory.
+    Records,
+    /// `summary_HH.json` in the analytics directory.
+    Summary,
+}
+
+impl Kind {
+    fn affixes(self) -> (&'static str, &'static str) {
+        match self {
+            Kind::Records => ("", ".log.json"),
+            Kind::Summary => ("summary_", ".json"),
+        }
+    }
+
+    fn name(self, hour: Hour) -> String {
+        let (prefix, suffix) = self.affixes();
+        format!(
+            "{}/{prefix}{:02}{suffix}",
+            day_dir(hour),
+            hour.start().hour()
+        )
+    }
+
+    fn parse(self, day: &str, file: &str) -> Option<Hour> {
+        let (prefix, suffix) = self.affixes();
+        let digits = file.strip_prefix(prefix)?.strip_suffix(suffix)?;
+        if digits.len() != 2 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let date = NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?;
+        let start = date.and_hms_opt(digits.parse().ok()?, 0, 0)?.and_utc();
+        let hour = Hour::of(&start);
+        // chrono accepts spellings such as `2025-1-02`; only the canonical one names the hour.
+        (day_dir(hour) == day).then_some(hour)
+    }
+
+    fn walk(self, dir: &Path) -> io::Result<Vec<(Hour, PathBuf)>> {
+        let days = match fs::read_dir(dir) {
+            Ok(days) => days,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut found = Vec::new();
+        for day in days {
+            let day = day?;
+            if !day.file_type()?.is_dir() {
+                continue;
+            }
+            let day_name = day.file_name().to_string_lossy().into_owned();
+            for file in fs::read_dir(day.path())? {
+                let file = file?;
+                if let Some(hour) = self.parse(&day_name, &file.file_name().to_string_lossy())
+                    && file.file_type()?.is_file()
+                {
+                    found.push((hour, file.path()));
+                }
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+}
+
+/// The day directory of an hour: `YYYY-MM-DD`.
+pub fn day_dir(hour: Hour) -> String {
+    let start = hour.start();
+    format!(
+        "{:04}-{:02}-{:02}",
+        start.year(),
+        start.month(),
+        start.day()
+    )
+}
+
+/// The hour file's path relative to the logs directory: `YYYY-MM-DD/HH.log.json`.
+pub fn hour_file(hour: Hour) -> String {
+    Kind::Records.name(hour)
+}
+
+/// The summary's path relative to the analytics directory: `YYYY-MM-DD/summary_HH.json`.
+pub fn summary_file(hour: Hour) -> String {
+    Kind::Summary.name(hour)
+}
+
+/// The hour an hour file's relative path (`YYYY-MM-DD/HH.log.json`) names, if it names one.
+pub fn parse_hour_file(relative: &str) -> Option<Hour> {
+    let (day, file) = relative.split_once('/')?;
+    Kind::Records.parse(day, file)
+}
+
+/// The hour a summary's relative path (`YYYY-MM-DD/summary_HH.json`) names, if it names one.
+pub fn parse_summary_file(relative: &str) -> Option<Hour> {
+    let (day, file) = relative.split_once('/')?;
+    Kind::Summary.parse(day, file)
+}
+
+/// Every hour file under `logs_dir` as (hour, path), sorted by hour; none if the directory is
+/// missing.
+pub fn hour_files(logs_dir: &Path) -> io::Result<Vec<(Hour, PathBuf)>> {
+    Kind::Records.walk(logs_dir)
+}
+
+/// Every summary under `analytics_dir` as (hour, path), sorted by hour; none if the directory is
+/// missing.
+pub fn summaries(analytics_dir: &Path) -> io::Result<Vec<(Hour, PathBuf)>> {
+    Kind::Summary.walk(analytics_dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, Utc};
+
+    fn hour(text: &str) -> Hour {
+        Hour::of(
+            &DateTime::parse_from_rfc3339(text)
+                .unwrap()
+                .with_timezone(&Utc),
+        )
+    }
+
+    #[test]
+    fn names_round_trip() {
+        let h = hour("2025-11-22T14:59:59.999Z");
+        assert_eq!(day_dir(h), "2025-11-22");
+        assert_eq!(hour_file(h), "2025-11-22/14.log.json");
+        assert_eq!(summary_file(h), "2025-11-22/summary_14.json");
+        assert_eq!(parse_hour_file("2025-11-22/14.log.json"), Some(h));
+        assert_eq!(parse_summary_file("2025-11-22/summary_14.json"), Some(h));
+        let early = hour("1969-12-31T23:30:00Z");
+        assert_eq!(hour_file(early), "1969-12-31/23.log.json");
+        assert_eq!(parse_hour_file(&hour_file(early)), Some(early));
+    }
+
+    #[test]
+    fn only_canonical_names_name_an_hour() {
+        for name in [
+            "2025-11-22/24.log.json",
+            "2025-11-22/4.log.json",
+            "2025-11-22/+4.log.json",
+            "2025-13-22/14.log.json",
+            "2025-11-22/14.log",
+            "2025-11-2/14.log.json",
+            "2025-11-22/summary_14.json",
+            "2025-11-22",
+        ] {
+            assert_eq!(parse_hour_file(name), None, "{name}");
+        }
+        for name in [
+            "2025-11-22/summary_14.json.tmp",
+            "2025-11-22/summary_24.json",
+            "2025-11-22/14.log.json",
+            "2025-1-22/summary_14.json",
+        ] {
+            assert_eq!(parse_summary_file(name), None, "{name}");
+        }
+    }
+
+    #[test]
+    fn walks_find_only_their_kind_sorted_by_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "2025-11-22/15.log.json",
+            "2025-11-22/14.log.json",
+            "2025-11-21/23.log.json",
+            "2025-11-22/summary_14.json",
+            "2025-11-22/notes.txt",
+            "2025-11-22/summary_14.json.tmp",
+        ] {
+            let path = dir.path().join(name);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, "").unwrap();
+        }
+        // A directory where a file would be is not a file.
+        fs::create_dir_all(dir.path().join("2025-11-22/16.log.json")).unwrap();
+        fs::write(dir.path().join(LOCK_FILE), "1").unwrap();
+        let names = |found: Vec<(Hour, PathBuf)>| -> Vec<String> {
+            found
+                .into_iter()
+                .map(|(_, path)| {
+                    path.strip_prefix(dir.path())
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned()
+                })
+                .collect()
+        };
+        assert_eq!(
+            names(hour_files(dir.path()).unwrap()),
+            [
+                "2025-11-21/23.log.json",
+                "2025-11-22/14.log.json",
+                "2025-11-22/15.log.json"
+            ]
+        );
+        assert_eq!(
+            names(summaries(dir.path()).unwrap()),
+            ["2025-11-22/summary_14.json"]
+        );
+        assert!(hour_files(&dir.path().join("missing")).unwrap().is_empty());
+    }
+}
