@@ -1,10 +1,11 @@
 //! Builds the service from a [`Config`] and runs it until a shutdown signal.
 //!
-//! [`Application::build`] opens the store, binds the listener (port 0 in tests) and assembles the
-//! router, so a test can learn the address before serving. [`Application::run_until_stopped`]
-//! serves connections with hyper (for its header-read timeout) and, once the shutdown future
-//! completes, stops accepting, lets in-flight requests finish within `server.shutdownTimeout`,
-//! then drains the sink (the store fsyncs and closes every file) and runs a last aggregation pass.
+//! [`Application::build`] starts the [`Pipeline`] of the configured mode, binds the listener (port
+//! 0 in tests) and assembles the router, so a test can learn the address before serving.
+//! [`Application::run_until_stopped`] serves connections with hyper (for its header-read timeout)
+//! and, once the shutdown future completes, stops accepting, lets in-flight requests finish within
+//! `server.shutdownTimeout`, then shuts the pipeline down (in its documented order; the store
+//! fsyncs and closes every file) and runs a last aggregation pass.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -22,15 +23,11 @@ use tokio::net::TcpListener;
 use tower::Service as _;
 
 use crate::analytics::{AggregationTask, Aggregator};
-use crate::config::{Config, PipelineVersion};
+use crate::config::Config;
 use crate::http::{self, AppState};
 use crate::ingest::Limits;
-use crate::kafka::broker;
-use crate::kafka::consumer::ConsumerGroup;
-use crate::kafka::producer::KafkaSink;
 use crate::metrics::Metrics;
-use crate::sink::Sink;
-use crate::store::{Store, StoreOptions};
+use crate::pipeline::Pipeline;
 
 /// Largest read buffer per HTTP/1 connection.
 const MAX_CONNECTION_BUFFER_BYTES: usize = 64 * 1024;
@@ -39,10 +36,7 @@ const MAX_CONNECTION_BUFFER_BYTES: usize = 64 * 1024;
 pub struct Application {
     listener: TcpListener,
     router: Router,
-    sink: Sink,
-    store: Store,
-    consumers: Option<ConsumerGroup>,
-    probe: Option<tokio::task::JoinHandle<()>>,
+    pipeline: Arc<Pipeline>,
     shutting_down: Arc<AtomicBool>,
     aggregator: Aggregator,
     aggregation_interval: Duration,
@@ -51,62 +45,21 @@ pub struct Application {
 }
 
 impl Application {
-    /// Opens storage and binds the listener.
+    /// Starts the pipeline (opens the store; in v2 connects to Kafka) and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let metrics = Metrics::new();
-        let options = StoreOptions {
-            logs_dir: config.storage.logs_dir.clone(),
-            fsync: config.storage.fsync,
-            fsync_interval: config.storage.fsync_interval,
-            max_pending_bytes: config.storage.max_pending_bytes,
-            idle_file_timeout: config.storage.idle_file_timeout,
-        };
-        let store = Store::open(options, metrics.clone())?;
-        let (sink, consumers, probe) = match config.version {
-            PipelineVersion::V1 => (Sink::File(store.clone()), None, None),
-            PipelineVersion::V2 => {
-                if !config.kafka.async_ack
-                    && config.kafka.batch_timeout > Duration::from_millis(100)
-                {
-                    tracing::warn!(
-                        batch_timeout = ?config.kafka.batch_timeout,
-                        "kafka.batchTimeout is librdkafka's linger: every acknowledged request may wait this long; consider 5ms"
-                    );
-                }
-                let topics_exist = match broker::ensure_topics(&config).await {
-                    Ok(()) => true,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "cannot create the Kafka topics yet; /ready stays 503 until the broker answers");
-                        false
-                    }
-                };
-                let kafka = KafkaSink::new(&config, metrics.clone())?;
-                let reachable = Arc::new(AtomicBool::new(false));
-                let probe = broker::spawn_probe(
-                    config.clone(),
-                    kafka.clone(),
-                    reachable.clone(),
-                    topics_exist,
-                );
-                let consumers =
-                    ConsumerGroup::start(&config, store.clone(), kafka.clone(), metrics.clone())?;
-                (
-                    Sink::Kafka {
-                        sink: kafka,
-                        reachable,
-                    },
-                    Some(consumers),
-                    Some(probe),
-                )
+        let pipeline = Arc::new(Pipeline::start(&config, &metrics).await?);
+        let addr = config.listen_addr()?;
+        let listener = match TcpListener::bind(addr).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                pipeline.shutdown().await;
+                return Err(err).with_context(|| format!("cannot listen on {addr} (server.addr)"));
             }
         };
-        let addr = config.listen_addr()?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr} (server.addr)"))?;
         let shutting_down = Arc::new(AtomicBool::new(false));
         let state = AppState {
-            sink: sink.clone(),
+            pipeline: pipeline.clone(),
             metrics: metrics.clone(),
             limits: Limits {
                 max_records: config.ingestion.max_records,
@@ -122,9 +75,8 @@ impl Application {
             config.storage.logs_dir.clone(),
             config.storage.analytics_dir.clone(),
             config.aggregation.max_keys_per_hour,
-            metrics.clone(),
+            metrics,
         );
-        let router = http::router(state, config.server.request_timeout);
         tracing::info!(
             addr = %listener.local_addr()?,
             version = %config.version,
@@ -135,11 +87,8 @@ impl Application {
         );
         Ok(Application {
             listener,
-            router,
-            sink,
-            store,
-            consumers,
-            probe,
+            router: http::router(state, config.server.request_timeout),
+            pipeline,
             shutting_down,
             aggregator,
             aggregation_interval: config.aggregation.interval,
@@ -156,7 +105,7 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then drains: in-flight requests get
-    /// `server.shutdownTimeout` to finish, then the sink flushes and closes.
+    /// `server.shutdownTimeout` to finish, then the pipeline drains and closes.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -207,15 +156,10 @@ impl Application {
         {
             tracing::warn!(timeout = ?self.shutdown_timeout, "shutdown: in-flight requests did not finish in time");
         }
-        // v1: the store drains; v2: the producer waits (bounded) for outstanding acknowledgements.
-        self.sink.shutdown().await;
-        if let Some(consumers) = self.consumers {
-            consumers.shutdown().await;
-        }
-        if let Some(probe) = self.probe {
-            probe.abort();
-        }
-        self.store.shutdown().await;
+        // A request cut off by the timeout may still hold the pipeline: its storing task runs to
+        // completion, so its batch is stored or refused as a whole; the store answers it `Closed`
+        // if it arrives after this.
+        self.pipeline.shutdown().await;
         // The last pass sees everything the store flushed.
         aggregation.finish().await;
         tracing::info!("shutdown complete: files synced and closed, summaries up to date");

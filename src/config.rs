@@ -255,8 +255,10 @@ pub struct IngestionConfig {
     /// `ingestion.producerWorkers` (original's key): accepted so the original's files load;
     /// the producer needs no worker pool. Default 10.
     pub producer_workers: usize,
-    /// `ingestion.producerWriteTimeout` (original's key): v2, how long handing a batch to the
-    /// producer may take before the request fails with 503. Default `10s`.
+    /// `ingestion.producerWriteTimeout` (original's key): accepted so the original's files load;
+    /// it has no effect. In the original it bounded the wait for a place in its in-memory queue;
+    /// here a batch that does not fit the in-flight limits is refused at once (503 `overloaded`)
+    /// and the wait for the broker is bounded by `kafka.produceTimeout`. Default `10s`.
     #[serde(deserialize_with = "go_duration::deserialize")]
     pub producer_write_timeout: Duration,
     /// `ingestion.queueHighWaterPercent` (original's key): v2, the fraction of
@@ -269,6 +271,16 @@ pub struct IngestionConfig {
     /// `ingestion.maxFieldBytes`: longest accepted field value in bytes; longer ones reject the
     /// batch with 400. Default 8192 (8 KiB).
     pub max_field_bytes: usize,
+}
+
+impl IngestionConfig {
+    /// v2: most batches waiting for the broker at once, `queueBufferSize × queueHighWaterPercent`
+    /// (at least 1).
+    pub fn max_batches_in_flight(&self) -> usize {
+        ((self.queue_buffer_size as f64) * self.queue_high_water_percent)
+            .floor()
+            .max(1.0) as usize
+    }
 }
 
 impl Default for IngestionConfig {
@@ -295,8 +307,10 @@ pub struct ConsumerConfig {
     /// written. Default `500ms`.
     #[serde(deserialize_with = "go_duration::deserialize")]
     pub flush_interval: Duration,
-    /// `consumer.persistTimeout`: how long writing one flush may take before it is retried.
-    /// Default `5s`.
+    /// `consumer.persistTimeout` (original's key): accepted so the original's files load; it has
+    /// no effect. A flush is never abandoned half-way to be retried (the retry could write its
+    /// lines twice): it completes or fails as a whole in the store, and a failed flush is read
+    /// from Kafka again. Default `5s`.
     #[serde(deserialize_with = "go_duration::deserialize")]
     pub persist_timeout: Duration,
 }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -32,28 +32,20 @@ use bytes::{Bytes, BytesMut};
 use chrono::DateTime;
 use http_body::Body as _;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde::Deserialize;
+use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::analytics::query;
-use crate::ingest::{self, DecodeError, Format, Limits, RecordError, SUPPORTED_MEDIA_TYPES};
+use crate::ingest::{self, DecodeError, Format, Limits, SUPPORTED_MEDIA_TYPES};
+use crate::kafka::ProduceError;
 use crate::metrics::{Metrics, UNMATCHED_ROUTE, status_class};
+use crate::pipeline::{Pipeline, SubmitError};
 use crate::record::Hour;
-use crate::sink::{Sink, SinkError};
-
-/// The routes, used as the bounded `route` label of request metrics.
-pub const ROUTES: &[&str] = &[
-    "/logs",
-    "/health",
-    "/ready",
-    "/metrics",
-    "/analytics",
-    "/analytics/hours",
-];
+use crate::store::StoreError;
 
 /// Request encodings `POST /logs` accepts (`Content-Encoding`).
 pub const SUPPORTED_ENCODINGS: &[&str] = &["gzip", "zstd", "identity"];
@@ -67,7 +59,7 @@ const RETRY_AFTER_SECS: u64 = 1;
 /// Everything the handlers need; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    pub sink: Sink,
+    pub pipeline: Arc<Pipeline>,
     pub metrics: Metrics,
     pub limits: Limits,
     pub max_body_bytes: usize,
@@ -138,11 +130,13 @@ async fn post_logs(
     let records = batch.records();
     // Storing runs in its own task: if the client goes away or the request times out, the batch
     // is still stored or refused as a whole, never cut off half-way.
-    let sink = state.sink.clone();
-    let stored = tokio::spawn(async move { sink.submit(batch).await })
+    let pipeline = state.pipeline.clone();
+    let stored = tokio::spawn(async move { pipeline.submit(batch).await })
         .await
         .map_err(|_| ApiError::Internal)?;
-    if let Err(SinkError::Overloaded) = &stored {
+    if let Err(err) = &stored
+        && Refusal::of(err) == Refusal::Overloaded
+    {
         state.metrics.overload_rejections.inc();
     }
     stored?;
@@ -280,14 +274,13 @@ async fn ready(State(state): State<AppState>) -> Response {
         )
             .into_response();
     }
-    if state.sink.is_ready() {
-        (StatusCode::OK, axum::Json(json!({"status": "ready"}))).into_response()
-    } else {
-        (
+    match state.pipeline.readiness() {
+        Ok(()) => (StatusCode::OK, axum::Json(json!({"status": "ready"}))).into_response(),
+        Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"status": "not_ready", "reason": "storage cannot take writes"})),
+            axum::Json(json!({"status": "not_ready", "reason": reason})),
         )
-            .into_response()
+            .into_response(),
     }
 }
 
@@ -364,14 +357,16 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
     }
 }
 
-/// Records `http_request_duration_seconds` and counts body-caused rejections of `/logs`.
+/// Records `http_request_duration_seconds` and counts body-caused rejections of `/logs`. The
+/// `route` label is the matched route template (bounded), or `unmatched`.
 async fn record_metrics(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = ROUTES
-        .iter()
-        .find(|r| **r == request.uri().path())
-        .copied()
-        .unwrap_or(UNMATCHED_ROUTE);
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(UNMATCHED_ROUTE, MatchedPath::as_str)
+        .to_owned();
+    let route = route.as_str();
     let response = next.run(request).await;
     let status = response.status();
     if route == "/logs"
@@ -415,7 +410,8 @@ async fn json_error_bodies(response: Response) -> Response {
 }
 
 /// Every way a request can fail, mapped onto a status code and a JSON body
-/// `{"error": "<code>", "message": "<text>", ...}`. 5xx bodies never carry internals.
+/// `{"error": "<code>", "message": "<text>", ...details}`. 5xx bodies never carry internals; the
+/// reason goes to the log.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error(transparent)]
@@ -426,7 +422,7 @@ pub enum ApiError {
     UnreadableBody(String),
     #[error("request body was not received within {0:?} (server.readBodyTimeout)")]
     BodyTimeout(Duration),
-    #[error("unsupported Content-Encoding")]
+    #[error("unsupported Content-Encoding; supported: {}", SUPPORTED_ENCODINGS.join(", "))]
     UnsupportedEncoding,
     #[error("missing or invalid bearer token")]
     Unauthorized,
@@ -435,7 +431,7 @@ pub enum ApiError {
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error(transparent)]
-    Sink(#[from] SinkError),
+    Submit(#[from] SubmitError),
     #[error("request did not complete within server.requestTimeout")]
     Timeout,
     #[error("invalid query: {0}")]
@@ -444,183 +440,180 @@ pub enum ApiError {
     NoSummary(String),
     #[error("internal error")]
     Internal,
-    #[error("{0}")]
+    #[error("{}", .0.canonical_reason().unwrap_or("error"))]
     Status(StatusCode),
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ErrorBody<'a> {
-    error: &'static str,
-    message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    total_errors: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    errors: Option<&'a [RecordError]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    line: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    column: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    supported: Option<&'static [&'static str]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    delivered_records: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    records: Option<usize>,
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Decode(DecodeError::UnsupportedMediaType(_))
+            | ApiError::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Decode(DecodeError::TooManyRecords { .. })
+            | ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Decode(_) | ApiError::UnreadableBody(_) | ApiError::BadQuery(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) | ApiError::NoSummary(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Submit(err) if Refusal::of(err) == Refusal::OutcomeUnknown => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            ApiError::Submit(_) | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Status(status) => *status,
+        }
+    }
+
+    /// The `error` code of the body: stable, for clients to branch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Decode(DecodeError::UnsupportedMediaType(_)) => "unsupported_media_type",
+            ApiError::Decode(DecodeError::Empty) => "no_records",
+            ApiError::Decode(DecodeError::TooManyRecords { .. }) => "too_many_records",
+            ApiError::Decode(DecodeError::Malformed { .. }) => "malformed_body",
+            ApiError::Decode(DecodeError::Invalid { .. }) => "invalid_records",
+            ApiError::BodyTooLarge { .. } => "body_too_large",
+            ApiError::UnreadableBody(_) => "unreadable_body",
+            ApiError::BodyTimeout(_) => "body_timeout",
+            ApiError::UnsupportedEncoding => "unsupported_content_encoding",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Submit(err) => match Refusal::of(err) {
+                Refusal::Overloaded => "overloaded",
+                Refusal::ShuttingDown => "shutting_down",
+                Refusal::Unavailable => "storage_unavailable",
+                Refusal::Partial { .. } => "partially_delivered",
+                Refusal::OutcomeUnknown => "internal",
+            },
+            ApiError::Timeout => "timeout",
+            ApiError::BadQuery(_) => "invalid_query",
+            ApiError::NoSummary(_) => "no_summary",
+            ApiError::Internal => "internal",
+            ApiError::Status(_) => "error",
+        }
+    }
+
+    /// The `message` of the body: what happened and what the client can do.
+    fn message(&self) -> String {
+        match self {
+            ApiError::Decode(DecodeError::UnsupportedMediaType(value)) => format!(
+                "unsupported Content-Type: {value}; supported: {}",
+                SUPPORTED_MEDIA_TYPES.join(", ")
+            ),
+            ApiError::Decode(DecodeError::TooManyRecords { max }) => {
+                format!("batch has more than {max} records (ingestion.maxRecords)")
+            }
+            ApiError::Decode(DecodeError::Invalid { total, errors }) => format!(
+                "{total} invalid record field(s); nothing from this batch was stored{}",
+                if *total > errors.len() {
+                    format!(" (first {} listed)", errors.len())
+                } else {
+                    String::new()
+                }
+            ),
+            ApiError::Submit(err) => match Refusal::of(err) {
+                Refusal::Overloaded => {
+                    "too much pending work; nothing from this batch was stored, retry later".into()
+                }
+                Refusal::ShuttingDown => {
+                    "the service is shutting down; nothing from this batch was stored".into()
+                }
+                Refusal::Unavailable => "storage is temporarily unavailable; nothing from this \
+                                         batch was stored, retry later"
+                    .into(),
+                Refusal::Partial { delivered, total } => format!(
+                    "{delivered} of the batch's {total} records reached Kafka before a failure; \
+                     retrying the whole batch stores those {delivered} again"
+                ),
+                Refusal::OutcomeUnknown => "internal error".into(),
+            },
+            other => other.to_string(),
+        }
+    }
+
+    /// The extra fields of the body.
+    fn details(&self) -> Value {
+        match self {
+            ApiError::Decode(DecodeError::Invalid { total, errors }) => {
+                json!({"totalErrors": total, "errors": errors})
+            }
+            ApiError::Decode(DecodeError::Malformed { line, column, .. }) => {
+                json!({"line": line, "column": column})
+            }
+            ApiError::Decode(DecodeError::UnsupportedMediaType(_)) => {
+                json!({"supported": SUPPORTED_MEDIA_TYPES})
+            }
+            ApiError::UnsupportedEncoding => json!({"supported": SUPPORTED_ENCODINGS}),
+            ApiError::Submit(err) => match Refusal::of(err) {
+                Refusal::Partial { delivered, total } => {
+                    json!({"deliveredRecords": delivered, "records": total})
+                }
+                _ => json!({}),
+            },
+            _ => json!({}),
+        }
+    }
+}
+
+/// What a refused batch means for the client, whichever backend refused it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Nothing stored; pending work is at its bound.
+    Overloaded,
+    /// Nothing stored; the service is draining.
+    ShuttingDown,
+    /// Nothing stored; a write or the broker failed.
+    Unavailable,
+    /// Part of the batch reached Kafka.
+    Partial { delivered: usize, total: usize },
+    /// A failure after which part of the batch may be stored (a rollback failed).
+    OutcomeUnknown,
+}
+
+impl Refusal {
+    fn of(err: &SubmitError) -> Refusal {
+        match err {
+            SubmitError::Store(StoreError::Overloaded)
+            | SubmitError::Kafka(ProduceError::Overloaded) => Refusal::Overloaded,
+            SubmitError::Store(StoreError::Closed) => Refusal::ShuttingDown,
+            SubmitError::Store(StoreError::WriteFailed(_))
+            | SubmitError::Kafka(ProduceError::Unavailable { .. }) => Refusal::Unavailable,
+            SubmitError::Kafka(ProduceError::Partial {
+                delivered, total, ..
+            }) => Refusal::Partial {
+                delivered: *delivered,
+                total: *total,
+            },
+            SubmitError::Store(
+                StoreError::Inconsistent(_) | StoreError::Locked { .. } | StoreError::Open { .. },
+            ) => Refusal::OutcomeUnknown,
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = ErrorBody {
-            error: "",
-            message: self.to_string(),
-            total_errors: None,
-            errors: None,
-            line: None,
-            column: None,
-            supported: None,
-            delivered_records: None,
-            records: None,
-        };
-        let mut headers = HeaderMap::new();
-        let retry_after = HeaderValue::from(RETRY_AFTER_SECS);
-        let status = match &self {
-            ApiError::Decode(DecodeError::UnsupportedMediaType(value)) => {
-                body.error = "unsupported_media_type";
-                body.message = format!(
-                    "unsupported Content-Type: {value}; supported: {}",
-                    SUPPORTED_MEDIA_TYPES.join(", ")
-                );
-                body.supported = Some(SUPPORTED_MEDIA_TYPES);
-                StatusCode::UNSUPPORTED_MEDIA_TYPE
-            }
-            ApiError::Decode(DecodeError::Empty) => {
-                body.error = "no_records";
-                StatusCode::BAD_REQUEST
-            }
-            ApiError::Decode(DecodeError::TooManyRecords { max }) => {
-                body.error = "too_many_records";
-                body.message = format!("batch has more than {max} records (ingestion.maxRecords)");
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
-            ApiError::Decode(DecodeError::Malformed { line, column, .. }) => {
-                body.error = "malformed_body";
-                body.line = Some(*line);
-                body.column = Some(*column);
-                StatusCode::BAD_REQUEST
-            }
-            ApiError::Decode(DecodeError::Invalid { total, errors }) => {
-                body.error = "invalid_records";
-                body.message = format!(
-                    "{total} invalid record field(s); nothing from this batch was stored{}",
-                    if *total > errors.len() {
-                        format!(" (first {} listed)", errors.len())
-                    } else {
-                        String::new()
-                    }
-                );
-                body.total_errors = Some(*total);
-                body.errors = Some(errors);
-                StatusCode::BAD_REQUEST
-            }
-            ApiError::BodyTooLarge { .. } => {
-                body.error = "body_too_large";
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
-            ApiError::UnreadableBody(_) => {
-                body.error = "unreadable_body";
-                StatusCode::BAD_REQUEST
-            }
-            ApiError::BodyTimeout(_) => {
-                body.error = "body_timeout";
-                StatusCode::REQUEST_TIMEOUT
-            }
-            ApiError::UnsupportedEncoding => {
-                body.error = "unsupported_content_encoding";
-                body.message = format!(
-                    "unsupported Content-Encoding; supported: {}",
-                    SUPPORTED_ENCODINGS.join(", ")
-                );
-                body.supported = Some(SUPPORTED_ENCODINGS);
-                StatusCode::UNSUPPORTED_MEDIA_TYPE
-            }
-            ApiError::Unauthorized => {
-                body.error = "unauthorized";
-                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                StatusCode::UNAUTHORIZED
-            }
-            ApiError::NotFound(_) => {
-                body.error = "not_found";
-                StatusCode::NOT_FOUND
-            }
-            ApiError::MethodNotAllowed => {
-                body.error = "method_not_allowed";
-                StatusCode::METHOD_NOT_ALLOWED
-            }
-            ApiError::Sink(SinkError::Overloaded) => {
-                body.error = "overloaded";
-                body.message =
-                    "too much pending work; nothing from this batch was stored, retry later".into();
-                headers.insert(header::RETRY_AFTER, retry_after);
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            ApiError::Sink(SinkError::Closed) => {
-                body.error = "shutting_down";
-                body.message =
-                    "the service is shutting down; nothing from this batch was stored".into();
-                headers.insert(header::RETRY_AFTER, retry_after);
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            ApiError::Sink(SinkError::Unavailable(reason)) => {
-                tracing::warn!(%reason, "batch refused: storage unavailable");
-                body.error = "storage_unavailable";
-                body.message = "storage is temporarily unavailable; nothing from this batch was stored, retry later".into();
-                headers.insert(header::RETRY_AFTER, retry_after);
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            ApiError::Sink(SinkError::Partial { delivered, total }) => {
-                body.error = "partially_delivered";
-                body.message = format!(
-                    "{delivered} of the batch's {total} records reached Kafka before a failure; \
-                     retrying the whole batch stores those {delivered} again"
-                );
-                body.delivered_records = Some(*delivered);
-                body.records = Some(*total);
-                headers.insert(header::RETRY_AFTER, retry_after);
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            ApiError::Timeout => {
-                body.error = "timeout";
-                headers.insert(header::RETRY_AFTER, retry_after);
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            ApiError::Sink(SinkError::Failed(reason)) => {
-                tracing::error!(%reason, "batch failed");
-                body.error = "internal";
-                body.message = "internal error".into();
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-            ApiError::BadQuery(_) => {
-                body.error = "invalid_query";
-                StatusCode::BAD_REQUEST
-            }
-            ApiError::NoSummary(_) => {
-                body.error = "no_summary";
-                StatusCode::NOT_FOUND
-            }
-            ApiError::Internal => {
-                body.error = "internal";
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-            ApiError::Status(status) => {
-                body.error = "error";
-                body.message = status.canonical_reason().unwrap_or("error").to_owned();
-                if *status == StatusCode::SERVICE_UNAVAILABLE {
-                    headers.insert(header::RETRY_AFTER, retry_after);
-                }
-                *status
-            }
-        };
-        (status, headers, axum::Json(body)).into_response()
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), code = self.code(), error = %self, "request failed");
+        }
+        let mut body = json!({"error": self.code(), "message": self.message()});
+        if let (Value::Object(body), Value::Object(details)) = (&mut body, self.details()) {
+            body.extend(details);
+        }
+        let mut response = (status, axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
     }
 }

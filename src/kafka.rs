@@ -1,26 +1,150 @@
 //! Kafka mode (v2): HTTP → Kafka → consumer group → the same hour files as v1.
+//! [`KafkaPipeline`] owns every part, from start-up to shutdown:
 //!
-//! - [`producer`]: the v2 sink. One message per record (the record's stored line without the
-//!   newline), idempotent producer with `acks=all`; a batch is answered 202 only once the broker
-//!   acknowledged every record (unless `kafka.async`).
+//! - [`producer`]: the API's producer. One message per record (the record's stored line without
+//!   the newline), idempotent with `acks=all`; a batch is answered 202 only once the broker
+//!   acknowledged every record (unless `kafka.async`). Also the replacement of a producer the
+//!   broker fenced off, shared with the dead-letter producer.
 //! - [`consumer`]: `kafka.consumers` consumer threads in one group. They validate messages, send
-//!   invalid ones to the dead-letter topic, write valid ones through the [`crate::store::Store`]
-//!   together with a checkpoint of their partitions' next offsets, and only then commit offsets.
-//! - [`broker`]: topic creation at start-up and the reachability check behind `/ready`.
+//!   invalid ones to the dead-letter topic ([`dead_letter`]), write valid ones through the
+//!   [`Store`] together with a checkpoint of their partitions' next offsets, and only then commit.
+//!   Where a partition resumes is decided by the pure state machine in [`resume`].
+//! - [`broker`]: topic creation at start-up and the probe behind `/ready`.
+//!
+//! # Shutdown order
+//!
+//! [`KafkaPipeline::shutdown`] runs once the HTTP server has stopped taking requests:
+//!
+//! 1. the probe stops;
+//! 2. the producer waits, at most `kafka.produceTimeout`, for the acknowledgements of what it
+//!    still holds (batches answered early with `kafka.async: true`);
+//! 3. the consumers store and checkpoint what they buffered, commit, and leave the group;
+//! 4. the store syncs and closes every file and releases the logs directory.
+//!
+//! What the consumers have not read yet stays in Kafka and is read after the next start.
 
 pub mod broker;
 pub mod consumer;
+pub mod dead_letter;
 pub mod producer;
+pub mod resume;
+
+use std::sync::Mutex;
+use std::time::Duration;
 
 use rdkafka::ClientConfig;
 
-use crate::config::Config;
+use crate::config::{Config, ConsumerConfig, KafkaConfig};
+use crate::metrics::Metrics;
+use crate::record::EncodedBatch;
+use crate::store::Store;
+use broker::{Broker, Probe};
+use consumer::ConsumerGroup;
+use producer::IngestProducer;
+pub use producer::{ProduceError, ProducerLimits};
+
+/// Everything v2 is built from: its own config sections plus the limits it shares with v1.
+#[derive(Debug, Clone)]
+pub struct KafkaSettings {
+    pub kafka: KafkaConfig,
+    pub consumer: ConsumerConfig,
+    pub limits: ProducerLimits,
+    /// `ingestion.maxFieldBytes`: consumed messages are validated like API records.
+    pub max_field_bytes: usize,
+}
+
+impl KafkaSettings {
+    /// The settings `config` gives.
+    pub fn from_config(config: &Config) -> KafkaSettings {
+        KafkaSettings {
+            kafka: config.kafka.clone(),
+            consumer: config.consumer.clone(),
+            limits: ProducerLimits {
+                max_pending_bytes: config.storage.max_pending_bytes,
+                max_batches: config.ingestion.max_batches_in_flight(),
+            },
+            max_field_bytes: config.ingestion.max_field_bytes,
+        }
+    }
+}
+
+/// v2, running: the producer, the consumer group, the broker probe and the store the consumers
+/// write to.
+pub struct KafkaPipeline {
+    producer: IngestProducer,
+    /// Taken by the first [`KafkaPipeline::shutdown`].
+    consumers: Mutex<Option<ConsumerGroup>>,
+    probe: Probe,
+    store: Store,
+    produce_timeout: Duration,
+}
+
+impl KafkaPipeline {
+    /// Creates the topics (or leaves that to the probe while the broker does not answer),
+    /// the producer and the consumer group.
+    pub async fn start(
+        settings: KafkaSettings,
+        store: Store,
+        metrics: Metrics,
+    ) -> anyhow::Result<KafkaPipeline> {
+        let kafka = &settings.kafka;
+        if !kafka.async_ack && kafka.batch_timeout > Duration::from_millis(100) {
+            tracing::warn!(
+                batch_timeout = ?kafka.batch_timeout,
+                "kafka.batchTimeout is librdkafka's linger: every acknowledged request may wait this long; consider 5ms"
+            );
+        }
+        let broker = Broker::new(kafka)?;
+        let topics_exist = match broker.ensure_topics().await {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot create the Kafka topics yet; /ready stays 503 until the broker answers");
+                false
+            }
+        };
+        let producer = IngestProducer::new(kafka, settings.limits, metrics.clone())?;
+        let renew = producer.clone();
+        let probe = Probe::spawn(broker, topics_exist, move || renew.renew_if_failed());
+        let consumers = ConsumerGroup::start(&settings, store.clone(), metrics)?;
+        Ok(KafkaPipeline {
+            producer,
+            consumers: Mutex::new(Some(consumers)),
+            probe,
+            store,
+            produce_timeout: kafka.produce_timeout,
+        })
+    }
+
+    /// Produces every record of `batch` and waits for the broker (see [`IngestProducer::submit`]).
+    pub async fn submit(&self, batch: EncodedBatch) -> Result<(), ProduceError> {
+        self.producer.submit(batch).await
+    }
+
+    /// Ready when the broker answers and the store can take the consumers' writes.
+    pub fn readiness(&self) -> Result<(), &'static str> {
+        if !self.probe.broker_answers() {
+            return Err("the Kafka broker does not answer");
+        }
+        self.store.readiness()
+    }
+
+    /// Stops everything in the order documented at the top of this module. Idempotent.
+    pub async fn shutdown(&self) {
+        self.probe.stop();
+        self.producer.flush(self.produce_timeout).await;
+        let consumers = self.consumers.lock().expect("consumers lock").take();
+        if let Some(consumers) = consumers {
+            consumers.shutdown().await;
+        }
+        self.store.shutdown().await;
+    }
+}
 
 /// The settings every client of ours shares.
-fn base_config(config: &Config) -> ClientConfig {
+fn base_config(kafka: &KafkaConfig) -> ClientConfig {
     let mut client = ClientConfig::new();
     client
-        .set("bootstrap.servers", config.kafka.brokers.join(","))
+        .set("bootstrap.servers", kafka.brokers.join(","))
         .set("client.id", "log-pipeline")
         // librdkafka logs through its own callback; keep only warnings and errors.
         .set("log_level", "4");

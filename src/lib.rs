@@ -15,9 +15,10 @@
 //!   [`record::EncodedBatch`]; pure functions, no I/O.
 //! - [`record`]: the record type and its NDJSON line format (the compatibility contract).
 //! - [`layout`]: which file of the logs and analytics directories holds which hour.
-//! - [`sink`]: where accepted batches go, selected by pipeline version (v1: the store; v2: Kafka).
-//! - [`kafka`]: v2's producer, consumer group (store + checkpoints, dead-letter topic) and broker
-//!   set-up.
+//! - [`pipeline`]: where accepted batches go; one value owns each mode (v1: the store; v2: Kafka)
+//!   from start-up to shutdown.
+//! - [`kafka`]: v2, owned by [`kafka::KafkaPipeline`]: producer, consumer group (writing through
+//!   the store with checkpoints; dead-letter topic), broker set-up and probe.
 //! - [`store`]: the durable hourly file store: group commit, fsync, rollback, torn-line repair,
 //!   directory lock and caller checkpoints.
 //! - [`analytics`]: incremental hourly summaries of the hour files and the analytics API's
@@ -36,8 +37,8 @@ pub mod ingest;
 pub mod kafka;
 pub mod layout;
 pub mod metrics;
+pub mod pipeline;
 pub mod profiling;
 pub mod record;
-pub mod sink;
 pub mod store;
 pub mod telemetry;

@@ -24,8 +24,12 @@ pub struct Metrics {
     pub ingest_errors: IntCounter,
     /// Aggregation passes run.
     pub aggregation_runs: IntCounter,
-    /// Batches waiting for the writer (v1) or for broker acknowledgement (v2).
+    /// Batches of `POST /logs` waiting to be stored (v1) or acknowledged by the broker (v2);
+    /// see [`Metrics::queued_batch`].
     pub queue_depth: IntGauge,
+    /// Batches waiting for the store's writer thread, from any caller (the API in v1, the
+    /// consumers in v2).
+    pub store_queue_depth: IntGauge,
     /// Request latency by route template and status class.
     pub http_duration: HistogramVec,
     /// Records per accepted batch.
@@ -54,6 +58,8 @@ pub struct Metrics {
     pub kafka_dead_letters: IntCounter,
     /// v2: per partition, messages in the topic not yet durably stored here.
     pub kafka_consumer_lag: IntGaugeVec,
+    /// v2: per consumer of this process, the partitions it is assigned.
+    pub kafka_consumer_partitions: IntGaugeVec,
     /// v2: time from produce to durable storage, per record.
     pub kafka_end_to_end: Histogram,
 }
@@ -126,14 +132,29 @@ impl Metrics {
             "Total number of /logs requests answered 503 because pending work reached its bound.",
         );
 
-        let queue_depth = IntGauge::new(
+        let gauge = |name: &str, help: &str| {
+            let gauge = IntGauge::new(name, help).expect("valid metric definition");
+            registry
+                .register(Box::new(gauge.clone()))
+                .expect("metric registered once");
+            gauge
+        };
+        let queue_depth = gauge(
             "ingestion_work_queue_depth",
             "Current number of log batches waiting in the ingestion work queue.",
-        )
-        .expect("valid metric definition");
-        registry
-            .register(Box::new(queue_depth.clone()))
-            .expect("metric registered once");
+        );
+        let store_queue_depth = gauge(
+            "store_queue_depth",
+            "Current number of batches waiting for the store's writer (from the API in v1, from the Kafka consumers in v2).",
+        );
+        let gauge_vec = |name: &str, help: &str, label: &str| {
+            let gauge =
+                IntGaugeVec::new(Opts::new(name, help), &[label]).expect("valid metric definition");
+            registry
+                .register(Box::new(gauge.clone()))
+                .expect("metric registered once");
+            gauge
+        };
 
         let http_duration = HistogramVec::new(
             HistogramOpts::new(
@@ -178,17 +199,16 @@ impl Metrics {
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
             ],
         );
-        let kafka_consumer_lag = IntGaugeVec::new(
-            Opts::new(
-                "kafka_consumer_lag",
-                "Messages in the partition not yet durably stored by this process (high watermark minus stored position).",
-            ),
-            &["partition"],
-        )
-        .expect("valid metric definition");
-        registry
-            .register(Box::new(kafka_consumer_lag.clone()))
-            .expect("metric registered once");
+        let kafka_consumer_lag = gauge_vec(
+            "kafka_consumer_lag",
+            "Messages in the partition not yet durably stored by this process (high watermark minus stored position).",
+            "partition",
+        );
+        let kafka_consumer_partitions = gauge_vec(
+            "kafka_consumer_partitions",
+            "Partitions assigned to each Kafka consumer of this process.",
+            "consumer",
+        );
         let aggregation_duration = histogram(
             "aggregation_duration_seconds",
             "Duration of aggregation passes in seconds.",
@@ -211,6 +231,7 @@ impl Metrics {
             ingest_errors,
             aggregation_runs,
             queue_depth,
+            store_queue_depth,
             http_duration,
             batch_records,
             store_commits,
@@ -225,8 +246,15 @@ impl Metrics {
             kafka_consumed_messages,
             kafka_dead_letters,
             kafka_consumer_lag,
+            kafka_consumer_partitions,
             kafka_end_to_end,
         }
+    }
+
+    /// Counts one batch in `ingestion_work_queue_depth` until the returned guard is dropped.
+    pub fn queued_batch(&self) -> QueuedBatch {
+        self.queue_depth.inc();
+        QueuedBatch(self.queue_depth.clone())
     }
 
     /// Renders every metric in the Prometheus text exposition format.
@@ -236,6 +264,16 @@ impl Metrics {
             .encode(&self.registry.gather(), &mut out)
             .expect("text encoding into a Vec never fails");
         String::from_utf8(out).expect("text exposition is UTF-8")
+    }
+}
+
+/// One batch counted in `ingestion_work_queue_depth` (see [`Metrics::queued_batch`]); however
+/// the batch ends, dropping the guard takes it off the gauge.
+pub struct QueuedBatch(IntGauge);
+
+impl Drop for QueuedBatch {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-use crate::config::FsyncPolicy;
+use crate::config::{FsyncPolicy, StorageConfig};
 use crate::layout::{self, CHECKPOINT_FILE, LOCK_FILE};
 use crate::metrics::Metrics;
 use crate::record::{EncodedBatch, Hour};
@@ -68,6 +68,19 @@ pub struct StoreOptions {
     pub fsync_interval: Duration,
     pub max_pending_bytes: usize,
     pub idle_file_timeout: Duration,
+}
+
+impl StoreOptions {
+    /// The options `storage.*` gives.
+    pub fn from_config(storage: &StorageConfig) -> StoreOptions {
+        StoreOptions {
+            logs_dir: storage.logs_dir.clone(),
+            fsync: storage.fsync,
+            fsync_interval: storage.fsync_interval,
+            max_pending_bytes: storage.max_pending_bytes,
+            idle_file_timeout: storage.idle_file_timeout,
+        }
+    }
 }
 
 /// Why the store refused or failed a batch.
@@ -210,7 +223,7 @@ impl Store {
         {
             let requests = self.inner.requests.lock().expect("store sender lock");
             let sender = requests.as_ref().ok_or(StoreError::Closed)?;
-            self.inner.metrics.queue_depth.inc();
+            self.inner.metrics.store_queue_depth.inc();
             let request = Request {
                 batch,
                 checkpoint,
@@ -218,7 +231,7 @@ impl Store {
                 _permit: permit,
             };
             if sender.send(request).is_err() {
-                self.inner.metrics.queue_depth.dec();
+                self.inner.metrics.store_queue_depth.dec();
                 return Err(StoreError::Closed);
             }
         }
@@ -234,15 +247,21 @@ impl Store {
             .clone()
     }
 
-    /// Whether the store can take writes: open, and no rollback has failed.
-    pub fn is_ready(&self) -> bool {
-        self.inner.healthy.load(Ordering::Relaxed)
-            && self
-                .inner
-                .requests
-                .lock()
-                .expect("store sender lock")
-                .is_some()
+    /// Whether the store can take writes: open, and no rollback has failed; if not, why.
+    pub fn readiness(&self) -> Result<(), &'static str> {
+        let open = self
+            .inner
+            .requests
+            .lock()
+            .expect("store sender lock")
+            .is_some();
+        if !open {
+            Err("the store is closed")
+        } else if !self.inner.healthy.load(Ordering::Relaxed) {
+            Err("storage cannot take writes: a failed write could not be rolled back")
+        } else {
+            Ok(())
+        }
     }
 
     /// Stops taking batches, lets the writer finish what is queued, syncs and closes every file
@@ -469,7 +488,7 @@ impl Writer {
     }
 
     fn commit(&mut self, group: Vec<Request>) {
-        self.metrics.queue_depth.sub(group.len() as i64);
+        self.metrics.store_queue_depth.sub(group.len() as i64);
         let records: usize = group.iter().map(|r| r.batch.records()).sum();
         let result = self.write_group(&group);
         match &result {
@@ -812,7 +831,7 @@ mod tests {
             }));
         }
         // The writer is not running yet: wait until all 20 requests are queued, then start it.
-        while metrics.queue_depth.get() < 20 {
+        while metrics.store_queue_depth.get() < 20 {
             tokio::task::yield_now().await;
         }
         store.start(writer, requests);
@@ -825,7 +844,7 @@ mod tests {
             "20 queued batches must share one write and fsync"
         );
         assert_eq!(metrics.logs_ingested.get(), 100);
-        assert_eq!(metrics.queue_depth.get(), 0);
+        assert_eq!(metrics.store_queue_depth.get(), 0);
         let stored = paths(&read(dir.path(), "2025-11-22/14.log.json"));
         assert_eq!(stored.len(), 100);
         for chunk in stored.chunks(5) {
@@ -863,7 +882,7 @@ mod tests {
         );
         assert_eq!(metrics.ingest_errors.get(), 1);
         assert_eq!(metrics.logs_ingested.get(), 1);
-        assert!(store.is_ready());
+        assert_eq!(store.readiness(), Ok(()));
         // The store keeps working for other hours, appending right after the rolled-back point.
         store
             .append(batch(&[("2025-11-22T14:06:00Z", "/after")]))
@@ -957,7 +976,7 @@ mod tests {
             let (store, one) = (store.clone(), one.clone());
             async move { store.append(one).await }
         });
-        while metrics.queue_depth.get() < 2 {
+        while metrics.store_queue_depth.get() < 2 {
             tokio::task::yield_now().await;
         }
         assert!(matches!(
@@ -1073,7 +1092,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(options(dir.path()), Metrics::new()).unwrap();
         store.shutdown().await;
-        assert!(!store.is_ready());
+        assert!(store.readiness().is_err());
         let err = store
             .append(batch(&[("2025-11-22T14:00:00Z", "/a")]))
             .await

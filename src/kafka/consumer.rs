@@ -2,48 +2,57 @@
 //!
 //! Each of the `kafka.consumers` consumers runs on its own thread with a librdkafka
 //! `BaseConsumer` and a buffer. A message whose value is a valid record is encoded into the
-//! buffer; one that is not goes to the dead-letter topic (with the reason in an `error` header)
-//! before its offset can count as consumed, so nothing is skipped silently and a poison message
-//! never stalls its partition. The buffer is flushed every `consumer.flushSize` records or
-//! `consumer.flushInterval`; while one flush is being written the next buffer fills, so fsync
-//! latency does not limit the consumption rate (one flush in flight at a time keeps checkpoints
-//! in order):
+//! buffer; one that is not goes to the dead-letter topic ([`DeadLetters`]) before its offset can
+//! count as consumed, so nothing is skipped silently and a poison message never stalls its
+//! partition. The buffer is flushed every `consumer.flushSize` records or `consumer.flushInterval`;
+//! while one flush is being written the next buffer fills, so fsync latency does not limit the
+//! consumption rate:
 //!
 //! 1. the records are appended through the [`Store`] (group commit, fsync) **together with a
 //!    checkpoint** of every buffered partition's next offset (`topic/partition` → offset);
 //! 2. only then are the offsets committed to Kafka.
 //!
-//! When partitions are assigned, each starts from the larger of its checkpoint and its committed
-//! offset: after a crash between steps 1 and 2 the records already stored are not consumed again.
-//! When partitions are revoked (rebalance, shutdown) the buffer is flushed, checkpointed and
-//! committed synchronously before they are let go.
+//! When partitions are assigned, each starts after what is already stored here
+//! ([`resume::start_position`]), so a crash between steps 1 and 2 stores nothing twice; the first
+//! messages after a start are checked against it ([`Resume::admit`]). When partitions are revoked
+//! (rebalance, shutdown) the buffer is flushed, checkpointed and committed synchronously before
+//! they are let go.
 //!
 //! Guarantee: every record acknowledged by Kafka is written to the hour files of the process that
 //! consumes its partition, once. The limit: if a partition moves to a process with a *different*
 //! logs directory after a crash between steps 1 and 2 of the old owner, the new owner resumes from
 //! the committed offset and the records of that last flush are in both directories.
+//!
+//! # Threads and locks
+//!
+//! - One thread per consumer runs [`run`]; librdkafka calls the rebalance and statistics callbacks
+//!   of [`GroupContext`] on that same thread, from inside `poll`. So the [`State`] mutex is never
+//!   contended: it exists because the callbacks reach the state through a shared `&Shared`. It is
+//!   never held across `poll` (a callback would deadlock on it).
+//! - At most one flush is in flight per consumer, so checkpoints advance in order.
+//! - The store's writes run on the tokio runtime ([`Shared::runtime`]); the consumer thread waits
+//!   for them with `block_on` only where it must (revocation, shutdown, a full buffer).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaResult;
-use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
-use rdkafka::producer::FutureRecord;
+use rdkafka::message::BorrowedMessage;
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
-use super::producer::KafkaSink;
-use super::{base_config, checkpoint_key};
-use crate::config::Config;
+use super::dead_letter::DeadLetters;
+use super::resume::{self, Admission, Resume, Start};
+use super::{KafkaSettings, base_config, checkpoint_key};
 use crate::ingest::{self, Limits};
 use crate::metrics::Metrics;
 use crate::record::EncodedBatch;
-use crate::store::{Checkpoint, Store};
+use crate::store::{Checkpoint, Store, StoreError};
 
 /// How long one `poll` waits for a message, which bounds how late a stop or a flush deadline is seen.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
@@ -63,37 +72,36 @@ pub struct ConsumerGroup {
 }
 
 impl ConsumerGroup {
-    /// Starts `kafka.consumers` consumers in group `kafka.groupID`.
+    /// Starts `kafka.consumers` consumers in group `kafka.groupID`, writing through `store`.
     pub fn start(
-        config: &Config,
+        settings: &KafkaSettings,
         store: Store,
-        dead_letters: KafkaSink,
         metrics: Metrics,
     ) -> anyhow::Result<ConsumerGroup> {
+        let kafka = &settings.kafka;
         let stop = Arc::new(AtomicBool::new(false));
         let runtime = tokio::runtime::Handle::current();
+        let dead_letters = Arc::new(DeadLetters::new(kafka)?);
         let mut threads = Vec::new();
-        for index in 0..config.kafka.consumers {
+        for index in 0..kafka.consumers {
             let shared = Arc::new(Shared {
-                topic: config.kafka.topic.clone(),
-                dead_letter_topic: config.kafka.dead_letter_topic.clone(),
+                index,
+                topic: kafka.topic.clone(),
                 store: store.clone(),
                 runtime: runtime.clone(),
                 dead_letters: dead_letters.clone(),
                 limits: Limits {
                     max_records: 1,
-                    max_field_bytes: config.ingestion.max_field_bytes,
+                    max_field_bytes: settings.max_field_bytes,
                 },
                 metrics: metrics.clone(),
                 stop: stop.clone(),
-                buffer: Mutex::new(Buffer::default()),
-                flushing: Mutex::new(None),
-                resume: Mutex::new(BTreeMap::new()),
+                state: Mutex::new(State::default()),
                 // At least one producer batch (ours hold up to kafka.batchSize messages).
-                resume_window: config.kafka.batch_size.max(1000) as i64,
+                resume_window: kafka.batch_size.max(1000) as i64,
             });
-            let consumer: BaseConsumer<GroupContext> = base_config(config)
-                .set("group.id", &config.kafka.group_id)
+            let consumer: BaseConsumer<GroupContext> = base_config(kafka)
+                .set("group.id", &kafka.group_id)
                 .set("client.id", format!("log-pipeline-consumer-{index}"))
                 .set("enable.auto.commit", "false")
                 .set("enable.auto.offset.store", "false")
@@ -110,9 +118,9 @@ impl ConsumerGroup {
                 .create_with_context(GroupContext {
                     shared: shared.clone(),
                 })?;
-            consumer.subscribe(&[&config.kafka.topic])?;
-            let flush_size = config.consumer.flush_size;
-            let flush_interval = config.consumer.flush_interval;
+            consumer.subscribe(&[&kafka.topic])?;
+            let flush_size = settings.consumer.flush_size;
+            let flush_interval = settings.consumer.flush_interval;
             let thread = std::thread::Builder::new()
                 .name(format!("kafka-consumer-{index}"))
                 .spawn(move || run(consumer, shared, flush_size, flush_interval))?;
@@ -147,15 +155,15 @@ fn run(
     // the next flush takes them all. That keeps the fsync latency off the consumption rate.
     let buffer_cap = flush_size.max(MIN_BUFFER_CAP);
     while !shared.stop.load(Ordering::Relaxed) {
-        let (buffered, due) = {
-            let buffer = shared.buffer.lock().expect("buffer lock");
-            let due = buffer.messages >= flush_size
-                || buffer
+        let (buffered, due, flushing) = {
+            let state = shared.state();
+            let due = state.buffer.messages >= flush_size
+                || state
+                    .buffer
                     .started
                     .is_some_and(|started| started.elapsed() >= flush_interval);
-            (buffer.messages, due)
+            (state.buffer.messages, due, state.flushing.is_some())
         };
-        let flushing = shared.flushing.lock().expect("flush lock").is_some();
         if buffered >= buffer_cap && flushing {
             // Full while the previous flush is still being written: wait for it.
             if shared.finish_flush(&consumer, CommitMode::Async, true) == Some(false) {
@@ -176,7 +184,7 @@ fn run(
         if shared.finish_flush(&consumer, CommitMode::Async, false) == Some(false) {
             std::thread::sleep(RETRY_BACKOFF);
         }
-        if due && shared.flushing.lock().expect("flush lock").is_none() {
+        if due {
             shared.start_flush();
         }
     }
@@ -186,28 +194,36 @@ fn run(
     drop(consumer);
 }
 
-/// What a consumer thread and its rebalance callbacks share.
+/// What a consumer thread and its callbacks share.
 struct Shared {
+    /// Which of the group's consumers (`kafka-consumer-<index>`).
+    index: usize,
     topic: String,
-    dead_letter_topic: String,
     store: Store,
+    /// The runtime the store's writes and the dead-letter sends run on.
     runtime: tokio::runtime::Handle,
-    dead_letters: KafkaSink,
+    dead_letters: Arc<DeadLetters>,
     limits: Limits,
     metrics: Metrics,
     stop: Arc<AtomicBool>,
-    buffer: Mutex<Buffer>,
-    /// The flush being written, if any (at most one, so checkpoints advance in order).
-    flushing: Mutex<Option<Flush>>,
-    /// Per assigned partition: where it must resume (see [`Shared::admit`]).
-    resume: Mutex<BTreeMap<i32, Resume>>,
+    state: Mutex<State>,
     /// The first rewind distance when the broker skips past a resume point.
     resume_window: i64,
 }
 
+/// The mutable part of a consumer (see "Threads and locks" above).
+#[derive(Default)]
+struct State {
+    buffer: Buffer,
+    /// The flush being written, if any.
+    flushing: Option<Flush>,
+    /// Per assigned partition: where it resumes (see [`resume`]).
+    resume: BTreeMap<i32, Resume>,
+}
+
 /// A buffer being written by the store.
 struct Flush {
-    write: tokio::task::JoinHandle<Result<(), crate::store::StoreError>>,
+    write: tokio::task::JoinHandle<Result<(), StoreError>>,
     partitions: BTreeMap<i32, (i64, i64)>,
     produced_at: Vec<i64>,
 }
@@ -228,43 +244,65 @@ struct Buffer {
 }
 
 impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("consumer state lock")
+    }
+
     /// Buffers one message, or dead-letters it if it is not a valid record.
     fn take(&self, consumer: &BaseConsumer<GroupContext>, message: &BorrowedMessage<'_>) {
         let partition = message.partition();
         let offset = message.offset();
-        if !self.admit(consumer, partition, offset) {
-            return;
+        let mut state = self.state();
+        if let Some(resume) = state.resume.get_mut(&partition) {
+            match resume.admit(offset) {
+                Admission::Take => {}
+                Admission::TakeAfterGap { floor } => tracing::warn!(
+                    partition,
+                    floor,
+                    first = offset,
+                    "offsets missing from the partition; continuing after the gap"
+                ),
+                Admission::AlreadyStored => return,
+                Admission::Rewind { to } => {
+                    tracing::warn!(
+                        partition,
+                        first = offset,
+                        rewind_to = to,
+                        "the broker skipped offsets after the resume point; reading again from earlier"
+                    );
+                    self.seek(consumer, partition, to);
+                    return;
+                }
+            }
         }
         let value = message.payload().unwrap_or_default();
-        let mut buffer = self.buffer.lock().expect("buffer lock");
-        if let Err(err) = ingest::append_record(value, &self.limits, &mut buffer.batch) {
+        if let Err(err) = ingest::append_record(value, &self.limits, &mut state.buffer.batch) {
             let reason = err.describe();
             // Its offset may count as consumed only once the dead-letter topic has it.
-            while let Err(send_error) = self.dead_letter(message, &reason) {
+            while let Err(send_error) = self
+                .runtime
+                .block_on(self.dead_letters.send(message, &reason))
+            {
                 tracing::warn!(error = %send_error, partition, offset, "cannot dead-letter a message yet; retrying");
                 if self.stop.load(Ordering::Relaxed) {
                     // Leave it unconsumed: it is read again after the restart.
-                    drop(buffer);
-                    let _ = consumer.seek(
-                        &self.topic,
-                        partition,
-                        Offset::Offset(offset),
-                        BROKER_TIMEOUT,
-                    );
+                    drop(state);
+                    self.seek(consumer, partition, offset);
                     return;
                 }
                 std::thread::sleep(RETRY_BACKOFF);
             }
             self.metrics.kafka_dead_letters.inc();
-            tracing::warn!(partition, offset, %reason, topic = %self.dead_letter_topic, "message is not a valid record; sent to the dead-letter topic");
+            tracing::warn!(partition, offset, %reason, topic = %self.dead_letters.topic(), "message is not a valid record; sent to the dead-letter topic");
         } else {
             let produced = message
                 .timestamp()
                 .to_millis()
                 .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
-            buffer.produced_at.push(produced);
+            state.buffer.produced_at.push(produced);
         }
         self.metrics.kafka_consumed_messages.inc();
+        let buffer = &mut state.buffer;
         buffer.messages += 1;
         buffer.started.get_or_insert_with(Instant::now);
         let entry = buffer
@@ -274,44 +312,22 @@ impl Shared {
         entry.1 = offset + 1;
     }
 
-    fn dead_letter(&self, message: &BorrowedMessage<'_>, reason: &str) -> Result<(), String> {
-        let partition = message.partition().to_string();
-        let offset = message.offset().to_string();
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "error",
-                value: Some(reason),
-            })
-            .insert(Header {
-                key: "source.topic",
-                value: Some(self.topic.as_str()),
-            })
-            .insert(Header {
-                key: "source.partition",
-                value: Some(partition.as_str()),
-            })
-            .insert(Header {
-                key: "source.offset",
-                value: Some(offset.as_str()),
-            });
-        let mut record = FutureRecord::<[u8], [u8]>::to(&self.dead_letter_topic)
-            .payload(message.payload().unwrap_or_default())
-            .headers(headers);
-        if let Some(key) = message.key() {
-            record = record.key(key);
+    fn seek(&self, consumer: &BaseConsumer<GroupContext>, partition: i32, offset: i64) {
+        if let Err(err) = consumer.seek(
+            &self.topic,
+            partition,
+            Offset::Offset(offset),
+            BROKER_TIMEOUT,
+        ) {
+            tracing::error!(error = %err, partition, offset, "seek failed");
         }
-        self.runtime.block_on(self.dead_letters.send_one(record))
     }
 
-    /// Hands the buffer to the store, with the checkpoint of its partitions, without waiting.
+    /// Hands the buffer to the store, with the checkpoint of its partitions, without waiting,
+    /// unless a flush is already in flight or nothing is buffered.
     fn start_flush(&self) {
-        let mut flushing = self.flushing.lock().expect("flush lock");
-        debug_assert!(
-            flushing.is_none(),
-            "one flush at a time keeps checkpoints in order"
-        );
-        let mut buffer = self.buffer.lock().expect("buffer lock");
-        if buffer.partitions.is_empty() {
+        let mut state = self.state();
+        if state.flushing.is_some() || state.buffer.partitions.is_empty() {
             return;
         }
         let Buffer {
@@ -319,7 +335,7 @@ impl Shared {
             partitions,
             produced_at,
             ..
-        } = std::mem::take(&mut *buffer);
+        } = std::mem::take(&mut state.buffer);
         let checkpoint: Checkpoint = partitions
             .iter()
             .map(|(partition, (_, next))| (checkpoint_key(&self.topic, *partition), *next))
@@ -328,7 +344,7 @@ impl Shared {
         let write = self
             .runtime
             .spawn(async move { store.append_with_checkpoint(batch, checkpoint).await });
-        *flushing = Some(Flush {
+        state.flushing = Some(Flush {
             write,
             partitions,
             produced_at,
@@ -345,11 +361,11 @@ impl Shared {
         wait: bool,
     ) -> Option<bool> {
         let flush = {
-            let mut flushing = self.flushing.lock().expect("flush lock");
-            if !wait && !flushing.as_ref()?.write.is_finished() {
+            let mut state = self.state();
+            if !wait && !state.flushing.as_ref()?.write.is_finished() {
                 return None;
             }
-            flushing.take()?
+            state.flushing.take()?
         };
         let stored = match self.runtime.block_on(flush.write) {
             Ok(Ok(())) => Ok(()),
@@ -358,20 +374,15 @@ impl Shared {
         };
         if let Err(reason) = stored {
             tracing::error!(error = %reason, "cannot store consumed records; rewinding to read them again");
-            let later = std::mem::take(&mut *self.buffer.lock().expect("buffer lock"));
+            let mut state = self.state();
+            let later = std::mem::take(&mut state.buffer);
             let mut rewind = later.partitions;
             rewind.extend(flush.partitions);
-            let mut resume = self.resume.lock().expect("resume lock");
             for (partition, (first, _)) in rewind {
-                resume.insert(partition, Resume::at(first, self.resume_window));
-                if let Err(err) = consumer.seek(
-                    &self.topic,
-                    partition,
-                    Offset::Offset(first),
-                    BROKER_TIMEOUT,
-                ) {
-                    tracing::error!(error = %err, partition, "rewind failed");
-                }
+                state
+                    .resume
+                    .insert(partition, Resume::at(first, self.resume_window));
+                self.seek(consumer, partition, first);
             }
             return Some(false);
         }
@@ -402,13 +413,9 @@ impl Shared {
         self.finish_flush(consumer, mode, true) != Some(false)
     }
 
-    /// Starts each newly assigned partition after what is already stored here: the larger of
-    /// its checkpoint and its committed offset. That offset becomes the partition's resume floor.
-    fn position_from_checkpoint(
-        &self,
-        consumer: &BaseConsumer<GroupContext>,
-        assigned: &mut TopicPartitionList,
-    ) {
+    /// Positions each newly assigned partition after what is already stored here
+    /// ([`resume::start_position`]) and records its resume point.
+    fn assign(&self, consumer: &BaseConsumer<GroupContext>, assigned: &mut TopicPartitionList) {
         let checkpoint = self.store.checkpoint();
         let committed = consumer
             .committed_offsets(assigned.clone(), BROKER_TIMEOUT)
@@ -418,7 +425,7 @@ impl Shared {
             .iter()
             .map(|e| (e.topic().to_owned(), e.partition()))
             .collect();
-        let mut resume = self.resume.lock().expect("resume lock");
+        let mut state = self.state();
         for (topic, partition) in partitions {
             let saved = checkpoint.get(&checkpoint_key(&topic, partition)).copied();
             let committed = committed
@@ -428,126 +435,60 @@ impl Shared {
                     Offset::Offset(offset) => Some(offset),
                     _ => None,
                 });
-            let saved = saved.filter(|saved| {
-                committed.is_some()
-                    || !self.beyond_partition_end(consumer, &topic, partition, *saved)
-            });
-            let start = match (saved, committed) {
-                (Some(saved), Some(committed)) => saved.max(committed),
-                (one, other) => match one.or(other) {
-                    Some(start) => start,
-                    // Never consumed by this group: start at the beginning, nothing to skip.
-                    None => continue,
-                },
+            let high_watermark = || {
+                consumer
+                    .fetch_watermarks(&topic, partition, BROKER_TIMEOUT)
+                    .ok()
+                    .map(|(_, high)| high)
             };
-            tracing::info!(%topic, partition, checkpoint = ?saved, ?committed, start, "partition assigned");
-            let _ = assigned.set_partition_offset(&topic, partition, Offset::Offset(start));
-            resume.insert(partition, Resume::at(start, self.resume_window));
-        }
-    }
-
-    /// Whether a checkpoint lies beyond the end of its partition while the group has no committed
-    /// offset: the topic was recreated (or the broker lost it, as tansu's memory storage does on a
-    /// restart). Resuming there would silently drop every new record below it, so the checkpoint
-    /// is ignored. Unless the partition is empty, a margin of one producer batch allows for
-    /// brokers that report the high watermark at the start of the last batch (tansu 0.6).
-    fn beyond_partition_end(
-        &self,
-        consumer: &BaseConsumer<GroupContext>,
-        topic: &str,
-        partition: i32,
-        saved: i64,
-    ) -> bool {
-        match consumer.fetch_watermarks(topic, partition, BROKER_TIMEOUT) {
-            // An empty partition (high watermark 0) holds none of what the checkpoint counts.
-            Ok((_, high))
-                if saved > high
-                    && (high == 0 || saved > high.saturating_add(self.resume_window)) =>
-            {
+            let (start, ignored) =
+                resume::start_position(saved, committed, high_watermark, self.resume_window);
+            if ignored {
                 tracing::warn!(
-                    topic,
+                    %topic,
                     partition,
                     checkpoint = saved,
-                    high_watermark = high,
                     "checkpoint is beyond the end of the partition and the group has no committed offset: \
                      the topic was recreated; starting from its beginning"
                 );
-                true
             }
-            _ => false,
+            tracing::info!(%topic, partition, checkpoint = ?saved, ?committed, ?start, consumer = self.index, "partition assigned");
+            if let Start::At(offset) = start {
+                let _ = assigned.set_partition_offset(&topic, partition, Offset::Offset(offset));
+                state
+                    .resume
+                    .insert(partition, Resume::at(offset, self.resume_window));
+            }
         }
+        drop(state);
+        self.report_assignment(assigned.count() as i64);
     }
 
-    /// Checks a message against its partition's resume floor. Returns false if it must not be
-    /// buffered: it is below the floor (already stored here), or the broker skipped past the
-    /// floor and the partition was rewound to read the skipped records.
-    ///
-    /// Why the rewind: a fetch from an offset inside a record batch must return that whole batch
-    /// (the client drops the records before the offset). tansu 0.6 returns the *next* batch
-    /// instead, silently skipping the rest of the batch; resuming there would lose records.
-    fn admit(&self, consumer: &BaseConsumer<GroupContext>, partition: i32, offset: i64) -> bool {
-        let mut resume = self.resume.lock().expect("resume lock");
-        let Some(state) = resume.get_mut(&partition) else {
-            return true;
-        };
-        if offset < state.floor {
-            return false;
+    /// Lets go of revoked partitions, after what was read from them is stored and committed.
+    fn revoke(&self, consumer: &BaseConsumer<GroupContext>, revoked: &TopicPartitionList) {
+        self.flush_all(consumer, CommitMode::Sync);
+        let mut state = self.state();
+        for element in revoked.elements() {
+            let _ = self
+                .metrics
+                .kafka_consumer_lag
+                .remove_label_values(&[&element.partition().to_string()]);
+            state.resume.remove(&element.partition());
         }
-        if state.verified || offset == state.floor || state.floor == 0 || state.exhausted {
-            if offset > state.floor && !state.verified {
-                tracing::warn!(
-                    partition,
-                    floor = state.floor,
-                    first = offset,
-                    "offsets missing from the partition; continuing after the gap"
-                );
-            }
-            state.verified = true;
-            return true;
-        }
-        let target = (state.floor - state.window).max(0);
-        tracing::warn!(
-            partition,
-            floor = state.floor,
-            first = offset,
-            rewind_to = target,
-            "the broker skipped offsets after the resume point; reading again from earlier"
+        drop(state);
+        self.report_assignment(0);
+        tracing::info!(
+            partitions = revoked.count(),
+            consumer = self.index,
+            "partitions revoked"
         );
-        state.exhausted = target == 0;
-        state.window = state.window.saturating_mul(2);
-        if let Err(err) = consumer.seek(
-            &self.topic,
-            partition,
-            Offset::Offset(target),
-            BROKER_TIMEOUT,
-        ) {
-            tracing::error!(error = %err, partition, "rewind failed");
-        }
-        false
     }
-}
 
-/// Where a partition must resume, and whether the broker was seen to deliver from there.
-#[derive(Debug, Clone, Copy)]
-struct Resume {
-    /// The first offset not yet stored here.
-    floor: i64,
-    /// The first message at or after `floor` has been seen at `floor` (or a gap was accepted).
-    verified: bool,
-    /// How far before `floor` the next rewind starts.
-    window: i64,
-    /// A rewind to offset 0 was already made.
-    exhausted: bool,
-}
-
-impl Resume {
-    fn at(floor: i64, window: i64) -> Resume {
-        Resume {
-            floor,
-            verified: false,
-            window,
-            exhausted: false,
-        }
+    fn report_assignment(&self, partitions: i64) {
+        self.metrics
+            .kafka_consumer_partitions
+            .with_label_values(&[&self.index.to_string()])
+            .set(partitions);
     }
 }
 
@@ -590,25 +531,11 @@ impl ConsumerContext for GroupContext {
     ) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                self.shared.position_from_checkpoint(consumer, partitions);
+                self.shared.assign(consumer, partitions);
                 log_result("assign", consumer.assign(partitions));
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                // Let go only after what was read from them is stored and committed.
-                self.shared.flush_all(consumer, CommitMode::Sync);
-                for element in partitions.elements() {
-                    let _ = self
-                        .shared
-                        .metrics
-                        .kafka_consumer_lag
-                        .remove_label_values(&[&element.partition().to_string()]);
-                }
-                let mut resume = self.shared.resume.lock().expect("resume lock");
-                for element in partitions.elements() {
-                    resume.remove(&element.partition());
-                }
-                drop(resume);
-                tracing::info!(partitions = partitions.count(), "partitions revoked");
+                self.shared.revoke(consumer, partitions);
                 log_result("unassign", consumer.unassign());
             }
             other => {

@@ -1,14 +1,15 @@
-//! The v2 sink: every record of an accepted batch becomes one Kafka message.
+//! The API's producer: every record of an accepted batch becomes one Kafka message.
 //!
 //! Delivery: the producer is idempotent with `acks=all` (librdkafka retries without duplicating).
 //! By default a batch is answered only after the broker acknowledged every one of its records;
 //! `kafka.async: true` answers once the records are queued in the client (the original's
 //! behaviour: a crash can lose them).
 //!
-//! Backpressure: the bytes and batches in flight are bounded (`storage.maxPendingBytes`,
-//! `ingestion.queueBufferSize × queueHighWaterPercent`); a batch that does not fit is refused with
-//! 503 before any of it is sent, so a batch is never half-queued because the client queue was full.
-//! A broker that does not acknowledge within `kafka.produceTimeout` fails the batch (503).
+//! Backpressure: the bytes and batches in flight are bounded ([`ProducerLimits`], from
+//! `storage.maxPendingBytes` and `ingestion.queueBufferSize × queueHighWaterPercent`); a batch
+//! that does not fit is refused before any of it is sent, so a batch is never half-queued because
+//! the client queue was full. A broker that does not acknowledge within `kafka.produceTimeout`
+//! fails the batch.
 //!
 //! librdkafka settings: `kafka.batchSize` → `batch.num.messages`, `kafka.batchTimeout` →
 //! `linger.ms`, `kafka.batchBytes` (when > 0) → `batch.size`, `kafka.compression` →
@@ -18,110 +19,75 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use tokio::sync::Semaphore;
 
 use super::base_config;
-use crate::config::Config;
+use crate::config::KafkaConfig;
 use crate::metrics::Metrics;
 use crate::record::EncodedBatch;
-use crate::sink::SinkError;
 
 /// Extra time beyond `kafka.produceTimeout` before we stop waiting for librdkafka's own report.
 const REPORT_GRACE: Duration = Duration::from_secs(2);
 
-/// Produces batches to the topic; cheap to clone.
-#[derive(Clone)]
-pub struct KafkaSink {
-    inner: Arc<Inner>,
+/// How much the producer may hold in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerLimits {
+    /// Bytes of records waiting for the broker (`storage.maxPendingBytes`).
+    pub max_pending_bytes: usize,
+    /// Batches waiting for the broker (`ingestion.queueBufferSize × queueHighWaterPercent`).
+    pub max_batches: usize,
 }
 
-struct Inner {
-    /// The current producer and its generation. A producer the broker fenced off (its
-    /// idempotence epoch was bumped after a timeout) never works again, so it is replaced.
-    producer: RwLock<(u64, FutureProducer)>,
+/// Why a batch was not (fully) acknowledged by Kafka.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProduceError {
+    /// The in-flight limits are reached; nothing of the batch was sent.
+    #[error("too many batches or bytes waiting for the broker")]
+    Overloaded,
+    /// Nothing of the batch was acknowledged.
+    #[error("Kafka did not acknowledge the batch: {reason}")]
+    Unavailable { reason: String },
+    /// Some records of the batch reached Kafka before a failure: retrying stores those again.
+    #[error("{delivered} of {total} records were acknowledged before: {reason}")]
+    Partial {
+        delivered: usize,
+        total: usize,
+        reason: String,
+    },
+}
+
+/// A producer that is replaced once it can never deliver again. An idempotent producer whose
+/// epoch the broker bumped (after a timeout) is fenced off for good, and librdkafka does not
+/// recover from its fatal errors: only a new client delivers again.
+pub(super) struct RenewingProducer {
+    /// The current producer and its generation.
+    current: RwLock<(u64, FutureProducer)>,
     client: ClientConfig,
-    topic: Arc<str>,
-    pending_bytes: Arc<Semaphore>,
-    max_pending_bytes: usize,
-    pending_batches: Arc<Semaphore>,
-    async_ack: bool,
-    produce_timeout: Duration,
-    metrics: Metrics,
+    /// What this producer is for, in logs.
+    role: &'static str,
 }
 
-/// Decrements the queue-depth gauge when a batch is done, however it ends.
-struct InFlight(Metrics);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.queue_depth.dec();
-    }
-}
-
-impl KafkaSink {
-    /// Creates the producer (it connects lazily).
-    pub fn new(config: &Config, metrics: Metrics) -> Result<KafkaSink, KafkaError> {
-        let kafka = &config.kafka;
-        let max_pending_bytes = config
-            .storage
-            .max_pending_bytes
-            .clamp(1, Semaphore::MAX_PERMITS);
-        let mut client = base_config(config);
-        client
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("compression.type", kafka.compression.as_str())
-            .set("batch.num.messages", kafka.batch_size.to_string())
-            .set("linger.ms", kafka.batch_timeout.as_millis().to_string())
-            .set(
-                "message.timeout.ms",
-                kafka.produce_timeout.as_millis().max(1).to_string(),
-            )
-            // Our own bounds refuse a batch before the client queue can fill half-way through it.
-            .set("queue.buffering.max.messages", "10000000")
-            .set(
-                "queue.buffering.max.kbytes",
-                (max_pending_bytes / 1024 * 2)
-                    .clamp(1024, 2_097_151)
-                    .to_string(),
-            );
-        if kafka.batch_bytes > 0 {
-            client.set("batch.size", kafka.batch_bytes.to_string());
-        }
-        let max_batches = ((config.ingestion.queue_buffer_size as f64)
-            * config.ingestion.queue_high_water_percent)
-            .floor()
-            .max(1.0) as usize;
-        Ok(KafkaSink {
-            inner: Arc::new(Inner {
-                producer: RwLock::new((0, client.create()?)),
-                client,
-                topic: kafka.topic.as_str().into(),
-                pending_bytes: Arc::new(Semaphore::new(max_pending_bytes)),
-                max_pending_bytes,
-                pending_batches: Arc::new(Semaphore::new(max_batches)),
-                async_ack: kafka.async_ack,
-                produce_timeout: kafka.produce_timeout,
-                metrics,
-            }),
+impl RenewingProducer {
+    /// Creates the first producer (it connects lazily).
+    pub(super) fn new(client: ClientConfig, role: &'static str) -> KafkaResult<RenewingProducer> {
+        Ok(RenewingProducer {
+            current: RwLock::new((0, client.create()?)),
+            client,
+            role,
         })
     }
 
-    /// The current producer (the consumers use it for the dead-letter topic).
-    pub fn producer(&self) -> FutureProducer {
-        self.current().1
+    /// The current producer and its generation.
+    pub(super) fn current(&self) -> (u64, FutureProducer) {
+        self.current.read().expect("producer lock").clone()
     }
 
-    fn current(&self) -> (u64, FutureProducer) {
-        self.inner.producer.read().expect("producer lock").clone()
-    }
-
-    /// Replaces producer `generation` if `err` means it can never deliver again. Idempotent:
-    /// of many requests that saw the same failure, only the first replaces it.
-    pub fn renew_if_fenced(&self, generation: u64, err: &KafkaError) {
+    /// Replaces producer `generation` if `err` (or its own state) says it can never deliver
+    /// again. Of many callers that saw the same failure, only the first replaces it.
+    pub(super) fn renew_if_fenced(&self, generation: u64, err: &KafkaError) {
         let fenced = matches!(
             err.rdkafka_error_code(),
             Some(
@@ -131,46 +97,137 @@ impl KafkaSink {
                     | RDKafkaErrorCode::Fatal
             )
         );
-        let mut current = self.inner.producer.write().expect("producer lock");
-        if current.0 != generation || !(fenced || current.1.client().fatal_error().is_some()) {
+        self.renew(generation, fenced, &err.to_string());
+    }
+
+    /// Replaces the current producer if librdkafka reports a fatal error on it; for a periodic
+    /// check, so that recovery does not wait for a request to fail first.
+    pub(super) fn renew_if_failed(&self) {
+        let generation = self.current().0;
+        self.renew(generation, false, "fatal producer error");
+    }
+
+    fn renew(&self, generation: u64, fenced: bool, reason: &str) {
+        let mut current = self.current.write().expect("producer lock");
+        let fatal = current.1.client().fatal_error();
+        if current.0 != generation || !(fenced || fatal.is_some()) {
             return;
         }
-        match self.inner.client.create::<FutureProducer>() {
+        match self.client.create::<FutureProducer>() {
             Ok(fresh) => {
-                tracing::warn!(error = %err, generation, "Kafka producer can no longer deliver; replaced it");
+                tracing::warn!(role = self.role, %reason, ?fatal, generation, "Kafka producer can no longer deliver; replaced it");
                 *current = (generation + 1, fresh);
             }
             Err(create_error) => {
-                tracing::error!(error = %create_error, "cannot create a new Kafka producer")
+                tracing::error!(role = self.role, error = %create_error, "cannot create a new Kafka producer")
             }
         }
     }
 
-    /// The topic batches go to.
-    pub fn topic(&self) -> &str {
-        &self.inner.topic
+    /// Waits (bounded) until every queued message is acknowledged.
+    pub(super) async fn flush(&self, timeout: Duration) {
+        let producer = self.current().1;
+        let role = self.role;
+        let flushed = tokio::task::spawn_blocking(move || producer.flush(timeout)).await;
+        if let Ok(Err(err)) = flushed {
+            tracing::warn!(role, error = %err, "not every queued Kafka message was acknowledged at shutdown");
+        }
+    }
+}
+
+/// The settings of our producers: idempotent, `acks=all`, and the `kafka.*` batching settings.
+pub(super) fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut client = base_config(kafka);
+    client
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", kafka.compression.as_str())
+        .set("batch.num.messages", kafka.batch_size.to_string())
+        .set("linger.ms", kafka.batch_timeout.as_millis().to_string())
+        .set(
+            "message.timeout.ms",
+            kafka.produce_timeout.as_millis().max(1).to_string(),
+        );
+    if kafka.batch_bytes > 0 {
+        client.set("batch.size", kafka.batch_bytes.to_string());
+    }
+    client
+}
+
+/// Produces the API's batches to the topic; cheap to clone.
+#[derive(Clone)]
+pub struct IngestProducer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    producer: RenewingProducer,
+    topic: Arc<str>,
+    pending_bytes: Arc<Semaphore>,
+    max_pending_bytes: usize,
+    pending_batches: Arc<Semaphore>,
+    async_ack: bool,
+    produce_timeout: Duration,
+    metrics: Metrics,
+}
+
+impl IngestProducer {
+    /// Creates the producer (it connects lazily).
+    pub fn new(
+        kafka: &KafkaConfig,
+        limits: ProducerLimits,
+        metrics: Metrics,
+    ) -> KafkaResult<IngestProducer> {
+        let max_pending_bytes = limits.max_pending_bytes.clamp(1, Semaphore::MAX_PERMITS);
+        let mut client = producer_config(kafka);
+        client
+            // Our own bounds refuse a batch before the client queue can fill half-way through it.
+            .set("queue.buffering.max.messages", "10000000")
+            .set(
+                "queue.buffering.max.kbytes",
+                (max_pending_bytes / 1024 * 2)
+                    .clamp(1024, 2_097_151)
+                    .to_string(),
+            );
+        Ok(IngestProducer {
+            inner: Arc::new(Inner {
+                producer: RenewingProducer::new(client, "ingest")?,
+                topic: kafka.topic.as_str().into(),
+                pending_bytes: Arc::new(Semaphore::new(max_pending_bytes)),
+                max_pending_bytes,
+                pending_batches: Arc::new(Semaphore::new(limits.max_batches.max(1))),
+                async_ack: kafka.async_ack,
+                produce_timeout: kafka.produce_timeout,
+                metrics,
+            }),
+        })
+    }
+
+    /// Replaces the producer if it failed for good (see [`RenewingProducer::renew_if_failed`]).
+    pub fn renew_if_failed(&self) {
+        self.inner.producer.renew_if_failed();
     }
 
     /// Sends every record of `batch` and waits for the broker's acknowledgements (or, with
     /// `kafka.async`, only until they are queued).
-    pub async fn submit(&self, batch: EncodedBatch) -> Result<(), SinkError> {
+    pub async fn submit(&self, batch: EncodedBatch) -> Result<(), ProduceError> {
         let cost = batch.bytes().clamp(1, self.inner.max_pending_bytes) as u32;
         let bytes_permit = self
             .inner
             .pending_bytes
             .clone()
             .try_acquire_many_owned(cost)
-            .map_err(|_| SinkError::Overloaded)?;
+            .map_err(|_| ProduceError::Overloaded)?;
         let batch_permit = self
             .inner
             .pending_batches
             .clone()
             .try_acquire_owned()
-            .map_err(|_| SinkError::Overloaded)?;
-        self.inner.metrics.queue_depth.inc();
-        let in_flight = InFlight(self.inner.metrics.clone());
+            .map_err(|_| ProduceError::Overloaded)?;
+        // `ingestion_work_queue_depth` in v2: batches waiting for the broker.
+        let queued = self.inner.metrics.queued_batch();
 
-        let (generation, producer) = self.current();
+        let (generation, producer) = self.inner.producer.current();
         let total = batch.records();
         let timestamp = chrono::Utc::now().timestamp_millis();
         let mut deliveries = Vec::with_capacity(total);
@@ -193,31 +250,34 @@ impl KafkaSink {
 
         if self.inner.async_ack && refused.is_none() {
             // The original's behaviour: answer now, count failures when they are reported.
-            let sink = self.clone();
+            let this = self.clone();
             tokio::spawn(async move {
-                let _held = (bytes_permit, batch_permit, in_flight);
-                let _ = sink.await_deliveries(generation, deliveries).await;
+                let _held = (bytes_permit, batch_permit, queued);
+                let _ = this.await_deliveries(generation, deliveries).await;
             });
             return Ok(());
         }
         if let Some(err) = &refused {
-            self.renew_if_fenced(generation, err);
+            self.inner.producer.renew_if_fenced(generation, err);
         }
         let delivered = self.await_deliveries(generation, deliveries).await;
-        drop((bytes_permit, batch_permit, in_flight));
-        let failure = match (refused, delivered) {
+        drop((bytes_permit, batch_permit, queued));
+        let (reason, delivered) = match (refused, delivered) {
             (None, Ok(_)) => return Ok(()),
             (Some(err), Ok(delivered)) => (err.to_string(), delivered),
-            (_, Err((reason, delivered))) => (reason, delivered),
+            (_, Err(failure)) => failure,
         };
         self.inner.metrics.ingest_errors.inc();
-        let (reason, delivered) = failure;
         tracing::warn!(%reason, delivered, total, "batch not fully acknowledged by Kafka");
-        if delivered == 0 {
-            Err(SinkError::Unavailable(reason))
+        Err(if delivered == 0 {
+            ProduceError::Unavailable { reason }
         } else {
-            Err(SinkError::Partial { delivered, total })
-        }
+            ProduceError::Partial {
+                delivered,
+                total,
+                reason,
+            }
+        })
     }
 
     /// Waits for every delivery report. `Ok(n)` if all `n` succeeded, else the first failure's
@@ -238,7 +298,7 @@ impl KafkaSink {
                     Ok(Ok(_)) => delivered += 1,
                     Ok(Err((err, _))) => {
                         if failure.is_none() {
-                            self.renew_if_fenced(generation, &err);
+                            self.inner.producer.renew_if_fenced(generation, &err);
                             failure = Some(err.to_string());
                         }
                     }
@@ -267,22 +327,8 @@ impl KafkaSink {
         }
     }
 
-    /// Sends one message (the consumers' dead letters) and waits for the broker's acknowledgement.
-    pub async fn send_one(&self, record: FutureRecord<'_, [u8], [u8]>) -> Result<(), String> {
-        let (generation, producer) = self.current();
-        match producer.send(record, self.inner.produce_timeout).await {
-            Ok(_) => Ok(()),
-            Err((err, _)) => {
-                self.renew_if_fenced(generation, &err);
-                Err(err.to_string())
-            }
-        }
-    }
-
-    /// Waits (bounded) until every queued message is acknowledged.
-    pub fn flush(&self, timeout: Duration) {
-        if let Err(err) = self.producer().flush(timeout) {
-            tracing::warn!(error = %err, "not every queued Kafka message was acknowledged at shutdown");
-        }
+    /// Waits, at most `timeout`, until every queued message is acknowledged.
+    pub async fn flush(&self, timeout: Duration) {
+        self.inner.producer.flush(timeout).await;
     }
 }
