@@ -88,6 +88,62 @@ pub struct Cli {
                 flags are visible in ps [default: none (auth off)]"
     )]
     pub tokens: Option<String>,
+
+    /// Profile the whole run, overriding `profiling.capture`.
+    #[arg(
+        long,
+        env = "PROFILE_CAPTURE",
+        value_name = "1|0",
+        help = "Profile the whole run; CPU, heap and task profiles are written at graceful shutdown [default: 0]"
+    )]
+    pub profile_capture: Option<String>,
+
+    /// Name part of the captured profiles' files, overriding `profiling.name`.
+    #[arg(
+        long,
+        env = "PROFILE_NAME",
+        value_name = "NAME",
+        help = "The <name> of cpu_<name>.prof, heap_<name>.prof, goroutine_<name>.prof [default: v<pipeline version>]"
+    )]
+    pub profile_name: Option<String>,
+
+    /// Directory of the captured profiles, overriding `profiling.dir`.
+    #[arg(
+        long,
+        env = "PROFILE_DIR",
+        value_name = "PATH",
+        help = "Directory the captured profiles are written to [default: profiles]"
+    )]
+    pub profile_dir: Option<PathBuf>,
+
+    /// Serve profiles on demand, overriding `profiling.enabled`.
+    #[arg(
+        long,
+        env = "PROFILE_ENABLED",
+        value_name = "1|0",
+        help = "Serve /debug/pprof/ (CPU, heap, task profiles) on a listener of its own [default: 0]"
+    )]
+    pub profile_enabled: Option<String>,
+
+    /// Address of the profiling listener, overriding `profiling.addr`.
+    #[arg(
+        long,
+        env = "PROFILE_ADDR",
+        value_name = "ADDR",
+        help = "Address of the /debug/pprof/ listener, host:port or :port [default: :6060]"
+    )]
+    pub profile_addr: Option<String>,
+}
+
+/// Every environment variable the binary reads, as declared on [`Cli`] (so the list cannot
+/// drift from the flags).
+pub fn env_vars() -> Vec<String> {
+    use clap::CommandFactory;
+    Cli::command()
+        .get_arguments()
+        .filter_map(|arg| arg.get_env())
+        .map(|env| env.to_string_lossy().into_owned())
+        .collect()
 }
 
 /// How each override is named in error messages: its flag and its environment variable, so the
@@ -107,6 +163,16 @@ pub mod source {
     pub const KAFKA_BROKERS: &str = "--kafka-brokers/KAFKA_BROKERS";
     /// `--tokens` / `LOG_PIPELINE_TOKENS`.
     pub const TOKENS: &str = "--tokens/LOG_PIPELINE_TOKENS";
+    /// `--profile-capture` / `PROFILE_CAPTURE`.
+    pub const PROFILE_CAPTURE: &str = "--profile-capture/PROFILE_CAPTURE";
+    /// `--profile-name` / `PROFILE_NAME`.
+    pub const PROFILE_NAME: &str = "--profile-name/PROFILE_NAME";
+    /// `--profile-dir` / `PROFILE_DIR`.
+    pub const PROFILE_DIR: &str = "--profile-dir/PROFILE_DIR";
+    /// `--profile-enabled` / `PROFILE_ENABLED`.
+    pub const PROFILE_ENABLED: &str = "--profile-enabled/PROFILE_ENABLED";
+    /// `--profile-addr` / `PROFILE_ADDR`.
+    pub const PROFILE_ADDR: &str = "--profile-addr/PROFILE_ADDR";
 }
 
 impl Cli {
@@ -216,34 +282,25 @@ mod tests {
     }
 
     #[test]
-    fn help_lists_every_env_var_and_default() {
-        let help = Cli::command().render_help().to_string();
-        for env in [
-            "LOG_PIPELINE_CONFIG",
-            "PIPELINE_VERSION",
-            "HTTP_ADDR",
-            "LOGS_DIR",
-            "ANALYTICS_DIR",
-            "AGGREGATION_INTERVAL",
-            "KAFKA_BROKERS",
-            "LOG_PIPELINE_TOKENS",
-        ] {
-            assert!(
-                help.contains(&format!("[env: {env}")),
-                "{env} missing:\n{help}"
-            );
-        }
-        for default in [
-            "[default: 1]",
-            "[default: :8082]",
-            "[default: ./logs]",
-            "[default: ./analytics]",
-            "[default: 30s]",
-            "[default: none]",
-            "[default: none (auth off)]",
-        ] {
-            assert!(help.contains(default), "{default} missing:\n{help}");
-        }
+    fn every_flag_has_its_env_var() {
+        assert_eq!(
+            env_vars(),
+            [
+                "LOG_PIPELINE_CONFIG",
+                "PIPELINE_VERSION",
+                "HTTP_ADDR",
+                "LOGS_DIR",
+                "ANALYTICS_DIR",
+                "AGGREGATION_INTERVAL",
+                "KAFKA_BROKERS",
+                "LOG_PIPELINE_TOKENS",
+                "PROFILE_CAPTURE",
+                "PROFILE_NAME",
+                "PROFILE_DIR",
+                "PROFILE_ENABLED",
+                "PROFILE_ADDR",
+            ]
+        );
     }
 
     #[test]
@@ -260,6 +317,32 @@ mod tests {
         );
         assert!(defaults.kafka.brokers.is_empty());
         assert!(defaults.auth.tokens.is_empty());
+        assert!(!defaults.profiling.capture && !defaults.profiling.enabled);
+        assert_eq!(defaults.profiling.dir, PathBuf::from("profiles"));
+        assert_eq!(defaults.profiling.addr, ":6060");
+        // Each default the help text shows, as `Config::default` has it.
+        let help = Cli::command().render_help().to_string();
+        for default in [
+            "[default: 1]",
+            "[default: :8082]",
+            "[default: ./logs]",
+            "[default: ./analytics]",
+            "[default: 30s]",
+            "[default: none]",
+            "[default: none (auth off)]",
+            "[default: 0]",
+            "[default: profiles]",
+            "[default: :6060]",
+            "[default: v<pipeline version>]",
+        ] {
+            assert!(help.contains(default), "{default} missing:\n{help}");
+        }
+        for env in env_vars() {
+            assert!(
+                help.contains(&format!("[env: {env}")),
+                "{env} missing:\n{help}"
+            );
+        }
     }
 
     #[test]
@@ -282,6 +365,11 @@ mod tests {
             source::AGGREGATION_INTERVAL,
             source::KAFKA_BROKERS,
             source::TOKENS,
+            source::PROFILE_CAPTURE,
+            source::PROFILE_NAME,
+            source::PROFILE_DIR,
+            source::PROFILE_ENABLED,
+            source::PROFILE_ADDR,
         ];
         named.sort_unstable();
         assert_eq!(declared, named);

@@ -44,6 +44,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     /// `auth`: bearer tokens for `POST /logs`.
     pub auth: AuthConfig,
+    /// `profiling`: CPU, heap and task profiles; off unless asked for.
+    pub profiling: ProfilingConfig,
 }
 
 /// Which pipeline runs. YAML, env and flag value: the integer `1` or `2`.
@@ -416,6 +418,53 @@ impl fmt::Debug for AuthConfig {
     }
 }
 
+/// `profiling`: CPU, heap and task ("goroutine") profiles, off unless asked for. The original
+/// service read these from the environment only; its variables still work.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
+pub struct ProfilingConfig {
+    /// `profiling.capture`: profile the whole run and write `cpu_<name>.prof`, `heap_<name>.prof`
+    /// and `goroutine_<name>.prof` to `dir` at graceful shutdown. Default false.
+    /// Env `PROFILE_CAPTURE` (`1`/`0`, `true`/`false`, `yes`/`no`, `on`/`off`), flag
+    /// `--profile-capture`.
+    pub capture: bool,
+    /// `profiling.name`: the `<name>` of the captured files (letters, digits, `.`, `_`, `-`);
+    /// empty means `v<version>`. Default empty. Env `PROFILE_NAME`, flag `--profile-name`.
+    pub name: String,
+    /// `profiling.dir`: where captured profiles are written, created at start-up. Default
+    /// `profiles`. Env `PROFILE_DIR`, flag `--profile-dir`.
+    pub dir: PathBuf,
+    /// `profiling.enabled`: serve `/debug/pprof/` on `addr`, a listener of its own. Default
+    /// false. Env `PROFILE_ENABLED`, flag `--profile-enabled`.
+    pub enabled: bool,
+    /// `profiling.addr`: the `/debug/pprof/` listener's address, spelled like `server.addr`.
+    /// Default `":6060"`. Env `PROFILE_ADDR`, flag `--profile-addr`.
+    pub addr: String,
+}
+
+impl Default for ProfilingConfig {
+    fn default() -> Self {
+        ProfilingConfig {
+            capture: false,
+            name: String::new(),
+            dir: PathBuf::from("profiles"),
+            enabled: false,
+            addr: ":6060".to_owned(),
+        }
+    }
+}
+
+impl ProfilingConfig {
+    /// The `<name>` of the captured files: `name`, or `v<version>` when empty.
+    pub fn file_name_part(&self, version: PipelineVersion) -> String {
+        if self.name.is_empty() {
+            format!("v{version}")
+        } else {
+            self.name.clone()
+        }
+    }
+}
+
 /// A configuration that cannot be used. `Display` is the whole message for the operator: every
 /// problem, each naming its key (and the flag/env var or file it came from), joined by `"; "`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -516,6 +565,12 @@ impl Config {
             .map_err(|message| ConfigError::one(format!("server.addr: {message}")))
     }
 
+    /// The profiling listener's address (`profiling.addr`), parsed like `server.addr`.
+    pub fn profiling_addr(&self) -> Result<SocketAddr, ConfigError> {
+        resolve_listen_addr(&self.profiling.addr)
+            .map_err(|message| ConfigError::one(format!("profiling.addr: {message}")))
+    }
+
     /// Applies the env/flag overrides. Unparseable values are pushed to `problems` naming the
     /// flag, env var and key; returns the keys that were overridden and by what, so validation
     /// findings on them can name the override too.
@@ -575,6 +630,45 @@ impl Config {
         if let Some(tokens) = cli.token_list() {
             self.auth.tokens = tokens;
             overridden.push(("auth.tokens", cli::source::TOKENS));
+        }
+        let flags = [
+            (
+                cli.profile_capture.as_deref(),
+                &mut self.profiling.capture,
+                "profiling.capture",
+                cli::source::PROFILE_CAPTURE,
+            ),
+            (
+                cli.profile_enabled.as_deref(),
+                &mut self.profiling.enabled,
+                "profiling.enabled",
+                cli::source::PROFILE_ENABLED,
+            ),
+        ];
+        for (text, value, key, source) in flags {
+            if let Some(text) = non_blank(text) {
+                match parse_flag(text) {
+                    Ok(flag) => *value = flag,
+                    Err(message) => problems.push(format!("{source}: {message} (overrides {key})")),
+                }
+                overridden.push((key, source));
+            }
+        }
+        if let Some(name) = non_blank(cli.profile_name.as_deref()) {
+            self.profiling.name = name.to_owned();
+            overridden.push(("profiling.name", cli::source::PROFILE_NAME));
+        }
+        if let Some(dir) = cli
+            .profile_dir
+            .as_ref()
+            .filter(|dir| !dir.as_os_str().is_empty())
+        {
+            self.profiling.dir = dir.clone();
+            overridden.push(("profiling.dir", cli::source::PROFILE_DIR));
+        }
+        if let Some(addr) = non_blank(cli.profile_addr.as_deref()) {
+            self.profiling.addr = addr.to_owned();
+            overridden.push(("profiling.addr", cli::source::PROFILE_ADDR));
         }
         overridden
     }
@@ -696,7 +790,40 @@ impl Config {
             }
         }
 
+        // The profiling keys matter only when the mode that uses them is on.
+        if self.profiling.capture {
+            let name = &self.profiling.name;
+            let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+            if name.starts_with('.') || !name.chars().all(allowed) {
+                problem(
+                    "profiling.name",
+                    format!(
+                        "{name:?} cannot be part of a file name: use ASCII letters, digits, '.', \
+                         '_' and '-', not starting with '.'"
+                    ),
+                );
+            }
+            if self.profiling.dir.as_os_str().is_empty() {
+                problem("profiling.dir", "must not be empty".to_owned());
+            }
+        }
+        if self.profiling.enabled
+            && let Err(message) = resolve_listen_addr(&self.profiling.addr)
+        {
+            problem("profiling.addr", message);
+        }
+
         found
+    }
+}
+
+/// `1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off`, any case: how the original's `PROFILE_*`
+/// switches are written.
+fn parse_flag(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(format!("expected 1 or 0 (or true/false), got {text:?}")),
     }
 }
 
@@ -904,6 +1031,11 @@ kafka:
         assert_eq!(c.kafka.partitions, 3);
         assert_eq!(c.kafka.dead_letter_topic, "logs.dlq");
         assert!(c.auth.tokens.is_empty());
+        assert_eq!(c.profiling, ProfilingConfig::default());
+        assert!(!c.profiling.capture && !c.profiling.enabled);
+        assert_eq!(c.profiling.name, "");
+        assert_eq!(c.profiling.dir, PathBuf::from("profiles"));
+        assert_eq!(c.profiling.addr, ":6060");
 
         c.validate().expect("defaults are valid");
         assert_eq!(
@@ -1010,6 +1142,12 @@ kafka:
   deadLetterTopic: events.dead
 auth:
   tokens: [alpha, beta]
+profiling:
+  capture: true
+  name: nightly
+  dir: /data/profiles
+  enabled: true
+  addr: "127.0.0.1:6061"
 "#,
         )
         .expect("valid");
@@ -1081,6 +1219,16 @@ auth:
             }
         );
         assert_eq!(c.auth.tokens, vec!["alpha".to_owned(), "beta".to_owned()]);
+        assert_eq!(
+            c.profiling,
+            ProfilingConfig {
+                capture: true,
+                name: "nightly".to_owned(),
+                dir: PathBuf::from("/data/profiles"),
+                enabled: true,
+                addr: "127.0.0.1:6061".to_owned(),
+            }
+        );
     }
 
     #[test]
@@ -1420,8 +1568,23 @@ auth: { tokens: [""] }
             aggregation_interval: Some("2m".into()),
             kafka_brokers: Some("k1:9092, ,k2:9092,".into()),
             tokens: Some(" a , b ".into()),
+            profile_capture: Some("yes".into()),
+            profile_name: Some("env-name".into()),
+            profile_dir: Some("/env/profiles".into()),
+            profile_enabled: Some("ON".into()),
+            profile_addr: Some("127.0.0.1:6099".into()),
         })
         .expect("overrides apply");
+        assert_eq!(
+            overridden.profiling,
+            ProfilingConfig {
+                capture: true,
+                name: "env-name".to_owned(),
+                dir: PathBuf::from("/env/profiles"),
+                enabled: true,
+                addr: "127.0.0.1:6099".to_owned(),
+            }
+        );
         assert_eq!(overridden.version, PipelineVersion::V2);
         assert_eq!(overridden.server.addr, "127.0.0.1:0");
         assert_eq!(overridden.storage.logs_dir, PathBuf::from("/env/logs"));

@@ -25,8 +25,9 @@
 //!   queries; reads what the store wrote, shares no locks with it.
 //! - [`metrics`]: every metric name, label and help text.
 //! - [`telemetry`]: structured JSON logs.
-//! - [`profiling`]: CPU, heap and task-dump profiles, off unless `PROFILE_CAPTURE` or
-//!   `PROFILE_ENABLED` asks for them (whole-run capture, or a separate `/debug/pprof/` listener).
+//! - [`profiling`]: CPU, heap and task-dump profiles, off unless `profiling.*` (or the original's
+//!   `PROFILE_*` variables) ask for them (whole-run capture, or a separate `/debug/pprof/`
+//!   listener).
 
 pub mod analytics;
 pub mod app;

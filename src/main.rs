@@ -69,9 +69,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// The configuration and the profiling variables, each validated; an error means exit status 2.
+/// The validated configuration and the profiling it asks for; an error means exit status 2.
 fn load(cli: &Cli) -> Result<(Config, ProfilingSettings), String> {
     let config = Config::load(cli).map_err(|err| err.to_string())?;
-    let profiling = ProfilingSettings::from_env(&config).map_err(|err| err.to_string())?;
+    let profiling = ProfilingSettings::from_config(&config).map_err(|err| err.to_string())?;
     Ok((config, profiling))
 }

@@ -1,12 +1,14 @@
 //! Profiling of the running service: CPU, heap and task ("goroutine") profiles, off unless the
-//! environment asks for them, with the original's variables.
+//! configuration (`profiling.*`, or the original's `PROFILE_*` variables) asks for them.
 //!
-//! - `PROFILE_CAPTURE=1` ([`capture`]): one CPU profile of the whole run, and a heap profile and a
-//!   task dump, written at graceful shutdown to `PROFILE_DIR` (default `profiles`) as
-//!   `cpu_<name>.prof`, `heap_<name>.prof`, `goroutine_<name>.prof`, `<name>` being `PROFILE_NAME`
-//!   (default `v<pipeline version>`).
-//! - `PROFILE_ENABLED=1` ([`endpoint`]): a separate listener on `PROFILE_ADDR` (default `:6060`)
-//!   serving `/debug/pprof/{profile,heap,goroutine,flamegraph}` on demand.
+//! - `profiling.capture` / `PROFILE_CAPTURE=1` ([`capture`]): one CPU profile of the whole run,
+//!   and a heap profile and a task dump, written at graceful shutdown to `profiling.dir` /
+//!   `PROFILE_DIR` (default `profiles`) as `cpu_<name>.prof`, `heap_<name>.prof`,
+//!   `goroutine_<name>.prof`, `<name>` being `profiling.name` / `PROFILE_NAME` (default
+//!   `v<pipeline version>`).
+//! - `profiling.enabled` / `PROFILE_ENABLED=1` ([`endpoint`]): a separate listener on
+//!   `profiling.addr` / `PROFILE_ADDR` (default `:6060`) serving
+//!   `/debug/pprof/{profile,heap,goroutine,flamegraph}` on demand.
 //!
 //! The profiles themselves: [`cpu`] (pprof-rs, SIGPROF sampling at 99 Hz), [`heap`] (jemalloc's
 //! sampling heap profiler, read through `jemalloc_pprof`) and [`tasks`] (tokio task dumps).
@@ -34,29 +36,24 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use capture::Capture;
 
-/// `PROFILE_DIR` when unset.
-pub const DEFAULT_DIR: &str = "profiles";
-/// `PROFILE_ADDR` when unset: port 6060 of all interfaces, as the Go original.
-pub const DEFAULT_ADDR: &str = ":6060";
-
-/// What the environment asks for, read and validated once at start-up.
+/// What the configuration asks for (`profiling.*`, validated with the rest of it).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ProfilingSettings {
-    /// `PROFILE_CAPTURE=1`: profile the whole run, write the files at graceful shutdown.
+    /// `profiling.capture`: profile the whole run, write the files at graceful shutdown.
     pub capture: Option<CaptureSettings>,
-    /// `PROFILE_ENABLED=1`: the `/debug/pprof/` listener's address (`PROFILE_ADDR`).
+    /// `profiling.enabled`: the `/debug/pprof/` listener's address (`profiling.addr`).
     pub endpoint: Option<SocketAddr>,
 }
 
 /// Where a whole-run capture writes its files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaptureSettings {
-    /// `PROFILE_DIR`, created at start-up if missing.
+    /// `profiling.dir`, created at start-up if missing.
     pub dir: PathBuf,
-    /// `PROFILE_NAME`: the `<name>` of `cpu_<name>.prof`; default `v<pipeline version>`.
+    /// The `<name>` of `cpu_<name>.prof` (`profiling.name`, or `v<pipeline version>`).
     pub name: String,
 }
 
@@ -67,103 +64,22 @@ impl CaptureSettings {
     }
 }
 
-/// Profiling variables that cannot be used; `Display` names each variable and its problem,
-/// joined by `"; "` like [`crate::config::ConfigError`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}", .problems.join("; "))]
-pub struct SettingsError {
-    problems: Vec<String>,
-}
-
 impl ProfilingSettings {
-    /// Reads the `PROFILE_*` variables of this process.
-    pub fn from_env(config: &Config) -> Result<ProfilingSettings, SettingsError> {
-        Self::from_lookup(config, |name| {
-            std::env::var_os(name).map(|value| value.to_string_lossy().into_owned())
+    /// The settings of a validated configuration.
+    pub fn from_config(config: &Config) -> Result<ProfilingSettings, ConfigError> {
+        let profiling = &config.profiling;
+        Ok(ProfilingSettings {
+            capture: profiling.capture.then(|| CaptureSettings {
+                dir: profiling.dir.clone(),
+                name: profiling.file_name_part(config.version),
+            }),
+            endpoint: if profiling.enabled {
+                Some(config.profiling_addr()?)
+            } else {
+                None
+            },
         })
     }
-
-    /// Reads the `PROFILE_*` variables through `lookup`. `PROFILE_NAME`, `PROFILE_DIR` and
-    /// `PROFILE_ADDR` are checked only when the mode that uses them is on.
-    pub fn from_lookup(
-        config: &Config,
-        lookup: impl Fn(&str) -> Option<String>,
-    ) -> Result<ProfilingSettings, SettingsError> {
-        let mut problems = Vec::new();
-        let mut settings = ProfilingSettings::default();
-        if flag(&lookup, "PROFILE_CAPTURE", &mut problems) {
-            let name = lookup("PROFILE_NAME")
-                .filter(|name| !name.is_empty())
-                .unwrap_or_else(|| format!("v{}", config.version));
-            if let Err(message) = check_name(&name) {
-                problems.push(format!("PROFILE_NAME: {message}"));
-            }
-            let dir = lookup("PROFILE_DIR")
-                .filter(|dir| !dir.is_empty())
-                .unwrap_or_else(|| DEFAULT_DIR.to_owned());
-            settings.capture = Some(CaptureSettings {
-                dir: PathBuf::from(dir),
-                name,
-            });
-        }
-        if flag(&lookup, "PROFILE_ENABLED", &mut problems) {
-            let addr = lookup("PROFILE_ADDR")
-                .filter(|addr| !addr.is_empty())
-                .unwrap_or_else(|| DEFAULT_ADDR.to_owned());
-            match listen_addr(config, &addr) {
-                Ok(addr) => settings.endpoint = Some(addr),
-                Err(message) => problems.push(format!("PROFILE_ADDR: {message}")),
-            }
-        }
-        if problems.is_empty() {
-            Ok(settings)
-        } else {
-            Err(SettingsError { problems })
-        }
-    }
-}
-
-/// `1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off` (any case); unset or empty is off.
-fn flag(lookup: &impl Fn(&str) -> Option<String>, name: &str, problems: &mut Vec<String>) -> bool {
-    let Some(value) = lookup(name) else {
-        return false;
-    };
-    match value.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => true,
-        "" | "0" | "false" | "no" | "off" => false,
-        _ => {
-            problems.push(format!(
-                "{name}: expected 1 or 0 (or true/false), got {value:?}"
-            ));
-            false
-        }
-    }
-}
-
-/// The name becomes part of three file names: no path separators, no hidden files.
-fn check_name(name: &str) -> Result<(), String> {
-    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
-    if name.starts_with('.') || !name.chars().all(allowed) {
-        Err(format!(
-            "{name:?} cannot be part of a file name: use ASCII letters, digits, '.', '_' and '-', \
-             not starting with '.'"
-        ))
-    } else {
-        Ok(())
-    }
-}
-
-/// `server.addr`'s own parsing (Go-style `:6060` is all interfaces), applied to `addr`.
-fn listen_addr(config: &Config, addr: &str) -> Result<SocketAddr, String> {
-    let mut probe = config.clone();
-    probe.server.addr = addr.to_owned();
-    probe.listen_addr().map_err(|err| {
-        let message = err.to_string();
-        match message.strip_prefix("server.addr: ") {
-            Some(message) => message.to_owned(),
-            None => message,
-        }
-    })
 }
 
 /// Profiling of one run of the service, as [`ProfilingSettings`] asked for: nothing at all when
@@ -201,7 +117,7 @@ impl Profiling {
         if let Some(addr) = self.endpoint {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
-                .with_context(|| format!("cannot listen on {addr} (PROFILE_ADDR)"))?;
+                .with_context(|| format!("cannot listen on {addr} (profiling.addr)"))?;
             endpoint::spawn(listener)?;
         }
         Ok(())
@@ -229,7 +145,7 @@ impl Profiling {
                 .context("the capture is still shared after shutdown")?
                 .finish()
                 .await
-                .context("cannot write the profiles (PROFILE_CAPTURE)"),
+                .context("cannot write the profiles (profiling.capture)"),
             None => Ok(()),
         }
     }
@@ -237,52 +153,46 @@ impl Profiling {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
     use std::net::Ipv4Addr;
 
     use super::*;
-    use crate::config::PipelineVersion;
+    use crate::cli::Cli;
 
-    fn settings(
-        version: PipelineVersion,
-        vars: &[(&str, &str)],
-    ) -> Result<ProfilingSettings, String> {
-        let config = Config {
-            version,
-            ..Config::default()
-        };
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(name, value)| (name.to_string(), value.to_string()))
-            .collect();
-        ProfilingSettings::from_lookup(&config, |name| vars.get(name).cloned())
-            .map_err(|err| err.to_string())
+    /// The settings of the default configuration with `cli`'s overrides (flags or env).
+    fn settings(cli: Cli) -> Result<ProfilingSettings, String> {
+        let config = Config::load(&cli).map_err(|err| err.to_string())?;
+        ProfilingSettings::from_config(&config).map_err(|err| err.to_string())
     }
 
     #[test]
     fn off_unless_asked_for() {
-        let off = ProfilingSettings::default();
-        assert_eq!(settings(PipelineVersion::V1, &[]), Ok(off.clone()));
-        let ignored = [
-            ("PROFILE_CAPTURE", "0"),
-            ("PROFILE_ENABLED", "false"),
-            ("PROFILE_NAME", "../bad"),
-            ("PROFILE_ADDR", "not an address"),
-        ];
-        assert_eq!(settings(PipelineVersion::V1, &ignored), Ok(off.clone()));
-        assert_eq!(
-            settings(PipelineVersion::V1, &[("PROFILE_CAPTURE", "")]),
-            Ok(off)
-        );
+        assert_eq!(settings(Cli::default()), Ok(ProfilingSettings::default()));
+        // The other keys are not even checked while their mode is off.
+        let off = Cli {
+            profile_capture: Some("0".into()),
+            profile_enabled: Some("false".into()),
+            profile_name: Some("../bad".into()),
+            profile_addr: Some("not an address".into()),
+            ..Cli::default()
+        };
+        assert_eq!(settings(off), Ok(ProfilingSettings::default()));
+        let blank = Cli {
+            profile_capture: Some(String::new()),
+            ..Cli::default()
+        };
+        assert_eq!(settings(blank), Ok(ProfilingSettings::default()));
     }
 
     #[test]
     fn capture_defaults_name_the_pipeline_version() {
-        for (version, name) in [(PipelineVersion::V1, "v1"), (PipelineVersion::V2, "v2")] {
-            let capture = settings(version, &[("PROFILE_CAPTURE", "1")])
-                .unwrap()
-                .capture
-                .unwrap();
+        for (version, name) in [(1, "v1"), (2, "v2")] {
+            let cli = Cli {
+                profile_capture: Some("1".into()),
+                pipeline_version: Some(version),
+                kafka_brokers: Some("k:9092".into()),
+                ..Cli::default()
+            };
+            let capture = settings(cli).unwrap().capture.unwrap();
             assert_eq!(capture.dir, PathBuf::from("profiles"));
             assert_eq!(capture.name, name);
             assert_eq!(
@@ -290,19 +200,14 @@ mod tests {
                 PathBuf::from(format!("profiles/cpu_{name}.prof"))
             );
         }
-        let capture = settings(
-            PipelineVersion::V1,
-            &[
-                ("PROFILE_CAPTURE", "TRUE"),
-                ("PROFILE_NAME", "run-2.a"),
-                ("PROFILE_DIR", "/tmp/p"),
-            ],
-        )
-        .unwrap()
-        .capture
-        .unwrap();
+        let cli = Cli {
+            profile_capture: Some("TRUE".into()),
+            profile_name: Some("run-2.a".into()),
+            profile_dir: Some("/tmp/p".into()),
+            ..Cli::default()
+        };
         assert_eq!(
-            capture.path("heap"),
+            settings(cli).unwrap().capture.unwrap().path("heap"),
             PathBuf::from("/tmp/p/heap_run-2.a.prof")
         );
     }
@@ -310,9 +215,12 @@ mod tests {
     #[test]
     fn endpoint_address_is_parsed_like_server_addr() {
         let endpoint = |addr: Option<&str>| {
-            let mut vars = vec![("PROFILE_ENABLED", "1")];
-            vars.extend(addr.map(|addr| ("PROFILE_ADDR", addr)));
-            settings(PipelineVersion::V1, &vars).map(|settings| settings.endpoint.unwrap())
+            let cli = Cli {
+                profile_enabled: Some("1".into()),
+                profile_addr: addr.map(str::to_owned),
+                ..Cli::default()
+            };
+            settings(cli).map(|settings| settings.endpoint.unwrap())
         };
         assert_eq!(
             endpoint(None),
@@ -328,35 +236,54 @@ mod tests {
         );
         let err = endpoint(Some(":99999")).unwrap_err();
         assert!(
-            err.starts_with("PROFILE_ADDR: invalid listen address \":99999\""),
+            err.starts_with("profiling.addr: invalid listen address \":99999\""),
             "{err}"
         );
+        assert!(err.ends_with("(from --profile-addr/PROFILE_ADDR)"), "{err}");
     }
 
     #[test]
-    fn every_bad_variable_is_named() {
-        let err = settings(
-            PipelineVersion::V1,
-            &[
-                ("PROFILE_CAPTURE", "1"),
-                ("PROFILE_NAME", "a/b"),
-                ("PROFILE_ENABLED", "maybe"),
-            ],
-        )
+    fn every_bad_value_is_named_with_its_key_and_source() {
+        let err = settings(Cli {
+            profile_capture: Some("1".into()),
+            profile_name: Some("a/b".into()),
+            profile_enabled: Some("maybe".into()),
+            ..Cli::default()
+        })
         .unwrap_err();
         assert!(
-            err.contains("PROFILE_NAME: \"a/b\" cannot be part of a file name"),
+            err.contains("profiling.name: \"a/b\" cannot be part of a file name"),
             "{err}"
         );
         assert!(
-            err.contains("PROFILE_ENABLED: expected 1 or 0 (or true/false), got \"maybe\""),
+            err.contains(
+                "--profile-enabled/PROFILE_ENABLED: expected 1 or 0 (or true/false), got \"maybe\""
+            ),
             "{err}"
         );
-        let err = settings(
-            PipelineVersion::V1,
-            &[("PROFILE_CAPTURE", "1"), ("PROFILE_NAME", ".hidden")],
-        )
+        let err = settings(Cli {
+            profile_capture: Some("1".into()),
+            profile_name: Some(".hidden".into()),
+            ..Cli::default()
+        })
         .unwrap_err();
-        assert!(err.starts_with("PROFILE_NAME: "), "{err}");
+        assert!(err.starts_with("profiling.name: "), "{err}");
+    }
+
+    #[test]
+    fn the_yaml_file_sets_profiling_too() {
+        let config = Config::from_yaml_str(
+            "profiling:\n  capture: true\n  name: nightly\n  dir: /p\n  enabled: true\n  addr: 127.0.0.1:6070\n",
+        )
+        .unwrap();
+        let settings = ProfilingSettings::from_config(&config).unwrap();
+        assert_eq!(
+            settings.capture.unwrap().path("cpu"),
+            PathBuf::from("/p/cpu_nightly.prof")
+        );
+        assert_eq!(
+            settings.endpoint,
+            Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 6070)))
+        );
     }
 }

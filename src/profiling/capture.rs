@@ -22,7 +22,7 @@ impl Capture {
     /// and starts the CPU profiler.
     pub fn start(settings: CaptureSettings) -> anyhow::Result<Capture> {
         std::fs::create_dir_all(&settings.dir)
-            .with_context(|| format!("cannot create {} (PROFILE_DIR)", settings.dir.display()))?;
+            .with_context(|| format!("cannot create {} (profiling.dir)", settings.dir.display()))?;
         let cpu = CpuProfile::start().context("cannot start the CPU profiler")?;
         tracing::info!(
             dir = %settings.dir.display(),

@@ -3,7 +3,7 @@
 //! (`GET /analytics?hour`, `?from&to&top`, `/analytics/hours`) and the aggregation metrics.
 //!
 //! Nothing sleeps and hopes: every wait polls until the expected state appears (at most
-//! [`DEADLINE`](crate::helpers::DEADLINE)), then the exact values are asserted.
+//! [`DEADLINE`](crate::support::DEADLINE)), then the exact values are asserted.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,7 +12,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{
+use crate::support::{
     AppDirs, CSV, HOUR_14, HOUR_15, JSON, TestApp, assert_accepted, assert_error, body_json,
     content_type, json_array, line, poll, record, spawn_app, spawn_app_in,
 };
@@ -778,7 +778,7 @@ async fn aggregation_metrics_count_passes_and_lines() {
     wait_for_passes(&app, 2).await;
     let text = app.metrics_text().await;
     let value = |name: &str| {
-        crate::helpers::sample(&text, name).unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+        crate::support::sample(&text, name).unwrap_or_else(|| panic!("no {name} in:\n{text}"))
     };
     assert!(value("aggregation_runs_total") >= 2.0, "{text}");
     assert!(value("aggregation_duration_seconds_count") >= 2.0, "{text}");

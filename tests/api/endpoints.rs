@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{body_json, content_type, sample, spawn_app};
+use crate::support::{body_json, content_type, sample, spawn_app};
 
 #[tokio::test]
 async fn health_and_ready_answer() {

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{
+use crate::support::{
     CSV, HOUR_14, HOUR_15, JSON, NDJSON, assert_accepted, gzip, json_array, line, ndjson, record,
     spawn_app, zstd,
 };

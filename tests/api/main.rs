@@ -4,7 +4,6 @@
 mod analytics;
 mod auth;
 mod endpoints;
-mod helpers;
 mod ingest;
 mod kafka;
 mod process;
@@ -12,3 +11,4 @@ mod profiling;
 mod prometheus;
 mod rejections;
 mod storage;
+mod support;

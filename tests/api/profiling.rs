@@ -14,9 +14,9 @@ use reqwest::{Method, Response, StatusCode};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::helpers::{
-    ChildGuard, NDJSON, assert_accepted, assert_error, client, content_type, free_port, header,
-    ndjson, pipeline, record, send, wait_for_listener, wait_until,
+use crate::support::{
+    ChildGuard, NDJSON, assert_accepted, assert_error, client, content_type, free_port, go_binary,
+    header, ndjson, pipeline, record, send, wait_for_listener, wait_until,
 };
 
 /// Records per batch and batches per run: enough CPU for a few hundred samples at 99 Hz in a
@@ -28,21 +28,10 @@ const CONCURRENCY: usize = 4;
 /// Bit of SIGPROF (27) in `/proc/<pid>/status`'s `SigCgt` mask: a handler is installed.
 const SIGPROF_BIT: u64 = 1 << (27 - 1);
 
-/// A `log-pipeline` command on port 0 in `cwd`, with no `PROFILE_*` variable of the test
-/// runner's own environment.
+/// A `log-pipeline` command on port 0 in `cwd`, with the `PROFILE_*` variables `profile_env`.
 fn service(cwd: &Path, profile_env: &[(&str, &str)]) -> Command {
     let mut command = pipeline(cwd);
     command.args(["--addr", "127.0.0.1:0"]);
-    for var in [
-        "PROFILE_CAPTURE",
-        "PROFILE_ENABLED",
-        "PROFILE_NAME",
-        "PROFILE_DIR",
-        "PROFILE_ADDR",
-        "MALLOC_CONF",
-    ] {
-        command.env_remove(var);
-    }
     command.envs(profile_env.iter().copied());
     command
 }
@@ -368,15 +357,15 @@ async fn bad_profiling_variables_stop_the_start() {
     for (env, expected) in [
         (
             [("PROFILE_ENABLED", "1"), ("PROFILE_ADDR", "nowhere")],
-            "PROFILE_ADDR: invalid listen address \"nowhere\"",
+            "profiling.addr: invalid listen address \"nowhere\"",
         ),
         (
             [("PROFILE_CAPTURE", "1"), ("PROFILE_NAME", "../up")],
-            "PROFILE_NAME: \"../up\" cannot be part of a file name",
+            "profiling.name: \"../up\" cannot be part of a file name",
         ),
         (
             [("PROFILE_CAPTURE", "maybe"), ("PROFILE_NAME", "t")],
-            "PROFILE_CAPTURE: expected 1 or 0",
+            "--profile-capture/PROFILE_CAPTURE: expected 1 or 0",
         ),
     ] {
         let mut child = ChildGuard::spawn(&mut service(root.path(), &env));
@@ -394,31 +383,9 @@ async fn bad_profiling_variables_stop_the_start() {
     }
 }
 
-/// Whether `go` runs. Missing: fails under CI (which must run the `go tool pprof` check), else
-/// notes the skip on stderr.
-fn go_available() -> bool {
-    let version = Command::new("go").arg("version").output();
-    if version.is_ok_and(|output| output.status.success()) {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "`go` is not installed, and CI must check that `go tool pprof` reads our profiles: \
-         install Debian's golang-go (`apt-get install -y golang-go`)"
-    );
-    // Straight to the process's stderr: the harness captures `eprintln!` of passing tests.
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "go_tool_pprof_reads_the_captured_profiles: skipping: `go` is not installed \
-         (apt-get install golang-go)"
-    );
-    false
-}
-
 /// `go tool pprof -top` of `file`, every node, by cumulative weight.
 fn go_pprof_top(file: &Path) -> String {
-    let output = Command::new("go")
+    let output = Command::new(go_binary())
         .args([
             "tool",
             "pprof",
@@ -443,9 +410,6 @@ fn go_pprof_top(file: &Path) -> String {
 
 #[tokio::test]
 async fn go_tool_pprof_reads_the_captured_profiles() {
-    if !go_available() {
-        return;
-    }
     let (_root, dir) = capture_run().await;
     for kind in ["cpu", "heap"] {
         let top = go_pprof_top(&dir.join(format!("{kind}_t.prof")));

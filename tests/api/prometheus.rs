@@ -14,7 +14,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::helpers::{
+use crate::support::{
     DEADLINE, JSON, assert_accepted, client, external_binary, free_port, json_array, poll_within,
     record, spawn_app, try_send,
 };
@@ -27,9 +27,7 @@ const CHILD_POLL: Duration = Duration::from_millis(50);
 
 #[tokio::test]
 async fn prometheus_scrapes_the_service_and_sees_accepted_batches() {
-    let Some(binary) = external_binary("PROMETHEUS_BIN", "prometheus", "prometheus") else {
-        return;
-    };
+    let binary = external_binary("PROMETHEUS_BIN", "prometheus", "prometheus");
     let app = spawn_app(|_| {}).await;
     let mut prometheus = Prometheus::start(&binary, app.addr).await;
 
@@ -58,9 +56,7 @@ async fn prometheus_scrapes_the_service_and_sees_accepted_batches() {
 
 #[tokio::test]
 async fn promtool_finds_no_problems_in_a_scrape() {
-    let Some(promtool) = external_binary("PROMTOOL_BIN", "promtool", "prometheus") else {
-        return;
-    };
+    let promtool = external_binary("PROMTOOL_BIN", "promtool", "prometheus");
     let app = spawn_app(|_| {}).await;
     // Requests that create labelled series and fill histograms: an accepted batch, a refused
     // body, an unmatched route and the probes.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{
+use crate::support::{
     CSV, HOUR_14, JSON, NDJSON, RawPost, assert_accepted, assert_error, gzip, header, json_array,
     line, ndjson, record, spawn_app, zstd,
 };

@@ -3,7 +3,7 @@
 
 use reqwest::StatusCode;
 
-use crate::helpers::{
+use crate::support::{
     HOUR_14, JSON, assert_accepted, assert_error, header, json_array, line, record, spawn_app,
 };
 

@@ -1,0 +1,121 @@
+//! External programs and services the tests need: the Kafka broker (tansu), Prometheus, promtool,
+//! Go. A missing one fails the test with what to install or start: never a silent skip. `make
+//! test` (scripts/test.sh) starts the broker and exports its address; `.ci/run` installs the rest.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// The broker of the Kafka tests: `LOG_PIPELINE_TEST_KAFKA` (`127.0.0.1:PORT`, exported by
+/// `eval "$(scripts/kafka-local.sh start)"`, which `make test` runs). Fails the test when it is
+/// unset or refuses connections.
+pub fn kafka_broker() -> String {
+    let Some(addr) = non_empty_env("LOG_PIPELINE_TEST_KAFKA") else {
+        missing(
+            "a Kafka broker",
+            "LOG_PIPELINE_TEST_KAFKA is not set",
+            BROKER_HINT,
+        )
+    };
+    if !accepts_connections(&addr) {
+        missing(
+            "a Kafka broker",
+            &format!("LOG_PIPELINE_TEST_KAFKA={addr} does not accept connections"),
+            BROKER_HINT,
+        );
+    }
+    addr
+}
+
+/// The tansu binary, for a test that runs a broker of its own: `LOG_PIPELINE_TEST_TANSU`
+/// (exported by `scripts/kafka-local.sh start`). Fails the test when it is missing.
+pub fn tansu_binary() -> PathBuf {
+    let Some(path) = non_empty_env("LOG_PIPELINE_TEST_TANSU") else {
+        missing(
+            "the tansu broker binary",
+            "LOG_PIPELINE_TEST_TANSU is not set",
+            BROKER_HINT,
+        )
+    };
+    let path = PathBuf::from(path);
+    if !path.is_file() {
+        missing(
+            "the tansu broker binary",
+            &format!("LOG_PIPELINE_TEST_TANSU={} is not a file", path.display()),
+            BROKER_HINT,
+        );
+    }
+    path
+}
+
+const BROKER_HINT: &str = "run the suite with `make test`, or start a broker with \
+                           `eval \"$(scripts/kafka-local.sh start)\"` first";
+
+/// An external program a test runs: the path in `env_var` when that is set, else `name` in
+/// `PATH`. Fails the test when it is missing, naming the Debian `package` to install.
+pub fn external_binary(env_var: &str, name: &str, package: &str) -> PathBuf {
+    let found = match non_empty_env(env_var) {
+        Some(path) => Some(PathBuf::from(path)).filter(|path| is_executable(path)),
+        None => std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(name))
+                .find(|path| is_executable(path))
+        }),
+    };
+    if let Some(found) = found {
+        return found;
+    }
+    let reason = match non_empty_env(env_var) {
+        Some(path) => format!("{env_var}={path} is not an executable file"),
+        None => format!("no {name} in PATH and {env_var} is not set"),
+    };
+    missing(
+        name,
+        &reason,
+        &format!("install it (`apt-get install -y {package}`) or set {env_var}"),
+    )
+}
+
+/// `go`, for `go tool pprof`. Fails the test when it does not run.
+pub fn go_binary() -> PathBuf {
+    let go = external_binary("LOG_PIPELINE_TEST_GO", "go", "golang-go");
+    let runs = Command::new(&go)
+        .arg("version")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !runs {
+        missing(
+            "go",
+            &format!("`{} version` fails", go.display()),
+            "install Debian's golang-go",
+        );
+    }
+    go
+}
+
+/// Fails the running test: a dependency is missing.
+fn missing(what: &str, reason: &str, hint: &str) -> ! {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    panic!("{test} needs {what}: {reason}; {hint}")
+}
+
+fn non_empty_env(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+}
+
+fn accepts_connections(addr: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    addr.to_socket_addrs().is_ok_and(|mut addrs| {
+        addrs
+            .any(|addr| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok())
+    })
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+}

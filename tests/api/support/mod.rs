@@ -1,0 +1,25 @@
+//! The shared test harness, by job. Test modules `use crate::support::*`.
+//!
+//! - [`app`]: the service in this process ([`spawn_app`]).
+//! - [`child`]: the real binary as a child process ([`ChildGuard`]).
+//! - [`http`]: requests ([`try_send`]), answer checks, metric scraping, a raw HTTP/1 client.
+//! - [`records`]: record builders and bodies; hour files read back from disk.
+//! - [`wait`]: polling with deadlines.
+//! - [`kafka`]: the Kafka tests' names, batches and exact storage checks.
+//! - [`external`]: the broker and programs the tests need; missing ones fail the test.
+
+mod app;
+mod child;
+mod external;
+mod http;
+mod kafka;
+mod records;
+mod wait;
+
+pub use app::*;
+pub use child::*;
+pub use external::*;
+pub use http::*;
+pub use kafka::*;
+pub use records::*;
+pub use wait::*;
