@@ -1,7 +1,10 @@
 # log-pipeline: developer workflow. `make help` lists the targets.
 SHELL := /bin/bash
 CARGO ?= cargo
-BIN := target/release/log-pipeline
+# Runs the release binary, built first if needed: cargo finds it wherever the target directory is
+# (target/, CARGO_TARGET_DIR, a target-dir in a cargo config), and on Unix it execs the binary, so
+# Ctrl-C and signals reach log-pipeline itself.
+RUN_RELEASE := $(CARGO) run --release --locked --quiet --bin log-pipeline --
 
 .DEFAULT_GOAL := help
 .PHONY: help build run run-v1 run-v2 test fmt lint bench bench-ingest bench-analytics bench-v2 kafka-local
@@ -10,17 +13,17 @@ BIN := target/release/log-pipeline
 help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-28s %s\n", $$1, $$2}'
 
-build: ## Build the release binary (target/release/log-pipeline)
-	$(CARGO) build --release --locked
+build: ## Build the release binary and print where it is (target/release/log-pipeline by default)
+	@bash scripts/release-binary.sh
 
-run: build ## Run v1 with the built-in defaults (:8082, ./logs, ./analytics)
-	$(BIN)
+run: ## Run v1 with the built-in defaults (:8082, ./logs, ./analytics)
+	$(RUN_RELEASE)
 
-run-v1: build ## Run v1 with config/examples/config.v1.local.yaml (:8082)
-	$(BIN) --config config/examples/config.v1.local.yaml
+run-v1: ## Run v1 with config/examples/config.v1.local.yaml (:8082)
+	$(RUN_RELEASE) --config config/examples/config.v1.local.yaml
 
-run-v2: build ## Run v2 (Kafka mode) with config/examples/config.v2.local.yaml (:8083; start `make kafka-local` first)
-	$(BIN) --config config/examples/config.v2.local.yaml
+run-v2: ## Run v2 (Kafka mode) with config/examples/config.v2.local.yaml (:8083; start `make kafka-local` first)
+	$(RUN_RELEASE) --config config/examples/config.v2.local.yaml
 
 test: ## Run every test (starts a local tansu broker for the Kafka tests, stops it afterwards)
 	bash scripts/test.sh
@@ -114,17 +117,17 @@ define pprof-ui
 go tool pprof -http=$(PPROF_HOST):$(1) $(3) $(2)
 endef
 
-capture-profile-v1: build ## v1 (config.v1.local.yaml, :8082) with PROFILE_CAPTURE=1 until Ctrl-C: profiles/{cpu,heap,goroutine}_v1.prof
-	PROFILE_CAPTURE=1 PROFILE_NAME=v1 PROFILE_DIR=$(PROFILE_DIR) $(BIN) --config config/examples/config.v1.local.yaml
+capture-profile-v1: ## v1 (config.v1.local.yaml, :8082) with PROFILE_CAPTURE=1 until Ctrl-C: profiles/{cpu,heap,goroutine}_v1.prof
+	PROFILE_CAPTURE=1 PROFILE_NAME=v1 PROFILE_DIR=$(PROFILE_DIR) $(RUN_RELEASE) --config config/examples/config.v1.local.yaml
 
-capture-profile-v2: build ## v2 (config.v2.local.yaml, :8083) with PROFILE_CAPTURE=1 until Ctrl-C: profiles/{cpu,heap,goroutine}_v2.prof
-	PROFILE_CAPTURE=1 PROFILE_NAME=v2 PROFILE_DIR=$(PROFILE_DIR) $(BIN) --config config/examples/config.v2.local.yaml
+capture-profile-v2: ## v2 (config.v2.local.yaml, :8083) with PROFILE_CAPTURE=1 until Ctrl-C: profiles/{cpu,heap,goroutine}_v2.prof
+	PROFILE_CAPTURE=1 PROFILE_NAME=v2 PROFILE_DIR=$(PROFILE_DIR) $(RUN_RELEASE) --config config/examples/config.v2.local.yaml
 
-profile-run-v1: build ## v1 (:8082) with PROFILE_ENABLED=1: /debug/pprof/ on :6060
-	PROFILE_ENABLED=1 PROFILE_ADDR=:$(PROFILE_PORT_v1) $(BIN) --config config/examples/config.v1.local.yaml
+profile-run-v1: ## v1 (:8082) with PROFILE_ENABLED=1: /debug/pprof/ on :6060
+	PROFILE_ENABLED=1 PROFILE_ADDR=:$(PROFILE_PORT_v1) $(RUN_RELEASE) --config config/examples/config.v1.local.yaml
 
-profile-run-v2: build ## v2 (:8083) with PROFILE_ENABLED=1: /debug/pprof/ on :6061
-	PROFILE_ENABLED=1 PROFILE_ADDR=:$(PROFILE_PORT_v2) $(BIN) --config config/examples/config.v2.local.yaml
+profile-run-v2: ## v2 (:8083) with PROFILE_ENABLED=1: /debug/pprof/ on :6061
+	PROFILE_ENABLED=1 PROFILE_ADDR=:$(PROFILE_PORT_v2) $(RUN_RELEASE) --config config/examples/config.v2.local.yaml
 
 profile-cpu-v1: ## CPU profile of PROFILE_SECONDS (30) from profile-run-v1 into profiles/cpu_v1.prof
 	$(call fetch-profile,cpu,v1,profile?seconds=$(PROFILE_SECONDS))

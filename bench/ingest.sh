@@ -84,9 +84,7 @@ command -v curl >/dev/null 2>&1 || die "curl is required"
 command -v python3 >/dev/null 2>&1 || die "python3 is required"
 
 echo "== cargo build --release" >&2
-cargo build --release >&2 || die "cargo build --release failed"
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/log-pipeline"
-[[ -x "$BIN" ]] || die "binary not found at $BIN"
+BIN=$(bash scripts/release-binary.sh) || die "cargo build --release failed"
 
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/ingest-bench.XXXXXX")"
 

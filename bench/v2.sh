@@ -29,7 +29,7 @@ cleanup() {
 trap cleanup EXIT
 
 command -v hey >/dev/null || { apt-get update -qq && apt-get install -y -qq hey; }
-cargo build --release --locked 2>&1 | tail -1 >&2
+BIN=$(bash scripts/release-binary.sh)
 
 eval "$(scripts/kafka-local.sh start)"
 python3 bench/gen_payload.py --format json --records "$RECORDS" --out "$TMP/batch.json" >&2
@@ -41,7 +41,7 @@ server: { addr: "127.0.0.1:$PORT" }
 storage: { logsDir: "$TMP/logs", analyticsDir: "$TMP/analytics", fsync: always }
 kafka: { brokers: ["$LOG_PIPELINE_TEST_KAFKA"], topic: bench, deadLetterTopic: bench.dlq, groupID: bench }
 EOF
-target/release/log-pipeline --config "$TMP/config.yaml" 2>"$TMP/server.log" &
+"$BIN" --config "$TMP/config.yaml" 2>"$TMP/server.log" &
 SERVER_PID=$!
 
 metric() { curl -s "127.0.0.1:$PORT/metrics" | awk -v n="$1" '$1 == n { printf "%d\n", $2; f=1 } END { if (!f) print 0 }'; }

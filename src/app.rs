@@ -15,12 +15,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tower::Service as _;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::analytics::{AggregationTask, Aggregator};
 use crate::config::Config;
@@ -105,38 +104,22 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then drains: in-flight requests get
-    /// `server.shutdownTimeout` to finish, then the pipeline drains and closes.
+    /// `server.shutdownTimeout` to finish, then the pipeline drains and closes. While requests
+    /// drain, new connections are still accepted but every request on them is answered 503
+    /// `shutting_down` (and `/ready` 503), one request per connection, so clients and load
+    /// balancers hear that this instance is going away instead of finding the port closed.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.read_header_timeout)
-            // hyper grows a connection's read buffer up to ~400 KiB for large bodies; with many
-            // concurrent uploads that dominates memory. Bodies stream through in frames anyway.
-            .max_buf_size(MAX_CONNECTION_BUFFER_BYTES);
-        builder.http2().timer(TokioTimer::new());
+        let serving = self.connection_builder(true);
+        let draining = self.connection_builder(false);
         let aggregation = AggregationTask::spawn(self.aggregator, self.aggregation_interval);
         let graceful = GracefulShutdown::new();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
-                accepted = self.listener.accept() => {
-                    let (stream, _) = match accepted {
-                        Ok(accepted) => accepted,
-                        Err(err) => {
-                            // Out of file descriptors and the like: back off instead of spinning.
-                            tracing::warn!(error = %err, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let router = self.router.clone();
-                    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-                        router.clone().call(request)
-                    });
-                    let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                accepted = accept(&self.listener) => {
+                    let connection = serving
+                        .serve_connection(TokioIo::new(accepted), TowerToHyperService::new(self.router.clone()))
+                        .into_owned();
                     let connection = graceful.watch(connection);
                     tokio::spawn(async move {
                         if let Err(err) = connection.await {
@@ -147,15 +130,27 @@ impl Application {
                 () = &mut shutdown => break,
             }
         }
-        tracing::info!("shutdown: no longer accepting connections, draining in-flight requests");
+        tracing::info!("shutdown: draining in-flight requests; new requests get 503 shutting_down");
         self.shutting_down.store(true, Ordering::Relaxed);
-        drop(self.listener);
-        if tokio::time::timeout(self.shutdown_timeout, graceful.shutdown())
-            .await
-            .is_err()
-        {
-            tracing::warn!(timeout = ?self.shutdown_timeout, "shutdown: in-flight requests did not finish in time");
+        let drained = tokio::time::timeout(self.shutdown_timeout, graceful.shutdown());
+        tokio::pin!(drained);
+        loop {
+            tokio::select! {
+                accepted = accept(&self.listener) => {
+                    let connection = draining
+                        .serve_connection(TokioIo::new(accepted), TowerToHyperService::new(self.router.clone()))
+                        .into_owned();
+                    tokio::spawn(connection);
+                }
+                outcome = &mut drained => {
+                    if outcome.is_err() {
+                        tracing::warn!(timeout = ?self.shutdown_timeout, "shutdown: in-flight requests did not finish in time");
+                    }
+                    break;
+                }
+            }
         }
+        drop(self.listener);
         // A request cut off by the timeout may still hold the pipeline: its storing task runs to
         // completion, so its batch is stored or refused as a whole; the store answers it `Closed`
         // if it arrives after this.
@@ -164,6 +159,39 @@ impl Application {
         aggregation.finish().await;
         tracing::info!("shutdown complete: files synced and closed, summaries up to date");
         Ok(())
+    }
+
+    /// How connections are served: HTTP/1 or HTTP/2 (detected), with the header-read timeout;
+    /// without keep-alive while draining.
+    fn connection_builder(&self, keep_alive: bool) -> auto::Builder<TokioExecutor> {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.read_header_timeout)
+            .keep_alive(keep_alive)
+            // hyper grows a connection's read buffer up to ~400 KiB for large bodies; with many
+            // concurrent uploads that dominates memory. Bodies stream through in frames anyway.
+            .max_buf_size(MAX_CONNECTION_BUFFER_BYTES);
+        builder.http2().timer(TokioTimer::new());
+        builder
+    }
+}
+
+/// The next accepted connection. Accept errors (out of file descriptors and the like) are logged
+/// and retried after a pause instead of spinning.
+async fn accept(listener: &TcpListener) -> TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let _ = stream.set_nodelay(true);
+                return stream;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 }
 

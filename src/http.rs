@@ -109,6 +109,9 @@ async fn post_logs(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    if state.shutting_down.load(Ordering::Relaxed) {
+        return Err(ApiError::ShuttingDown);
+    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
@@ -434,6 +437,8 @@ pub enum ApiError {
     Submit(#[from] SubmitError),
     #[error("request did not complete within server.requestTimeout")]
     Timeout,
+    #[error("the service is shutting down; nothing from this batch was stored")]
+    ShuttingDown,
     #[error("invalid query: {0}")]
     BadQuery(String),
     #[error("{0}")]
@@ -462,7 +467,9 @@ impl ApiError {
             ApiError::Submit(err) if Refusal::of(err) == Refusal::OutcomeUnknown => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
-            ApiError::Submit(_) | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Submit(_) | ApiError::Timeout | ApiError::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Status(status) => *status,
         }
@@ -491,6 +498,7 @@ impl ApiError {
                 Refusal::OutcomeUnknown => "internal",
             },
             ApiError::Timeout => "timeout",
+            ApiError::ShuttingDown => "shutting_down",
             ApiError::BadQuery(_) => "invalid_query",
             ApiError::NoSummary(_) => "no_summary",
             ApiError::Internal => "internal",

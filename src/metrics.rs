@@ -36,6 +36,10 @@ pub struct Metrics {
     pub batch_records: Histogram,
     /// Write groups committed by the store (one write + one fsync per file each).
     pub store_commits: IntCounter,
+    /// fsyncs of hour files' data (per `storage.fsync`, at idle close and at shutdown).
+    pub store_fsyncs: IntCounter,
+    /// Hour files the store holds open.
+    pub store_open_files: IntGauge,
     /// Batches per committed write group: how well group commit coalesces.
     pub store_group_batches: Histogram,
     /// Requests refused with 503 because pending work hit its bound.
@@ -99,6 +103,10 @@ impl Metrics {
             "store_commits_total",
             "Total number of write groups committed to the hour files (one write and one fsync per file each).",
         );
+        let store_fsyncs = counter(
+            "store_fsyncs_total",
+            "Total number of fsyncs of hour files' data.",
+        );
         let aggregation_lines = counter(
             "aggregation_lines_total",
             "Total number of hour-file lines read by aggregation passes.",
@@ -142,6 +150,10 @@ impl Metrics {
         let queue_depth = gauge(
             "ingestion_work_queue_depth",
             "Current number of log batches waiting in the ingestion work queue.",
+        );
+        let store_open_files = gauge(
+            "store_open_files",
+            "Current number of hour files the store holds open.",
         );
         let store_queue_depth = gauge(
             "store_queue_depth",
@@ -235,6 +247,8 @@ impl Metrics {
             http_duration,
             batch_records,
             store_commits,
+            store_fsyncs,
+            store_open_files,
             store_group_batches,
             overload_rejections,
             aggregation_duration,

@@ -611,6 +611,7 @@ impl Writer {
                     failures.push(e.to_string());
                     // Reopen on next use so the length is read from disk again.
                     self.files.remove(&t.hour);
+                    self.metrics.store_open_files.set(self.files.len() as i64);
                 }
             }
         }
@@ -630,6 +631,7 @@ impl Writer {
             }
             let opened = self.open_file(hour)?;
             self.files.insert(hour, opened);
+            self.metrics.store_open_files.set(self.files.len() as i64);
         }
         Ok(self.files.get_mut(&hour).expect("inserted above"))
     }
@@ -669,6 +671,7 @@ impl Writer {
         if file.dirty {
             file.file.sync_data()?;
             file.dirty = false;
+            self.metrics.store_fsyncs.inc();
         }
         for dir in file.new_dirs.drain(..).rev() {
             sync_dir(&dir)?;
@@ -720,11 +723,13 @@ impl Writer {
             tracing::error!(file = %layout::hour_file(hour), error = %e, "fsync before close failed");
         }
         self.files.remove(&hour);
+        self.metrics.store_open_files.set(self.files.len() as i64);
     }
 
     fn close_all(&mut self) {
         self.sync_all_dirty();
         self.files.clear();
+        self.metrics.store_open_files.set(0);
     }
 }
 
@@ -863,34 +868,50 @@ mod tests {
         let metrics = Metrics::new();
         let store = Store::open(options(dir.path()), metrics.clone()).unwrap();
         store
-            .append(batch(&[("2025-11-22T14:00:00Z", "/before")]))
+            .append(batch(&[
+                ("2025-11-22T14:00:00Z", "/before-14"),
+                ("2025-11-22T15:00:00Z", "/before-15"),
+            ]))
             .await
             .unwrap();
-        // Hour 15 cannot be opened: a directory stands where its file would be.
-        fs::create_dir_all(dir.path().join("2025-11-22/15.log.json")).unwrap();
+        // Hour 16 cannot be opened: a directory stands where its file would be. Hours 14 and 15
+        // come first in the batch, so both are written before the group fails.
+        fs::create_dir_all(dir.path().join("2025-11-22/16.log.json")).unwrap();
         let err = store
             .append(batch(&[
                 ("2025-11-22T14:05:00Z", "/x"),
                 ("2025-11-22T15:05:00Z", "/y"),
+                ("2025-11-22T16:05:00Z", "/z"),
             ]))
             .await
             .unwrap_err();
         assert!(matches!(err, StoreError::WriteFailed(_)), "{err:?}");
         assert_eq!(
             paths(&read(dir.path(), "2025-11-22/14.log.json")),
-            ["/before"]
+            ["/before-14"]
+        );
+        assert_eq!(
+            paths(&read(dir.path(), "2025-11-22/15.log.json")),
+            ["/before-15"]
         );
         assert_eq!(metrics.ingest_errors.get(), 1);
-        assert_eq!(metrics.logs_ingested.get(), 1);
+        assert_eq!(metrics.logs_ingested.get(), 2);
         assert_eq!(store.readiness(), Ok(()));
-        // The store keeps working for other hours, appending right after the rolled-back point.
+        // The store keeps working, appending right after the rolled-back points.
         store
-            .append(batch(&[("2025-11-22T14:06:00Z", "/after")]))
+            .append(batch(&[
+                ("2025-11-22T14:06:00Z", "/after-14"),
+                ("2025-11-22T15:06:00Z", "/after-15"),
+            ]))
             .await
             .unwrap();
         assert_eq!(
             paths(&read(dir.path(), "2025-11-22/14.log.json")),
-            ["/before", "/after"]
+            ["/before-14", "/after-14"]
+        );
+        assert_eq!(
+            paths(&read(dir.path(), "2025-11-22/15.log.json")),
+            ["/before-15", "/after-15"]
         );
         store.shutdown().await;
     }

@@ -63,6 +63,17 @@ fn stored_bytes(records: &[Rec]) -> u64 {
         .sum()
 }
 
+/// The CRC-32 of the last (up to) 64 bytes of the lines stored for `records`, in order: what a
+/// summary covering them must say in `source.tailCrc32` (README "Analytics").
+fn stored_tail_crc32(records: &[Rec]) -> u64 {
+    let text: String = records
+        .iter()
+        .map(|(ts, path, ua)| format!("{}\n", line(ts, path, ua)))
+        .collect();
+    let tail = &text.as_bytes()[text.len().saturating_sub(64)..];
+    u64::from(crc32fast::hash(tail))
+}
+
 /// `2025-11-22/14.log.json` → `2025-11-22T14:00:00Z`.
 fn hour_start(hour_file: &str) -> String {
     let (day, file) = hour_file.split_once('/').expect("DAY/HH.log.json");
@@ -110,14 +121,6 @@ fn summary_text(hour_file: &str, records: &[(&str, &str)], source: &Source) -> S
     let mut text = serde_json::to_string_pretty(&summary).expect("a summary serializes");
     text.push('\n');
     text
-}
-
-/// Reads a `u64` out of a summary, failing the test with the summary when it is not one.
-fn number(summary: &Value, pointer: &str) -> u64 {
-    summary
-        .pointer(pointer)
-        .and_then(Value::as_u64)
-        .unwrap_or_else(|| panic!("no integer at {pointer} in {summary}"))
 }
 
 /// Waits until the summary of `hour_file` covers every byte of that hour file (its
@@ -266,14 +269,12 @@ async fn summaries_on_disk_have_exact_counts_and_layout_and_are_served_as_stored
         assert_eq!(file_length, stored_bytes(&records), "{hour_file}");
         let text = std::fs::read_to_string(summary_path(app.analytics_dir(), hour_file))
             .expect("summary file");
-        let summary: Value = serde_json::from_str(&text).expect("summary is JSON");
         let source = Source {
             bytes: file_length,
             lines: records.len() as u64,
             skipped_lines: 0,
-            tail_crc32: number(&summary, "/source/tailCrc32"),
+            tail_crc32: stored_tail_crc32(&records),
         };
-        assert!(source.tail_crc32 <= u64::from(u32::MAX), "{summary}");
         let pairs: Vec<(&str, &str)> = records.iter().map(|(_, p, u)| (*p, *u)).collect();
         assert_eq!(
             text,
@@ -285,8 +286,7 @@ async fn summaries_on_disk_have_exact_counts_and_layout_and_are_served_as_stored
 
     // Hour 14 spelled out: the original's layout (2-space indent, sorted keys) plus state/total.
     let text = std::fs::read_to_string(summary_path(app.analytics_dir(), HOUR_14)).unwrap();
-    let summary: Value = serde_json::from_str(&text).unwrap();
-    let crc = number(&summary, "/source/tailCrc32");
+    let crc = stored_tail_crc32(&in_hour(&all, HOUR_14));
     let bytes = stored_bytes(&in_hour(&all, HOUR_14));
     assert_eq!(
         text,
@@ -504,6 +504,56 @@ async fn range_query_merges_hours_ranks_keys_and_excludes_to() {
             "hours": []
         })
     );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn default_top_is_10_and_hours_may_carry_any_utc_offset() {
+    let app = spawn_app(|config| config.aggregation.interval = FAST).await;
+    // /p00 .. /p11, requested 12 .. 1 times: a strict order, 12 distinct paths.
+    let paths: Vec<String> = (0..12).map(|i| format!("/p{i:02}")).collect();
+    let records: Vec<Value> = paths
+        .iter()
+        .enumerate()
+        .flat_map(|(i, path)| {
+            std::iter::repeat_n(record("2025-11-22T14:30:00Z", path, "ua"), 12 - i)
+        })
+        .collect();
+    assert_accepted(app.post_logs(JSON, json_array(&records)).await, 78).await;
+    wait_for_hours(&app, &hours_body(&[(HOUR_14, 78)])).await;
+
+    let utc = "from=2025-11-22T14:00:00Z&to=2025-11-22T15:00:00Z";
+    let merged = analytics_json(&app, utc).await;
+    assert_eq!(merged["distinctPaths"], 12);
+    let expected: Vec<(&str, u64)> = paths
+        .iter()
+        .enumerate()
+        .take(10)
+        .map(|(i, path)| (path.as_str(), 12 - i as u64))
+        .collect();
+    assert_eq!(
+        merged["topPaths"],
+        ranked(&expected),
+        "the default top is 10"
+    );
+
+    // The same hours, written with other offsets (`+` percent-encoded in a query).
+    for other in [
+        "from=2025-11-22T16:00:00%2B02:00&to=2025-11-22T17:00:00%2B02:00",
+        "from=2025-11-22T08:30:00-05:30&to=2025-11-22T09:30:00-05:30",
+    ] {
+        let mut answer = analytics_json(&app, other).await;
+        assert_eq!(answer["from"], "2025-11-22T14:00:00Z", "{other}");
+        assert_eq!(answer["to"], "2025-11-22T15:00:00Z", "{other}");
+        answer["from"] = merged["from"].clone();
+        assert_eq!(answer, merged, "{other}");
+    }
+    let (_, stored) = app_summary(&app, HOUR_14).await;
+    for hour in ["2025-11-22T16:00:00%2B02:00", "2025-11-22T08:30:00-05:30"] {
+        let response = app.get(&format!("/analytics?hour={hour}")).await;
+        assert_eq!(response.status(), StatusCode::OK, "{hour}");
+        assert_eq!(response.text().await.unwrap(), stored, "{hour}");
+    }
     app.stop().await;
 }
 
@@ -745,12 +795,11 @@ async fn graceful_shutdown_runs_a_final_pass() {
     assert_eq!(file_length, stored_bytes(&records));
     let text = std::fs::read_to_string(summary_path(dirs.analytics.path(), HOUR_14))
         .expect("the final pass wrote the hour's summary");
-    let summary: Value = serde_json::from_str(&text).unwrap();
     let source = Source {
         bytes: file_length,
         lines: 3,
         skipped_lines: 0,
-        tail_crc32: number(&summary, "/source/tailCrc32"),
+        tail_crc32: stored_tail_crc32(&records),
     };
     assert_eq!(
         text,
@@ -760,6 +809,7 @@ async fn graceful_shutdown_runs_a_final_pass() {
 
 #[tokio::test]
 async fn aggregation_metrics_count_passes_and_lines() {
+    let started = std::time::Instant::now();
     let app = spawn_app(|config| config.aggregation.interval = FAST).await;
     let records: [Rec; 7] = [
         ("2025-11-22T14:00:00Z", "/a", "x"),
@@ -782,7 +832,12 @@ async fn aggregation_metrics_count_passes_and_lines() {
     };
     assert!(value("aggregation_runs_total") >= 2.0, "{text}");
     assert!(value("aggregation_duration_seconds_count") >= 2.0, "{text}");
-    assert!(value("aggregation_duration_seconds_sum") >= 0.0, "{text}");
+    // Each pass takes some time, and together no longer than the app has run.
+    let spent = value("aggregation_duration_seconds_sum");
+    assert!(
+        spent > 0.0 && spent < started.elapsed().as_secs_f64(),
+        "{spent}: {text}"
+    );
     assert_eq!(value("aggregation_lines_total"), 7.0, "{text}");
     assert_eq!(value("aggregation_skipped_lines_total"), 0.0, "{text}");
     assert_eq!(value("aggregation_errors_total"), 0.0, "{text}");

@@ -150,7 +150,20 @@ async fn two_consumer_tasks_share_the_partitions_and_store_each_record_once() {
     let counts = assert_stored_once(&[app.logs_dir.path()], &sent, None);
     assert_eq!(counts.len(), 60);
 
-    // The two consumers together report every partition (each its own).
+    // The two consumers share the partitions: each owns some, together all of them.
+    poll_within(
+        KAFKA_DEADLINE,
+        KAFKA_POLL,
+        "both consumers to own partitions",
+        async || {
+            let owned = consumer_partitions(&app.metrics_text().await);
+            let shared = owned.len() == 2
+                && owned.values().all(|n| *n >= 1.0)
+                && owned.values().sum::<f64>() == f64::from(PARTITIONS);
+            if shared { Ok(()) } else { Err(owned) }
+        },
+    )
+    .await;
     wait_lag_zero(app.addr).await;
     wait_counter(&[app.addr], "logs_ingested_total", 60.0).await;
     assert_eq!(
@@ -365,12 +378,9 @@ async fn paused_broker_gets_503_with_retry_after_then_recovers_on_its_own() {
         let retry_after = header(&response, "retry-after");
         let body = body_json(response).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-        assert!(!retry_after.is_empty(), "503 without Retry-After: {body}");
-        let error = body["error"].as_str().unwrap_or_default();
-        assert!(
-            ["storage_unavailable", "partially_delivered", "overloaded"].contains(&error),
-            "{body}"
-        );
+        assert_eq!(retry_after, "1", "{body}");
+        // The broker was paused before the batch: none of it can have been acknowledged.
+        assert_eq!(body["error"], "storage_unavailable", "{body}");
         assert!(
             elapsed <= produce_timeout + Duration::from_secs(3),
             "answered after {elapsed:?}"
@@ -537,4 +547,168 @@ async fn async_acknowledgement_answers_202_and_the_records_still_arrive() {
     wait_counter(&[app.addr], "kafka_produced_messages_total", 20.0).await;
     wait_counter(&[app.addr], "logs_ingested_total", 20.0).await;
     app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_acknowledged_in_part_is_503_partially_delivered_with_its_counts() {
+    let broker = kafka_broker();
+    let names = Names::new("partial");
+    let app = spawn_app(|config| {
+        v2(config, &broker, &names);
+        config.ingestion.max_field_bytes = 2 << 20;
+    })
+    .await;
+    // librdkafka refuses a message over its `message.max.bytes` (1,000,000) before sending it:
+    // the first two records are produced, the third is refused, the fourth never sent.
+    let mut batch = records("/partial", 4);
+    batch[2].path = format!("/partial/huge/{}", "x".repeat(1_100_000));
+    let response = app.post_logs(NDJSON, ndjson_body(&batch)).await;
+    assert_eq!(header(&response, "retry-after"), "1");
+    let body = assert_error(
+        response,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "partially_delivered",
+    )
+    .await;
+    assert_eq!(body["deliveredRecords"], 2, "{body}");
+    assert_eq!(body["records"], 4, "{body}");
+    assert_eq!(
+        body["message"],
+        "2 of the batch's 4 records reached Kafka before a failure; retrying the whole batch \
+         stores those 2 again"
+    );
+    wait_stored_count(&[app.logs_dir.path()], &names.topic, 2).await;
+    let sent = [Sent {
+        lines: stored_lines(&batch[..2]),
+        accepted: true,
+    }];
+    assert_eq!(
+        assert_stored_once(&[app.logs_dir.path()], &sent, None).len(),
+        2
+    );
+    assert_eq!(app.metric("kafka_produced_messages_total").await, 2.0);
+    assert_eq!(app.metric("ingest_errors_total").await, 1.0);
+    assert_eq!(app.metric("log_batches_received_total").await, 0.0);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_topic_is_read_from_its_beginning_despite_an_old_checkpoint() {
+    let tansu = tansu_binary();
+    let names = Names::new("recreated");
+    let broker = OwnBroker::start(&tansu).await;
+    let port = broker.port;
+    let app = spawn_app(|config| v2(config, &broker.addr, &names)).await;
+    let before = records("/recreated/before", 6);
+    post_accepted(&app, NDJSON, ndjson_body(&before), 6).await;
+    wait_stored_count(&[app.logs_dir.path()], &names.topic, 6).await;
+    let dirs = app.stop_keeping_dirs().await;
+    let logs = dirs.logs.path().to_owned();
+    assert!(
+        checkpoint(&logs).unwrap().values().any(|next| *next > 0),
+        "the checkpoint holds positions in the old topic"
+    );
+
+    // A broker restarted in memory mode: same address, no topics, offsets from 0 again.
+    broker.kill();
+    let broker = OwnBroker::start_on(&tansu, port).await;
+    let app = spawn_app_in(dirs, |config| v2(config, &broker.addr, &names)).await;
+    let after = records("/recreated/after", 3);
+    post_accepted(&app, NDJSON, ndjson_body(&after), 3).await;
+    let sent = [
+        Sent {
+            lines: stored_lines(&before),
+            accepted: true,
+        },
+        Sent {
+            lines: stored_lines(&after),
+            accepted: true,
+        },
+    ];
+    poll_within(
+        KAFKA_DEADLINE,
+        KAFKA_POLL,
+        "the records of the new topic to be stored",
+        async || match line_counts(&[&logs]).len() {
+            9 => Ok(()),
+            stored => Err(stored),
+        },
+    )
+    .await;
+    assert_eq!(assert_stored_once(&[&logs], &sent, None).len(), 9);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_partitions_are_stored_and_committed_before_they_move() {
+    let broker = kafka_broker();
+    let names = Names::new("revoke");
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Nothing is flushed by size or age: consumed records stay buffered until something else
+    // (a revocation, a shutdown) makes the consumer store them.
+    let consumer = "  flushSize: 1000000\n  flushInterval: 1h\n";
+    let config_a = write_v2_config(dir_a.path(), &broker, &names, consumer);
+    let config_b = write_v2_config(dir_b.path(), &broker, &names, consumer);
+    let (logs_a, logs_b) = (dir_a.path().join("logs"), dir_b.path().join("logs"));
+    let mut a = start_binary(dir_a.path(), &config_a);
+    let addr_a = a.listening_addr().await;
+    wait_joined(&[addr_a]).await;
+    let client = client();
+    let mut sent = Vec::new();
+    for batch in 0..10 {
+        let (posted, answer) =
+            post_records(&client, addr_a, &records(&format!("/revoke/{batch}"), 5)).await;
+        assert!(posted.accepted, "{answer}");
+        sent.push(posted);
+    }
+    wait_counter(&[addr_a], "kafka_consumed_messages_total", 50.0).await;
+    assert!(
+        line_counts(&[&logs_a]).is_empty(),
+        "buffered, not stored yet"
+    );
+
+    // B joins: A must store and commit what it read before its partitions move.
+    let mut b = start_binary(dir_b.path(), &config_b);
+    let addr_b = b.listening_addr().await;
+    wait_joined(&[addr_a, addr_b]).await;
+    assert_eq!(
+        assert_stored_once(&[&logs_a], &sent, None).len(),
+        50,
+        "A stored everything it had read when the partitions were revoked"
+    );
+    wait_counter(&[addr_a], "logs_ingested_total", 50.0).await;
+
+    // B starts after A's commits: at shutdown (which stores what is buffered) nothing is twice.
+    for child in [&mut a, &mut b] {
+        child.terminate();
+        let status = child.wait_exit().await;
+        assert!(status.success(), "{status}; stderr:\n{}", child.stderr());
+    }
+    let dirs = [logs_a.as_path(), logs_b.as_path()];
+    assert_eq!(assert_stored_once(&dirs, &sent, None).len(), 50);
+    assert!(line_counts(&[&logs_b]).is_empty(), "B re-read nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_takes_version_and_brokers_from_the_environment() {
+    let broker = kafka_broker();
+    let names = Names::new("env");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_kafka_config(dir.path(), &names, "  flushInterval: 50ms\n");
+    let mut command = pipeline(dir.path());
+    command
+        .env("LOG_PIPELINE_CONFIG", &config)
+        .env("PIPELINE_VERSION", "2")
+        .env("KAFKA_BROKERS", format!(" {broker} ,"));
+    let mut child = ChildGuard::spawn(&mut command);
+    let addr = child.listening_addr().await;
+    let (posted, answer) = post_records(&client(), addr, &records("/env", 4)).await;
+    assert!(posted.accepted, "{answer}");
+    assert_eq!(metric_now(addr, "kafka_produced_messages_total").await, 4.0);
+    let logs = dir.path().join("logs");
+    wait_stored_count(&[&logs], &names.topic, 4).await;
+    assert_eq!(assert_stored_once(&[&logs], &[posted], None).len(), 4);
+    child.terminate();
+    let status = child.wait_exit().await;
+    assert!(status.success(), "{status}; stderr:\n{}", child.stderr());
 }

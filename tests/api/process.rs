@@ -306,7 +306,7 @@ async fn sigterm_with_posts_in_flight_keeps_every_acknowledged_record() {
 
     child.terminate();
     child
-        .wait_for_stderr("no longer accepting connections")
+        .wait_for_stderr("shutdown: draining in-flight requests")
         .await;
     for request in in_flight {
         let answer = request.finish().await;
@@ -371,7 +371,7 @@ async fn second_instance_on_the_same_logs_dir_is_refused() {
     let mut second = start();
     let status = second.wait_exit().await;
     let stderr = second.stderr();
-    assert!(!status.success(), "{status}; stderr:\n{stderr}");
+    assert_eq!(status.code(), Some(1), "{status}; stderr:\n{stderr}");
     assert!(
         stderr.contains("in use by another log-pipeline process"),
         "{stderr}"
@@ -385,6 +385,94 @@ async fn second_instance_on_the_same_logs_dir_is_refused() {
     first.terminate();
     assert!(first.wait_exit().await.success(), "{}", first.stderr());
     assert_eq!(hour_14(&logs), [stored("/first-still-serves")]);
+}
+
+#[tokio::test]
+async fn a_busy_port_exits_1_naming_the_address_and_releases_the_logs_dir() {
+    let root = tempfile::tempdir().unwrap();
+    let logs = root.path().join("logs");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let mut command = pipeline(root.path());
+    command
+        .args(["--addr", &addr.to_string()])
+        .arg("--logs-dir")
+        .arg(&logs);
+    let mut child = ChildGuard::spawn(&mut command);
+    let status = child.wait_exit().await;
+    let stderr = child.stderr();
+    assert_eq!(status.code(), Some(1), "{status}; stderr:\n{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr} (server.addr)")),
+        "{stderr}"
+    );
+    drop(taken);
+    // The failed start let go of the logs directory: the next start on it succeeds.
+    serve_one_record(start_v1(root.path(), &logs), "/after").await;
+    assert_eq!(hour_14(&logs), [stored("/after")]);
+}
+
+#[tokio::test]
+async fn every_environment_variable_of_v1_is_read() {
+    let root = tempfile::tempdir().unwrap();
+    let cwd = root.path();
+    let (logs, analytics) = (cwd.join("env-logs"), cwd.join("env-analytics"));
+    // The file (named by LOG_PIPELINE_CONFIG) limits batches to 2 records and would aggregate
+    // hourly; the environment brings that down to 100ms.
+    let config = write_config(
+        cwd,
+        "ingestion:\n  maxRecords: 2\naggregation:\n  interval: 1h\n",
+    );
+    let mut command = pipeline(cwd);
+    command.envs([
+        ("LOG_PIPELINE_CONFIG", config.as_str()),
+        ("PIPELINE_VERSION", "1"),
+        ("HTTP_ADDR", "127.0.0.1:0"),
+        ("LOGS_DIR", logs.to_str().unwrap()),
+        ("ANALYTICS_DIR", analytics.to_str().unwrap()),
+        ("AGGREGATION_INTERVAL", "100ms"),
+        ("LOG_PIPELINE_TOKENS", "env-token"),
+    ]);
+    let mut child = ChildGuard::spawn(&mut command);
+    let addr = child.listening_addr().await;
+    assert_eq!(addr.ip().to_string(), "127.0.0.1", "HTTP_ADDR");
+    let post = async |token: Option<&str>, records: usize| {
+        let body = ndjson(
+            &(0..records)
+                .map(|i| record("2025-11-22T14:00:00Z", &format!("/env/{i}"), "curl/8.5.0"))
+                .collect::<Vec<_>>(),
+        );
+        let bearer = token.map(|token| format!("Bearer {token}"));
+        let mut headers = vec![("content-type", NDJSON)];
+        if let Some(bearer) = &bearer {
+            headers.push(("authorization", bearer.as_str()));
+        }
+        send(&client(), addr, Method::POST, "/logs", &headers, body).await
+    };
+    assert_eq!(
+        post(None, 1).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "LOG_PIPELINE_TOKENS"
+    );
+    assert_eq!(
+        post(Some("env-token"), 3).await.status(),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "maxRecords from the file of LOG_PIPELINE_CONFIG"
+    );
+    assert_accepted(post(Some("env-token"), 2).await, 2).await;
+    assert_eq!(hour_14(&logs).len(), 2, "LOGS_DIR");
+    let summary = analytics.join("2025-11-22/summary_14.json");
+    wait_until(
+        "a summary in ANALYTICS_DIR within AGGREGATION_INTERVAL",
+        || {
+            std::fs::read_to_string(&summary)
+                .is_ok_and(|text| text.contains("\"totalRequests\": 2"))
+        },
+    )
+    .await;
+    child.terminate();
+    let status = child.wait_exit().await;
+    assert!(status.success(), "{status}; stderr:\n{}", child.stderr());
 }
 
 #[tokio::test]

@@ -251,7 +251,8 @@ async fn endpoint_serves_profiles_on_its_own_address() {
         header(&first, "content-disposition"),
         "attachment; filename=\"profile\""
     );
-    let cpu = decode_pprof(&first.bytes().await.unwrap());
+    let cpu_bytes = first.bytes().await.unwrap();
+    let cpu = decode_pprof(&cpu_bytes);
     assert_eq!(sample_type_names(&cpu), ["samples", "cpu"]);
     assert!(
         own_samples(&cpu).0 > 0,
@@ -280,9 +281,17 @@ async fn endpoint_serves_profiles_on_its_own_address() {
     let heap = get(debug, "/debug/pprof/heap").await;
     assert_eq!(heap.status(), StatusCode::OK);
     assert_eq!(content_type(&heap), "application/octet-stream");
-    let heap = decode_pprof(&heap.bytes().await.unwrap());
+    let heap_bytes = heap.bytes().await.unwrap();
+    let heap = decode_pprof(&heap_bytes);
     assert_eq!(sample_type_names(&heap), ["inuse_space"]);
     assert!(!heap.sample.is_empty(), "live allocations are sampled");
+    // What an operator does with them: `go tool pprof`, not the library that wrote them.
+    for (kind, bytes) in [("cpu", &cpu_bytes), ("heap", &heap_bytes)] {
+        let file = root.path().join(format!("live_{kind}.prof"));
+        std::fs::write(&file, bytes).unwrap();
+        let top = go_pprof_top(&file);
+        assert!(top.contains("log_pipeline"), "{kind}:\n{top}");
+    }
 
     let tasks = get(debug, "/debug/pprof/goroutine").await;
     assert_eq!(tasks.status(), StatusCode::OK);

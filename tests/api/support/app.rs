@@ -145,10 +145,20 @@ impl TestApp {
         }
     }
 
-    async fn shut_down(&mut self) {
+    /// Starts the shutdown, as SIGTERM does, without waiting for it; [`TestApp::stop`] waits.
+    pub fn begin_stop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+
+    /// Whether the service has finished its shutdown.
+    pub fn has_stopped(&self) -> bool {
+        self.handle.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    async fn shut_down(&mut self) {
+        self.begin_stop();
         if let Some(handle) = self.handle.take() {
             tokio::time::timeout(DEADLINE, handle)
                 .await

@@ -81,23 +81,40 @@ pub fn v2(config: &mut Config, broker: &str, names: &Names) {
 /// `dir/logs` and `dir/analytics`); `consumer` holds the lines of the `consumer:` block, indented
 /// by two spaces. Returns its path.
 pub fn write_v2_config(dir: &Path, broker: &str, names: &Names, consumer: &str) -> PathBuf {
+    let broker = serde_json::to_string(broker).expect("a string serializes");
+    // The `kafka:` block is the last one: the brokers line joins it.
+    let yaml = format!(
+        "version: 2\n{}  brokers: [{broker}]\n",
+        kafka_config_yaml(dir, names, consumer)
+    );
+    write_config_file(dir, &yaml)
+}
+
+/// [`write_v2_config`] without `version` and `kafka.brokers`, for a test that sets them from the
+/// environment.
+pub fn write_kafka_config(dir: &Path, names: &Names, consumer: &str) -> PathBuf {
+    write_config_file(dir, &kafka_config_yaml(dir, names, consumer))
+}
+
+fn kafka_config_yaml(dir: &Path, names: &Names, consumer: &str) -> String {
     let quoted = |value: &str| serde_json::to_string(value).expect("a string serializes");
     let path_of = |name: &str| quoted(dir.join(name).to_str().expect("UTF-8 temporary path"));
-    let yaml = format!(
-        "version: 2\n\
-         server:\n  addr: 127.0.0.1:0\n\
+    format!(
+        "server:\n  addr: 127.0.0.1:0\n\
          storage:\n  logsDir: {logs}\n  analyticsDir: {analytics}\n\
          aggregation:\n  interval: 100ms\n\
          consumer:\n{consumer}\
-         kafka:\n  brokers: [{broker}]\n  topic: {topic}\n  deadLetterTopic: {dead_letters}\n  \
+         kafka:\n  topic: {topic}\n  deadLetterTopic: {dead_letters}\n  \
          groupID: {group}\n  partitions: {PARTITIONS}\n  batchTimeout: 5ms\n",
         logs = path_of("logs"),
         analytics = path_of("analytics"),
-        broker = quoted(broker),
         topic = quoted(&names.topic),
         dead_letters = quoted(&names.dead_letter_topic),
         group = quoted(&names.group_id),
-    );
+    )
+}
+
+fn write_config_file(dir: &Path, yaml: &str) -> PathBuf {
     let path = dir.join("config.yaml");
     std::fs::write(&path, yaml).expect("write config.yaml");
     path
@@ -501,6 +518,11 @@ pub fn consumer_lag(metrics: &str) -> BTreeMap<i32, f64> {
         .collect()
 }
 
+/// `kafka_consumer_partitions` by consumer: how many partitions each consumer of one process owns.
+pub fn consumer_partitions(metrics: &str) -> BTreeMap<String, f64> {
+    series(metrics, "kafka_consumer_partitions")
+}
+
 /// Waits until the consumers of the services at `addrs` have joined the group and own every
 /// partition between them, each a part (its `kafka_consumer_lag` series), none the same one.
 /// Returns each one's partitions.
@@ -605,11 +627,17 @@ pub async fn wait_summary_total(analytics: &Path, hour_file: &str, expected: u64
 pub struct OwnBroker {
     pub child: ChildGuard,
     pub addr: String,
+    pub port: u16,
 }
 
 impl OwnBroker {
+    /// A broker on a free port.
     pub async fn start(tansu: &Path) -> OwnBroker {
-        let port = free_port();
+        OwnBroker::start_on(tansu, free_port()).await
+    }
+
+    /// A broker on `port` (e.g. the port of one that was stopped: a restarted broker).
+    pub async fn start_on(tansu: &Path, port: u16) -> OwnBroker {
         let url = format!("tcp://127.0.0.1:{port}");
         let mut command = Command::new(tansu);
         command
@@ -624,7 +652,12 @@ impl OwnBroker {
         let child = ChildGuard::spawn(&mut command);
         let addr = format!("127.0.0.1:{port}");
         wait_for_listener(addr.parse().expect("IP:PORT")).await;
-        OwnBroker { child, addr }
+        OwnBroker { child, addr, port }
+    }
+
+    /// Kills the broker; with memory storage, its topics are gone.
+    pub fn kill(mut self) {
+        self.child.kill();
     }
 }
 
@@ -633,6 +666,7 @@ impl Drop for OwnBroker {
         // No assertion here: this may run while a failed test unwinds.
         let _ = Command::new("kill")
             .args(["-CONT", &self.child.pid().to_string()])
+            .stderr(std::process::Stdio::null())
             .status();
     }
 }
