@@ -117,10 +117,7 @@ impl Application {
         loop {
             tokio::select! {
                 accepted = accept(&self.listener) => {
-                    let connection = serving
-                        .serve_connection(TokioIo::new(accepted), TowerToHyperService::new(self.router.clone()))
-                        .into_owned();
-                    let connection = graceful.watch(connection);
+                    let connection = graceful.watch(serve(&serving, accepted, &self.router));
                     tokio::spawn(async move {
                         if let Err(err) = connection.await {
                             tracing::debug!(error = %err, "connection ended with an error");
@@ -137,10 +134,7 @@ impl Application {
         loop {
             tokio::select! {
                 accepted = accept(&self.listener) => {
-                    let connection = draining
-                        .serve_connection(TokioIo::new(accepted), TowerToHyperService::new(self.router.clone()))
-                        .into_owned();
-                    tokio::spawn(connection);
+                    tokio::spawn(serve(&draining, accepted, &self.router));
                 }
                 outcome = &mut drained => {
                     if outcome.is_err() {
@@ -176,6 +170,20 @@ impl Application {
         builder.http2().timer(TokioTimer::new());
         builder
     }
+}
+
+/// One connection, served by `router` as `builder` says.
+fn serve(
+    builder: &auto::Builder<TokioExecutor>,
+    stream: TcpStream,
+    router: &Router,
+) -> auto::Connection<'static, TokioIo<TcpStream>, TowerToHyperService<Router>, TokioExecutor> {
+    builder
+        .serve_connection(
+            TokioIo::new(stream),
+            TowerToHyperService::new(router.clone()),
+        )
+        .into_owned()
 }
 
 /// The next accepted connection. Accept errors (out of file descriptors and the like) are logged

@@ -597,19 +597,11 @@ impl Config {
             self.server.addr = addr.to_owned();
             overridden.push(("server.addr", cli::source::ADDR));
         }
-        if let Some(dir) = cli
-            .logs_dir
-            .as_ref()
-            .filter(|dir| !dir.as_os_str().is_empty())
-        {
+        if let Some(dir) = non_empty_path(&cli.logs_dir) {
             self.storage.logs_dir = dir.clone();
             overridden.push(("storage.logsDir", cli::source::LOGS_DIR));
         }
-        if let Some(dir) = cli
-            .analytics_dir
-            .as_ref()
-            .filter(|dir| !dir.as_os_str().is_empty())
-        {
+        if let Some(dir) = non_empty_path(&cli.analytics_dir) {
             self.storage.analytics_dir = dir.clone();
             overridden.push(("storage.analyticsDir", cli::source::ANALYTICS_DIR));
         }
@@ -658,11 +650,7 @@ impl Config {
             self.profiling.name = name.to_owned();
             overridden.push(("profiling.name", cli::source::PROFILE_NAME));
         }
-        if let Some(dir) = cli
-            .profile_dir
-            .as_ref()
-            .filter(|dir| !dir.as_os_str().is_empty())
-        {
+        if let Some(dir) = non_empty_path(&cli.profile_dir) {
             self.profiling.dir = dir.clone();
             overridden.push(("profiling.dir", cli::source::PROFILE_DIR));
         }
@@ -850,6 +838,10 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 fn non_blank(value: Option<&str>) -> Option<&str> {
     value.map(str::trim).filter(|value| !value.is_empty())
+}
+
+fn non_empty_path(value: &Option<PathBuf>) -> Option<&PathBuf> {
+    value.as_ref().filter(|path| !path.as_os_str().is_empty())
 }
 
 /// Parses YAML into the tree without validating. Errors name the dotted key (tracked by
