@@ -24,7 +24,6 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::analytics::{AggregationTask, Aggregator};
 use crate::config::Config;
 use crate::http::{self, AppState};
-use crate::ingest::Limits;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 
@@ -57,19 +56,12 @@ impl Application {
             }
         };
         let shutting_down = Arc::new(AtomicBool::new(false));
-        let state = AppState {
-            pipeline: pipeline.clone(),
-            metrics: metrics.clone(),
-            limits: Limits {
-                max_records: config.ingestion.max_records,
-                max_field_bytes: config.ingestion.max_field_bytes,
-            },
-            max_body_bytes: config.server.max_body_bytes,
-            read_body_timeout: config.server.read_body_timeout,
-            tokens: Arc::new(config.auth.tokens.clone()),
-            shutting_down: shutting_down.clone(),
-            analytics_dir: Arc::new(config.storage.analytics_dir.clone()),
-        };
+        let state = AppState::new(
+            &config,
+            pipeline.clone(),
+            metrics.clone(),
+            shutting_down.clone(),
+        );
         let aggregator = Aggregator::new(
             config.storage.logs_dir.clone(),
             config.storage.analytics_dir.clone(),

@@ -40,6 +40,7 @@ use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::analytics::query;
+use crate::config::Config;
 use crate::ingest::{self, DecodeError, Format, Limits, SUPPORTED_MEDIA_TYPES};
 use crate::kafka::ProduceError;
 use crate::metrics::{Metrics, UNMATCHED_ROUTE, status_class};
@@ -70,6 +71,30 @@ pub struct AppState {
     pub shutting_down: Arc<AtomicBool>,
     /// Where the hourly summaries are (`storage.analyticsDir`).
     pub analytics_dir: Arc<PathBuf>,
+}
+
+impl AppState {
+    /// The state `config` asks for, around a started pipeline.
+    pub fn new(
+        config: &Config,
+        pipeline: Arc<Pipeline>,
+        metrics: Metrics,
+        shutting_down: Arc<AtomicBool>,
+    ) -> AppState {
+        AppState {
+            pipeline,
+            metrics,
+            limits: Limits {
+                max_records: config.ingestion.max_records,
+                max_field_bytes: config.ingestion.max_field_bytes,
+            },
+            max_body_bytes: config.server.max_body_bytes,
+            read_body_timeout: config.server.read_body_timeout,
+            tokens: Arc::new(config.auth.tokens.clone()),
+            shutting_down,
+            analytics_dir: Arc::new(config.storage.analytics_dir.clone()),
+        }
+    }
 }
 
 /// Builds the router. `request_timeout` bounds every request end to end.
