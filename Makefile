@@ -124,10 +124,10 @@ capture-profile-v2: ## v2 (config.v2.local.yaml, :8083) with PROFILE_CAPTURE=1 u
 	PROFILE_CAPTURE=1 PROFILE_NAME=v2 PROFILE_DIR=$(PROFILE_DIR) $(RUN_RELEASE) --config config/examples/config.v2.local.yaml
 
 profile-run-v1: ## v1 (:8082) with PROFILE_ENABLED=1: /debug/pprof/ on :6060
-	PROFILE_ENABLED=1 PROFILE_ADDR=:$(PROFILE_PORT_v1) $(RUN_RELEASE) --config config/examples/config.v1.local.yaml
+	PROFILE_ENABLED=1 PROFILE_ADDR=127.0.0.1:$(PROFILE_PORT_v1) $(RUN_RELEASE) --config config/examples/config.v1.local.yaml
 
 profile-run-v2: ## v2 (:8083) with PROFILE_ENABLED=1: /debug/pprof/ on :6061
-	PROFILE_ENABLED=1 PROFILE_ADDR=:$(PROFILE_PORT_v2) $(RUN_RELEASE) --config config/examples/config.v2.local.yaml
+	PROFILE_ENABLED=1 PROFILE_ADDR=127.0.0.1:$(PROFILE_PORT_v2) $(RUN_RELEASE) --config config/examples/config.v2.local.yaml
 
 profile-cpu-v1: ## CPU profile of PROFILE_SECONDS (30) from profile-run-v1 into profiles/cpu_v1.prof
 	$(call fetch-profile,cpu,v1,profile?seconds=$(PROFILE_SECONDS))

@@ -130,7 +130,7 @@ pub struct Cli {
         long,
         env = "PROFILE_ADDR",
         value_name = "ADDR",
-        help = "Address of the /debug/pprof/ listener, host:port or :port [default: :6060]"
+        help = "Address of the /debug/pprof/ listener, host:port or :port for all interfaces [default: 127.0.0.1:6060]"
     )]
     pub profile_addr: Option<String>,
 }
@@ -319,7 +319,7 @@ mod tests {
         assert!(defaults.auth.tokens.is_empty());
         assert!(!defaults.profiling.capture && !defaults.profiling.enabled);
         assert_eq!(defaults.profiling.dir, PathBuf::from("profiles"));
-        assert_eq!(defaults.profiling.addr, ":6060");
+        assert_eq!(defaults.profiling.addr, "127.0.0.1:6060");
         // Each default the help text shows, as `Config::default` has it.
         let help = Cli::command().render_help().to_string();
         for default in [
@@ -332,7 +332,7 @@ mod tests {
             "[default: none (auth off)]",
             "[default: 0]",
             "[default: profiles]",
-            "[default: :6060]",
+            "[default: 127.0.0.1:6060]",
             "[default: v<pipeline version>]",
         ] {
             assert!(help.contains(default), "{default} missing:\n{help}");

@@ -399,14 +399,47 @@ impl Default for KafkaConfig {
     }
 }
 
-/// `auth`: bearer tokens for `POST /logs`.
-#[derive(Clone, PartialEq, Eq, Default, Deserialize)]
+/// `auth`: bearer tokens, and which routes need one.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default, rename_all = "camelCase")]
 pub struct AuthConfig {
-    /// `auth.tokens`: bearer tokens accepted on `POST /logs` (`Authorization: Bearer <token>`);
-    /// empty turns auth off. Default empty. Env `LOG_PIPELINE_TOKENS`, flag `--tokens`
+    /// `auth.tokens`: bearer tokens accepted (`Authorization: Bearer <token>`); empty turns auth
+    /// off everywhere. Default empty. Env `LOG_PIPELINE_TOKENS`, flag `--tokens`
     /// (comma-separated).
     pub tokens: Vec<String>,
+    /// `auth.protect`: which routes need a token when tokens are set: `ingest` (`POST /logs`,
+    /// always protected, listing it changes nothing), `analytics` (`/analytics*`: top paths can
+    /// carry tokens and personal data in URLs) and `metrics` (`/metrics`). Probes (`/health`,
+    /// `/ready`) never need one. Default `[ingest, analytics]`.
+    pub protect: Vec<Protected>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            tokens: Vec::new(),
+            protect: vec![Protected::Ingest, Protected::Analytics],
+        }
+    }
+}
+
+impl AuthConfig {
+    /// Whether requests to `routes` need a token.
+    pub fn protects(&self, routes: Protected) -> bool {
+        !self.tokens.is_empty() && (routes == Protected::Ingest || self.protect.contains(&routes))
+    }
+}
+
+/// A group of routes `auth.protect` can name. YAML: `ingest`, `analytics`, `metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protected {
+    /// `POST /logs`.
+    Ingest,
+    /// `/analytics`, `/analytics/hours` and what the dashboard reads.
+    Analytics,
+    /// `/metrics`.
+    Metrics,
 }
 
 // Hand-written so that logging the config (`{:?}`) cannot leak the secrets.
@@ -414,6 +447,7 @@ impl fmt::Debug for AuthConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthConfig")
             .field("tokens", &format_args!("<{} redacted>", self.tokens.len()))
+            .field("protect", &self.protect)
             .finish()
     }
 }
@@ -437,8 +471,10 @@ pub struct ProfilingConfig {
     /// `profiling.enabled`: serve `/debug/pprof/` on `addr`, a listener of its own. Default
     /// false. Env `PROFILE_ENABLED`, flag `--profile-enabled`.
     pub enabled: bool,
-    /// `profiling.addr`: the `/debug/pprof/` listener's address, spelled like `server.addr`.
-    /// Default `":6060"`. Env `PROFILE_ADDR`, flag `--profile-addr`.
+    /// `profiling.addr`: the `/debug/pprof/` listener's address, spelled like `server.addr`. The
+    /// profiles are unauthenticated, so the default listens on loopback only; `:6060` (all
+    /// interfaces, the original's default) must be asked for. Default `"127.0.0.1:6060"`.
+    /// Env `PROFILE_ADDR`, flag `--profile-addr`.
     pub addr: String,
 }
 
@@ -449,7 +485,7 @@ impl Default for ProfilingConfig {
             name: String::new(),
             dir: PathBuf::from("profiles"),
             enabled: false,
-            addr: ":6060".to_owned(),
+            addr: "127.0.0.1:6060".to_owned(),
         }
     }
 }
@@ -1023,11 +1059,12 @@ kafka:
         assert_eq!(c.kafka.partitions, 3);
         assert_eq!(c.kafka.dead_letter_topic, "logs.dlq");
         assert!(c.auth.tokens.is_empty());
+        assert_eq!(c.auth.protect, [Protected::Ingest, Protected::Analytics]);
         assert_eq!(c.profiling, ProfilingConfig::default());
         assert!(!c.profiling.capture && !c.profiling.enabled);
         assert_eq!(c.profiling.name, "");
         assert_eq!(c.profiling.dir, PathBuf::from("profiles"));
-        assert_eq!(c.profiling.addr, ":6060");
+        assert_eq!(c.profiling.addr, "127.0.0.1:6060");
 
         c.validate().expect("defaults are valid");
         assert_eq!(
@@ -1134,6 +1171,7 @@ kafka:
   deadLetterTopic: events.dead
 auth:
   tokens: [alpha, beta]
+  protect: [metrics]
 profiling:
   capture: true
   name: nightly
@@ -1211,6 +1249,13 @@ profiling:
             }
         );
         assert_eq!(c.auth.tokens, vec!["alpha".to_owned(), "beta".to_owned()]);
+        assert_eq!(c.auth.protect, [Protected::Metrics]);
+        assert!(
+            c.auth.protects(Protected::Ingest),
+            "ingest is always protected"
+        );
+        assert!(c.auth.protects(Protected::Metrics));
+        assert!(!c.auth.protects(Protected::Analytics));
         assert_eq!(
             c.profiling,
             ProfilingConfig {

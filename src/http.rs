@@ -40,7 +40,7 @@ use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::analytics::query;
-use crate::config::Config;
+use crate::config::{AuthConfig, Config, Protected};
 use crate::ingest::{self, DecodeError, Format, Limits, SUPPORTED_MEDIA_TYPES};
 use crate::kafka::ProduceError;
 use crate::metrics::{Metrics, UNMATCHED_ROUTE, status_class};
@@ -65,8 +65,8 @@ pub struct AppState {
     pub limits: Limits,
     pub max_body_bytes: usize,
     pub read_body_timeout: Duration,
-    /// Accepted bearer tokens; empty means authentication is off.
-    pub tokens: Arc<Vec<String>>,
+    /// Accepted bearer tokens and the routes that need one.
+    pub auth: Arc<AuthConfig>,
     /// Set when shutdown begins, so `/ready` turns 503 while requests drain.
     pub shutting_down: Arc<AtomicBool>,
     /// Where the hourly summaries are (`storage.analyticsDir`).
@@ -90,7 +90,7 @@ impl AppState {
             },
             max_body_bytes: config.server.max_body_bytes,
             read_body_timeout: config.server.read_body_timeout,
-            tokens: Arc::new(config.auth.tokens.clone()),
+            auth: Arc::new(config.auth.clone()),
             shutting_down,
             analytics_dir: Arc::new(config.storage.analytics_dir.clone()),
         }
@@ -103,15 +103,27 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .layer::<_, Infallible>(DefaultBodyLimit::disable())
         // Decompression sits outside the handler's size limit, so the limit counts decompressed bytes.
         .layer::<_, Infallible>(RequestDecompressionLayer::new().gzip(true).zstd(true))
-        .layer::<_, Infallible>(middleware::map_request(normalize_content_encoding))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .layer::<_, Infallible>(middleware::map_request(normalize_content_encoding));
+    let ingest = Router::new().route("/logs", logs);
+    let analytics = Router::new()
+        .route("/analytics", get(get_analytics))
+        .route("/analytics/hours", get(get_analytics_hours));
+    let metrics = Router::new().route("/metrics", get(metrics));
+    // Each group behind the token check when `auth.protect` says so (`/logs` whenever tokens are
+    // set); the probes never.
+    let protect = |routes: Router<AppState>, group: Protected| {
+        if state.auth.protects(group) {
+            routes.route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        } else {
+            routes
+        }
+    };
     Router::new()
-        .route("/logs", logs)
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .route("/metrics", get(metrics))
-        .route("/analytics", get(get_analytics))
-        .route("/analytics/hours", get(get_analytics_hours))
+        .merge(protect(ingest, Protected::Ingest))
+        .merge(protect(analytics, Protected::Analytics))
+        .merge(protect(metrics, Protected::Metrics))
         .fallback(not_found)
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -356,12 +368,10 @@ async fn normalize_content_encoding(mut request: Request) -> Request {
     request
 }
 
-/// Requires `Authorization: Bearer <token>` when tokens are configured. Every configured token is
-/// compared in constant time, so the answer time does not reveal how much of a guess matched.
+/// Requires `Authorization: Bearer <token>` with one of the configured tokens. Every configured
+/// token is compared in constant time, so the answer time does not reveal how much of a guess
+/// matched.
 async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if state.tokens.is_empty() {
-        return next.run(request).await;
-    }
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -373,6 +383,7 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
         return ApiError::Unauthorized.into_response();
     };
     let matched = state
+        .auth
         .tokens
         .iter()
         .fold(subtle::Choice::from(0), |any, token| {

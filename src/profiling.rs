@@ -7,7 +7,7 @@
 //!   `goroutine_<name>.prof`, `<name>` being `profiling.name` / `PROFILE_NAME` (default
 //!   `v<pipeline version>`).
 //! - `profiling.enabled` / `PROFILE_ENABLED=1` ([`endpoint`]): a separate listener on
-//!   `profiling.addr` / `PROFILE_ADDR` (default `:6060`) serving
+//!   `profiling.addr` / `PROFILE_ADDR` (default `127.0.0.1:6060`) serving
 //!   `/debug/pprof/{profile,heap,goroutine,flamegraph}` on demand.
 //!
 //! The profiles themselves: [`cpu`] (pprof-rs, SIGPROF sampling at 99 Hz), [`heap`] (jemalloc's
@@ -224,7 +224,8 @@ mod tests {
         };
         assert_eq!(
             endpoint(None),
-            Ok(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 6060)))
+            Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, 6060))),
+            "loopback unless asked otherwise"
         );
         assert_eq!(
             endpoint(Some(":6061")),

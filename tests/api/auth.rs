@@ -1,6 +1,6 @@
-//! 401 on `POST /logs` when tokens are configured; probes and metrics stay open.
+//! Bearer tokens: `POST /logs` always needs one when tokens are set; analytics and metrics as `auth.protect` says; probes never.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 
 use crate::support::{
     HOUR_14, JSON, assert_accepted, assert_error, header, json_array, line, record, spawn_app,
@@ -57,5 +57,51 @@ async fn posts_need_a_configured_bearer_token() {
     assert_eq!(app.get("/ready").await.status(), StatusCode::OK);
     assert_eq!(app.metric("invalid_requests_total").await, 0.0);
     assert_eq!(app.metric("log_batches_received_total").await, 3.0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn analytics_need_a_token_by_default_and_metrics_when_auth_protect_says_so() {
+    use log_pipeline::config::Protected;
+    let bearer = [("authorization", "Bearer t1")];
+    let tokens = || vec!["t1".to_owned()];
+
+    // Default `auth.protect: [ingest, analytics]`: URLs in the analytics may carry secrets.
+    let app = spawn_app(|config| config.auth.tokens = tokens()).await;
+    for route in ["/analytics/hours", "/analytics?hour=2025-11-22T14:00:00Z"] {
+        let response = app.get(route).await;
+        assert_eq!(header(&response, "www-authenticate"), "Bearer", "{route}");
+        assert_error(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    }
+    let hours = app
+        .request(Method::GET, "/analytics/hours", &bearer, Vec::new())
+        .await;
+    assert_eq!(hours.status(), StatusCode::OK);
+    assert_eq!(app.get("/metrics").await.status(), StatusCode::OK);
+    assert_eq!(app.get("/ready").await.status(), StatusCode::OK);
+    app.stop().await;
+
+    // `auth.protect: [metrics]`: metrics need it, analytics are open, ingest still needs it.
+    let app = spawn_app(|config| {
+        config.auth.tokens = tokens();
+        config.auth.protect = vec![Protected::Metrics];
+    })
+    .await;
+    let metrics = app.get("/metrics").await;
+    assert_error(metrics, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let metrics = app
+        .request(Method::GET, "/metrics", &bearer, Vec::new())
+        .await;
+    assert_eq!(metrics.status(), StatusCode::OK);
+    assert_eq!(app.get("/analytics/hours").await.status(), StatusCode::OK);
+    let body = json_array(&[record("2025-11-22T14:00:00Z", "/p", "curl/8.5.0")]);
+    let post = app.post_logs(JSON, body).await;
+    assert_error(post, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    app.stop().await;
+
+    // Without tokens nothing needs one, whatever `auth.protect` says.
+    let app = spawn_app(|config| config.auth.protect = vec![Protected::Metrics]).await;
+    assert_eq!(app.get("/metrics").await.status(), StatusCode::OK);
+    assert_eq!(app.get("/analytics/hours").await.status(), StatusCode::OK);
     app.stop().await;
 }
