@@ -500,7 +500,12 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) | ApiError::NoSummary(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Submit(err) if Refusal::of(err) == Refusal::OutcomeUnknown => {
+            ApiError::Submit(err)
+                if matches!(
+                    Refusal::of(err),
+                    Refusal::OutcomeUnknown { .. } | Refusal::Broken
+                ) =>
+            {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             ApiError::Submit(_) | ApiError::Timeout | ApiError::ShuttingDown => {
@@ -531,7 +536,8 @@ impl ApiError {
                 Refusal::ShuttingDown => "shutting_down",
                 Refusal::Unavailable => "storage_unavailable",
                 Refusal::Partial { .. } => "partially_delivered",
-                Refusal::OutcomeUnknown => "internal",
+                Refusal::OutcomeUnknown { .. } => "outcome_unknown",
+                Refusal::Broken => "internal",
             },
             ApiError::Timeout => "timeout",
             ApiError::ShuttingDown => "shutting_down",
@@ -574,7 +580,11 @@ impl ApiError {
                     "{delivered} of the batch's {total} records reached Kafka before a failure; \
                      retrying the whole batch stores those {delivered} again"
                 ),
-                Refusal::OutcomeUnknown => "internal error".into(),
+                Refusal::OutcomeUnknown { .. } => "part of this batch may have been stored and it \
+                                                   cannot be known which; a plain retry may \
+                                                   store those records twice"
+                    .into(),
+                Refusal::Broken => "internal error".into(),
             },
             other => other.to_string(),
         }
@@ -597,6 +607,15 @@ impl ApiError {
                 Refusal::Partial { delivered, total } => {
                     json!({"deliveredRecords": delivered, "records": total})
                 }
+                Refusal::OutcomeUnknown {
+                    delivered: Some(delivered),
+                    unknown: Some(unknown),
+                    total: Some(total),
+                } => json!({
+                    "deliveredRecords": delivered,
+                    "unknownRecords": unknown,
+                    "records": total
+                }),
                 _ => json!({}),
             },
             _ => json!({}),
@@ -615,8 +634,16 @@ enum Refusal {
     Unavailable,
     /// Part of the batch reached Kafka.
     Partial { delivered: usize, total: usize },
-    /// A failure after which part of the batch may be stored (a rollback failed).
-    OutcomeUnknown,
+    /// Part of the batch may be stored, and nobody can tell which: a rollback failed (v1), or
+    /// records were sent to Kafka without an answer (v2). `delivered` and `unknown` are known
+    /// for v2 only.
+    OutcomeUnknown {
+        delivered: Option<usize>,
+        unknown: Option<usize>,
+        total: Option<usize>,
+    },
+    /// The store cannot work at all (cannot happen after start-up).
+    Broken,
 }
 
 impl Refusal {
@@ -633,9 +660,24 @@ impl Refusal {
                 delivered: *delivered,
                 total: *total,
             },
-            SubmitError::Store(
-                StoreError::Inconsistent(_) | StoreError::Locked { .. } | StoreError::Open { .. },
-            ) => Refusal::OutcomeUnknown,
+            SubmitError::Kafka(ProduceError::OutcomeUnknown {
+                delivered,
+                unknown,
+                total,
+                ..
+            }) => Refusal::OutcomeUnknown {
+                delivered: Some(*delivered),
+                unknown: Some(*unknown),
+                total: Some(*total),
+            },
+            SubmitError::Store(StoreError::Inconsistent(_)) => Refusal::OutcomeUnknown {
+                delivered: None,
+                unknown: None,
+                total: None,
+            },
+            SubmitError::Store(StoreError::Locked { .. } | StoreError::Open { .. }) => {
+                Refusal::Broken
+            }
         }
     }
 }

@@ -77,7 +77,12 @@ pub struct KafkaPipeline {
     probe: Probe,
     store: Store,
     produce_timeout: Duration,
+    topic: String,
+    metrics: Metrics,
 }
+
+/// How often [`KafkaPipeline::settle`] looks at the stored checkpoint.
+const SETTLE_POLL: Duration = Duration::from_millis(5);
 
 impl KafkaPipeline {
     /// Creates the topics (or leaves that to the probe while the broker does not answer),
@@ -105,19 +110,58 @@ impl KafkaPipeline {
         let producer = IngestProducer::new(kafka, settings.limits, metrics.clone())?;
         let renew = producer.clone();
         let probe = Probe::spawn(broker, topics_exist, move || renew.renew_if_failed());
-        let consumers = ConsumerGroup::start(&settings, store.clone(), metrics)?;
+        let consumers = ConsumerGroup::start(&settings, store.clone(), metrics.clone())?;
         Ok(KafkaPipeline {
             producer,
             consumers: Mutex::new(Some(consumers)),
             probe,
             store,
             produce_timeout: kafka.produce_timeout,
+            topic: kafka.topic.clone(),
+            metrics,
         })
     }
 
     /// Produces every record of `batch` and waits for the broker (see [`IngestProducer::submit`]).
+    /// While the probe finds the broker silent, batches are refused at once, before any record is
+    /// sent: the client hears 503 "nothing stored" instead of waiting `kafka.produceTimeout` for
+    /// an answer that could only be "outcome unknown".
     pub async fn submit(&self, batch: EncodedBatch) -> Result<(), ProduceError> {
+        if !self.probe.broker_answers() {
+            self.metrics.ingest_errors.inc();
+            return Err(ProduceError::Unavailable {
+                reason: "the Kafka broker does not answer".to_owned(),
+            });
+        }
         self.producer.submit(batch).await
+    }
+
+    /// Waits, at most `timeout`, until everything this process's producer had acknowledged when
+    /// called is stored in the hour files, for the partitions this process's consumers own
+    /// (another process stores the others, in its own logs directory). Whether it got there.
+    pub async fn settle(&self, timeout: Duration) -> bool {
+        let acknowledged = self.producer.acknowledged();
+        let settled = || {
+            let owned = match &*self.consumers.lock().expect("consumers lock") {
+                Some(consumers) => consumers.owned_partitions(),
+                None => return true,
+            };
+            let stored = self.store.checkpoint();
+            acknowledged.iter().all(|(partition, next)| {
+                !owned.contains(partition)
+                    || stored
+                        .get(&checkpoint_key(&self.topic, *partition))
+                        .is_some_and(|stored| stored >= next)
+            })
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !settled() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(SETTLE_POLL).await;
+        }
+        true
     }
 
     /// Ready when the broker answers and the store can take the consumers' writes.

@@ -66,6 +66,16 @@ impl Pipeline {
         }
     }
 
+    /// Waits, at most `timeout`, until every batch acknowledged before the call is in the hour
+    /// files, so that a read of them (the analytics) sees it; whether it got there. v1 stores
+    /// before it acknowledges; v2 waits for its consumers (see [`KafkaPipeline::settle`]).
+    pub async fn settle(&self, timeout: std::time::Duration) -> bool {
+        match self {
+            Pipeline::V1 { .. } => true,
+            Pipeline::V2(kafka) => kafka.settle(timeout).await,
+        }
+    }
+
     /// Whether batches can be taken now (`GET /ready`); if not, why.
     pub fn readiness(&self) -> Result<(), &'static str> {
         match self {

@@ -99,15 +99,16 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// Starts asking `broker` every [`PROBE_INTERVAL`]; `topics_exist` false means they still
-    /// have to be created. `each_round` runs after every check (the pipeline renews a producer
-    /// that failed for good there, so recovery needs no failed request first).
+    /// Starts asking `broker` every [`PROBE_INTERVAL`]; `topics_exist` true means the broker
+    /// just answered (and created the topics), false that they still have to be created.
+    /// `each_round` runs after every check (the pipeline renews a producer that failed for good
+    /// there, so recovery needs no failed request first).
     pub fn spawn(
         broker: Broker,
         topics_exist: bool,
         each_round: impl Fn() + Send + 'static,
     ) -> Probe {
-        let answers = Arc::new(AtomicBool::new(false));
+        let answers = Arc::new(AtomicBool::new(topics_exist));
         let flag = answers.clone();
         let task = tokio::spawn(async move {
             let mut topics_exist = topics_exist;

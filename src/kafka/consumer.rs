@@ -33,7 +33,7 @@
 //! - The store's writes run on the tokio runtime ([`Shared::runtime`]); the consumer thread waits
 //!   for them with `block_on` only where it must (revocation, shutdown, a full buffer).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -69,6 +69,8 @@ const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct ConsumerGroup {
     threads: Vec<JoinHandle<()>>,
     stop: Arc<AtomicBool>,
+    /// The partitions the consumers of this process own now.
+    owned: Arc<Mutex<BTreeSet<i32>>>,
 }
 
 impl ConsumerGroup {
@@ -80,6 +82,7 @@ impl ConsumerGroup {
     ) -> anyhow::Result<ConsumerGroup> {
         let kafka = &settings.kafka;
         let stop = Arc::new(AtomicBool::new(false));
+        let owned = Arc::new(Mutex::new(BTreeSet::new()));
         let runtime = tokio::runtime::Handle::current();
         let dead_letters = Arc::new(DeadLetters::new(kafka)?);
         let mut threads = Vec::new();
@@ -96,6 +99,7 @@ impl ConsumerGroup {
                 },
                 metrics: metrics.clone(),
                 stop: stop.clone(),
+                owned: owned.clone(),
                 state: Mutex::new(State::default()),
                 // At least one producer batch (ours hold up to kafka.batchSize messages).
                 resume_window: kafka.batch_size.max(1000) as i64,
@@ -126,7 +130,16 @@ impl ConsumerGroup {
                 .spawn(move || run(consumer, shared, flush_size, flush_interval))?;
             threads.push(thread);
         }
-        Ok(ConsumerGroup { threads, stop })
+        Ok(ConsumerGroup {
+            threads,
+            stop,
+            owned,
+        })
+    }
+
+    /// The partitions the consumers of this process own now.
+    pub fn owned_partitions(&self) -> BTreeSet<i32> {
+        self.owned.lock().expect("owned lock").clone()
     }
 
     /// Flushes every buffer, checkpoints, commits, leaves the group and waits for the threads.
@@ -206,6 +219,8 @@ struct Shared {
     limits: Limits,
     metrics: Metrics,
     stop: Arc<AtomicBool>,
+    /// The partitions of every consumer of this process (see [`ConsumerGroup::owned_partitions`]).
+    owned: Arc<Mutex<BTreeSet<i32>>>,
     state: Mutex<State>,
     /// The first rewind distance when the broker skips past a resume point.
     resume_window: i64,
@@ -461,6 +476,9 @@ impl Shared {
             }
         }
         drop(state);
+        let mut owned = self.owned.lock().expect("owned lock");
+        owned.extend(assigned.elements().iter().map(|e| e.partition()));
+        drop(owned);
         self.report_assignment(assigned.count() as i64);
     }
 
@@ -476,6 +494,11 @@ impl Shared {
             state.resume.remove(&element.partition());
         }
         drop(state);
+        let mut owned = self.owned.lock().expect("owned lock");
+        for element in revoked.elements() {
+            owned.remove(&element.partition());
+        }
+        drop(owned);
         self.report_assignment(0);
         tracing::info!(
             partitions = revoked.count(),

@@ -3,14 +3,15 @@
 //! partition. Each dead letter keeps the original value and key, with headers saying why
 //! (`error`) and where it came from (`source.topic`, `source.partition`, `source.offset`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::Message;
 use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
-use rdkafka::producer::FutureRecord;
+use rdkafka::producer::BaseRecord;
 
-use super::producer::{RenewingProducer, producer_config};
+use super::producer::{RenewingProducer, Tracker, producer_config};
 use crate::config::KafkaConfig;
 
 /// The dead-letter producer of one consumer group (its own client, apart from the API's).
@@ -56,19 +57,21 @@ impl DeadLetters {
                 key: "source.offset",
                 value: Some(offset.as_str()),
             });
-        let mut record = FutureRecord::<[u8], [u8]>::to(&self.topic)
-            .payload(message.payload().unwrap_or_default())
-            .headers(headers);
+        let tracker = Tracker::new();
+        let mut record =
+            BaseRecord::<[u8], [u8], Arc<Tracker>>::with_opaque_to(&self.topic, tracker.clone())
+                .payload(message.payload().unwrap_or_default())
+                .headers(headers);
         if let Some(key) = message.key() {
             record = record.key(key);
         }
-        let (generation, producer) = self.producer.current();
-        match producer.send(record, self.timeout).await {
-            Ok(_) => Ok(()),
-            Err((err, _)) => {
-                self.producer.renew_if_fenced(generation, &err);
-                Err(err.to_string())
-            }
+        let refused = self.producer.send_record(record, &tracker);
+        tracker.sent_all(refused.as_ref());
+        let reported = tracker.reported(self.timeout * 2).await;
+        let outcome = tracker.outcome(1, reported);
+        if outcome.is_err() {
+            self.producer.renew_if_failed();
         }
+        outcome.map_err(|err| err.to_string())
     }
 }

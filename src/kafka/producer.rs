@@ -15,22 +15,26 @@
 //! `linger.ms`, `kafka.batchBytes` (when > 0) → `batch.size`, `kafka.compression` →
 //! `compression.type`, `kafka.produceTimeout` → `message.timeout.ms`.
 
-use std::sync::{Arc, RwLock};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::message::ToBytes;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
-use tokio::sync::Semaphore;
+use rdkafka::{ClientConfig, ClientContext, Message};
+use tokio::sync::{Notify, Semaphore};
 
 use super::base_config;
 use crate::config::KafkaConfig;
 use crate::metrics::Metrics;
 use crate::record::EncodedBatch;
 
-/// Extra time beyond `kafka.produceTimeout` before we stop waiting for librdkafka's own report.
-const REPORT_GRACE: Duration = Duration::from_secs(2);
+/// Beyond `kafka.produceTimeout` (librdkafka's `message.timeout.ms`, after which it reports every
+/// message), how long we still wait for its reports before calling the outcome unknown.
+const REPORT_GRACE: Duration = Duration::from_secs(10);
 
 /// How much the producer may hold in flight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,92 +51,325 @@ pub enum ProduceError {
     /// The in-flight limits are reached; nothing of the batch was sent.
     #[error("too many batches or bytes waiting for the broker")]
     Overloaded,
-    /// Nothing of the batch was acknowledged.
+    /// Nothing of the batch reached Kafka: every record was refused or failed before the broker
+    /// could have written it.
     #[error("Kafka did not acknowledge the batch: {reason}")]
     Unavailable { reason: String },
-    /// Some records of the batch reached Kafka before a failure: retrying stores those again.
+    /// Some records reached Kafka, the others certainly did not: retrying stores those again.
     #[error("{delivered} of {total} records were acknowledged before: {reason}")]
     Partial {
         delivered: usize,
         total: usize,
         reason: String,
     },
+    /// Some records may or may not be in Kafka: they were sent, and no answer came (librdkafka's
+    /// "possibly persisted"). Nobody can say whether a retry duplicates them.
+    #[error(
+        "{unknown} of {total} records may or may not have reached Kafka ({delivered} did): {reason}"
+    )]
+    OutcomeUnknown {
+        delivered: usize,
+        unknown: usize,
+        total: usize,
+        reason: String,
+    },
 }
 
-/// A producer that is replaced once it can never deliver again. An idempotent producer whose
-/// epoch the broker bumped (after a timeout) is fenced off for good, and librdkafka does not
-/// recover from its fatal errors: only a new client delivers again.
+/// What became of the records of one batch, filled in by librdkafka's delivery reports.
+#[derive(Default)]
+pub(super) struct Tracker {
+    /// Records sent and not yet reported, plus one while the sender is still sending.
+    pending: AtomicUsize,
+    persisted: AtomicUsize,
+    not_persisted: AtomicUsize,
+    possibly_persisted: AtomicUsize,
+    first_error: Mutex<Option<String>>,
+    done: Notify,
+}
+
+impl Tracker {
+    /// A tracker for a batch about to be sent; [`Tracker::sent_all`] ends the sending.
+    pub(super) fn new() -> Arc<Tracker> {
+        Arc::new(Tracker {
+            pending: AtomicUsize::new(1),
+            ..Tracker::default()
+        })
+    }
+
+    fn sending_one(&self) {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn report_done(&self) {
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.done.notify_one();
+        }
+    }
+
+    fn failed(&self, reason: &dyn std::fmt::Display) {
+        self.first_error
+            .lock()
+            .expect("tracker lock")
+            .get_or_insert_with(|| reason.to_string());
+    }
+
+    /// The sender sent what it could (`refused`: the error that stopped it, if any).
+    pub(super) fn sent_all(&self, refused: Option<&KafkaError>) {
+        if let Some(err) = refused {
+            self.failed(err);
+        }
+        self.report_done();
+    }
+
+    /// Waits until every sent record was reported, at most `deadline`; whether they all were.
+    pub(super) async fn reported(&self, deadline: Duration) -> bool {
+        tokio::time::timeout(deadline, async {
+            while self.pending.load(Ordering::Acquire) > 0 {
+                self.done.notified().await;
+            }
+        })
+        .await
+        .is_ok()
+    }
+
+    /// Records acknowledged so far.
+    pub(super) fn persisted(&self) -> usize {
+        self.persisted.load(Ordering::Acquire)
+    }
+
+    /// The outcome of a batch of `total` records, once [`Tracker::reported`] returned.
+    pub(super) fn outcome(&self, total: usize, all_reported: bool) -> Result<(), ProduceError> {
+        let delivered = self.persisted();
+        let possibly = self.possibly_persisted.load(Ordering::Acquire);
+        let reason = || {
+            self.first_error
+                .lock()
+                .expect("tracker lock")
+                .clone()
+                .unwrap_or_else(|| "no delivery report within kafka.produceTimeout".to_owned())
+        };
+        if !all_reported {
+            // Whatever was sent and not reported may still arrive.
+            let not = self.not_persisted.load(Ordering::Acquire);
+            let unknown = total - delivered - not;
+            return Err(ProduceError::OutcomeUnknown {
+                delivered,
+                unknown,
+                total,
+                reason: reason(),
+            });
+        }
+        if delivered == total {
+            Ok(())
+        } else if possibly > 0 {
+            Err(ProduceError::OutcomeUnknown {
+                delivered,
+                unknown: possibly,
+                total,
+                reason: reason(),
+            })
+        } else if delivered == 0 {
+            Err(ProduceError::Unavailable { reason: reason() })
+        } else {
+            Err(ProduceError::Partial {
+                delivered,
+                total,
+                reason: reason(),
+            })
+        }
+    }
+}
+
+/// The callbacks of one producer client: delivery reports go to their batch's [`Tracker`].
+pub(super) struct Reports {
+    /// Per partition, the offset after the last record acknowledged (see
+    /// [`RenewingProducer::acknowledged`]); shared by every generation of the producer.
+    acknowledged: Arc<Mutex<BTreeMap<i32, i64>>>,
+    /// A report said the broker fenced this producer off.
+    fenced: AtomicBool,
+}
+
+impl ClientContext for Reports {}
+
+impl ProducerContext for Reports {
+    type DeliveryOpaque = Arc<Tracker>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, tracker: Arc<Tracker>) {
+        match result {
+            Ok(message) => {
+                tracker.persisted.fetch_add(1, Ordering::AcqRel);
+                let mut acknowledged = self.acknowledged.lock().expect("acknowledged lock");
+                let next = acknowledged.entry(message.partition()).or_default();
+                *next = (*next).max(message.offset() + 1);
+            }
+            Err((err, message)) => {
+                // SAFETY: `message` wraps the report's valid `rd_kafka_message_t` for the
+                // duration of this callback, and `rd_kafka_message_status` only reads it.
+                let status = unsafe { rdkafka::bindings::rd_kafka_message_status(message.ptr()) };
+                let counter = match status {
+                    rdkafka::bindings::rd_kafka_msg_status_t::RD_KAFKA_MSG_STATUS_PERSISTED => {
+                        // An error report for a persisted message does not happen; count it as
+                        // the broker has it.
+                        &tracker.persisted
+                    }
+                    rdkafka::bindings::rd_kafka_msg_status_t::RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED => {
+                        &tracker.possibly_persisted
+                    }
+                    rdkafka::bindings::rd_kafka_msg_status_t::RD_KAFKA_MSG_STATUS_NOT_PERSISTED => {
+                        &tracker.not_persisted
+                    }
+                };
+                counter.fetch_add(1, Ordering::AcqRel);
+                tracker.failed(err);
+                if is_fenced(err) {
+                    self.fenced.store(true, Ordering::Relaxed);
+                }
+            }
+        }
+        tracker.report_done();
+    }
+}
+
+/// Whether `err` means the producer can never deliver again.
+fn is_fenced(err: &KafkaError) -> bool {
+    matches!(
+        err.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::InvalidProducerEpoch
+                | RDKafkaErrorCode::UnknownProducerId
+                | RDKafkaErrorCode::Fatal
+        )
+    )
+}
+
+/// A producer client that is replaced once it can never deliver again. An idempotent producer
+/// whose epoch the broker bumped (after a timeout) is fenced off for good, and librdkafka does
+/// not recover from its fatal errors: only a new client delivers again.
 pub(super) struct RenewingProducer {
-    /// The current producer and its generation.
-    current: RwLock<(u64, FutureProducer)>,
+    current: RwLock<ThreadedProducer<Reports>>,
     client: ClientConfig,
+    acknowledged: Arc<Mutex<BTreeMap<i32, i64>>>,
     /// What this producer is for, in logs.
     role: &'static str,
 }
 
 impl RenewingProducer {
-    /// Creates the first producer (it connects lazily).
+    /// Creates the first client (it connects lazily).
     pub(super) fn new(client: ClientConfig, role: &'static str) -> KafkaResult<RenewingProducer> {
+        let acknowledged = Arc::new(Mutex::new(BTreeMap::new()));
         Ok(RenewingProducer {
-            current: RwLock::new((0, client.create()?)),
+            current: RwLock::new(create(&client, &acknowledged)?),
             client,
+            acknowledged,
             role,
         })
     }
 
-    /// The current producer and its generation.
-    pub(super) fn current(&self) -> (u64, FutureProducer) {
+    /// The current client.
+    pub(super) fn current(&self) -> ThreadedProducer<Reports> {
         self.current.read().expect("producer lock").clone()
     }
 
-    /// Replaces producer `generation` if `err` (or its own state) says it can never deliver
-    /// again. Of many callers that saw the same failure, only the first replaces it.
-    pub(super) fn renew_if_fenced(&self, generation: u64, err: &KafkaError) {
-        let fenced = matches!(
-            err.rdkafka_error_code(),
-            Some(
-                RDKafkaErrorCode::ProducerFenced
-                    | RDKafkaErrorCode::InvalidProducerEpoch
-                    | RDKafkaErrorCode::UnknownProducerId
-                    | RDKafkaErrorCode::Fatal
-            )
-        );
-        self.renew(generation, fenced, &err.to_string());
+    /// Sends `lines` to `topic` as one message each, reporting to `tracker`; stops at the first
+    /// record the client refuses (queue full, too large) and returns its error.
+    pub(super) fn send<'a>(
+        &self,
+        topic: &str,
+        lines: impl Iterator<Item = &'a [u8]>,
+        timestamp: i64,
+        tracker: &Arc<Tracker>,
+    ) -> Option<KafkaError> {
+        let producer = self.current();
+        lines
+            .map(|line| {
+                BaseRecord::<(), [u8], Arc<Tracker>>::with_opaque_to(topic, tracker.clone())
+                    .payload(line)
+                    .timestamp(timestamp)
+            })
+            .find_map(|record| send_one(&producer, record, tracker))
     }
 
-    /// Replaces the current producer if librdkafka reports a fatal error on it; for a periodic
-    /// check, so that recovery does not wait for a request to fail first.
+    /// Sends one record reporting to `tracker`; the client's error if it refused it.
+    pub(super) fn send_record<K: ToBytes + ?Sized>(
+        &self,
+        record: BaseRecord<'_, K, [u8], Arc<Tracker>>,
+        tracker: &Tracker,
+    ) -> Option<KafkaError> {
+        send_one(&self.current(), record, tracker)
+    }
+
+    /// Per partition, the offset after the last record this process's producer had acknowledged.
+    pub(super) fn acknowledged(&self) -> BTreeMap<i32, i64> {
+        self.acknowledged.lock().expect("acknowledged lock").clone()
+    }
+
+    /// Replaces the client if a delivery report said it was fenced off, or librdkafka reports a
+    /// fatal error on it: at the first failed request, and periodically (the broker probe), so
+    /// that recovery never waits for a request to fail first.
     pub(super) fn renew_if_failed(&self) {
-        let generation = self.current().0;
-        self.renew(generation, false, "fatal producer error");
-    }
-
-    fn renew(&self, generation: u64, fenced: bool, reason: &str) {
-        let mut current = self.current.write().expect("producer lock");
-        let fatal = current.1.client().fatal_error();
-        if current.0 != generation || !(fenced || fatal.is_some()) {
+        let needs_renewal = |producer: &ThreadedProducer<Reports>| {
+            producer.context().fenced.load(Ordering::Relaxed)
+                || producer.client().fatal_error().is_some()
+        };
+        if !needs_renewal(&self.current()) {
             return;
         }
-        match self.client.create::<FutureProducer>() {
+        let mut current = self.current.write().expect("producer lock");
+        if !needs_renewal(&current) {
+            return; // Another caller renewed it.
+        }
+        let fatal = current.client().fatal_error();
+        match create(&self.client, &self.acknowledged) {
             Ok(fresh) => {
-                tracing::warn!(role = self.role, %reason, ?fatal, generation, "Kafka producer can no longer deliver; replaced it");
-                *current = (generation + 1, fresh);
+                tracing::warn!(
+                    role = self.role,
+                    ?fatal,
+                    "Kafka producer can no longer deliver; replaced it"
+                );
+                *current = fresh;
             }
-            Err(create_error) => {
-                tracing::error!(role = self.role, error = %create_error, "cannot create a new Kafka producer")
+            Err(err) => {
+                tracing::error!(role = self.role, error = %err, "cannot create a new Kafka producer")
             }
         }
     }
 
-    /// Waits (bounded) until every queued message is acknowledged.
+    /// Waits (bounded) until every queued message is reported.
     pub(super) async fn flush(&self, timeout: Duration) {
-        let producer = self.current().1;
+        let producer = self.current();
         let role = self.role;
         let flushed = tokio::task::spawn_blocking(move || producer.flush(timeout)).await;
         if let Ok(Err(err)) = flushed {
             tracing::warn!(role, error = %err, "not every queued Kafka message was acknowledged at shutdown");
         }
     }
+}
+
+fn send_one<K: ToBytes + ?Sized>(
+    producer: &ThreadedProducer<Reports>,
+    record: BaseRecord<'_, K, [u8], Arc<Tracker>>,
+    tracker: &Tracker,
+) -> Option<KafkaError> {
+    tracker.sending_one();
+    match producer.send(record) {
+        Ok(()) => None,
+        Err((err, _record)) => {
+            // Not sent, so never reported.
+            tracker.report_done();
+            Some(err)
+        }
+    }
+}
+
+fn create(
+    client: &ClientConfig,
+    acknowledged: &Arc<Mutex<BTreeMap<i32, i64>>>,
+) -> KafkaResult<ThreadedProducer<Reports>> {
+    client.create_with_context(Reports {
+        acknowledged: acknowledged.clone(),
+        fenced: AtomicBool::new(false),
+    })
 }
 
 /// The settings of our producers: idempotent, `acks=all`, and the `kafka.*` batching settings.
@@ -208,8 +445,14 @@ impl IngestProducer {
         self.inner.producer.renew_if_failed();
     }
 
+    /// Per partition, the offset after the last record this producer had acknowledged.
+    pub fn acknowledged(&self) -> BTreeMap<i32, i64> {
+        self.inner.producer.acknowledged()
+    }
+
     /// Sends every record of `batch` and waits for the broker's acknowledgements (or, with
-    /// `kafka.async`, only until they are queued).
+    /// `kafka.async`, only until they are queued). The error says exactly what is known: nothing
+    /// stored, part stored, or (records sent without an answer) not known.
     pub async fn submit(&self, batch: EncodedBatch) -> Result<(), ProduceError> {
         let cost = batch.bytes().clamp(1, self.inner.max_pending_bytes) as u32;
         let bytes_permit = self
@@ -227,104 +470,58 @@ impl IngestProducer {
         // `ingestion_work_queue_depth` in v2: batches waiting for the broker.
         let queued = self.inner.metrics.queued_batch();
 
-        let (generation, producer) = self.inner.producer.current();
         let total = batch.records();
+        let tracker = Tracker::new();
+        let lines = batch
+            .chunks
+            .iter()
+            .flat_map(|chunk| chunk.lines.split(|b| *b == b'\n'))
+            .filter(|line| !line.is_empty());
         let timestamp = chrono::Utc::now().timestamp_millis();
-        let mut deliveries = Vec::with_capacity(total);
-        let mut refused = None;
-        'records: for chunk in &batch.chunks {
-            for line in chunk.lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-                let record = FutureRecord::<(), [u8]>::to(&self.inner.topic)
-                    .payload(line)
-                    .timestamp(timestamp);
-                match producer.send_result(record) {
-                    Ok(delivery) => deliveries.push(delivery),
-                    Err((err, _)) => {
-                        refused = Some(err);
-                        break 'records;
-                    }
-                }
-            }
-        }
+        let refused = self
+            .inner
+            .producer
+            .send(&self.inner.topic, lines, timestamp, &tracker);
         drop(batch);
+        tracker.sent_all(refused.as_ref());
 
         if self.inner.async_ack && refused.is_none() {
             // The original's behaviour: answer now, count failures when they are reported.
             let this = self.clone();
             tokio::spawn(async move {
                 let _held = (bytes_permit, batch_permit, queued);
-                let _ = this.await_deliveries(generation, deliveries).await;
+                let _ = this.outcome(&tracker, total).await;
             });
             return Ok(());
         }
-        if let Some(err) = &refused {
-            self.inner.producer.renew_if_fenced(generation, err);
-        }
-        let delivered = self.await_deliveries(generation, deliveries).await;
+        let outcome = self.outcome(&tracker, total).await;
         drop((bytes_permit, batch_permit, queued));
-        let (reason, delivered) = match (refused, delivered) {
-            (None, Ok(_)) => return Ok(()),
-            (Some(err), Ok(delivered)) => (err.to_string(), delivered),
-            (_, Err(failure)) => failure,
-        };
-        self.inner.metrics.ingest_errors.inc();
-        tracing::warn!(%reason, delivered, total, "batch not fully acknowledged by Kafka");
-        Err(if delivered == 0 {
-            ProduceError::Unavailable { reason }
-        } else {
-            ProduceError::Partial {
-                delivered,
-                total,
-                reason,
-            }
-        })
+        if let Err(err) = &outcome {
+            self.inner.metrics.ingest_errors.inc();
+            tracing::warn!(error = %err, "batch not fully acknowledged by Kafka");
+        }
+        outcome
     }
 
-    /// Waits for every delivery report. `Ok(n)` if all `n` succeeded, else the first failure's
-    /// reason and how many were delivered.
-    async fn await_deliveries(
-        &self,
-        generation: u64,
-        deliveries: Vec<DeliveryFuture>,
-    ) -> Result<usize, (String, usize)> {
-        let deadline = tokio::time::Instant::now() + self.inner.produce_timeout + REPORT_GRACE;
-        let expected = deliveries.len();
-        let mut delivered = 0;
-        let mut failure = None;
-        // One deadline for the whole batch (not a timer per record).
-        let waited = tokio::time::timeout_at(deadline, async {
-            for delivery in deliveries {
-                match delivery.await {
-                    Ok(Ok(_)) => delivered += 1,
-                    Ok(Err((err, _))) => {
-                        if failure.is_none() {
-                            self.inner.producer.renew_if_fenced(generation, &err);
-                            failure = Some(err.to_string());
-                        }
-                    }
-                    Err(_canceled) => {
-                        failure.get_or_insert_with(|| "the producer was shut down".to_owned());
-                    }
-                }
-            }
-        })
-        .await;
-        if waited.is_err() {
-            failure
-                .get_or_insert_with(|| "no acknowledgement within kafka.produceTimeout".to_owned());
-        }
-        self.inner
-            .metrics
-            .kafka_produce_errors
-            .inc_by((expected - delivered) as u64);
+    /// Waits for the reports of a batch of `total` records and counts them.
+    async fn outcome(&self, tracker: &Tracker, total: usize) -> Result<(), ProduceError> {
+        let all_reported = tracker
+            .reported(self.inner.produce_timeout + REPORT_GRACE)
+            .await;
+        let delivered = tracker.persisted();
         self.inner
             .metrics
             .kafka_produced_messages
             .inc_by(delivered as u64);
-        match failure {
-            None => Ok(delivered),
-            Some(reason) => Err((reason, delivered)),
+        self.inner
+            .metrics
+            .kafka_produce_errors
+            .inc_by((total - delivered) as u64);
+        let outcome = tracker.outcome(total, all_reported);
+        if outcome.is_err() {
+            self.renew_if_failed();
         }
+        outcome
     }
 
     /// Waits, at most `timeout`, until every queued message is acknowledged.

@@ -158,7 +158,7 @@ async fn pending_work_at_its_bound_is_503_overloaded_before_anything_is_stored()
         piped,
         line("2025-11-22T13:00:00Z", "/stuck", "curl/8.5.0") + "\n"
     );
-    assert_error(first, StatusCode::INTERNAL_SERVER_ERROR, "internal").await;
+    assert_error(first, StatusCode::INTERNAL_SERVER_ERROR, "outcome_unknown").await;
     app.stop().await;
 }
 
@@ -208,8 +208,18 @@ async fn a_failed_rollback_is_500_and_turns_the_service_not_ready() {
     ]);
     let response = app.post_logs(JSON, batch).await;
     assert_eq!(header(&response, "retry-after"), "", "no retry invited");
-    let error = assert_error(response, StatusCode::INTERNAL_SERVER_ERROR, "internal").await;
-    assert_eq!(error["message"], "internal error", "no internals leak");
+    let error = assert_error(
+        response,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "outcome_unknown",
+    )
+    .await;
+    assert_eq!(
+        error["message"],
+        "part of this batch may have been stored and it cannot be known which; a plain retry \
+         may store those records twice",
+        "no internals leak"
+    );
     assert_eq!(
         app.read_hour_file(HOUR_14),
         [
