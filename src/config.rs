@@ -42,7 +42,7 @@ pub struct Config {
     pub consumer: ConsumerConfig,
     /// `kafka`: v2 only, brokers, topics and producer settings.
     pub kafka: KafkaConfig,
-    /// `auth`: bearer tokens for `POST /logs`.
+    /// `auth`: bearer tokens, and which routes need one.
     pub auth: AuthConfig,
     /// `profiling`: CPU, heap and task profiles; off unless asked for.
     pub profiling: ProfilingConfig,
@@ -273,6 +273,10 @@ pub struct IngestionConfig {
     /// `ingestion.maxFieldBytes`: longest accepted field value in bytes; longer ones reject the
     /// batch with 400. Default 8192 (8 KiB).
     pub max_field_bytes: usize,
+    /// `ingestion.maxHoursPerBatch`: most distinct event hours in one batch (each is a file the
+    /// store writes and fsyncs for it); larger batches get 413 `too_many_hours`. At most 1024.
+    /// Default 168 (a week).
+    pub max_hours_per_batch: usize,
 }
 
 impl IngestionConfig {
@@ -294,6 +298,7 @@ impl Default for IngestionConfig {
             queue_high_water_percent: 0.9,
             max_records: 100_000,
             max_field_bytes: 8 * 1024,
+            max_hours_per_batch: 168,
         }
     }
 }
@@ -451,6 +456,9 @@ impl fmt::Debug for AuthConfig {
             .finish()
     }
 }
+
+/// The largest `ingestion.maxHoursPerBatch`.
+pub const MAX_HOURS_PER_BATCH: usize = 1024;
 
 /// `profiling`: CPU, heap and task ("goroutine") profiles, off unless asked for. The original
 /// service read these from the environment only; its variables still work.
@@ -708,7 +716,7 @@ impl Config {
             problem("server.addr", message);
         }
 
-        let counts: [(&'static str, usize); 10] = [
+        let counts: [(&'static str, usize); 11] = [
             ("server.maxBodyBytes", self.server.max_body_bytes),
             ("storage.maxPendingBytes", self.storage.max_pending_bytes),
             (
@@ -721,6 +729,10 @@ impl Config {
             ),
             ("ingestion.maxRecords", self.ingestion.max_records),
             ("ingestion.maxFieldBytes", self.ingestion.max_field_bytes),
+            (
+                "ingestion.maxHoursPerBatch",
+                self.ingestion.max_hours_per_batch,
+            ),
             ("consumer.flushSize", self.consumer.flush_size),
             ("kafka.batchSize", self.kafka.batch_size),
             ("kafka.consumers", self.kafka.consumers),
@@ -760,6 +772,15 @@ impl Config {
         }
         if self.storage.analytics_dir.as_os_str().is_empty() {
             problem("storage.analyticsDir", "must not be empty".to_owned());
+        }
+
+        if self.ingestion.max_hours_per_batch > MAX_HOURS_PER_BATCH {
+            problem(
+                "ingestion.maxHoursPerBatch",
+                format!(
+                    "must be at most {MAX_HOURS_PER_BATCH} (each hour is an open file while its batch is written)"
+                ),
+            );
         }
 
         let high_water = self.ingestion.queue_high_water_percent;
@@ -1042,6 +1063,7 @@ kafka:
         assert_eq!(c.ingestion.queue_high_water_percent, 0.9);
         assert_eq!(c.ingestion.max_records, 100_000);
         assert_eq!(c.ingestion.max_field_bytes, 8192);
+        assert_eq!(c.ingestion.max_hours_per_batch, 168);
         assert_eq!(c.consumer.flush_size, 512);
         assert_eq!(c.consumer.flush_interval, Duration::from_millis(500));
         assert_eq!(c.consumer.persist_timeout, Duration::from_secs(5));
@@ -1151,6 +1173,7 @@ ingestion:
   queueHighWaterPercent: 1
   maxRecords: 30
   maxFieldBytes: 40
+  maxHoursPerBatch: 50
 consumer:
   flushSize: 60
   flushInterval: 70ms
@@ -1220,6 +1243,7 @@ profiling:
                 queue_high_water_percent: 1.0,
                 max_records: 30,
                 max_field_bytes: 40,
+                max_hours_per_batch: 50,
             }
         );
         assert_eq!(
@@ -1390,6 +1414,14 @@ profiling:
             (
                 "ingestion: { maxFieldBytes: 0 }",
                 "ingestion.maxFieldBytes: must be",
+            ),
+            (
+                "ingestion: { maxHoursPerBatch: 0 }",
+                "ingestion.maxHoursPerBatch: must be greater than 0",
+            ),
+            (
+                "ingestion: { maxHoursPerBatch: 1025 }",
+                "ingestion.maxHoursPerBatch: must be at most 1024",
             ),
             ("consumer: { flushSize: 0 }", "consumer.flushSize: must be"),
             ("kafka: { batchSize: 0 }", "kafka.batchSize: must be"),

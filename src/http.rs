@@ -87,6 +87,7 @@ impl AppState {
             limits: Limits {
                 max_records: config.ingestion.max_records,
                 max_field_bytes: config.ingestion.max_field_bytes,
+                max_hours: config.ingestion.max_hours_per_batch,
             },
             max_body_bytes: config.server.max_body_bytes,
             read_body_timeout: config.server.read_body_timeout,
@@ -522,6 +523,7 @@ impl ApiError {
             ApiError::Decode(DecodeError::UnsupportedMediaType(_)) => "unsupported_media_type",
             ApiError::Decode(DecodeError::Empty) => "no_records",
             ApiError::Decode(DecodeError::TooManyRecords { .. }) => "too_many_records",
+            ApiError::Decode(DecodeError::TooManyHours { .. }) => "too_many_hours",
             ApiError::Decode(DecodeError::Malformed { .. }) => "malformed_body",
             ApiError::Decode(DecodeError::Invalid { .. }) => "invalid_records",
             ApiError::BodyTooLarge { .. } => "body_too_large",
@@ -558,6 +560,10 @@ impl ApiError {
             ApiError::Decode(DecodeError::TooManyRecords { max }) => {
                 format!("batch has more than {max} records (ingestion.maxRecords)")
             }
+            ApiError::Decode(DecodeError::TooManyHours { max }) => format!(
+                "batch has records in more than {max} distinct hours (ingestion.maxHoursPerBatch); \
+                 nothing from this batch was stored, split it"
+            ),
             ApiError::Decode(DecodeError::Invalid { total, errors }) => format!(
                 "{total} invalid record field(s); nothing from this batch was stored{}",
                 if *total > errors.len() {

@@ -34,6 +34,8 @@ pub struct Limits {
     pub max_records: usize,
     /// At most this many bytes per field after trimming (`ingestion.maxFieldBytes`).
     pub max_field_bytes: usize,
+    /// At most this many distinct event hours per batch (`ingestion.maxHoursPerBatch`).
+    pub max_hours: usize,
 }
 
 /// A request body format, chosen by `Content-Type`.
@@ -78,6 +80,9 @@ pub enum DecodeError {
     /// More records than `ingestion.maxRecords` (413).
     #[error("batch has more than {max} records")]
     TooManyRecords { max: usize },
+    /// Records in more distinct event hours than `ingestion.maxHoursPerBatch` (413).
+    #[error("batch spans more than {max} hours")]
+    TooManyHours { max: usize },
     /// The body cannot be read as the declared format at all (400).
     #[error("malformed {format} at line {line}, column {column}: {message}")]
     Malformed {
@@ -238,6 +243,8 @@ struct Validator<'l> {
     /// Capacity reserved for the first hour's buffer, so a typical one-hour batch is encoded
     /// without reallocating.
     expected_output: usize,
+    /// The records span more hours than the limit allows.
+    too_many_hours: bool,
 }
 
 impl<'l> Validator<'l> {
@@ -249,6 +256,7 @@ impl<'l> Validator<'l> {
             records: 0,
             errors: Vec::new(),
             total_errors: 0,
+            too_many_hours: false,
         }
     }
 
@@ -276,7 +284,11 @@ impl<'l> Validator<'l> {
                 let first = self.batch.chunk_for(Hour::of(&ts));
                 first.lines.reserve(self.expected_output);
             }
-            self.batch.push(&ts, &path, &agent);
+            if !self.too_many_hours {
+                self.batch.push(&ts, &path, &agent);
+                // The batch is refused as a whole; the rest is still validated, not encoded.
+                self.too_many_hours = self.batch.chunks.len() > self.limits.max_hours;
+            }
         }
     }
 
@@ -399,6 +411,11 @@ impl<'l> Validator<'l> {
     }
 
     fn finish(self) -> Result<EncodedBatch, DecodeError> {
+        if self.too_many_hours {
+            return Err(DecodeError::TooManyHours {
+                max: self.limits.max_hours,
+            });
+        }
         if self.total_errors > 0 {
             return Err(DecodeError::Invalid {
                 total: self.total_errors,
@@ -419,6 +436,7 @@ mod tests {
     pub(super) const LIMITS: Limits = Limits {
         max_records: 1000,
         max_field_bytes: 64,
+        max_hours: 168,
     };
 
     pub(super) fn lines(batch: &EncodedBatch) -> Vec<String> {

@@ -40,6 +40,10 @@ pub struct Metrics {
     pub store_fsyncs: IntCounter,
     /// Hour files the store holds open.
     pub store_open_files: IntGauge,
+    /// Failed fsyncs of hour files.
+    pub store_fsync_errors: IntCounter,
+    /// Hour files repaired after a failed rollback or fsync.
+    pub store_repairs: IntCounter,
     /// Batches per committed write group: how well group commit coalesces.
     pub store_group_batches: Histogram,
     /// Requests refused with 503 because pending work hit its bound.
@@ -106,6 +110,14 @@ impl Metrics {
         let store_fsyncs = counter(
             "store_fsyncs_total",
             "Total number of fsyncs of hour files' data.",
+        );
+        let store_fsync_errors = counter(
+            "store_fsync_errors_total",
+            "Total number of failed fsyncs of hour files (the store refuses writes until it has repaired them).",
+        );
+        let store_repairs = counter(
+            "store_repairs_total",
+            "Total number of hour files repaired after a failed rollback or fsync.",
         );
         let aggregation_lines = counter(
             "aggregation_lines_total",
@@ -249,6 +261,8 @@ impl Metrics {
             store_commits,
             store_fsyncs,
             store_open_files,
+            store_fsync_errors,
+            store_repairs,
             store_group_batches,
             overload_rejections,
             aggregation_duration,

@@ -6,6 +6,7 @@
 //! `RFC3339Nano`). Lines are written straight into per-hour buffers so a batch is encoded once and
 //! never held as a vector of owned records.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
@@ -152,10 +153,25 @@ pub struct HourChunk {
 ///
 /// This is what every sink receives; the store appends each chunk contiguously to its hour file,
 /// and the Kafka sink sends each line as one message.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct EncodedBatch {
     pub chunks: Vec<HourChunk>,
+    /// Where each hour's chunk is, once there are more than [`SCANNED_CHUNKS`]: grouping stays
+    /// linear in the number of records however many hours a batch spans.
+    index: HashMap<Hour, usize>,
 }
+
+/// Up to this many chunks, finding an hour's chunk by a scan from the end beats hashing (records
+/// usually come in time order, so the last chunk is the one).
+const SCANNED_CHUNKS: usize = 8;
+
+impl PartialEq for EncodedBatch {
+    fn eq(&self, other: &Self) -> bool {
+        self.chunks == other.chunks
+    }
+}
+
+impl Eq for EncodedBatch {}
 
 impl EncodedBatch {
     /// Number of records in the batch.
@@ -168,20 +184,30 @@ impl EncodedBatch {
         self.chunks.iter().map(|c| c.lines.len()).sum()
     }
 
-    /// The buffer for `hour`, created at the end on first use. Batches rarely span more than a
-    /// few hours, so a linear scan beats a map.
+    /// The buffer for `hour`, created at the end on first use.
     pub fn chunk_for(&mut self, hour: Hour) -> &mut HourChunk {
-        let position = match self.chunks.iter().rposition(|c| c.hour == hour) {
-            Some(position) => position,
-            None => {
-                self.chunks.push(HourChunk {
-                    hour,
-                    lines: Vec::new(),
-                    records: 0,
-                });
-                self.chunks.len() - 1
+        let found = if self.chunks.len() <= SCANNED_CHUNKS {
+            self.chunks.iter().rposition(|c| c.hour == hour)
+        } else {
+            if self.index.is_empty() {
+                self.index = (self.chunks.iter().enumerate())
+                    .map(|(position, chunk)| (chunk.hour, position))
+                    .collect();
             }
+            self.index.get(&hour).copied()
         };
+        let position = found.unwrap_or_else(|| {
+            self.chunks.push(HourChunk {
+                hour,
+                lines: Vec::new(),
+                records: 0,
+            });
+            let position = self.chunks.len() - 1;
+            if !self.index.is_empty() {
+                self.index.insert(hour, position);
+            }
+            position
+        });
         &mut self.chunks[position]
     }
 
@@ -196,6 +222,7 @@ impl EncodedBatch {
     /// Undoes every append made since `mark` was taken.
     pub fn truncate(&mut self, mark: &[(usize, usize)]) {
         self.chunks.truncate(mark.len());
+        self.index.retain(|_, position| *position < mark.len());
         for (chunk, (bytes, records)) in self.chunks.iter_mut().zip(mark) {
             chunk.lines.truncate(*bytes);
             chunk.records = *records;
@@ -283,6 +310,37 @@ mod tests {
             Hour::of(&utc("1969-12-31T23:30:00Z")).to_string(),
             "1969-12-31T23:00:00Z"
         );
+    }
+
+    #[test]
+    fn many_hours_group_like_few() {
+        let mut batch = EncodedBatch::default();
+        // 500 hours, visited round-robin three times: every record lands in its hour's chunk.
+        for round in 0..3 {
+            for hour in 0..500i64 {
+                let ts = DateTime::from_timestamp(hour * 3600 + round, 0).unwrap();
+                batch.push(&ts, "/p", "ua");
+            }
+        }
+        assert_eq!(batch.chunks.len(), 500);
+        assert!(batch.chunks.iter().all(|c| c.records == 3));
+        let hours: Vec<i64> = batch.chunks.iter().map(|c| c.hour.index()).collect();
+        assert_eq!(hours, (0..500).collect::<Vec<_>>(), "first-seen order");
+        let mark = batch.mark();
+        batch.push(
+            &DateTime::from_timestamp(1000 * 3600, 0).unwrap(),
+            "/p",
+            "ua",
+        );
+        batch.truncate(&mark);
+        batch.push(
+            &DateTime::from_timestamp(1001 * 3600, 0).unwrap(),
+            "/p",
+            "ua",
+        );
+        assert_eq!(batch.chunks.len(), 501);
+        assert_eq!(batch.chunks[500].hour.index(), 1001);
+        assert_eq!(batch.chunks[500].records, 1);
     }
 
     #[test]

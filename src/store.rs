@@ -36,7 +36,7 @@
 //! is returned at once). Files idle for `storage.idleFileTimeout` are synced and closed, and at most
 //! [`MAX_OPEN_FILES`] stay open.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -56,6 +56,14 @@ use crate::record::{EncodedBatch, Hour};
 pub const MAX_OPEN_FILES: usize = 64;
 /// A write group stops taking queued requests once it holds this many bytes.
 const MAX_GROUP_BYTES: usize = 32 << 20;
+/// A write group stops taking queued requests once they touch this many distinct hour files.
+const MAX_GROUP_FILES: usize = MAX_OPEN_FILES;
+/// A group's files are fsynced in parallel from this many on...
+const PARALLEL_SYNC_FROM: usize = 4;
+/// ... by at most this many threads.
+const SYNC_THREADS: usize = 8;
+/// How often damaged files are retried while the store refuses writes.
+const REPAIR_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Positions of an external source (e.g. `"logs/0"` → next Kafka offset), stored with the data.
 pub type Checkpoint = BTreeMap<String, i64>;
@@ -163,6 +171,7 @@ impl Store {
             dir: dir.clone(),
             options: options.clone(),
             files: HashMap::new(),
+            damaged: BTreeMap::new(),
             healthy: healthy.clone(),
             checkpoint: checkpoint.clone(),
             metrics: metrics.clone(),
@@ -258,7 +267,9 @@ impl Store {
         if !open {
             Err("the store is closed")
         } else if !self.inner.healthy.load(Ordering::Relaxed) {
-            Err("storage cannot take writes: a failed write could not be rolled back")
+            Err(
+                "storage cannot take writes: hour files are being repaired after a failed write or fsync",
+            )
         } else {
             Ok(())
         }
@@ -414,7 +425,8 @@ struct HourFile {
     last_write: Instant,
     /// Written since its last fsync.
     dirty: bool,
-    /// Parent directories to fsync with the file's first sync (it, or its day, was just created).
+    /// Parent directories still to fsync (it, or its day, was just created); each leaves the
+    /// list only once its fsync succeeded.
     new_dirs: Vec<PathBuf>,
 }
 
@@ -423,6 +435,11 @@ struct Writer {
     dir: PathBuf,
     options: StoreOptions,
     files: HashMap<Hour, HourFile>,
+    /// Hour files a failure left in a state that is not known to be clean (a rollback or an
+    /// fsync failed), with the length each must go back to when that is known. Nothing is
+    /// appended anywhere until [`Writer::repair`] has made every one of them end with a complete
+    /// line again on a fresh descriptor.
+    damaged: BTreeMap<Hour, Option<u64>>,
     healthy: Arc<AtomicBool>,
     checkpoint: Arc<Mutex<Checkpoint>>,
     metrics: Metrics,
@@ -432,10 +449,12 @@ struct Writer {
     done: Option<oneshot::Sender<()>>,
 }
 
-/// What a group wrote to one file, for rollback.
+/// A file a group is writing, for rollback.
 struct Touched {
     hour: Hour,
     previous_length: u64,
+    /// The group wrote to it (or tried to).
+    written: bool,
 }
 
 impl Writer {
@@ -460,14 +479,18 @@ impl Writer {
         }
     }
 
-    /// The first request plus whatever is already queued behind it, up to [`MAX_GROUP_BYTES`].
+    /// The first request plus whatever is already queued behind it, up to [`MAX_GROUP_BYTES`]
+    /// and [`MAX_GROUP_FILES`] distinct hour files (a request alone may exceed the latter: it
+    /// then forms its own group).
     fn take_group(first: Request, requests: &mpsc::Receiver<Request>) -> Vec<Request> {
         let mut bytes = first.batch.bytes();
+        let mut hours: HashSet<Hour> = first.batch.chunks.iter().map(|c| c.hour).collect();
         let mut group = vec![first];
-        while bytes < MAX_GROUP_BYTES {
+        while bytes < MAX_GROUP_BYTES && hours.len() < MAX_GROUP_FILES {
             match requests.try_recv() {
                 Ok(request) => {
                     bytes += request.batch.bytes();
+                    hours.extend(request.batch.chunks.iter().map(|c| c.hour));
                     group.push(request);
                 }
                 Err(_) => break,
@@ -477,20 +500,28 @@ impl Writer {
     }
 
     fn next_maintenance(&self) -> Duration {
-        match self.options.fsync {
-            FsyncPolicy::Interval => self
-                .options
-                .fsync_interval
-                .min(self.options.idle_file_timeout),
-            _ => self.options.idle_file_timeout,
+        let mut next = self.options.idle_file_timeout;
+        if self.options.fsync == FsyncPolicy::Interval {
+            next = next.min(self.options.fsync_interval);
         }
-        .max(Duration::from_millis(10))
+        if !self.damaged.is_empty() {
+            next = next.min(REPAIR_INTERVAL);
+        }
+        next.max(Duration::from_millis(10))
     }
 
     fn commit(&mut self, group: Vec<Request>) {
         self.metrics.store_queue_depth.sub(group.len() as i64);
         let records: usize = group.iter().map(|r| r.batch.records()).sum();
-        let result = self.write_group(&group);
+        let result = if self.repair() {
+            self.write_group(&group)
+        } else {
+            Err(StoreError::WriteFailed(
+                "hour files left damaged by an earlier failure are not repaired yet".to_owned(),
+            ))
+        };
+        // Files beyond the cap stayed open while the group needed them.
+        self.enforce_open_file_cap();
         match &result {
             Ok(()) => {
                 self.metrics.logs_ingested.inc_by(records as u64);
@@ -510,12 +541,14 @@ impl Writer {
     fn write_group(&mut self, group: &[Request]) -> Result<(), StoreError> {
         // Each file's chunks in arrival order: one batch's lines stay contiguous.
         let mut plan: Vec<(Hour, Vec<IoSlice<'_>>)> = Vec::new();
+        let mut position: HashMap<Hour, usize> = HashMap::new();
         for request in group {
             for chunk in &request.batch.chunks {
-                match plan.iter_mut().find(|(hour, _)| *hour == chunk.hour) {
-                    Some((_, slices)) => slices.push(IoSlice::new(&chunk.lines)),
-                    None => plan.push((chunk.hour, vec![IoSlice::new(&chunk.lines)])),
-                }
+                let at = *position.entry(chunk.hour).or_insert_with(|| {
+                    plan.push((chunk.hour, Vec::new()));
+                    plan.len() - 1
+                });
+                plan[at].1.push(IoSlice::new(&chunk.lines));
             }
         }
         let positions =
@@ -543,29 +576,38 @@ impl Writer {
         }
     }
 
+    /// Opens every file of the plan (so the rollback knows every previous length, and no file of
+    /// the group is closed while it is written), writes, fsyncs per policy, and keeps the
+    /// checkpoint in step. `touched` lists every file opened for the group, written or not.
     fn write_plan(
         &mut self,
         plan: &mut [(Hour, Vec<IoSlice<'_>>)],
         positions: Option<&Checkpoint>,
         touched: &mut Vec<Touched>,
     ) -> io::Result<()> {
+        let group: HashSet<Hour> = plan.iter().map(|(hour, _)| *hour).collect();
+        for (hour, _) in plan.iter() {
+            let file = self.file(*hour, &group)?;
+            touched.push(Touched {
+                hour: *hour,
+                previous_length: file.length,
+                written: false,
+            });
+        }
         if positions.is_some() {
-            let mut lengths = BTreeMap::new();
-            for (hour, _) in plan.iter() {
-                lengths.insert(layout::hour_file(*hour), self.file(*hour)?.length);
-            }
+            let lengths = touched
+                .iter()
+                .map(|t| (layout::hour_file(t.hour), t.previous_length))
+                .collect();
             let state = CheckpointState {
                 positions: self.checkpoint.lock().expect("checkpoint lock").clone(),
                 pending: Some(lengths),
             };
             write_checkpoint_state(&self.dir, &state)?;
         }
-        for (hour, slices) in plan.iter_mut() {
-            let file = self.file(*hour)?;
-            touched.push(Touched {
-                hour: *hour,
-                previous_length: file.length,
-            });
+        for ((hour, slices), touched) in plan.iter_mut().zip(touched.iter_mut()) {
+            let file = self.files.get_mut(hour).expect("opened above");
+            touched.written = true;
             file.dirty = true;
             file.last_write = Instant::now();
             let written = write_all_vectored(&mut file.file, slices);
@@ -574,9 +616,8 @@ impl Writer {
             written.map_err(|(_, e)| e)?;
         }
         if self.options.fsync == FsyncPolicy::Always || positions.is_some() {
-            for t in touched.iter() {
-                self.sync(t.hour)?;
-            }
+            let hours: Vec<Hour> = touched.iter().map(|t| t.hour).collect();
+            self.sync_files(&hours)?;
         }
         if let Some(positions) = positions {
             let state = CheckpointState {
@@ -588,33 +629,33 @@ impl Writer {
         Ok(())
     }
 
-    /// Truncates every touched file back to its length before the group. Returns the error to
-    /// report: [`StoreError::WriteFailed`] if the rollback worked, else
-    /// [`StoreError::Inconsistent`] (and the store stops being ready).
+    /// Truncates every touched file back to its length before the group, each through a fresh
+    /// descriptor (after a failed fsync, the old one's next fsync could report success for data
+    /// the kernel dropped), and drops the old descriptors. Returns the error to report:
+    /// [`StoreError::WriteFailed`] if the rollback worked, else [`StoreError::Inconsistent`]; the
+    /// files it could not roll back are damaged until [`Writer::repair`] fixes them.
     fn roll_back(&mut self, touched: &[Touched], cause: io::Error) -> StoreError {
         let mut failures = Vec::new();
-        for t in touched {
-            let Some(file) = self.files.get_mut(&t.hour) else {
-                continue;
-            };
-            let undone = file
-                .file
-                .set_len(t.previous_length)
-                .and_then(|()| file.file.sync_data());
-            match undone {
+        for t in touched.iter().filter(|t| t.written) {
+            // Closed even if an fsync failure dropped it already: never reused after a failure.
+            self.files.remove(&t.hour);
+            let path = self.dir.join(layout::hour_file(t.hour));
+            match truncate_and_sync(&path, t.previous_length) {
                 Ok(()) => {
-                    file.length = t.previous_length;
-                    file.dirty = false;
+                    // Back to its length before the group, synced: whole again.
+                    self.damaged.remove(&t.hour);
                 }
                 Err(e) => {
-                    tracing::error!(file = %layout::hour_file(t.hour), error = %e, "rollback failed; unacknowledged lines may remain");
+                    tracing::error!(file = %path.display(), error = %e, "rollback failed; unacknowledged lines may remain until the file is repaired");
                     failures.push(e.to_string());
-                    // Reopen on next use so the length is read from disk again.
-                    self.files.remove(&t.hour);
-                    self.metrics.store_open_files.set(self.files.len() as i64);
+                    self.damaged.insert(t.hour, Some(t.previous_length));
                 }
             }
         }
+        if self.damaged.is_empty() {
+            self.healthy.store(true, Ordering::Relaxed);
+        }
+        self.metrics.store_open_files.set(self.files.len() as i64);
         if failures.is_empty() {
             StoreError::WriteFailed(cause.to_string())
         } else {
@@ -623,11 +664,41 @@ impl Writer {
         }
     }
 
+    /// Tries to repair every damaged file: back to its known length if possible, else cut to its
+    /// last complete line; then fsync, all on a fresh descriptor. Returns whether the store is
+    /// whole again (and sets readiness accordingly).
+    fn repair(&mut self) -> bool {
+        if self.damaged.is_empty() {
+            return true;
+        }
+        let damaged = std::mem::take(&mut self.damaged);
+        for (hour, length) in damaged {
+            let path = self.dir.join(layout::hour_file(hour));
+            match repair_file(&path, length) {
+                Ok(removed) => {
+                    self.metrics.store_repairs.inc();
+                    tracing::warn!(file = %path.display(), removed_bytes = removed, "hour file repaired after a failure");
+                }
+                Err(e) => {
+                    tracing::error!(file = %path.display(), error = %e, "hour file still cannot be repaired; refusing writes");
+                    self.damaged.insert(hour, length);
+                }
+            }
+        }
+        let whole = self.damaged.is_empty();
+        self.healthy.store(whole, Ordering::Relaxed);
+        whole
+    }
+
     /// The open hour file for `hour`, opening or creating it (and its day directory) if needed.
-    fn file(&mut self, hour: Hour) -> io::Result<&mut HourFile> {
+    /// Beyond [`MAX_OPEN_FILES`] the least recently written file that `group` does not need is
+    /// closed first; the group's own files are never closed before its outcome is known.
+    fn file(&mut self, hour: Hour, group: &HashSet<Hour>) -> io::Result<&mut HourFile> {
         if !self.files.contains_key(&hour) {
-            if self.files.len() >= MAX_OPEN_FILES {
-                self.close_least_recent();
+            if self.files.len() >= MAX_OPEN_FILES
+                && let Some(idle) = self.least_recent(|h| !group.contains(h))
+            {
+                self.close(idle);
             }
             let opened = self.open_file(hour)?;
             self.files.insert(hour, opened);
@@ -663,34 +734,103 @@ impl Writer {
         })
     }
 
-    /// fsyncs a file's data (and, the first time, the directories that were created for it).
-    fn sync(&mut self, hour: Hour) -> io::Result<()> {
-        let Some(file) = self.files.get_mut(&hour) else {
-            return Ok(());
+    /// fsyncs the data of `hours` that are dirty, several at a time when there are many (a batch
+    /// spanning many hours would otherwise hold the writer for one fsync per file in a row), then
+    /// their new directories. A file whose fsync fails is dropped (never fsynced again on the
+    /// same descriptor) and the error returned.
+    fn sync_files(&mut self, hours: &[Hour]) -> io::Result<()> {
+        let dirty: Vec<(Hour, &File)> = hours
+            .iter()
+            .filter_map(|hour| Some((*hour, self.files.get(hour)?)))
+            .filter(|(_, open)| open.dirty)
+            .map(|(hour, open)| (hour, &open.file))
+            .collect();
+        let results: Vec<(Hour, io::Result<()>)> = if dirty.len() < PARALLEL_SYNC_FROM {
+            dirty
+                .iter()
+                .map(|(hour, file)| (*hour, file.sync_data()))
+                .collect()
+        } else {
+            let per_thread = dirty.len().div_ceil(SYNC_THREADS);
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = dirty
+                    .chunks(per_thread)
+                    .map(|files| {
+                        scope.spawn(move || {
+                            files
+                                .iter()
+                                .map(|(hour, file)| (*hour, file.sync_data()))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .flat_map(|worker| worker.join().expect("an fsync thread does not panic"))
+                    .collect()
+            })
         };
-        if file.dirty {
-            file.file.sync_data()?;
-            file.dirty = false;
-            self.metrics.store_fsyncs.inc();
+        let mut failure = None;
+        for (hour, result) in results {
+            match result {
+                Ok(()) => {
+                    self.metrics.store_fsyncs.inc();
+                    if let Some(open) = self.files.get_mut(&hour) {
+                        open.dirty = false;
+                    }
+                }
+                Err(e) => {
+                    self.fsync_failed(hour, &e);
+                    failure.get_or_insert(e);
+                }
+            }
         }
-        for dir in file.new_dirs.drain(..).rev() {
-            sync_dir(&dir)?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        for hour in hours {
+            self.sync_new_dirs(*hour)?;
         }
         Ok(())
     }
 
+    /// fsyncs the directories created for `hour`'s file; each leaves the list only once synced.
+    fn sync_new_dirs(&mut self, hour: Hour) -> io::Result<()> {
+        let Some(open) = self.files.get_mut(&hour) else {
+            return Ok(());
+        };
+        while let Some(dir) = open.new_dirs.last() {
+            sync_dir(dir)?;
+            open.new_dirs.pop();
+        }
+        Ok(())
+    }
+
+    /// A failed fsync: the data written since the last good one may be gone, and the descriptor
+    /// must not be fsynced again (Linux reports the error once; a retry "succeeds"). The file is
+    /// dropped and marked damaged, which makes the store refuse writes until it is repaired.
+    fn fsync_failed(&mut self, hour: Hour, error: &io::Error) {
+        tracing::error!(file = %layout::hour_file(hour), %error, "fsync failed; data written since the last fsync may be lost");
+        self.metrics.store_fsync_errors.inc();
+        self.files.remove(&hour);
+        self.metrics.store_open_files.set(self.files.len() as i64);
+        self.damaged.entry(hour).or_insert(None);
+        self.healthy.store(false, Ordering::Relaxed);
+    }
+
+    /// fsyncs every dirty file (the `interval` policy, idle close, shutdown). Failures are
+    /// handled by [`Writer::fsync_failed`].
     fn sync_all_dirty(&mut self) {
         let hours: Vec<Hour> = self.files.keys().copied().collect();
-        for hour in hours {
-            if let Err(e) = self.sync(hour) {
-                tracing::error!(file = %layout::hour_file(hour), error = %e, "fsync failed");
-            }
+        if let Err(e) = self.sync_files(&hours) {
+            tracing::error!(error = %e, "periodic fsync failed");
         }
         self.last_sync = Instant::now();
     }
 
-    /// Periodic work between groups: the interval fsync and closing idle files.
+    /// Periodic work between groups: repairs, the interval fsync, closing idle files.
     fn maintain(&mut self) {
+        self.repair();
         if self.options.fsync == FsyncPolicy::Interval
             && self.last_sync.elapsed() >= self.options.fsync_interval
         {
@@ -707,19 +847,28 @@ impl Writer {
         }
     }
 
-    fn close_least_recent(&mut self) {
-        if let Some(hour) = self
-            .files
+    /// The least recently written open file that `eligible` allows.
+    fn least_recent(&self, eligible: impl Fn(&Hour) -> bool) -> Option<Hour> {
+        self.files
             .iter()
+            .filter(|(hour, _)| eligible(hour))
             .min_by_key(|(_, f)| f.last_write)
             .map(|(h, _)| *h)
-        {
-            self.close(hour);
+    }
+
+    /// Closes the least recently written files beyond [`MAX_OPEN_FILES`].
+    fn enforce_open_file_cap(&mut self) {
+        while self.files.len() > MAX_OPEN_FILES {
+            match self.least_recent(|_| true) {
+                Some(hour) => self.close(hour),
+                None => break,
+            }
         }
     }
 
+    /// Syncs (if dirty) and closes a file.
     fn close(&mut self, hour: Hour) {
-        if let Err(e) = self.sync(hour) {
+        if let Err(e) = self.sync_files(&[hour]) {
             tracing::error!(file = %layout::hour_file(hour), error = %e, "fsync before close failed");
         }
         self.files.remove(&hour);
@@ -731,6 +880,50 @@ impl Writer {
         self.files.clear();
         self.metrics.store_open_files.set(0);
     }
+}
+
+/// Truncates `path` to `length` and fsyncs it, through a descriptor of its own, opened without
+/// ever blocking (a special file in place of an hour file must not hang the writer).
+fn truncate_and_sync(path: &Path, length: u64) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)?;
+    if file.metadata()?.len() > length {
+        file.set_len(length)?;
+    }
+    file.sync_all()
+}
+
+/// Repairs a damaged hour file on fresh descriptors: back to `length` if that is known and
+/// possible, else (e.g. the file is append-only) at least cut to its last complete line, since a
+/// torn tail must go before anything is appended; then fsync. Returns how many bytes were removed.
+fn repair_file(path: &Path, length: Option<u64>) -> io::Result<u64> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let current = file.metadata()?.len();
+    if let Some(length) = length.filter(|length| *length < current)
+        && truncate_and_sync(path, length).is_ok()
+    {
+        return Ok(current - length);
+    }
+    let keep = complete_prefix(&mut file, current)?;
+    if keep < current {
+        truncate_and_sync(path, keep)?;
+    } else {
+        // fsync needs no write access: the file is whole, make that durable.
+        file.sync_all()?;
+    }
+    Ok(current - keep)
 }
 
 /// Writes every slice in order. On failure returns how many bytes did reach the file.
@@ -914,6 +1107,45 @@ mod tests {
             ["/before-15", "/after-15"]
         );
         store.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_group_over_more_hours_than_open_files_is_rolled_back_in_every_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Metrics::new();
+        let mut opts = options(dir.path());
+        opts.max_pending_bytes = 64 << 20;
+        let store = Store::open(opts, metrics.clone()).unwrap();
+        // 73 hours from 2025-01-01T00:00Z, one record each; the 73rd cannot be opened.
+        let stamps: Vec<String> = (0..73)
+            .map(|h| format!("2025-01-{:02}T{:02}:00:00Z", 1 + h / 24, h % 24))
+            .collect();
+        fs::create_dir_all(dir.path().join("2025-01-04/00.log.json")).unwrap();
+        let records: Vec<(&str, &str)> = stamps.iter().map(|ts| (ts.as_str(), "/x")).collect();
+        let err = store.append(batch(&records)).await.unwrap_err();
+        assert!(matches!(err, StoreError::WriteFailed(_)), "{err:?}");
+        let lines: usize = layout::hour_files(dir.path())
+            .unwrap()
+            .iter()
+            .map(|(_, path)| fs::read_to_string(path).unwrap().lines().count())
+            .sum();
+        assert_eq!(lines, 0, "nothing of the refused batch stays on disk");
+        assert!(metrics.store_open_files.get() <= MAX_OPEN_FILES as i64);
+        assert_eq!(store.readiness(), Ok(()));
+        store.shutdown().await;
+    }
+
+    #[test]
+    fn repair_cuts_a_torn_tail_or_goes_back_to_the_known_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        fs::write(&path, "one\ntwo\nthr").unwrap();
+        assert_eq!(repair_file(&path, None).unwrap(), 3);
+        assert_eq!(fs::read_to_string(&path).unwrap(), "one\ntwo\n");
+        assert_eq!(repair_file(&path, Some(4)).unwrap(), 4);
+        assert_eq!(fs::read_to_string(&path).unwrap(), "one\n");
+        assert_eq!(repair_file(&path, None).unwrap(), 0, "a whole file stays");
+        assert_eq!(repair_file(&dir.path().join("missing"), None).unwrap(), 0);
     }
 
     #[tokio::test]

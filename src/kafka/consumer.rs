@@ -96,6 +96,7 @@ impl ConsumerGroup {
                 limits: Limits {
                     max_records: 1,
                     max_field_bytes: settings.max_field_bytes,
+                    max_hours: 1,
                 },
                 metrics: metrics.clone(),
                 stop: stop.clone(),

@@ -170,15 +170,16 @@ struct AppendOnly {
 
 impl AppendOnly {
     fn set(path: std::path::PathBuf) -> AppendOnly {
-        let status = std::process::Command::new("chattr")
+        let output = std::process::Command::new("chattr")
             .arg("+a")
             .arg(&path)
-            .status()
+            .output()
             .expect("chattr runs (e2fsprogs)");
         assert!(
-            status.success(),
-            "chattr +a {} (the test needs root and ext4 under the temporary directory)",
-            path.display()
+            output.status.success(),
+            "chattr +a {} (the test needs root, and a filesystem with the append-only attribute): {}",
+            path.display(),
+            String::from_utf8_lossy(&output.stderr)
         );
         AppendOnly { path }
     }
@@ -194,19 +195,21 @@ impl Drop for AppendOnly {
 }
 
 #[tokio::test]
-async fn a_failed_rollback_is_500_and_turns_the_service_not_ready() {
-    let app = spawn_app(|_| {}).await;
+async fn a_failed_rollback_is_500_outcome_unknown_and_the_store_repairs_itself() {
+    let disk = crate::support::Tmpfs::mount("1m");
+    let logs = disk.path().to_owned();
+    let app = spawn_app(|config| config.storage.logs_dir = logs.clone()).await;
     let before = json_array(&[record("2025-11-22T14:00:00Z", "/before", "curl/8.5.0")]);
     assert_accepted(app.post_logs(JSON, before).await, 1).await;
-    let _append_only = AppendOnly::set(app.hour_path(HOUR_14));
-    std::fs::create_dir_all(app.hour_path("2025-11-22/15.log.json")).unwrap();
+    let _append_only = AppendOnly::set(logs.join(HOUR_14));
+    disk.fill_leaving(16 * 1024);
 
-    // Hour 14 takes its line, hour 15 fails, and hour 14 cannot be truncated back.
-    let batch = json_array(&[
-        record("2025-11-22T14:05:00Z", "/x", "curl/8.5.0"),
-        record("2025-11-22T15:05:00Z", "/y", "curl/8.5.0"),
-    ]);
-    let response = app.post_logs(JSON, batch).await;
+    // Hour 14 takes its line (its page has room), hour 15 runs out of space half-way, and hour
+    // 14 cannot be truncated back.
+    let mut records = vec![record("2025-11-22T14:05:00Z", "/x", "curl/8.5.0")];
+    records
+        .extend((0..400).map(|i| record("2025-11-22T15:05:00Z", &format!("/y/{i}"), "curl/8.5.0")));
+    let response = app.post_logs(JSON, json_array(&records)).await;
     assert_eq!(header(&response, "retry-after"), "", "no retry invited");
     let error = assert_error(
         response,
@@ -221,21 +224,37 @@ async fn a_failed_rollback_is_500_and_turns_the_service_not_ready() {
         "no internals leak"
     );
     assert_eq!(
-        app.read_hour_file(HOUR_14),
+        crate::support::read_lines(&logs.join(HOUR_14)),
         [
             line("2025-11-22T14:00:00Z", "/before", "curl/8.5.0"),
             line("2025-11-22T14:05:00Z", "/x", "curl/8.5.0")
         ],
         "the unacknowledged line stays: that is why the answer is 500, not 503"
     );
-    let ready = app.get("/ready").await;
-    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // The lines left are complete, so the repair (on the writer's next round) has nothing to
+    // cut: the store takes writes again, and the next batch starts on a line of its own.
+    crate::support::poll("the store to repair the file", async || {
+        match app.metric("store_repairs_total").await {
+            1.0 => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await;
+    assert_eq!(app.get("/ready").await.status(), StatusCode::OK);
+    assert!(
+        crate::support::read_lines(&logs.join("2025-11-22/15.log.json")).is_empty(),
+        "hour 15 rolled back"
+    );
+    disk.free();
+    let next = json_array(&[record("2025-11-22T14:10:00Z", "/next", "curl/8.5.0")]);
+    assert_accepted(app.post_logs(JSON, next).await, 1).await;
     assert_eq!(
-        crate::support::body_json(ready).await,
-        serde_json::json!({
-            "status": "not_ready",
-            "reason": "storage cannot take writes: a failed write could not be rolled back"
-        })
+        crate::support::read_lines(&logs.join(HOUR_14)),
+        [
+            line("2025-11-22T14:00:00Z", "/before", "curl/8.5.0"),
+            line("2025-11-22T14:05:00Z", "/x", "curl/8.5.0"),
+            line("2025-11-22T14:10:00Z", "/next", "curl/8.5.0")
+        ]
     );
     assert_eq!(app.metric("ingest_errors_total").await, 1.0);
     app.stop().await;

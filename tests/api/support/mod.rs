@@ -5,6 +5,7 @@
 //! - [`http`]: requests ([`try_send`]), answer checks, metric scraping, a raw HTTP/1 client.
 //! - [`records`]: record builders and bodies; hour files read back from disk.
 //! - [`wait`]: polling with deadlines.
+//! - [`tmpfs`]: a small filesystem of a test's own, for disk-full faults.
 //! - [`kafka`]: the Kafka tests' names, batches and exact storage checks.
 //! - [`external`]: the broker and programs the tests need; missing ones fail the test.
 
@@ -14,6 +15,7 @@ mod external;
 mod http;
 mod kafka;
 mod records;
+mod tmpfs;
 mod wait;
 
 pub use app::*;
@@ -22,4 +24,5 @@ pub use external::*;
 pub use http::*;
 pub use kafka::*;
 pub use records::*;
+pub use tmpfs::*;
 pub use wait::*;
