@@ -170,6 +170,14 @@ pub struct ServerConfig {
     /// before they are cut off. Default `30s`.
     #[serde(deserialize_with = "go_duration::deserialize")]
     pub shutdown_timeout: Duration,
+    /// `server.maxConnections`: most open connections; beyond it a new connection gets 503 and
+    /// is closed at once. Lowered at start-up to what the open-file limit allows (logged).
+    /// Default 10000.
+    pub max_connections: usize,
+    /// `server.maxInflightBytes`: most bytes of request bodies being received and decoded at
+    /// once, across all requests. A request that would exceed it gets 503 `overloaded` (with
+    /// `Retry-After`) before its body is read. Default 67108864 (64 MiB).
+    pub max_inflight_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -181,6 +189,8 @@ impl Default for ServerConfig {
             read_body_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+            max_inflight_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -210,6 +220,13 @@ pub struct StorageConfig {
     /// reopened if a late record arrives). Default `60s`.
     #[serde(deserialize_with = "go_duration::deserialize")]
     pub idle_file_timeout: Duration,
+    /// `storage.writeTimeout`: how long a batch the writer has started writing may take before
+    /// its client is told the outcome is unknown (500 `outcome_unknown`; the write still
+    /// completes or rolls back). A batch still waiting for the writer when its request runs out
+    /// of `server.requestTimeout` is withdrawn instead (503 `timeout`, nothing stored).
+    /// Default `30s`.
+    #[serde(deserialize_with = "go_duration::deserialize")]
+    pub write_timeout: Duration,
 }
 
 impl Default for StorageConfig {
@@ -221,6 +238,7 @@ impl Default for StorageConfig {
             fsync_interval: Duration::from_secs(1),
             max_pending_bytes: 64 * 1024 * 1024,
             idle_file_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -716,8 +734,10 @@ impl Config {
             problem("server.addr", message);
         }
 
-        let counts: [(&'static str, usize); 11] = [
+        let counts: [(&'static str, usize); 13] = [
             ("server.maxBodyBytes", self.server.max_body_bytes),
+            ("server.maxConnections", self.server.max_connections),
+            ("server.maxInflightBytes", self.server.max_inflight_bytes),
             ("storage.maxPendingBytes", self.storage.max_pending_bytes),
             (
                 "aggregation.maxKeysPerHour",
@@ -744,13 +764,14 @@ impl Config {
             }
         }
 
-        let durations: [(&'static str, Duration); 12] = [
+        let durations: [(&'static str, Duration); 13] = [
             ("server.readHeaderTimeout", self.server.read_header_timeout),
             ("server.readBodyTimeout", self.server.read_body_timeout),
             ("server.requestTimeout", self.server.request_timeout),
             ("server.shutdownTimeout", self.server.shutdown_timeout),
             ("storage.fsyncInterval", self.storage.fsync_interval),
             ("storage.idleFileTimeout", self.storage.idle_file_timeout),
+            ("storage.writeTimeout", self.storage.write_timeout),
             ("aggregation.interval", self.aggregation.interval),
             (
                 "ingestion.producerWriteTimeout",
@@ -1049,12 +1070,15 @@ kafka:
         assert_eq!(c.server.read_body_timeout, Duration::from_secs(30));
         assert_eq!(c.server.request_timeout, Duration::from_secs(60));
         assert_eq!(c.server.shutdown_timeout, Duration::from_secs(30));
+        assert_eq!(c.server.max_connections, 10_000);
+        assert_eq!(c.server.max_inflight_bytes, 64 * 1024 * 1024);
         assert_eq!(c.storage.logs_dir, PathBuf::from("./logs"));
         assert_eq!(c.storage.analytics_dir, PathBuf::from("./analytics"));
         assert_eq!(c.storage.fsync, FsyncPolicy::Always);
         assert_eq!(c.storage.fsync_interval, Duration::from_secs(1));
         assert_eq!(c.storage.max_pending_bytes, 64 * 1024 * 1024);
         assert_eq!(c.storage.idle_file_timeout, Duration::from_secs(60));
+        assert_eq!(c.storage.write_timeout, Duration::from_secs(30));
         assert_eq!(c.aggregation.interval, Duration::from_secs(30));
         assert_eq!(c.aggregation.max_keys_per_hour, 100_000);
         assert_eq!(c.ingestion.queue_buffer_size, 10_000);
@@ -1156,6 +1180,8 @@ server:
   readBodyTimeout: 3s
   requestTimeout: 1m30s
   shutdownTimeout: 2h
+  maxConnections: 77
+  maxInflightBytes: 4096
 storage:
   logsDir: /data/logs
   analyticsDir: /data/analytics
@@ -1163,6 +1189,7 @@ storage:
   fsyncInterval: 250ms
   maxPendingBytes: 1000
   idleFileTimeout: 5m
+  writeTimeout: 11s
 aggregation:
   interval: 1m
   maxKeysPerHour: 50
@@ -1214,6 +1241,8 @@ profiling:
                 read_body_timeout: Duration::from_secs(3),
                 request_timeout: Duration::from_secs(90),
                 shutdown_timeout: Duration::from_secs(7200),
+                max_connections: 77,
+                max_inflight_bytes: 4096,
             }
         );
         assert_eq!(
@@ -1225,6 +1254,7 @@ profiling:
                 fsync_interval: Duration::from_millis(250),
                 max_pending_bytes: 1000,
                 idle_file_timeout: Duration::from_secs(300),
+                write_timeout: Duration::from_secs(11),
             }
         );
         assert_eq!(

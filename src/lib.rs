@@ -9,6 +9,7 @@
 //!   validated once at start-up.
 //! - [`app`]: builds every component from a [`config::Config`], binds the listener and runs until a
 //!   shutdown signal, then drains in order.
+//! - [`server`]: connections: the cap, timeouts for silent and idle ones, draining at shutdown.
 //! - [`http`]: the axum router, handlers, middleware (auth, metrics, timeouts) and the one
 //!   [`http::ApiError`] type that maps failures onto status codes and JSON bodies.
 //! - [`ingest`]: decoding and validation of request bodies (JSON array, CSV, NDJSON) into an
@@ -41,5 +42,6 @@ pub mod metrics;
 pub mod pipeline;
 pub mod profiling;
 pub mod record;
+pub mod server;
 pub mod store;
 pub mod telemetry;

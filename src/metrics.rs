@@ -32,6 +32,13 @@ pub struct Metrics {
     pub store_queue_depth: IntGauge,
     /// Request latency by route template and status class.
     pub http_duration: HistogramVec,
+    /// Open HTTP connections.
+    pub http_open_connections: IntGauge,
+    /// Connections refused because `server.maxConnections` were open.
+    pub http_connections_refused: IntCounter,
+    /// `POST /logs` requests refused because request bodies in flight reached
+    /// `server.maxInflightBytes`.
+    pub inflight_rejections: IntCounter,
     /// Records per accepted batch.
     pub batch_records: Histogram,
     /// Write groups committed by the store (one write + one fsync per file each).
@@ -147,6 +154,14 @@ impl Metrics {
             "kafka_dead_letter_messages_total",
             "Total number of consumed messages that were not valid records and went to the dead-letter topic.",
         );
+        let http_connections_refused = counter(
+            "http_connections_refused_total",
+            "Total number of connections refused because server.maxConnections were open.",
+        );
+        let inflight_rejections = counter(
+            "ingest_inflight_rejections_total",
+            "Total number of /logs requests answered 503 before their body was read because request bodies in flight reached server.maxInflightBytes.",
+        );
         let overload_rejections = counter(
             "ingest_overload_rejections_total",
             "Total number of /logs requests answered 503 because pending work reached its bound.",
@@ -162,6 +177,10 @@ impl Metrics {
         let queue_depth = gauge(
             "ingestion_work_queue_depth",
             "Current number of log batches waiting in the ingestion work queue.",
+        );
+        let http_open_connections = gauge(
+            "http_open_connections",
+            "Current number of open HTTP connections.",
         );
         let store_open_files = gauge(
             "store_open_files",
@@ -257,6 +276,9 @@ impl Metrics {
             queue_depth,
             store_queue_depth,
             http_duration,
+            http_open_connections,
+            http_connections_refused,
+            inflight_rejections,
             batch_records,
             store_commits,
             store_fsyncs,

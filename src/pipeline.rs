@@ -54,13 +54,19 @@ impl Pipeline {
     }
 
     /// Stores (v1) or produces (v2) the batch; returns once it is durable per the configured
-    /// policy (v1) or acknowledged by the broker (v2).
-    pub async fn submit(&self, batch: EncodedBatch) -> Result<(), SubmitError> {
+    /// policy (v1) or acknowledged by the broker (v2), or with what is known of its outcome.
+    /// In v1 a batch still waiting for the writer at `deadline` is withdrawn (nothing stored);
+    /// in v2 the wait is bounded by `kafka.produceTimeout` instead.
+    pub async fn submit(
+        &self,
+        batch: EncodedBatch,
+        deadline: std::time::Instant,
+    ) -> Result<(), SubmitError> {
         match self {
             Pipeline::V1 { store, metrics } => {
                 // The ingestion queue of v1 is the store's queue, as far as API batches go.
                 let _queued = metrics.queued_batch();
-                Ok(store.append(batch).await?)
+                Ok(store.append_by(batch, deadline).await?)
             }
             Pipeline::V2(kafka) => Ok(kafka.submit(batch).await?),
         }

@@ -40,7 +40,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -65,6 +65,13 @@ const SYNC_THREADS: usize = 8;
 /// How often damaged files are retried while the store refuses writes.
 const REPAIR_INTERVAL: Duration = Duration::from_millis(500);
 
+/// A request's claim: waiting for the writer...
+const QUEUED: u8 = 0;
+/// ... taken by the writer: it will be written or rolled back, and answered...
+const TAKEN: u8 = 1;
+/// ... or withdrawn by its caller before that: never written.
+const WITHDRAWN: u8 = 2;
+
 /// Positions of an external source (e.g. `"logs/0"` → next Kafka offset), stored with the data.
 pub type Checkpoint = BTreeMap<String, i64>;
 
@@ -76,6 +83,7 @@ pub struct StoreOptions {
     pub fsync_interval: Duration,
     pub max_pending_bytes: usize,
     pub idle_file_timeout: Duration,
+    pub write_timeout: Duration,
 }
 
 impl StoreOptions {
@@ -87,6 +95,7 @@ impl StoreOptions {
             fsync_interval: storage.fsync_interval,
             max_pending_bytes: storage.max_pending_bytes,
             idle_file_timeout: storage.idle_file_timeout,
+            write_timeout: storage.write_timeout,
         }
     }
 }
@@ -111,6 +120,14 @@ pub enum StoreError {
     /// Writing failed and the rollback failed too: part of the batch may be on disk.
     #[error("storage write failed and could not be rolled back: {0}")]
     Inconsistent(String),
+    /// The caller's deadline passed while the batch waited for the writer; it was withdrawn and
+    /// nothing of it is stored.
+    #[error("the batch waited for the writer past its deadline and was withdrawn")]
+    Withdrawn,
+    /// The writer took the batch but did not answer within `storage.writeTimeout`: it may be
+    /// stored or not (the write completes or rolls back later).
+    #[error("the writer did not answer within storage.writeTimeout")]
+    OutcomeUnknown,
     /// Opening the store failed.
     #[error("cannot open the logs directory {dir}: {reason}")]
     Open { dir: PathBuf, reason: String },
@@ -126,6 +143,7 @@ struct Inner {
     requests: Mutex<Option<mpsc::Sender<Request>>>,
     pending: Arc<Semaphore>,
     max_pending_bytes: usize,
+    write_timeout: Duration,
     healthy: Arc<AtomicBool>,
     checkpoint: Arc<Mutex<Checkpoint>>,
     done: Mutex<Option<oneshot::Receiver<()>>>,
@@ -136,6 +154,9 @@ struct Request {
     batch: EncodedBatch,
     checkpoint: Option<Checkpoint>,
     reply: oneshot::Sender<Result<(), StoreError>>,
+    /// [`QUEUED`] until either the writer takes the request ([`TAKEN`]) or its caller withdraws
+    /// it ([`WITHDRAWN`]); whichever comes first decides.
+    claim: Arc<AtomicU8>,
     /// Released when the request is dropped, after the writer answered.
     _permit: OwnedSemaphorePermit,
 }
@@ -185,6 +206,7 @@ impl Store {
                 requests: Mutex::new(Some(sender)),
                 pending: Arc::new(Semaphore::new(max_pending_bytes)),
                 max_pending_bytes,
+                write_timeout: options.write_timeout,
                 healthy,
                 checkpoint,
                 done: Mutex::new(Some(done_rx)),
@@ -203,7 +225,19 @@ impl Store {
 
     /// Appends a batch and returns once it is stored (and fsynced, with `fsync: always`).
     pub async fn append(&self, batch: EncodedBatch) -> Result<(), StoreError> {
-        self.submit(batch, None).await
+        self.submit(batch, None, None).await
+    }
+
+    /// [`Store::append`], for a caller that cannot wait past `deadline` for the writer: a batch
+    /// still queued then is withdrawn ([`StoreError::Withdrawn`], nothing stored). One the writer
+    /// has taken is waited for at most `storage.writeTimeout` more
+    /// ([`StoreError::OutcomeUnknown`] beyond; the write still completes or rolls back).
+    pub async fn append_by(
+        &self,
+        batch: EncodedBatch,
+        deadline: std::time::Instant,
+    ) -> Result<(), StoreError> {
+        self.submit(batch, None, Some(deadline)).await
     }
 
     /// Appends a batch and makes `checkpoint` durable together with it: after a crash, either
@@ -213,13 +247,14 @@ impl Store {
         batch: EncodedBatch,
         checkpoint: Checkpoint,
     ) -> Result<(), StoreError> {
-        self.submit(batch, Some(checkpoint)).await
+        self.submit(batch, Some(checkpoint), None).await
     }
 
     async fn submit(
         &self,
         batch: EncodedBatch,
         checkpoint: Option<Checkpoint>,
+        deadline: Option<std::time::Instant>,
     ) -> Result<(), StoreError> {
         let cost = batch.bytes().clamp(1, self.inner.max_pending_bytes);
         let permit = self
@@ -229,6 +264,7 @@ impl Store {
             .try_acquire_many_owned(cost as u32)
             .map_err(|_| StoreError::Overloaded)?;
         let (reply, answer) = oneshot::channel();
+        let claim = Arc::new(AtomicU8::new(QUEUED));
         {
             let requests = self.inner.requests.lock().expect("store sender lock");
             let sender = requests.as_ref().ok_or(StoreError::Closed)?;
@@ -237,6 +273,7 @@ impl Store {
                 batch,
                 checkpoint,
                 reply,
+                claim: claim.clone(),
                 _permit: permit,
             };
             if sender.send(request).is_err() {
@@ -244,7 +281,26 @@ impl Store {
                 return Err(StoreError::Closed);
             }
         }
-        answer.await.map_err(|_| StoreError::Closed)?
+        let answered = |answer: Result<Result<(), StoreError>, _>| {
+            answer.unwrap_or(Err(StoreError::Closed))
+        };
+        let Some(deadline) = deadline else {
+            return answered(answer.await);
+        };
+        tokio::pin!(answer);
+        if let Ok(answer) = tokio::time::timeout_at(deadline.into(), &mut answer).await {
+            return answered(answer);
+        }
+        if claim
+            .compare_exchange(QUEUED, WITHDRAWN, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            return Err(StoreError::Withdrawn);
+        }
+        match tokio::time::timeout(self.inner.write_timeout, answer).await {
+            Ok(answer) => answered(answer),
+            Err(_) => Err(StoreError::OutcomeUnknown),
+        }
     }
 
     /// The positions stored with the last committed checkpointed batch (or recovered at open).
@@ -512,6 +568,20 @@ impl Writer {
 
     fn commit(&mut self, group: Vec<Request>) {
         self.metrics.store_queue_depth.sub(group.len() as i64);
+        // Requests their callers withdrew are dropped unwritten (their callers said "nothing
+        // stored"); the others are ours to answer from now on.
+        let group: Vec<Request> = group
+            .into_iter()
+            .filter(|request| {
+                request
+                    .claim
+                    .compare_exchange(QUEUED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            })
+            .collect();
+        if group.is_empty() {
+            return;
+        }
         let records: usize = group.iter().map(|r| r.batch.records()).sum();
         let result = if self.repair() {
             self.write_group(&group)
@@ -959,6 +1029,7 @@ mod tests {
             fsync_interval: Duration::from_secs(1),
             max_pending_bytes: 1 << 20,
             idle_file_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(30),
         }
     }
 

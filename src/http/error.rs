@@ -1,0 +1,293 @@
+//! [`ApiError`]: every way a request can fail, and the one place failures become a status code
+//! and a JSON body `{"error": "<code>", "message": "<text>", ...details}`. Each backend's errors
+//! (the store's, Kafka's) are mapped here, by what they mean for the client ([`Refusal`]).
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::SUPPORTED_ENCODINGS;
+use crate::ingest::{DecodeError, SUPPORTED_MEDIA_TYPES};
+use crate::kafka::ProduceError;
+use crate::pipeline::SubmitError;
+use crate::store::StoreError;
+
+/// Seconds a client should wait before retrying after a 503.
+const RETRY_AFTER_SECS: u64 = 1;
+
+/// Every way a request can fail, mapped onto a status code and a JSON body
+/// `{"error": "<code>", "message": "<text>", ...details}`. 5xx bodies never carry internals; the
+/// reason goes to the log.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("request body exceeds {limit} bytes after decompression (server.maxBodyBytes)")]
+    BodyTooLarge { limit: usize },
+    #[error("request body could not be read or decompressed: {0}")]
+    UnreadableBody(String),
+    #[error("request body was not received within {0:?} (server.readBodyTimeout)")]
+    BodyTimeout(Duration),
+    #[error("unsupported Content-Encoding; supported: {}", SUPPORTED_ENCODINGS.join(", "))]
+    UnsupportedEncoding,
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    #[error("request did not complete within server.requestTimeout")]
+    Timeout,
+    #[error("the service is shutting down; nothing from this batch was stored")]
+    ShuttingDown,
+    #[error(
+        "too many request bodies in flight (server.maxInflightBytes); nothing from this batch was \
+         stored, retry later"
+    )]
+    Overloaded,
+    #[error("invalid query: {0}")]
+    BadQuery(String),
+    #[error("{0}")]
+    NoSummary(String),
+    #[error("internal error")]
+    Internal,
+    #[error("{}", .0.canonical_reason().unwrap_or("error"))]
+    Status(StatusCode),
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Decode(DecodeError::UnsupportedMediaType(_))
+            | ApiError::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Decode(DecodeError::TooManyRecords { .. })
+            | ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Decode(_) | ApiError::UnreadableBody(_) | ApiError::BadQuery(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) | ApiError::NoSummary(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Submit(err)
+                if matches!(
+                    Refusal::of(err),
+                    Refusal::OutcomeUnknown { .. } | Refusal::Broken
+                ) =>
+            {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            ApiError::Submit(_)
+            | ApiError::Timeout
+            | ApiError::ShuttingDown
+            | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Status(status) => *status,
+        }
+    }
+
+    /// The `error` code of the body: stable, for clients to branch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Decode(DecodeError::UnsupportedMediaType(_)) => "unsupported_media_type",
+            ApiError::Decode(DecodeError::Empty) => "no_records",
+            ApiError::Decode(DecodeError::TooManyRecords { .. }) => "too_many_records",
+            ApiError::Decode(DecodeError::TooManyHours { .. }) => "too_many_hours",
+            ApiError::Decode(DecodeError::Malformed { .. }) => "malformed_body",
+            ApiError::Decode(DecodeError::Invalid { .. }) => "invalid_records",
+            ApiError::BodyTooLarge { .. } => "body_too_large",
+            ApiError::UnreadableBody(_) => "unreadable_body",
+            ApiError::BodyTimeout(_) => "body_timeout",
+            ApiError::UnsupportedEncoding => "unsupported_content_encoding",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Submit(err) => match Refusal::of(err) {
+                Refusal::TimedOut => "timeout",
+                Refusal::Overloaded => "overloaded",
+                Refusal::ShuttingDown => "shutting_down",
+                Refusal::Unavailable => "storage_unavailable",
+                Refusal::Partial { .. } => "partially_delivered",
+                Refusal::OutcomeUnknown { .. } => "outcome_unknown",
+                Refusal::Broken => "internal",
+            },
+            ApiError::Timeout => "timeout",
+            ApiError::ShuttingDown => "shutting_down",
+            ApiError::Overloaded => "overloaded",
+            ApiError::BadQuery(_) => "invalid_query",
+            ApiError::NoSummary(_) => "no_summary",
+            ApiError::Internal => "internal",
+            ApiError::Status(_) => "error",
+        }
+    }
+
+    /// The `message` of the body: what happened and what the client can do.
+    fn message(&self) -> String {
+        match self {
+            ApiError::Decode(DecodeError::UnsupportedMediaType(value)) => format!(
+                "unsupported Content-Type: {value}; supported: {}",
+                SUPPORTED_MEDIA_TYPES.join(", ")
+            ),
+            ApiError::Decode(DecodeError::TooManyRecords { max }) => {
+                format!("batch has more than {max} records (ingestion.maxRecords)")
+            }
+            ApiError::Decode(DecodeError::TooManyHours { max }) => format!(
+                "batch has records in more than {max} distinct hours (ingestion.maxHoursPerBatch); \
+                 nothing from this batch was stored, split it"
+            ),
+            ApiError::Decode(DecodeError::Invalid { total, errors }) => format!(
+                "{total} invalid record field(s); nothing from this batch was stored{}",
+                if *total > errors.len() {
+                    format!(" (first {} listed)", errors.len())
+                } else {
+                    String::new()
+                }
+            ),
+            ApiError::Submit(err) => match Refusal::of(err) {
+                Refusal::TimedOut => "the batch waited for the store past server.requestTimeout \
+                                      and was withdrawn; nothing from it was stored, retry later"
+                    .into(),
+                Refusal::Overloaded => {
+                    "too much pending work; nothing from this batch was stored, retry later".into()
+                }
+                Refusal::ShuttingDown => {
+                    "the service is shutting down; nothing from this batch was stored".into()
+                }
+                Refusal::Unavailable => "storage is temporarily unavailable; nothing from this \
+                                         batch was stored, retry later"
+                    .into(),
+                Refusal::Partial { delivered, total } => format!(
+                    "{delivered} of the batch's {total} records reached Kafka before a failure; \
+                     retrying the whole batch stores those {delivered} again"
+                ),
+                Refusal::OutcomeUnknown { .. } => "part of this batch may have been stored and it \
+                                                   cannot be known which; a plain retry may \
+                                                   store those records twice"
+                    .into(),
+                Refusal::Broken => "internal error".into(),
+            },
+            other => other.to_string(),
+        }
+    }
+
+    /// The extra fields of the body.
+    fn details(&self) -> Value {
+        match self {
+            ApiError::Decode(DecodeError::Invalid { total, errors }) => {
+                json!({"totalErrors": total, "errors": errors})
+            }
+            ApiError::Decode(DecodeError::Malformed { line, column, .. }) => {
+                json!({"line": line, "column": column})
+            }
+            ApiError::Decode(DecodeError::UnsupportedMediaType(_)) => {
+                json!({"supported": SUPPORTED_MEDIA_TYPES})
+            }
+            ApiError::UnsupportedEncoding => json!({"supported": SUPPORTED_ENCODINGS}),
+            ApiError::Submit(err) => match Refusal::of(err) {
+                Refusal::Partial { delivered, total } => {
+                    json!({"deliveredRecords": delivered, "records": total})
+                }
+                Refusal::OutcomeUnknown {
+                    delivered: Some(delivered),
+                    unknown: Some(unknown),
+                    total: Some(total),
+                } => json!({
+                    "deliveredRecords": delivered,
+                    "unknownRecords": unknown,
+                    "records": total
+                }),
+                _ => json!({}),
+            },
+            _ => json!({}),
+        }
+    }
+}
+
+/// What a refused batch means for the client, whichever backend refused it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Refusal {
+    /// Nothing stored; it waited too long for the writer and was withdrawn.
+    TimedOut,
+    /// Nothing stored; pending work is at its bound.
+    Overloaded,
+    /// Nothing stored; the service is draining.
+    ShuttingDown,
+    /// Nothing stored; a write or the broker failed.
+    Unavailable,
+    /// Part of the batch reached Kafka.
+    Partial { delivered: usize, total: usize },
+    /// Part of the batch may be stored, and nobody can tell which: a rollback failed (v1), or
+    /// records were sent to Kafka without an answer (v2). `delivered` and `unknown` are known
+    /// for v2 only.
+    OutcomeUnknown {
+        delivered: Option<usize>,
+        unknown: Option<usize>,
+        total: Option<usize>,
+    },
+    /// The store cannot work at all (cannot happen after start-up).
+    Broken,
+}
+
+impl Refusal {
+    pub(super) fn of(err: &SubmitError) -> Refusal {
+        match err {
+            SubmitError::Store(StoreError::Withdrawn) => Refusal::TimedOut,
+            SubmitError::Store(StoreError::Overloaded)
+            | SubmitError::Kafka(ProduceError::Overloaded) => Refusal::Overloaded,
+            SubmitError::Store(StoreError::Closed) => Refusal::ShuttingDown,
+            SubmitError::Store(StoreError::WriteFailed(_))
+            | SubmitError::Kafka(ProduceError::Unavailable { .. }) => Refusal::Unavailable,
+            SubmitError::Kafka(ProduceError::Partial {
+                delivered, total, ..
+            }) => Refusal::Partial {
+                delivered: *delivered,
+                total: *total,
+            },
+            SubmitError::Kafka(ProduceError::OutcomeUnknown {
+                delivered,
+                unknown,
+                total,
+                ..
+            }) => Refusal::OutcomeUnknown {
+                delivered: Some(*delivered),
+                unknown: Some(*unknown),
+                total: Some(*total),
+            },
+            SubmitError::Store(StoreError::Inconsistent(_) | StoreError::OutcomeUnknown) => Refusal::OutcomeUnknown {
+                delivered: None,
+                unknown: None,
+                total: None,
+            },
+            SubmitError::Store(StoreError::Locked { .. } | StoreError::Open { .. }) => {
+                Refusal::Broken
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), code = self.code(), error = %self, "request failed");
+        }
+        let mut body = json!({"error": self.code(), "message": self.message()});
+        if let (Value::Object(body), Value::Object(details)) = (&mut body, self.details()) {
+            body.extend(details);
+        }
+        let mut response = (status, axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

@@ -1,0 +1,286 @@
+//! `POST /logs`: admit, read, decode, hand over, answer.
+//!
+//! - **Memory.** Bodies in flight share one budget, `server.maxInflightBytes`. A request whose
+//!   `Content-Length` does not fit gets 503 `overloaded` before a byte of its body is read; a
+//!   body without a length (or a compressed one) takes its share as its bytes arrive, and is
+//!   refused the same way once the budget is spent. The share is given back once the decoded
+//!   batch is handed over (the store's `storage.maxPendingBytes` bounds it from then on).
+//! - **Deadlines.** `server.requestTimeout` bounds reading and decoding; a batch not handed over
+//!   by then is refused (503 `timeout`, nothing stored). Once handed over, the answer is the
+//!   batch's real outcome: the store withdraws a batch still waiting for its writer when the
+//!   deadline passes (503 `timeout`, nothing stored) and says "unknown" only for one it is
+//!   already writing (`storage.writeTimeout`, 500 `outcome_unknown`).
+//! - **Early answers are heard.** When an answer comes before the body was read in full (401,
+//!   413, 415, 503), [`linger`] reads and discards the rest of what the client is sending
+//!   (bounded in bytes and time) before answering and closing, so that a client that sends its
+//!   whole body before reading (as many do) reads the answer instead of a connection reset. A
+//!   client that asked `Expect: 100-continue` is answered at once: it has not sent the body.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
+use serde_json::json;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use super::AppState;
+use super::error::{ApiError, Refusal};
+use crate::ingest::{self, Format};
+
+/// Bodies larger than this are decoded on the blocking pool instead of an async worker.
+const INLINE_DECODE_BYTES: usize = 512 * 1024;
+/// A body's share of the in-flight budget grows by at least this much at a time.
+const BUDGET_STEP: usize = 64 * 1024;
+/// After an early answer, at most this much of the rest of the body is read and discarded...
+const LINGER_BYTES: u64 = 64 * 1024 * 1024;
+/// ... for at most this long.
+const LINGER_TIME: Duration = Duration::from_secs(10);
+
+/// `POST /logs`: decode, validate, store, then answer 202.
+pub(super) async fn post_logs(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let deadline = Instant::now() + state.request_timeout;
+    if state.shutting_down.load(Ordering::Relaxed) {
+        return Err(ApiError::ShuttingDown);
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let format = Format::from_content_type(content_type)?;
+    let declared = content_length(&headers);
+    if let Some(length) = declared
+        && length > state.max_body_bytes
+        && !headers.contains_key(header::CONTENT_ENCODING)
+    {
+        return Err(ApiError::BodyTooLarge {
+            limit: state.max_body_bytes,
+        });
+    }
+    let mut share = BudgetShare::take(&state.inflight, declared.unwrap_or(0))
+        .inspect_err(|_| state.metrics.inflight_rejections.inc())?;
+
+    let read_by = deadline.min(Instant::now() + state.read_body_timeout);
+    let read = read_body(body, state.max_body_bytes, &mut share);
+    let bytes = match tokio::time::timeout_at(read_by, read).await {
+        Ok(bytes) => bytes.inspect_err(|err| {
+            if matches!(err, ApiError::Overloaded) {
+                state.metrics.inflight_rejections.inc();
+            }
+        })?,
+        Err(_) if read_by < deadline => return Err(ApiError::BodyTimeout(state.read_body_timeout)),
+        Err(_) => return Err(ApiError::Timeout),
+    };
+    let limits = state.limits;
+    let batch = if bytes.len() <= INLINE_DECODE_BYTES {
+        ingest::decode(format, &bytes, &limits)?
+    } else {
+        let decoding = tokio::task::spawn_blocking(move || ingest::decode(format, &bytes, &limits));
+        match tokio::time::timeout_at(deadline, decoding).await {
+            Ok(decoded) => decoded.map_err(|_| ApiError::Internal)??,
+            Err(_) => return Err(ApiError::Timeout),
+        }
+    };
+    drop(share);
+    let records = batch.records();
+    // Storing runs in its own task: if the client goes away, the batch is still stored or
+    // refused as a whole, never cut off half-way; its outcome is bounded by the pipeline.
+    let pipeline = state.pipeline.clone();
+    let stored = tokio::spawn(async move { pipeline.submit(batch, deadline.into_std()).await })
+        .await
+        .map_err(|_| ApiError::Internal)?;
+    if let Err(err) = &stored
+        && Refusal::of(err) == Refusal::Overloaded
+    {
+        state.metrics.overload_rejections.inc();
+    }
+    stored?;
+    state.metrics.batches_received.inc();
+    state.metrics.batch_records.observe(records as f64);
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({ "accepted": records })),
+    )
+        .into_response())
+}
+
+/// The `Content-Length` of a request, if it has a valid one.
+fn content_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Reads the (already decompressed) body, refusing more than `limit` bytes, growing `share` as
+/// bytes arrive. The buffer is sized from the declared length, so the body is copied once.
+async fn read_body(body: Body, limit: usize, share: &mut BudgetShare) -> Result<Bytes, ApiError> {
+    let mut body = body;
+    let expected = http_body::Body::size_hint(&body).lower() as usize;
+    let mut buffer = BytesMut::with_capacity(expected.min(limit));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|err| ApiError::UnreadableBody(err.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if buffer.len() + data.len() > limit {
+            return Err(ApiError::BodyTooLarge { limit });
+        }
+        share.grow_to(buffer.len() + data.len())?;
+        buffer.extend_from_slice(&data);
+    }
+    Ok(buffer.freeze())
+}
+
+/// One request's share of `server.maxInflightBytes`; given back when dropped.
+struct BudgetShare {
+    budget: Arc<Semaphore>,
+    held: Option<OwnedSemaphorePermit>,
+    bytes: usize,
+}
+
+impl BudgetShare {
+    /// A share of `bytes` (clamped to the budget), or 503 `overloaded` if they are not free.
+    fn take(budget: &Arc<Semaphore>, bytes: usize) -> Result<BudgetShare, ApiError> {
+        let mut share = BudgetShare {
+            budget: budget.clone(),
+            held: None,
+            bytes: 0,
+        };
+        share.grow_to(bytes)?;
+        Ok(share)
+    }
+
+    /// Grows the share to cover `bytes`, in steps of at least [`BUDGET_STEP`].
+    fn grow_to(&mut self, bytes: usize) -> Result<(), ApiError> {
+        if bytes <= self.bytes {
+            return Ok(());
+        }
+        let capacity = Semaphore::MAX_PERMITS.min(u32::MAX as usize);
+        let wanted = (bytes - self.bytes).max(BUDGET_STEP).min(capacity) as u32;
+        let more = self
+            .budget
+            .clone()
+            .try_acquire_many_owned(wanted)
+            .map_err(|_| ApiError::Overloaded)?;
+        self.bytes += wanted as usize;
+        match &mut self.held {
+            Some(held) => held.merge(more),
+            None => self.held = Some(more),
+        }
+        Ok(())
+    }
+}
+
+/// Middleware of `POST /logs` (outermost): makes an early answer readable, see the module docs.
+pub(super) async fn linger(request: Request, next: Next) -> Response {
+    let expects_continue = request
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let unread = Arc::new(Mutex::new(None));
+    let polled = Arc::new(AtomicBool::new(false));
+    let request = request.map(|body| {
+        Body::new(Reclaimable {
+            inner: Some(body),
+            unread: unread.clone(),
+            polled: polled.clone(),
+        })
+    });
+    let mut response = next.run(request).await;
+    let rest = unread.lock().expect("unread lock").take();
+    if let Some(rest) = rest {
+        // The connection cannot serve another request: what the client sent is not all read.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        // A client that asked to continue and was never told to has not sent the body.
+        let sending = !expects_continue || polled.load(Ordering::Relaxed);
+        if sending {
+            discard(rest).await;
+        }
+    }
+    response
+}
+
+/// Reads and drops what is left of a body, at most [`LINGER_BYTES`] during [`LINGER_TIME`].
+async fn discard(mut body: Body) {
+    let mut read = 0u64;
+    let _ = tokio::time::timeout(LINGER_TIME, async {
+        while read < LINGER_BYTES {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    read += frame.data_ref().map_or(0, |data| data.len() as u64);
+                }
+                _ => break,
+            }
+        }
+    })
+    .await;
+}
+
+/// A request body that, when dropped before its end, hands what is left to [`linger`].
+struct Reclaimable {
+    inner: Option<Body>,
+    unread: Arc<Mutex<Option<Body>>>,
+    /// Whether anyone asked for the body (hyper then sent `100 Continue`).
+    polled: Arc<AtomicBool>,
+}
+
+impl http_body::Body for Reclaimable {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        self.polled.store(true, Ordering::Relaxed);
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let frame = Pin::new(inner).poll_frame(cx);
+        if let Poll::Ready(None) = frame {
+            // Read to its end: nothing to hand back.
+            self.inner = None;
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner
+            .as_ref()
+            .is_none_or(http_body::Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), http_body::Body::size_hint)
+    }
+}
+
+impl Drop for Reclaimable {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.take()
+            && !http_body::Body::is_end_stream(&inner)
+        {
+            *self.unread.lock().expect("unread lock") = Some(inner);
+        }
+    }
+}
