@@ -91,7 +91,9 @@ impl Application {
         let aggregation = AggregationTask::spawn(self.aggregator, self.aggregation_interval);
         let shutting_down = self.shutting_down;
         self.server
-            .run(shutdown, move || shutting_down.store(true, Ordering::Relaxed))
+            .run(shutdown, move || {
+                shutting_down.store(true, Ordering::Relaxed)
+            })
             .await;
         // A request cut off by the timeout may still hold the pipeline: its storing task runs to
         // completion, so its batch is stored or refused as a whole; the store answers it `Closed`

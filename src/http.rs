@@ -50,8 +50,6 @@ use crate::record::Hour;
 /// Request encodings `POST /logs` accepts (`Content-Encoding`).
 pub const SUPPORTED_ENCODINGS: &[&str] = &["gzip", "zstd", "identity"];
 
-
-
 /// Everything the handlers need; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -389,4 +387,3 @@ async fn json_error_bodies(response: Response) -> Response {
     parts.headers.extend(new_parts.headers);
     Response::from_parts(parts, body)
 }
-

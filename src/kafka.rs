@@ -164,10 +164,18 @@ impl KafkaPipeline {
         true
     }
 
-    /// Ready when the broker answers and the store can take the consumers' writes.
+    /// Ready when the broker answers, the store can take the consumers' writes, and no partition
+    /// is stalled behind a dead letter that cannot be delivered.
     pub fn readiness(&self) -> Result<(), &'static str> {
         if !self.probe.broker_answers() {
             return Err("the Kafka broker does not answer");
+        }
+        let stalled = match &*self.consumers.lock().expect("consumers lock") {
+            Some(consumers) => consumers.stalled_partitions(),
+            None => 0,
+        };
+        if stalled > 0 {
+            return Err("a partition waits for a dead letter that cannot be delivered yet");
         }
         self.store.readiness()
     }

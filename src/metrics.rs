@@ -71,6 +71,10 @@ pub struct Metrics {
     pub kafka_consumed_messages: IntCounter,
     /// v2: messages sent to the dead-letter topic.
     pub kafka_dead_letters: IntCounter,
+    /// v2: failed attempts to send a dead letter (each is retried).
+    pub kafka_dead_letter_failures: IntCounter,
+    /// v2: per consumer, partitions paused behind a dead letter that failed to go out.
+    pub kafka_stalled_partitions: IntGaugeVec,
     /// v2: per partition, messages in the topic not yet durably stored here.
     pub kafka_consumer_lag: IntGaugeVec,
     /// v2: per consumer of this process, the partitions it is assigned.
@@ -162,6 +166,10 @@ impl Metrics {
             "ingest_inflight_rejections_total",
             "Total number of /logs requests answered 503 before their body was read because request bodies in flight reached server.maxInflightBytes.",
         );
+        let kafka_dead_letter_failures = counter(
+            "kafka_dead_letter_failures_total",
+            "Total number of failed attempts to send a dead letter (each is retried with back-off while its partition waits).",
+        );
         let overload_rejections = counter(
             "ingest_overload_rejections_total",
             "Total number of /logs requests answered 503 because pending work reached its bound.",
@@ -247,6 +255,11 @@ impl Metrics {
             "Messages in the partition not yet durably stored by this process (high watermark minus stored position).",
             "partition",
         );
+        let kafka_stalled_partitions = gauge_vec(
+            "kafka_stalled_partitions",
+            "Partitions of each Kafka consumer paused behind a dead letter that could not be delivered yet.",
+            "consumer",
+        );
         let kafka_consumer_partitions = gauge_vec(
             "kafka_consumer_partitions",
             "Partitions assigned to each Kafka consumer of this process.",
@@ -295,6 +308,8 @@ impl Metrics {
             kafka_produce_errors,
             kafka_consumed_messages,
             kafka_dead_letters,
+            kafka_dead_letter_failures,
+            kafka_stalled_partitions,
             kafka_consumer_lag,
             kafka_consumer_partitions,
             kafka_end_to_end,

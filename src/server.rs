@@ -23,8 +23,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -291,8 +291,8 @@ impl Connections {
             // Let a request in flight finish, bounded: a client that does not read its answer
             // must not hold the connection.
             connection.as_mut().graceful_shutdown();
-            let _ = tokio::time::timeout(timeout.max(self.settings.shutdown_timeout), connection)
-                .await;
+            let _ =
+                tokio::time::timeout(timeout.max(self.settings.shutdown_timeout), connection).await;
         }
     }
 }

@@ -281,9 +281,8 @@ impl Store {
                 return Err(StoreError::Closed);
             }
         }
-        let answered = |answer: Result<Result<(), StoreError>, _>| {
-            answer.unwrap_or(Err(StoreError::Closed))
-        };
+        let answered =
+            |answer: Result<Result<(), StoreError>, _>| answer.unwrap_or(Err(StoreError::Closed));
         let Some(deadline) = deadline else {
             return answered(answer.await);
         };

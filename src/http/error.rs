@@ -258,11 +258,13 @@ impl Refusal {
                 unknown: Some(*unknown),
                 total: Some(*total),
             },
-            SubmitError::Store(StoreError::Inconsistent(_) | StoreError::OutcomeUnknown) => Refusal::OutcomeUnknown {
-                delivered: None,
-                unknown: None,
-                total: None,
-            },
+            SubmitError::Store(StoreError::Inconsistent(_) | StoreError::OutcomeUnknown) => {
+                Refusal::OutcomeUnknown {
+                    delivered: None,
+                    unknown: None,
+                    total: None,
+                }
+            }
             SubmitError::Store(StoreError::Locked { .. } | StoreError::Open { .. }) => {
                 Refusal::Broken
             }

@@ -46,7 +46,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
-use super::dead_letter::DeadLetters;
+use super::dead_letter::{DeadLetter, DeadLetters};
 use super::resume::{self, Admission, Resume, Start};
 use super::{KafkaSettings, base_config, checkpoint_key};
 use crate::ingest::{self, Limits};
@@ -60,8 +60,11 @@ const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 const FLUSHING_POLL_TIMEOUT: Duration = Duration::from_millis(2);
 /// Messages the buffer may hold while a flush is in flight, at least.
 const MIN_BUFFER_CAP: usize = 50_000;
-/// Back-off after a failed flush or dead-letter send before trying again.
+/// Back-off after a failed flush before trying again.
 const RETRY_BACKOFF: Duration = Duration::from_millis(500);
+/// The first back-off after a failed dead-letter send; it doubles up to the maximum.
+const DEAD_LETTER_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_DEAD_LETTER_BACKOFF: Duration = Duration::from_secs(30);
 /// Broker requests made from rebalance callbacks (committed offsets, synchronous commits).
 const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -71,6 +74,8 @@ pub struct ConsumerGroup {
     stop: Arc<AtomicBool>,
     /// The partitions the consumers of this process own now.
     owned: Arc<Mutex<BTreeSet<i32>>>,
+    /// Per consumer, its partitions stalled behind a dead letter that failed to go out.
+    stalled: Arc<Mutex<BTreeMap<usize, usize>>>,
 }
 
 impl ConsumerGroup {
@@ -83,6 +88,7 @@ impl ConsumerGroup {
         let kafka = &settings.kafka;
         let stop = Arc::new(AtomicBool::new(false));
         let owned = Arc::new(Mutex::new(BTreeSet::new()));
+        let stalled = Arc::new(Mutex::new(BTreeMap::new()));
         let runtime = tokio::runtime::Handle::current();
         let dead_letters = Arc::new(DeadLetters::new(kafka)?);
         let mut threads = Vec::new();
@@ -101,6 +107,7 @@ impl ConsumerGroup {
                 metrics: metrics.clone(),
                 stop: stop.clone(),
                 owned: owned.clone(),
+                stalled: stalled.clone(),
                 state: Mutex::new(State::default()),
                 // At least one producer batch (ours hold up to kafka.batchSize messages).
                 resume_window: kafka.batch_size.max(1000) as i64,
@@ -135,7 +142,13 @@ impl ConsumerGroup {
             threads,
             stop,
             owned,
+            stalled,
         })
+    }
+
+    /// Partitions stalled behind a dead letter that failed to go out (retried with back-off).
+    pub fn stalled_partitions(&self) -> usize {
+        self.stalled.lock().expect("stalled lock").values().sum()
     }
 
     /// The partitions the consumers of this process own now.
@@ -195,6 +208,7 @@ fn run(
             Some(Err(err)) => tracing::warn!(error = %err, "Kafka consumer error"),
             None => {}
         }
+        shared.tend_dead_letters(&consumer);
         if shared.finish_flush(&consumer, CommitMode::Async, false) == Some(false) {
             std::thread::sleep(RETRY_BACKOFF);
         }
@@ -222,6 +236,8 @@ struct Shared {
     stop: Arc<AtomicBool>,
     /// The partitions of every consumer of this process (see [`ConsumerGroup::owned_partitions`]).
     owned: Arc<Mutex<BTreeSet<i32>>>,
+    /// See [`ConsumerGroup::stalled_partitions`].
+    stalled: Arc<Mutex<BTreeMap<usize, usize>>>,
     state: Mutex<State>,
     /// The first rewind distance when the broker skips past a resume point.
     resume_window: i64,
@@ -235,6 +251,8 @@ struct State {
     flushing: Option<Flush>,
     /// Per assigned partition: where it resumes (see [`resume`]).
     resume: BTreeMap<i32, Resume>,
+    /// Per partition paused behind a dead letter: that dead letter.
+    dead_letters: BTreeMap<i32, PendingDeadLetter>,
 }
 
 /// A buffer being written by the store.
@@ -242,6 +260,35 @@ struct Flush {
     write: tokio::task::JoinHandle<Result<(), StoreError>>,
     partitions: BTreeMap<i32, (i64, i64)>,
     produced_at: Vec<i64>,
+}
+
+/// A dead letter on its way; its partition is paused until the broker has it.
+struct PendingDeadLetter {
+    letter: Arc<DeadLetter>,
+    /// The send in flight, if any.
+    sending: Option<tokio::task::JoinHandle<Result<(), String>>>,
+    /// Failed sends so far.
+    failures: u32,
+    /// When to send again after a failure.
+    retry_at: Instant,
+}
+
+impl PendingDeadLetter {
+    fn failed(&mut self, reason: &str) {
+        self.failures += 1;
+        let backoff = DEAD_LETTER_BACKOFF
+            .saturating_mul(1 << self.failures.min(6))
+            .min(MAX_DEAD_LETTER_BACKOFF);
+        self.retry_at = Instant::now() + backoff;
+        tracing::warn!(
+            error = reason,
+            partition = self.letter.partition,
+            offset = self.letter.offset,
+            failures = self.failures,
+            retry_in = ?backoff,
+            "cannot deliver a dead letter; its partition waits, the others go on"
+        );
+    }
 }
 
 /// Consumed messages not yet stored.
@@ -257,6 +304,20 @@ struct Buffer {
     produced_at: Vec<i64>,
     /// When the oldest buffered message arrived.
     started: Option<Instant>,
+}
+
+impl Buffer {
+    /// Counts the message at `offset` of `partition` as consumed: its offset is stored with the
+    /// next flush.
+    fn consumed(&mut self, partition: i32, offset: i64) {
+        self.messages += 1;
+        self.started.get_or_insert_with(Instant::now);
+        let entry = self
+            .partitions
+            .entry(partition)
+            .or_insert((offset, offset + 1));
+        entry.1 = offset + 1;
+    }
 }
 
 impl Shared {
@@ -291,41 +352,122 @@ impl Shared {
                 }
             }
         }
-        let value = message.payload().unwrap_or_default();
-        if let Err(err) = ingest::append_record(value, &self.limits, &mut state.buffer.batch) {
-            let reason = err.describe();
-            // Its offset may count as consumed only once the dead-letter topic has it.
-            while let Err(send_error) = self
-                .runtime
-                .block_on(self.dead_letters.send(message, &reason))
-            {
-                tracing::warn!(error = %send_error, partition, offset, "cannot dead-letter a message yet; retrying");
-                if self.stop.load(Ordering::Relaxed) {
-                    // Leave it unconsumed: it is read again after the restart.
-                    drop(state);
-                    self.seek(consumer, partition, offset);
-                    return;
-                }
-                std::thread::sleep(RETRY_BACKOFF);
-            }
-            self.metrics.kafka_dead_letters.inc();
-            tracing::warn!(partition, offset, %reason, topic = %self.dead_letters.topic(), "message is not a valid record; sent to the dead-letter topic");
-        } else {
-            let produced = message
-                .timestamp()
-                .to_millis()
-                .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
-            state.buffer.produced_at.push(produced);
+        if state.dead_letters.contains_key(&partition) {
+            // Paused behind a dead letter; read again from after it once it is delivered.
+            return;
         }
-        self.metrics.kafka_consumed_messages.inc();
-        let buffer = &mut state.buffer;
-        buffer.messages += 1;
-        buffer.started.get_or_insert_with(Instant::now);
-        let entry = buffer
-            .partitions
-            .entry(partition)
-            .or_insert((offset, offset + 1));
-        entry.1 = offset + 1;
+        let value = message.payload().unwrap_or_default();
+        match ingest::append_record(value, &self.limits, &mut state.buffer.batch) {
+            Ok(()) => {
+                let produced = message
+                    .timestamp()
+                    .to_millis()
+                    .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
+                state.buffer.produced_at.push(produced);
+                state.buffer.consumed(partition, offset);
+                self.metrics.kafka_consumed_messages.inc();
+            }
+            Err(err) => {
+                // Its offset counts as consumed only once the dead-letter topic has it; until
+                // then its partition is paused, and the others go on.
+                let letter = Arc::new(DeadLetter::of(message, err.describe()));
+                let pending = PendingDeadLetter {
+                    sending: Some(self.send_dead_letter(&letter)),
+                    letter,
+                    failures: 0,
+                    retry_at: Instant::now(),
+                };
+                state.dead_letters.insert(partition, pending);
+                drop(state);
+                self.pause(consumer, partition, true);
+            }
+        }
+    }
+
+    fn send_dead_letter(
+        &self,
+        letter: &Arc<DeadLetter>,
+    ) -> tokio::task::JoinHandle<Result<(), String>> {
+        let (dead_letters, letter) = (self.dead_letters.clone(), letter.clone());
+        self.runtime
+            .spawn(async move { dead_letters.send(&letter).await })
+    }
+
+    /// Completes delivered dead letters (their partition resumes after them) and retries failed
+    /// ones with a growing back-off, without ever blocking the poll loop.
+    fn tend_dead_letters(&self, consumer: &BaseConsumer<GroupContext>) {
+        let mut state = self.state();
+        if state.dead_letters.is_empty() {
+            return;
+        }
+        let mut delivered = Vec::new();
+        for (partition, pending) in state.dead_letters.iter_mut() {
+            if let Some(sending) = &pending.sending
+                && sending.is_finished()
+            {
+                let sending = pending.sending.take().expect("checked above");
+                match self.runtime.block_on(sending) {
+                    Ok(Ok(())) => {
+                        delivered.push((*partition, pending.letter.clone()));
+                        continue;
+                    }
+                    Ok(Err(reason)) => pending.failed(&reason),
+                    Err(join) => pending.failed(&join.to_string()),
+                }
+                self.metrics.kafka_dead_letter_failures.inc();
+            }
+            if pending.sending.is_none() && Instant::now() >= pending.retry_at {
+                pending.sending = Some(self.send_dead_letter(&pending.letter));
+            }
+        }
+        for (partition, letter) in &delivered {
+            state.dead_letters.remove(partition);
+            state.buffer.consumed(*partition, letter.offset);
+            state.resume.insert(
+                *partition,
+                Resume::at(letter.offset + 1, self.resume_window),
+            );
+            self.metrics.kafka_dead_letters.inc();
+            self.metrics.kafka_consumed_messages.inc();
+            tracing::warn!(partition, offset = letter.offset, reason = %letter.reason, truncated = letter.truncated(), topic = %self.dead_letters.topic(), "message is not a valid record; sent to the dead-letter topic");
+        }
+        self.report_stalled(&state);
+        drop(state);
+        for (partition, letter) in delivered {
+            self.seek(consumer, partition, letter.offset + 1);
+            self.pause(consumer, partition, false);
+        }
+    }
+
+    /// Pauses (or resumes) one partition of the topic.
+    fn pause(&self, consumer: &BaseConsumer<GroupContext>, partition: i32, pause: bool) {
+        let mut partitions = TopicPartitionList::new();
+        partitions.add_partition(&self.topic, partition);
+        let done = if pause {
+            consumer.pause(&partitions)
+        } else {
+            consumer.resume(&partitions)
+        };
+        if let Err(err) = done {
+            tracing::error!(error = %err, partition, pause, "pausing or resuming a partition failed");
+        }
+    }
+
+    /// Counts this consumer's partitions stalled behind a dead letter that failed to go out.
+    fn report_stalled(&self, state: &State) {
+        let stalled = state
+            .dead_letters
+            .values()
+            .filter(|pending| pending.failures > 0)
+            .count();
+        self.metrics
+            .kafka_stalled_partitions
+            .with_label_values(&[&self.index.to_string()])
+            .set(stalled as i64);
+        self.stalled
+            .lock()
+            .expect("stalled lock")
+            .insert(self.index, stalled);
     }
 
     fn seek(&self, consumer: &BaseConsumer<GroupContext>, partition: i32, offset: i64) {
@@ -493,7 +635,10 @@ impl Shared {
                 .kafka_consumer_lag
                 .remove_label_values(&[&element.partition().to_string()]);
             state.resume.remove(&element.partition());
+            // Not consumed: the next owner reads (and dead-letters) it again.
+            state.dead_letters.remove(&element.partition());
         }
+        self.report_stalled(&state);
         drop(state);
         let mut owned = self.owned.lock().expect("owned lock");
         for element in revoked.elements() {

@@ -1,7 +1,8 @@
 //! The dead-letter topic (`kafka.deadLetterTopic`): where the consumers move messages that are
 //! not valid records, so that nothing is skipped silently and a poison message never stalls its
 //! partition. Each dead letter keeps the original value and key, with headers saying why
-//! (`error`) and where it came from (`source.topic`, `source.partition`, `source.offset`).
+//! (`error`) and where it came from (`source.topic`, `source.partition`, `source.offset`); a
+//! value too long to be delivered is cut, with a `truncated.from` header.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,18 +37,18 @@ impl DeadLetters {
         &self.topic
     }
 
-    /// Sends `message` with `reason` and waits for the broker's acknowledgement.
-    pub async fn send(&self, message: &BorrowedMessage<'_>, reason: &str) -> Result<(), String> {
-        let partition = message.partition().to_string();
-        let offset = message.offset().to_string();
-        let headers = OwnedHeaders::new()
+    /// Sends `letter` and waits for the broker's acknowledgement.
+    pub async fn send(&self, letter: &DeadLetter) -> Result<(), String> {
+        let partition = letter.partition.to_string();
+        let offset = letter.offset.to_string();
+        let mut headers = OwnedHeaders::new()
             .insert(Header {
                 key: "error",
-                value: Some(reason),
+                value: Some(letter.reason.as_str()),
             })
             .insert(Header {
                 key: "source.topic",
-                value: Some(message.topic()),
+                value: Some(letter.topic.as_str()),
             })
             .insert(Header {
                 key: "source.partition",
@@ -57,12 +58,19 @@ impl DeadLetters {
                 key: "source.offset",
                 value: Some(offset.as_str()),
             });
+        let original = letter.original_bytes.to_string();
+        if letter.truncated() {
+            headers = headers.insert(Header {
+                key: "truncated.from",
+                value: Some(original.as_str()),
+            });
+        }
         let tracker = Tracker::new();
         let mut record =
             BaseRecord::<[u8], [u8], Arc<Tracker>>::with_opaque_to(&self.topic, tracker.clone())
-                .payload(message.payload().unwrap_or_default())
+                .payload(&letter.payload)
                 .headers(headers);
-        if let Some(key) = message.key() {
+        if let Some(key) = &letter.key {
             record = record.key(key);
         }
         let refused = self.producer.send_record(record, &tracker);
@@ -73,5 +81,46 @@ impl DeadLetters {
             self.producer.renew_if_failed();
         }
         outcome.map_err(|err| err.to_string())
+    }
+}
+
+/// A consumed message that is not a valid record, as it goes to the dead-letter topic.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    /// The message's value, cut to [`MAX_PAYLOAD_BYTES`].
+    pub payload: Vec<u8>,
+    /// The value's length before it was cut.
+    pub original_bytes: usize,
+    /// Why it is not a valid record (the `error` header).
+    pub reason: String,
+}
+
+/// The longest dead-letter value: with its headers it stays under librdkafka's default
+/// `message.max.bytes` (1,000,000). A longer value is cut, and a `truncated.from` header gives
+/// its length: a dead letter too large to be delivered would stall its partition for good.
+pub const MAX_PAYLOAD_BYTES: usize = 900_000;
+
+impl DeadLetter {
+    /// The dead letter of `message`, refused for `reason`.
+    pub fn of(message: &BorrowedMessage<'_>, reason: String) -> DeadLetter {
+        let value = message.payload().unwrap_or_default();
+        DeadLetter {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            payload: value[..value.len().min(MAX_PAYLOAD_BYTES)].to_vec(),
+            original_bytes: value.len(),
+            reason,
+        }
+    }
+
+    /// Whether the value was cut.
+    pub fn truncated(&self) -> bool {
+        self.original_bytes > self.payload.len()
     }
 }

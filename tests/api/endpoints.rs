@@ -119,7 +119,11 @@ async fn every_exported_metric_family_is_documented_with_its_type() {
         .collect();
     assert_eq!(
         missing,
-        ["kafka_consumer_lag", "kafka_consumer_partitions"],
+        [
+            "kafka_consumer_lag",
+            "kafka_consumer_partitions",
+            "kafka_stalled_partitions"
+        ],
         "documented but not exported"
     );
     assert!(documented.len() >= 25, "{documented:?}");
