@@ -7,7 +7,7 @@ CARGO ?= cargo
 RUN_RELEASE := $(CARGO) run --release --locked --quiet --bin log-pipeline --
 
 .DEFAULT_GOAL := help
-.PHONY: help build run run-v1 run-v2 test fmt lint bench bench-ingest bench-analytics bench-v2 kafka-local
+.PHONY: help build run run-v1 run-v2 test test-faults fmt lint bench bench-ingest bench-analytics bench-v2 kafka-local
 .PHONY: stack-up stack-down stack-clean infra-up infra-down kafka-topic loadtest-v1 loadtest-v2 check-ops
 
 help: ## List the targets
@@ -27,6 +27,9 @@ run-v2: ## Run v2 (Kafka mode) with config/examples/config.v2.local.yaml (:8083;
 
 test: ## Run every test (starts a local tansu broker for the Kafka tests, stops it afterwards)
 	bash scripts/test.sh
+
+test-faults: ## The fault suite against the release binary (kill -9, paused broker, full disk, hostile clients); prints a summary table. Needs root
+	bash scripts/test-faults.sh
 
 kafka-local: ## Run a local Kafka-protocol broker (tansu) on 127.0.0.1:19092, installing it if missing
 	bash scripts/kafka-local.sh run 19092

@@ -122,11 +122,7 @@ pub fn decode(format: Format, body: &[u8], limits: &Limits) -> Result<EncodedBat
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(DecodeError::Empty);
     }
-    // Encoded lines are about as long as JSON input and longer than CSV input (keys are added).
-    let expected_output = match format {
-        Format::Csv => body.len() + body.len() / 2,
-        Format::JsonArray | Format::Ndjson => body.len() + 64,
-    };
+    let expected_output = expected_output(format, body.len());
     let mut validator = Validator::new(limits, expected_output);
     match format {
         Format::JsonArray => json::decode_array(body, &mut validator)?,
@@ -134,6 +130,15 @@ pub fn decode(format: Format, body: &[u8], limits: &Limits) -> Result<EncodedBat
         Format::Csv => csv::decode(body, &mut validator)?,
     }
     validator.finish()
+}
+
+/// About how many bytes decoding a body of `body_bytes` in `format` produces: encoded lines are
+/// about as long as JSON input and longer than CSV input (keys are added).
+pub fn expected_output(format: Format, body_bytes: usize) -> usize {
+    match format {
+        Format::Csv => body_bytes + body_bytes / 2,
+        Format::JsonArray | Format::Ndjson => body_bytes + 64,
+    }
 }
 
 /// Validates one record given as a JSON object (a Kafka message value: one stored line without

@@ -85,8 +85,8 @@ pub struct KafkaPipeline {
 const SETTLE_POLL: Duration = Duration::from_millis(5);
 
 impl KafkaPipeline {
-    /// Creates the topics (or leaves that to the probe while the broker does not answer),
-    /// the producer and the consumer group.
+    /// Checks the broker (creating the topics if it answers without them; the probe goes on
+    /// trying while it does not answer), creates the producer and the consumer group.
     pub async fn start(
         settings: KafkaSettings,
         store: Store,
@@ -100,16 +100,15 @@ impl KafkaPipeline {
             );
         }
         let broker = Broker::new(kafka)?;
-        let topics_exist = match broker.ensure_topics().await {
-            Ok(()) => true,
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot create the Kafka topics yet; /ready stays 503 until the broker answers");
-                false
-            }
-        };
+        let ready = broker.ready().await;
+        if !ready {
+            tracing::warn!(
+                "the Kafka broker does not answer with the topics yet; /ready stays 503 until it does"
+            );
+        }
         let producer = IngestProducer::new(kafka, settings.limits, metrics.clone())?;
         let renew = producer.clone();
-        let probe = Probe::spawn(broker, topics_exist, move || renew.renew_if_failed());
+        let probe = Probe::spawn(broker, ready, move || renew.renew_if_failed());
         let consumers = ConsumerGroup::start(&settings, store.clone(), metrics.clone())?;
         Ok(KafkaPipeline {
             producer,

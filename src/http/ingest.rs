@@ -3,8 +3,9 @@
 //! - **Memory.** Bodies in flight share one budget, `server.maxInflightBytes`. A request whose
 //!   `Content-Length` does not fit gets 503 `overloaded` before a byte of its body is read; a
 //!   body without a length (or a compressed one) takes its share as its bytes arrive, and is
-//!   refused the same way once the budget is spent. The share is given back once the decoded
-//!   batch is handed over (the store's `storage.maxPendingBytes` bounds it from then on).
+//!   refused the same way once the budget is spent. Decoding takes the encoded batch's expected
+//!   size too. The share is given back once the batch is handed over (the store's
+//!   `storage.maxPendingBytes` bounds it from then on).
 //! - **Deadlines.** `server.requestTimeout` bounds reading and decoding; a batch not handed over
 //!   by then is refused (503 `timeout`, nothing stored). Once handed over, the answer is the
 //!   batch's real outcome: the store withdraws a batch still waiting for its writer when the
@@ -84,6 +85,10 @@ pub(super) async fn post_logs(
         Err(_) if read_by < deadline => return Err(ApiError::BodyTimeout(state.read_body_timeout)),
         Err(_) => return Err(ApiError::Timeout),
     };
+    // Decoding holds the body and the encoded batch at once: both count against the budget.
+    share
+        .grow_to(bytes.len() + ingest::expected_output(format, bytes.len()))
+        .inspect_err(|_| state.metrics.inflight_rejections.inc())?;
     let limits = state.limits;
     let batch = if bytes.len() <= INLINE_DECODE_BYTES {
         ingest::decode(format, &bytes, &limits)?

@@ -1,8 +1,8 @@
 //! Broker-side set-up and health: the topics exist, and the broker answers.
 //!
-//! [`Broker`] has its own admin client, used to create the topics and to ask for the topic's
-//! metadata; [`Probe`] asks every second and keeps the answer for `/ready`, and creates the
-//! topics once the broker answers if that failed at start-up.
+//! [`Broker`] has its own admin client, used to ask for the topic's metadata and to create the
+//! topics when the broker answers without them; [`Probe`] asks every second and keeps the answer
+//! for `/ready` (and for the producer, which refuses batches at once while the broker is silent).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,8 +37,12 @@ pub struct Broker {
 impl Broker {
     /// Creates the admin client (it connects lazily).
     pub fn new(kafka: &KafkaConfig) -> KafkaResult<Broker> {
+        let mut client = base_config(kafka);
+        // A metadata request must not create the topic with the broker's defaults: it is created
+        // here, with `kafka.partitions`.
+        client.set("allow.auto.create.topics", "false");
         Ok(Broker {
-            admin: Arc::new(base_config(kafka).create()?),
+            admin: Arc::new(client.create()?),
             brokers: kafka.brokers.clone(),
             topic: kafka.topic.clone(),
             dead_letter_topic: kafka.dead_letter_topic.clone(),
@@ -72,24 +76,59 @@ impl Broker {
         Ok(())
     }
 
-    /// Whether the broker describes the topic, with partitions, within [`PROBE_TIMEOUT`].
-    pub async fn answers(&self) -> bool {
+    /// What the broker says of the topic within [`PROBE_TIMEOUT`].
+    pub async fn check(&self) -> Health {
         let broker = self.clone();
         tokio::task::spawn_blocking(move || {
-            broker
+            match broker
                 .admin
                 .inner()
                 .fetch_metadata(Some(&broker.topic), PROBE_TIMEOUT)
-                .is_ok_and(|metadata| {
-                    metadata
+            {
+                Err(_) => Health::Silent,
+                Ok(metadata) => {
+                    let ready = metadata
                         .topics()
                         .iter()
-                        .any(|t| t.error().is_none() && !t.partitions().is_empty())
-                })
+                        .any(|t| t.error().is_none() && !t.partitions().is_empty());
+                    if ready {
+                        Health::Ready
+                    } else {
+                        Health::TopicMissing
+                    }
+                }
+            }
         })
         .await
-        .unwrap_or(false)
+        .unwrap_or(Health::Silent)
     }
+
+    /// Checks the broker and, if it answers without the topic, creates the topics. Whether the
+    /// broker answers with the topic in the end.
+    pub async fn ready(&self) -> bool {
+        match self.check().await {
+            Health::Ready => true,
+            Health::Silent => false,
+            Health::TopicMissing => match self.ensure_topics().await {
+                Ok(()) => self.check().await == Health::Ready,
+                Err(err) => {
+                    tracing::warn!(error = %err, "Kafka topics not created yet; retrying");
+                    false
+                }
+            },
+        }
+    }
+}
+
+/// What the broker says of the topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// It describes the topic, with partitions.
+    Ready,
+    /// It answers, without the topic.
+    TopicMissing,
+    /// It does not answer.
+    Silent,
 }
 
 /// The periodic broker check behind `/ready`.
@@ -99,29 +138,17 @@ pub struct Probe {
 }
 
 impl Probe {
-    /// Starts asking `broker` every [`PROBE_INTERVAL`]; `topics_exist` true means the broker
-    /// just answered (and created the topics), false that they still have to be created.
-    /// `each_round` runs after every check (the pipeline renews a producer that failed for good
-    /// there, so recovery needs no failed request first).
-    pub fn spawn(
-        broker: Broker,
-        topics_exist: bool,
-        each_round: impl Fn() + Send + 'static,
-    ) -> Probe {
-        let answers = Arc::new(AtomicBool::new(topics_exist));
+    /// Starts asking `broker` every [`PROBE_INTERVAL`] (creating the topics when it answers
+    /// without them); `ready` is what the last check at start-up found. `each_round` runs after
+    /// every check (the pipeline renews a producer that failed for good there, so recovery needs
+    /// no failed request first).
+    pub fn spawn(broker: Broker, ready: bool, each_round: impl Fn() + Send + 'static) -> Probe {
+        let answers = Arc::new(AtomicBool::new(ready));
         let flag = answers.clone();
         let task = tokio::spawn(async move {
-            let mut topics_exist = topics_exist;
             loop {
-                if !topics_exist {
-                    match broker.ensure_topics().await {
-                        Ok(()) => topics_exist = true,
-                        Err(err) => {
-                            tracing::warn!(error = %err, "Kafka topics not created yet; retrying")
-                        }
-                    }
-                }
-                let answered = broker.answers().await;
+                tokio::time::sleep(PROBE_INTERVAL).await;
+                let answered = broker.ready().await;
                 if answered != flag.swap(answered, Ordering::Relaxed) {
                     if answered {
                         tracing::info!("Kafka broker reachable again");
@@ -130,7 +157,6 @@ impl Probe {
                     }
                 }
                 each_round();
-                tokio::time::sleep(PROBE_INTERVAL).await;
             }
         });
         Probe { answers, task }

@@ -716,3 +716,110 @@ async fn the_binary_takes_version_and_brokers_from_the_environment() {
     let status = child.wait_exit().await;
     assert!(status.success(), "{status}; stderr:\n{}", child.stderr());
 }
+
+/// A dead letter that cannot be delivered stalls only its own partition: the consumer keeps
+/// polling (it stays in the group), the other partitions are stored, the stall shows in
+/// `kafka_stalled_partitions` and `/ready`, and once the dead letter goes out the partition goes
+/// on from after it. The failing sends are injected by librdkafka's mock cluster, in this process:
+/// tansu accepts every produce (even to a deleted topic), so no real broker here refuses one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undeliverable_dead_letter_stalls_only_its_partition_until_it_goes_out() {
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    let mock = MockCluster::new(1).expect("a mock cluster");
+    let names = Names::new("stall");
+    mock.create_topic(&names.topic, PARTITIONS, 1).unwrap();
+    mock.create_topic(&names.dead_letter_topic, 1, 1).unwrap();
+    let broker = mock.bootstrap_servers();
+    // The poison message on partition 0, valid records on every partition, one after it on 0.
+    let producer: FutureProducer = kafka_client(&broker).create().expect("a producer builds");
+    let mut sent = Vec::new();
+    let produce = async |partition: i32, payload: String| {
+        producer
+            .send(
+                FutureRecord::<(), str>::to(&names.topic)
+                    .partition(partition)
+                    .payload(&payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .unwrap_or_else(|(err, _)| panic!("producing to {partition}: {err}"));
+    };
+    produce(0, "not a record".to_owned()).await;
+    for partition in 0..PARTITIONS {
+        let line = line(AT_14, &format!("/stall/{partition}"), "curl/8.5.0");
+        produce(partition, line.clone()).await;
+        sent.push(line);
+    }
+    // Every produce from now on is refused, five times: the dead letter's sends fail.
+    let refused = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 5];
+    mock.request_errors(RDKafkaApiKey::Produce, &refused);
+
+    let app = spawn_app(|config| v2(config, &broker, &names)).await;
+    let stalled_partition_0 =
+        |text: &str| sample(text, r#"kafka_stalled_partitions{consumer="0"}"#);
+    poll_within(
+        KAFKA_DEADLINE,
+        KAFKA_POLL,
+        "partition 0 to stall",
+        async || {
+            let text = app.metrics_text().await;
+            match stalled_partition_0(&text) {
+                Some(1.0) => Ok(()),
+                other => Err(other),
+            }
+        },
+    )
+    .await;
+    // While it is stalled: the others are stored, 0's record after the poison is not, not ready.
+    let ready = app.get("/ready").await;
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        body_json(ready).await["reason"],
+        "a partition waits for a dead letter that cannot be delivered yet"
+    );
+    poll_within(
+        KAFKA_DEADLINE,
+        KAFKA_POLL,
+        "partitions 1 and 2 stored",
+        async || {
+            let counts = line_counts(&[app.logs_dir.path()]);
+            match (counts.contains_key(&sent[1]), counts.contains_key(&sent[2])) {
+                (true, true) => Ok(()),
+                other => Err(other),
+            }
+        },
+    )
+    .await;
+    assert!(!line_counts(&[app.logs_dir.path()]).contains_key(&sent[0]));
+    assert!(app.metric("kafka_dead_letter_failures_total").await >= 1.0);
+
+    // The refusals run out: the dead letter goes out, the partition goes on, ready again.
+    poll_within(
+        KAFKA_DEADLINE,
+        KAFKA_POLL,
+        "partition 0 to go on",
+        async || {
+            let counts = line_counts(&[app.logs_dir.path()]);
+            if counts.contains_key(&sent[0]) {
+                Ok(())
+            } else {
+                Err(counts.len())
+            }
+        },
+    )
+    .await;
+    let batches = [Sent {
+        lines: sent.clone(),
+        accepted: true,
+    }];
+    assert_eq!(
+        assert_stored_once(&[app.logs_dir.path()], &batches, None).len(),
+        3
+    );
+    assert_eq!(app.metric("kafka_dead_letter_messages_total").await, 1.0);
+    assert_eq!(stalled_partition_0(&app.metrics_text().await), Some(0.0));
+    assert_eq!(app.get("/ready").await.status(), StatusCode::OK);
+    app.stop().await;
+}

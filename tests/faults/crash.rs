@@ -1,0 +1,128 @@
+//! `kill -9` under load, ten times per mode: the service dies at any instant (mid-write,
+//! mid-fsync, mid-flush, mid-commit) while clients send every format; it is started again on
+//! the same directories and must recover by itself. At the end every acknowledged record is on
+//! disk exactly once and no line is torn or glued.
+
+use std::path::Path;
+
+use crate::load::{Batch, Disk, Load, tally};
+use crate::support::{
+    ChildGuard, KAFKA_DEADLINE, KAFKA_POLL, Names, client, kafka_broker, mark_ends, poll_within,
+    start_binary, try_send, wait_joined, wait_stored_to, write_v2_config,
+};
+
+/// Kills per mode.
+const ROUNDS: usize = 10;
+/// Concurrent clients.
+const CLIENTS: usize = 4;
+/// Batches acknowledged in a round before the kill lands.
+const BATCHES_BEFORE_KILL: usize = 15;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    V1,
+    V2,
+}
+
+/// A v1 configuration file in `dir` (port 0, `dir/logs`, `dir/analytics`, fsync always).
+pub fn write_v1_config(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("config.yaml");
+    let yaml = format!(
+        "server:\n  addr: 127.0.0.1:0\n{extra}storage:\n  logsDir: {logs:?}\n  analyticsDir: {analytics:?}\n",
+        logs = dir.join("logs"),
+        analytics = dir.join("analytics"),
+    );
+    std::fs::write(&path, yaml).expect("write config.yaml");
+    path
+}
+
+/// Starts the binary and waits until it is ready (and, in v2, consuming every partition).
+async fn start_ready(dir: &Path, config: &Path, mode: Mode) -> (ChildGuard, std::net::SocketAddr) {
+    let mut child = start_binary(dir, config);
+    let addr = child.listening_addr().await;
+    let http = client();
+    poll_within(
+        KAFKA_DEADLINE,
+        KAFKA_POLL,
+        "/ready",
+        async || match try_send(&http, addr, reqwest::Method::GET, "/ready", &[], Vec::new()).await
+        {
+            Ok(response) if response.status() == 200 => Ok(()),
+            Ok(response) => Err(response.status().to_string()),
+            Err(err) => Err(err.to_string()),
+        },
+    )
+    .await;
+    if mode == Mode::V2 {
+        wait_joined(&[addr]).await;
+    }
+    (child, addr)
+}
+
+async fn kill_9_rounds(mode: Mode) {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = (mode == Mode::V2).then(kafka_broker);
+    let names = Names::new("faults-crash");
+    let config = match &broker {
+        None => write_v1_config(dir.path(), ""),
+        Some(broker) => write_v2_config(
+            dir.path(),
+            broker,
+            &names,
+            "  flushSize: 64\n  flushInterval: 20ms\n",
+        ),
+    };
+    let logs = dir.path().join("logs");
+    let mut batches: Vec<Batch> = Vec::new();
+    for round in 0..=ROUNDS {
+        let (mut child, addr) = start_ready(dir.path(), &config, mode).await;
+        let load = Load::start(addr, CLIENTS, &format!("/crash/{round}"));
+        poll_within(
+            KAFKA_DEADLINE,
+            KAFKA_POLL,
+            "batches acknowledged in this round",
+            async || match load.accepted() {
+                n if n >= BATCHES_BEFORE_KILL => Ok(()),
+                n => Err(n),
+            },
+        )
+        .await;
+        if round < ROUNDS {
+            child.kill();
+            batches.extend(load.stop().await);
+            continue;
+        }
+        batches.extend(load.stop().await);
+        if let Some(broker) = &broker {
+            // Nothing is produced after these: once they are stored, everything is.
+            let (marks, ends) = mark_ends(broker, &names.topic).await;
+            batches.push(Batch {
+                lines: marks.lines,
+                answer: crate::load::Answer::Accepted,
+                status: 202,
+                retry_after: false,
+                sent_at: std::time::Instant::now(),
+                answered_at: std::time::Instant::now(),
+            });
+            wait_stored_to(&[&logs], &names.topic, &ends).await;
+        }
+        child.terminate();
+        let status = child.wait_exit().await;
+        assert!(status.success(), "{status}; stderr:\n{}", child.stderr());
+    }
+    let scenario = match mode {
+        Mode::V1 => "kill -9 under load (v1)",
+        Mode::V2 => "kill -9 under load (v2)",
+    };
+    tally(scenario, ROUNDS, &batches, &Disk::read(&[&logs])).record_and_check();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_under_load_v1() {
+    kill_9_rounds(Mode::V1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_under_load_v2() {
+    kill_9_rounds(Mode::V2).await;
+}

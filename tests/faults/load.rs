@@ -1,0 +1,322 @@
+//! Load for the fault scenarios, and the exact check of what is on disk against what the clients
+//! were told.
+//!
+//! Clients send batches of unique records (path `/<prefix>/<client>/<batch>/<i>`) in every format
+//! (JSON, CSV, NDJSON, gzipped NDJSON) over two hours, and remember each batch's answer. The
+//! check reads every line of every hour file: each must be exactly one record; every record of an
+//! accepted batch must be there once; none of a batch whose answer said nothing was stored may
+//! be there; and nothing may be there twice.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::{Client, Method, StatusCode};
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+use crate::summary::Row;
+use crate::support::{CSV, JSON, NDJSON, gzip, hour_files, line, try_send};
+
+/// The user agent of every record the suite sends.
+const AGENT: &str = "fault-suite/1.0";
+
+/// What a client was told about one batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// 202: every record is stored.
+    Accepted,
+    /// An error whose meaning is "nothing of this batch was stored": 4xx, and 503 but
+    /// `partially_delivered`.
+    NothingStored { status: u16, code: String },
+    /// No answer, or one that does not say (500 `outcome_unknown`, 503 `partially_delivered`):
+    /// each record may be stored once, or not.
+    Unknown(String),
+}
+
+/// One batch a client sent.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// The lines the service stores for its records.
+    pub lines: Vec<String>,
+    pub answer: Answer,
+    /// The answer's status (0 without one).
+    pub status: u16,
+    /// A 503 came with `Retry-After`.
+    pub retry_after: bool,
+    pub sent_at: Instant,
+    pub answered_at: Instant,
+}
+
+/// Clients sending batches until stopped.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    accepted: Arc<AtomicUsize>,
+    clients: Vec<JoinHandle<Vec<Batch>>>,
+}
+
+impl Load {
+    /// `clients` clients sending to `addr` as fast as they are answered.
+    pub fn start(addr: SocketAddr, clients: usize, prefix: &str) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let clients = (0..clients)
+            .map(|client| {
+                let (stop, accepted) = (stop.clone(), accepted.clone());
+                let prefix = format!("{prefix}/{client}");
+                tokio::spawn(async move { send_until(addr, &prefix, &stop, &accepted).await })
+            })
+            .collect();
+        Load {
+            stop,
+            accepted,
+            clients,
+        }
+    }
+
+    /// Batches answered 202 so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Stops the clients and returns every batch they sent.
+    pub async fn stop(self) -> Vec<Batch> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut batches = Vec::new();
+        for client in self.clients {
+            batches.extend(client.await.expect("a load client does not panic"));
+        }
+        batches
+    }
+}
+
+/// A client that never reuses a connection (a killed server must not poison the next batch)
+/// and gives up on an answer after a while (a paused broker answers within its timeout).
+fn load_client() -> Client {
+    Client::builder()
+        .no_proxy()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("reqwest client builds")
+}
+
+async fn send_until(
+    addr: SocketAddr,
+    prefix: &str,
+    stop: &AtomicBool,
+    accepted: &AtomicUsize,
+) -> Vec<Batch> {
+    let client = load_client();
+    let mut sent = Vec::new();
+    for batch in 0.. {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let (content_type, encoding, body, lines) = batch_body(&format!("{prefix}/{batch}"), batch);
+        let mut headers = vec![("content-type", content_type)];
+        headers.extend(encoding.map(|encoding| ("content-encoding", encoding)));
+        let sent_at = Instant::now();
+        let answer = try_send(&client, addr, Method::POST, "/logs", &headers, body).await;
+        let (status, retry_after, answer) = match answer {
+            Ok(response) => classify(response).await,
+            Err(err) => (0, false, Answer::Unknown(err.to_string())),
+        };
+        if answer == Answer::Accepted {
+            accepted.fetch_add(1, Ordering::Relaxed);
+        }
+        let lost = status == 0;
+        sent.push(Batch {
+            lines,
+            answer,
+            status,
+            retry_after,
+            sent_at,
+            answered_at: Instant::now(),
+        });
+        if lost {
+            // The server is gone (killed): do not spin against a closed port.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    sent
+}
+
+async fn classify(response: reqwest::Response) -> (u16, bool, Answer) {
+    let status = response.status();
+    let retry_after = response.headers().contains_key("retry-after");
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let code = body["error"].as_str().unwrap_or_default().to_owned();
+    let answer = if status == StatusCode::ACCEPTED {
+        Answer::Accepted
+    } else if status.is_client_error()
+        || (status == StatusCode::SERVICE_UNAVAILABLE && code != "partially_delivered")
+    {
+        Answer::NothingStored {
+            status: status.as_u16(),
+            code,
+        }
+    } else {
+        Answer::Unknown(format!("{status} {code}"))
+    };
+    (status.as_u16(), retry_after, answer)
+}
+
+/// Batch `n` of a client: 1 to 40 records over hours 14 and 15, in one of four formats.
+fn batch_body(
+    prefix: &str,
+    n: usize,
+) -> (&'static str, Option<&'static str>, Vec<u8>, Vec<String>) {
+    let records: Vec<(String, String)> = (0..1 + (n * 7) % 40)
+        .map(|i| {
+            let hour = 14 + (n + i) % 2;
+            let timestamp = format!("2025-11-22T{hour}:{:02}:{:02}Z", i % 60, n % 60);
+            (timestamp, format!("{prefix}/{i}"))
+        })
+        .collect();
+    let lines = records
+        .iter()
+        .map(|(timestamp, path)| line(timestamp, path, AGENT))
+        .collect();
+    let ndjson = || {
+        records
+            .iter()
+            .map(|(timestamp, path)| {
+                format!(r#"{{"timestamp":"{timestamp}","path":"{path}","userAgent":"{AGENT}"}}"#)
+                    + "\n"
+            })
+            .collect::<String>()
+            .into_bytes()
+    };
+    match n % 4 {
+        0 => {
+            let objects: Vec<String> = records
+                .iter()
+                .map(|(timestamp, path)| {
+                    format!(
+                        r#"{{"timestamp":"{timestamp}","path":"{path}","userAgent":"{AGENT}"}}"#
+                    )
+                })
+                .collect();
+            (
+                JSON,
+                None,
+                format!("[{}]", objects.join(",")).into_bytes(),
+                lines,
+            )
+        }
+        1 => {
+            let rows: String = records
+                .iter()
+                .map(|(timestamp, path)| format!("\"{timestamp}\",\"{path}\",\"{AGENT}\"\n"))
+                .collect();
+            (CSV, None, rows.into_bytes(), lines)
+        }
+        2 => (NDJSON, None, ndjson(), lines),
+        _ => (NDJSON, Some("gzip"), gzip(&ndjson()), lines),
+    }
+}
+
+/// Every line of the hour files under `dirs`: how often each record is there, and how many
+/// lines are not exactly one record.
+pub struct Disk {
+    counts: HashMap<String, usize>,
+    torn: usize,
+}
+
+impl Disk {
+    pub fn read(dirs: &[&Path]) -> Disk {
+        let mut counts = HashMap::new();
+        let mut torn = 0;
+        for dir in dirs {
+            for lines in hour_files(dir).into_values() {
+                for line in lines {
+                    if is_one_record(&line) {
+                        *counts.entry(line).or_default() += 1;
+                    } else {
+                        torn += 1;
+                    }
+                }
+            }
+        }
+        Disk { counts, torn }
+    }
+
+    /// Lines that are not exactly one record.
+    pub fn torn(&self) -> usize {
+        self.torn
+    }
+
+    /// How often `line` is on disk.
+    pub fn count(&self, line: &str) -> usize {
+        self.counts.get(line).copied().unwrap_or(0)
+    }
+}
+
+/// Whether `line` is exactly one record object with the three fields in the stored order (a torn
+/// line is not JSON; two glued lines are not one object).
+fn is_one_record(line: &str) -> bool {
+    let Ok(Value::Object(record)) = serde_json::from_str::<Value>(line) else {
+        return false;
+    };
+    let keys: Vec<&str> = record.keys().map(String::as_str).collect();
+    record.len() == 3
+        && ["path", "timestamp", "userAgent"]
+            .iter()
+            .all(|key| keys.contains(key) && record[*key].is_string())
+        && line.starts_with("{\"timestamp\":")
+}
+
+/// The row of a scenario: what `batches` were told against what is on `disk`.
+pub fn tally(scenario: &str, runs: usize, batches: &[Batch], disk: &Disk) -> Row {
+    let mut row = Row {
+        scenario: scenario.to_owned(),
+        runs,
+        torn: disk.torn(),
+        ..Row::default()
+    };
+    for batch in batches {
+        if batch.status >= 500 {
+            row.server_errors += 1;
+        }
+        for line in &batch.lines {
+            let stored = disk.count(line);
+            match &batch.answer {
+                Answer::Accepted => {
+                    row.acknowledged += 1;
+                    if stored == 0 {
+                        row.lost += 1;
+                    }
+                }
+                Answer::NothingStored { .. } => {
+                    row.refused += 1;
+                    if stored > 0 {
+                        row.refused_yet_stored += 1;
+                    }
+                }
+                Answer::Unknown(_) => {}
+            }
+            if stored > 1 {
+                row.duplicated += 1;
+            }
+        }
+    }
+    row
+}
+
+/// Fails the test if a 503 came without `Retry-After`.
+pub fn assert_503s_say_when_to_retry(batches: &[Batch]) {
+    let without: Vec<&Batch> = batches
+        .iter()
+        .filter(|batch| batch.status == 503 && !batch.retry_after)
+        .collect();
+    assert!(
+        without.is_empty(),
+        "{} 503 answers without Retry-After, e.g. {:?}",
+        without.len(),
+        without.first().map(|batch| &batch.answer)
+    );
+}
