@@ -65,7 +65,9 @@ impl ApiError {
         match self {
             ApiError::Decode(DecodeError::UnsupportedMediaType(_))
             | ApiError::UnsupportedEncoding => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Decode(DecodeError::TooManyRecords { .. })
+            ApiError::Decode(
+                DecodeError::TooManyRecords { .. } | DecodeError::TooManyHours { .. },
+            )
             | ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Decode(_) | ApiError::UnreadableBody(_) | ApiError::BadQuery(_) => {
                 StatusCode::BAD_REQUEST

@@ -374,6 +374,39 @@ async fn more_records_than_max_records_is_413() {
 }
 
 #[tokio::test]
+async fn records_in_more_hours_than_max_hours_per_batch_is_413() {
+    let app = spawn_app(|config| config.ingestion.max_hours_per_batch = 3).await;
+    let hourly = |hours: i64| -> Vec<Value> {
+        (0..hours)
+            .map(|h| {
+                let ts = format!("2025-11-22T{:02}:30:00Z", 10 + h);
+                record(&ts, &format!("/h{h}"), "curl/8.5.0")
+            })
+            .collect()
+    };
+    // Three hours, twice over: within the limit.
+    let mut three = hourly(3);
+    three.extend(hourly(3));
+    assert_accepted(app.post_logs(JSON, json_array(&three)).await, 6).await;
+    for (content_type, body) in [(JSON, json_array(&hourly(4))), (NDJSON, ndjson(&hourly(4)))] {
+        let response = app.post_logs(content_type, body).await;
+        let error = assert_error(response, StatusCode::PAYLOAD_TOO_LARGE, "too_many_hours").await;
+        assert_eq!(
+            error["message"],
+            "batch has records in more than 3 distinct hours (ingestion.maxHoursPerBatch); \
+             nothing from this batch was stored, split it"
+        );
+    }
+    assert!(
+        !app.hour_path("2025-11-22/13.log.json").exists(),
+        "nothing of the refused batches"
+    );
+    assert_eq!(app.read_hour_file("2025-11-22/10.log.json").len(), 2);
+    assert_eq!(app.metric("invalid_requests_total").await, 2.0);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn unsupported_or_missing_content_type_is_415() {
     let app = spawn_app(|_| {}).await;
     let body = json_array(&[record("2025-11-22T14:00:00Z", "/", "curl/8.5.0")]);

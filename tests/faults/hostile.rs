@@ -328,7 +328,7 @@ async fn concurrent_huge_bodies_stay_within_the_memory_bound() {
             let mut i = 0;
             while csv.len() < 15_000_000 {
                 let path = format!("/mem/{request}/{i}");
-                csv.push_str(&format!("2025-11-22T14:00:00Z,{path},Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)\n"));
+                csv.push_str(&format!("2025-11-22T14:00:00Z,{path},\"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)\"\n"));
                 lines.push(line("2025-11-22T14:00:00Z", &path, "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)"));
                 i += 1;
             }

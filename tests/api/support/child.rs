@@ -16,8 +16,13 @@ use super::wait::{DEADLINE, POLL, poll, wait_until};
 /// A command for the `log-pipeline` binary, `cwd` as working directory, without any variable the
 /// binary reads from the test runner's own environment (every one of `--help`'s, and
 /// `MALLOC_CONF`, which jemalloc reads), so that it cannot change the outcome.
+///
+/// The binary is the one cargo built with the tests, or `LOG_PIPELINE_TEST_BIN` when set: that is
+/// how a scenario is shown to fail on an older build.
 pub fn pipeline(cwd: &Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_log-pipeline"));
+    let binary = std::env::var_os("LOG_PIPELINE_TEST_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_log-pipeline").into());
+    let mut command = Command::new(binary);
     for var in log_pipeline::cli::env_vars() {
         command.env_remove(var);
     }

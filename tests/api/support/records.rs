@@ -82,7 +82,7 @@ pub fn hour_files(logs_dir: &Path) -> BTreeMap<String, Vec<String>> {
         for file in std::fs::read_dir(day.path()).expect("list a day directory") {
             let file = file.expect("directory entry");
             let name = file.file_name().to_string_lossy().into_owned();
-            if name.ends_with(".log.json") {
+            if name.ends_with(".log.json") && file.file_type().expect("file type").is_file() {
                 let relative = format!("{}/{name}", day.file_name().to_string_lossy());
                 files.insert(relative, read_lines(&file.path()));
             }
