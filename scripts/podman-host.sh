@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by scripts/stack.sh and scripts/stack-test.sh (not run): the podman settings some hosts
 # need and podman's defaults lack, both seen on our CI machines:
 # - without CAP_SYS_RESOURCE podman cannot give containers its default rlimits ("error setting

@@ -83,7 +83,7 @@ wait_ready() {
     wait_until 180 answers_200 "$V2/ready" || fail "app-v2 not ready within 180 s"
 }
 
-# ---- posting batches and reading the files back ------------------------------------------------------
+# ---- posting batches and reading the files back --------------------------------------------------
 
 # Posts batch $2 (records /stack-test/$2/1..$3) to the app at $1; on 202, appends "$2 $3" to $4.
 post_batch() {
@@ -148,7 +148,7 @@ check_owner() {
     pass "every file under $1 belongs to $APP_OWNER, the apps' user"
 }
 
-# ---- Prometheus -------------------------------------------------------------------------------------
+# ---- Prometheus ----------------------------------------------------------------------------------
 
 # Python reads Prometheus's JSON answers: $1 the API path, $2 a Python expression over `data`.
 prometheus_says() {
@@ -181,7 +181,7 @@ analytics_match_files() {
     curl -sf -m 5 "$1/analytics/hours" | python3 -c "import json, sys; sys.exit(0 if sum(h['totalRequests'] for h in json.load(sys.stdin)['hours']) == $stored else 1)"
 }
 
-# ---- the steps -------------------------------------------------------------------------------------
+# ---- the steps -----------------------------------------------------------------------------------
 
 preflight() {
     local port

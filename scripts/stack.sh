@@ -14,9 +14,10 @@
 #
 # Engine: Docker when its engine answers (`docker compose` v2, else `docker-compose` v1), else
 # podman with podman-compose; STACK_ENGINE=docker|podman forces one. With podman, the upstream
-# images are replaced by local stand-ins (docker-compose.local-images.yml) when STACK_LOCAL_IMAGES=1,
-# or, unset, when the registry cannot be reached. Every compose call has a deadline
-# (STACK_TIMEOUT, default 1800 s): podman-compose can wait for good on a container that cannot start.
+# images are replaced by local stand-ins (docker-compose.local-images.yml) when
+# STACK_LOCAL_IMAGES=1, or, unset, when the registry cannot be reached. Every compose call has a
+# deadline (STACK_TIMEOUT, default 1800 s): podman-compose can wait for good on a container that
+# cannot start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/podman-host.sh
