@@ -8,7 +8,7 @@ RUN_RELEASE := $(CARGO) run --release --locked --quiet --bin log-pipeline --
 
 .DEFAULT_GOAL := help
 .PHONY: help build run run-v1 run-v2 test test-faults fmt lint bench bench-ingest bench-analytics bench-v2 kafka-local
-.PHONY: stack-up stack-down stack-clean infra-up infra-down kafka-topic loadtest-v1 loadtest-v2 check-ops
+.PHONY: stack-up stack-down stack-clean stack-test infra-up infra-down kafka-topic loadtest-v1 loadtest-v2 check-ops
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-28s %s\n", $$1, $$2}'
@@ -52,7 +52,8 @@ bench-analytics: ## Analytics: full build of a 7M-line hour file, then a pass af
 bench-v2: ## v2 end to end: hey -c 50, 1000-record batches, tansu broker; records/s POST to durable file
 	bash bench/v2.sh
 
-# ---- Docker stack (docker-compose.yml; scripts/stack.sh explains when no Docker engine is reachable)
+# ---- Docker stack (docker-compose.yml) with Docker or podman (scripts/stack.sh picks; README
+# "Running the Docker stack"). STACK_ENGINE=docker|podman, STACK_LOCAL_IMAGES=1|0.
 
 stack-up: ## Build the image and start the stack: kafka, kafka-init, prometheus (:9090), app-v1 (:8082), app-v2 (:8083)
 	bash scripts/stack.sh up
@@ -63,6 +64,9 @@ stack-down: ## Stop and remove the stack's containers (keeps ./data and the Kafk
 stack-clean: ## Stop the stack and delete its data (./data/v1, ./data/v2, the Kafka volume)
 	bash scripts/stack.sh clean
 
+stack-test: ## Build and run the stack with podman and check it end to end (scripts/stack-test.sh; CI runs it)
+	bash scripts/stack-test.sh
+
 infra-up: ## Start only kafka (localhost:19092), kafka-init and prometheus (:9090)
 	bash scripts/stack.sh infra-up
 
@@ -72,7 +76,7 @@ infra-down: ## Stop and remove kafka, kafka-init and prometheus
 kafka-topic: ## Create topic TOPIC (default logs; PARTITIONS, default 3) in the stack's Kafka if missing
 	bash scripts/stack.sh kafka-topic
 
-check-ops: ## Validate docker-compose.yml, prometheus.yml and the Dockerfile (offline)
+check-ops: ## Validate docker-compose.yml, prometheus/ (config, alert rules and their tests) and the Dockerfile (offline)
 	bash scripts/check-ops-files.sh
 
 # ---- Load tests (hey). Knobs, as make variables or env (make exports command-line variables to the

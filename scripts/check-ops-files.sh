@@ -2,7 +2,8 @@
 # Validates the ops files without a Docker engine (`make check-ops`; run by .ci/run):
 #   - docker-compose.yml: `docker-compose config -q` (offline schema + interpolation check), and
 #     `docker compose config -q` too when the v2 plugin is installed;
-#   - prometheus.yml: `promtool check config`;
+#   - prometheus/prometheus.yml: `promtool check config`; prometheus/alerts.yml: `promtool check
+#     rules`, and its unit tests prometheus/alerts.test.yml: `promtool test rules`;
 #   - Dockerfile: hadolint when installed, and in any case that it has USER, HEALTHCHECK, EXPOSE;
 #   - every config file named in Dockerfile/docker-compose.yml as /app/config/... exists in config/.
 # docker-compose and promtool are installed with apt when missing. Fails on the first problem.
@@ -32,11 +33,18 @@ if docker compose version >/dev/null 2>&1; then
     ok "docker-compose.yml (docker compose $(docker compose version --short) config)"
 fi
 
-if ! out=$(promtool check config prometheus.yml 2>&1); then
-    echo "$out" >&2
-    die "prometheus.yml (promtool check config)"
-fi
-ok "prometheus.yml (promtool check config)"
+# promtool $1 $2 FILE: prints promtool's output only when it fails.
+promtool_ok() {
+    local out
+    if ! out=$(promtool "$@" 2>&1); then
+        echo "$out" >&2
+        die "$3 (promtool $1 $2)"
+    fi
+    ok "$3 (promtool $1 $2)"
+}
+promtool_ok check config prometheus/prometheus.yml
+promtool_ok check rules prometheus/alerts.yml
+promtool_ok test rules prometheus/alerts.test.yml
 
 if command -v hadolint >/dev/null 2>&1; then
     hadolint Dockerfile || die "Dockerfile (hadolint)"
