@@ -400,6 +400,13 @@ pub struct KafkaConfig {
     /// `kafka.deadLetterTopic`: where consumed messages that cannot be decoded are moved, so
     /// one bad message does not stall its partition. Default `"logs.dlq"`.
     pub dead_letter_topic: String,
+    /// `kafka.sessionTimeout`: how long a consumer may go without a heartbeat answer before the
+    /// group gives its partitions to another member (librdkafka `session.timeout.ms`). Shorter
+    /// moves the partitions of a crashed process sooner; it must stay above the longest broker
+    /// pause you want to ride out (a member that times out during a pause rejoins after it; with
+    /// tansu 0.6 the group then stays closed to every member, see README). Default `45s`.
+    #[serde(deserialize_with = "go_duration::deserialize")]
+    pub session_timeout: Duration,
 }
 
 impl Default for KafkaConfig {
@@ -418,6 +425,7 @@ impl Default for KafkaConfig {
             produce_timeout: Duration::from_secs(5),
             partitions: 3,
             dead_letter_topic: "logs.dlq".to_owned(),
+            session_timeout: Duration::from_secs(45),
         }
     }
 }
@@ -764,7 +772,7 @@ impl Config {
             }
         }
 
-        let durations: [(&'static str, Duration); 13] = [
+        let durations: [(&'static str, Duration); 14] = [
             ("server.readHeaderTimeout", self.server.read_header_timeout),
             ("server.readBodyTimeout", self.server.read_body_timeout),
             ("server.requestTimeout", self.server.request_timeout),
@@ -781,6 +789,7 @@ impl Config {
             ("consumer.persistTimeout", self.consumer.persist_timeout),
             ("kafka.batchTimeout", self.kafka.batch_timeout),
             ("kafka.produceTimeout", self.kafka.produce_timeout),
+            ("kafka.sessionTimeout", self.kafka.session_timeout),
         ];
         for (key, value) in durations {
             if value.is_zero() {
@@ -1104,6 +1113,7 @@ kafka:
         assert_eq!(c.kafka.produce_timeout, Duration::from_secs(5));
         assert_eq!(c.kafka.partitions, 3);
         assert_eq!(c.kafka.dead_letter_topic, "logs.dlq");
+        assert_eq!(c.kafka.session_timeout, Duration::from_secs(45));
         assert!(c.auth.tokens.is_empty());
         assert_eq!(c.auth.protect, [Protected::Ingest, Protected::Analytics]);
         assert_eq!(c.profiling, ProfilingConfig::default());
@@ -1219,6 +1229,7 @@ kafka:
   produceTimeout: 9s
   partitions: 12
   deadLetterTopic: events.dead
+  sessionTimeout: 10s
 auth:
   tokens: [alpha, beta]
   protect: [metrics]
@@ -1300,6 +1311,7 @@ profiling:
                 produce_timeout: Duration::from_secs(9),
                 partitions: 12,
                 dead_letter_topic: "events.dead".to_owned(),
+                session_timeout: Duration::from_secs(10),
             }
         );
         assert_eq!(c.auth.tokens, vec!["alpha".to_owned(), "beta".to_owned()]);

@@ -277,7 +277,11 @@ impl Refusal {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        // Refusals (503) are expected under load and counted in metrics; a flood of them must not
+        // flood the log too. Other 5xx are worth a line each.
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::debug!(code = self.code(), error = %self, "request refused");
+        } else if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), code = self.code(), error = %self, "request failed");
         }
         let mut body = json!({"error": self.code(), "message": self.message()});

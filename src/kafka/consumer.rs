@@ -118,8 +118,10 @@ impl ConsumerGroup {
                 .set("enable.auto.commit", "false")
                 .set("enable.auto.offset.store", "false")
                 .set("auto.offset.reset", "earliest")
-                // Fast group joins and failure detection (librdkafka's default is 45 s).
-                .set("session.timeout.ms", "6000")
+                .set(
+                    "session.timeout.ms",
+                    kafka.session_timeout.as_millis().to_string(),
+                )
                 .set("heartbeat.interval.ms", "1000")
                 .set("statistics.interval.ms", "1000")
                 // Keep the fetcher busy: bigger fetches, and no 1 s back-off when the local queue

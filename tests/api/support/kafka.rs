@@ -73,6 +73,8 @@ pub fn v2(config: &mut Config, broker: &str, names: &Names) {
     config.kafka.group_id = names.group_id.clone();
     config.kafka.partitions = PARTITIONS as u32;
     config.kafka.batch_timeout = Duration::from_millis(5);
+    // Fast failover when a test kills a member (the default, 45 s, rides out broker pauses).
+    config.kafka.session_timeout = Duration::from_secs(6);
     config.consumer.flush_interval = Duration::from_millis(50);
     config.aggregation.interval = Duration::from_millis(100);
 }
@@ -105,7 +107,7 @@ fn kafka_config_yaml(dir: &Path, names: &Names, consumer: &str) -> String {
          aggregation:\n  interval: 100ms\n\
          consumer:\n{consumer}\
          kafka:\n  topic: {topic}\n  deadLetterTopic: {dead_letters}\n  \
-         groupID: {group}\n  partitions: {PARTITIONS}\n  batchTimeout: 5ms\n",
+         groupID: {group}\n  partitions: {PARTITIONS}\n  batchTimeout: 5ms\n  sessionTimeout: 6s\n",
         logs = path_of("logs"),
         analytics = path_of("analytics"),
         topic = quoted(&names.topic),
