@@ -2,8 +2,8 @@
 //! shared evenly by the properties. Prints how many cases each property ran and how long it took.
 //!
 //! Run with `make bench-properties` (or `cargo bench --bench properties`). Knobs (env):
-//! `CASES` (default 100000, in all), `PROPTEST_RNG_SEED` (a number: replay a run; the default
-//! seed is random).
+//! `CASES` (default 100000, in all), `PROPTEST_RNG_SEED` (the seed a run printed: replays it; by
+//! default the seed is random).
 
 #[path = "../tests/properties/oracle.rs"]
 mod oracle;
@@ -12,9 +12,9 @@ mod property;
 #[path = "../tests/properties/strategies.rs"]
 mod strategies;
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::{Config, RngSeed, TestRunner};
 
 fn main() {
     // `cargo test --all-targets` builds benches too; only run them under `cargo bench`.
@@ -27,11 +27,21 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
     let cases = total.div_ceil(property::ALL.len() as u32);
+    // Chosen here rather than by proptest, so that a failure can be replayed with it.
+    let seed = match Config::default().rng_seed {
+        RngSeed::Fixed(seed) => seed,
+        RngSeed::Random => SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("a clock after 1970")
+            .as_nanos() as u64,
+    };
+    println!("seed {seed} (PROPTEST_RNG_SEED={seed} replays this run)");
     let started = Instant::now();
     let mut failed = Vec::new();
     for property in &property::ALL {
         let mut runner = TestRunner::new(Config {
             cases,
+            rng_seed: RngSeed::Fixed(seed),
             failure_persistence: None,
             ..Config::default()
         });
