@@ -47,16 +47,18 @@ pub const ALL: [Property; 5] = [
     },
 ];
 
-/// Limits under which every generated record is valid.
+/// Limits under which every generated record and batch is valid.
 const ROOMY: Limits = Limits {
     max_records: 1000,
     max_field_bytes: 256,
+    max_hours: 1024,
 };
 
-/// Limits that generated bodies exceed now and then (more records, longer fields).
+/// Limits that generated bodies exceed now and then (more records, hours, longer fields).
 const TIGHT: Limits = Limits {
     max_records: 10,
     max_field_bytes: 80,
+    max_hours: 8,
 };
 
 fn run<S>(
@@ -94,6 +96,7 @@ fn any_bytes_decode_to_a_batch_or_an_error(runner: &mut TestRunner) -> Result<()
                 }
                 prop_assert!(sent.len() <= TIGHT.max_records);
                 let hours = oracle::batch_hours(&batch).map_err(fail)?;
+                prop_assert!(hours.len() <= TIGHT.max_hours);
                 prop_assert_eq!(&hours, &oracle::expected_hours(valid));
                 lines_read_back(&hours)
             }
@@ -104,6 +107,10 @@ fn any_bytes_decode_to_a_batch_or_an_error(runner: &mut TestRunner) -> Result<()
             }
             Err(DecodeError::TooManyRecords { max }) => {
                 prop_assert_eq!(max, TIGHT.max_records);
+                Ok(())
+            }
+            Err(DecodeError::TooManyHours { max }) => {
+                prop_assert_eq!(max, TIGHT.max_hours);
                 Ok(())
             }
             Err(DecodeError::Empty | DecodeError::Malformed { .. }) => Ok(()),
