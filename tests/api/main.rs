@@ -6,6 +6,7 @@ mod auth;
 mod endpoints;
 mod ingest;
 mod kafka;
+mod malformed;
 mod process;
 mod profiling;
 mod prometheus;

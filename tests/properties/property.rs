@@ -1,0 +1,289 @@
+//! The properties of the decoders (`ingest::decode`, `ingest::append_record`) and of the stored
+//! line format (`record::write_line`, `write_timestamp`, `split_stored_line`), each runnable with
+//! any number of cases: the tests run proptest's default (256, or `PROPTEST_CASES`), the benchmark
+//! many more.
+//!
+//! Shared by the tests (`tests/properties/`) and the benchmark (`bench/properties.rs`).
+
+use std::fmt::Debug;
+
+use chrono::{DateTime, Utc};
+use log_pipeline::ingest::{self, DecodeError, Format, Limits, MAX_REPORTED_ERRORS};
+use log_pipeline::record::{self, EncodedBatch};
+use proptest::collection::vec;
+use proptest::prelude::*;
+use proptest::test_runner::{TestCaseError, TestRunner};
+
+use crate::oracle::{self, HourLines};
+use crate::strategies;
+
+/// A named property.
+pub struct Property {
+    pub name: &'static str,
+    /// Runs as many cases as `runner`'s config asks for; the error names the minimal failing input.
+    pub check: fn(&mut TestRunner) -> Result<(), String>,
+}
+
+pub const ALL: [Property; 5] = [
+    Property {
+        name: "any_bytes_decode_to_a_batch_or_an_error",
+        check: any_bytes_decode_to_a_batch_or_an_error,
+    },
+    Property {
+        name: "valid_records_decode_alike_in_every_format",
+        check: valid_records_decode_alike_in_every_format,
+    },
+    Property {
+        name: "timestamps_print_like_go_rfc3339nano",
+        check: timestamps_print_like_go_rfc3339nano,
+    },
+    Property {
+        name: "stored_lines_append_like_ndjson",
+        check: stored_lines_append_like_ndjson,
+    },
+    Property {
+        name: "append_record_agrees_with_ndjson_on_any_line",
+        check: append_record_agrees_with_ndjson_on_any_line,
+    },
+];
+
+/// Limits under which every generated record and batch is valid.
+const ROOMY: Limits = Limits {
+    max_records: 1000,
+    max_field_bytes: 256,
+    max_hours: 1024,
+};
+
+/// Limits that generated bodies exceed now and then (more records, hours, longer fields).
+const TIGHT: Limits = Limits {
+    max_records: 10,
+    max_field_bytes: 80,
+    max_hours: 8,
+};
+
+fn run<S>(
+    runner: &mut TestRunner,
+    strategy: S,
+    test: impl Fn(S::Value) -> Result<(), TestCaseError>,
+) -> Result<(), String>
+where
+    S: Strategy,
+    S::Value: Debug,
+{
+    runner.run(&strategy, test).map_err(|err| err.to_string())
+}
+
+fn fail(why: impl Into<String>) -> TestCaseError {
+    TestCaseError::fail(why.into())
+}
+
+/// Any body, of any format, is decoded to a batch or refused with a `DecodeError`, never a panic.
+/// A batch holds exactly the records the body holds by the README's rules: each stored line
+/// reads back to the record's instant in canonical UTC, its trimmed path and user agent.
+fn any_bytes_decode_to_a_batch_or_an_error(runner: &mut TestRunner) -> Result<(), String> {
+    run(
+        runner,
+        strategies::any_body(),
+        |(format, body)| match ingest::decode(format, &body, &TIGHT) {
+            Ok(batch) => {
+                let sent = oracle::records_in(format, &body)
+                    .ok_or_else(|| fail(format!("accepted a body that is not {format:?}")))?;
+                let mut valid = Vec::new();
+                for fields in &sent {
+                    let instant = oracle::validate(fields, &TIGHT)
+                        .map_err(|why| fail(format!("accepted an invalid record: {why}")))?;
+                    valid.push((instant, fields[1].as_str(), fields[2].as_str()));
+                }
+                prop_assert!(sent.len() <= TIGHT.max_records);
+                let hours = oracle::batch_hours(&batch).map_err(fail)?;
+                prop_assert!(hours.len() <= TIGHT.max_hours);
+                prop_assert_eq!(&hours, &oracle::expected_hours(valid));
+                lines_read_back(&hours)
+            }
+            Err(DecodeError::Invalid { total, errors }) => {
+                prop_assert!(total >= 1);
+                prop_assert_eq!(errors.len(), total.min(MAX_REPORTED_ERRORS));
+                Ok(())
+            }
+            Err(DecodeError::TooManyRecords { max }) => {
+                prop_assert_eq!(max, TIGHT.max_records);
+                Ok(())
+            }
+            Err(DecodeError::TooManyHours { max }) => {
+                prop_assert_eq!(max, TIGHT.max_hours);
+                Ok(())
+            }
+            Err(DecodeError::Empty | DecodeError::Malformed { .. }) => Ok(()),
+            Err(err @ DecodeError::UnsupportedMediaType(_)) => Err(fail(format!("{err}"))),
+        },
+    )
+}
+
+/// Valid records sent as a JSON array, NDJSON and CSV, in any valid layout, decode to the same
+/// batch: one line per record in request order, grouped by UTC hour in order of first appearance.
+fn valid_records_decode_alike_in_every_format(runner: &mut TestRunner) -> Result<(), String> {
+    let cases = (strategies::client_records(), strategies::layout());
+    run(runner, cases, |(records, layout)| {
+        let expected = oracle::expected_batch(&records);
+        let mut batches = Vec::new();
+        for format in [Format::JsonArray, Format::Ndjson, Format::Csv] {
+            let body = strategies::encode(format, &records, &layout);
+            let batch = ingest::decode(format, &body, &ROOMY).map_err(|err| {
+                fail(format!(
+                    "{format:?} refused: {err:?}\n{}",
+                    String::from_utf8_lossy(&body)
+                ))
+            })?;
+            let hours = oracle::batch_hours(&batch).map_err(fail)?;
+            prop_assert_eq!(&hours, &expected, "{:?}", format);
+            batches.push(batch);
+        }
+        prop_assert_eq!(&batches[0], &batches[1]);
+        prop_assert_eq!(&batches[0], &batches[2]);
+        let lines = expected.iter().flat_map(|(_, lines)| lines);
+        let in_batch_order = oracle::by_hour(&records, |r| r.instant)
+            .into_iter()
+            .flat_map(|(_, records)| records);
+        for (line, record) in lines.zip(in_batch_order) {
+            let [timestamp, path, user_agent] = oracle::read_back(line).map_err(fail)?;
+            let instant =
+                DateTime::parse_from_rfc3339(&timestamp).map_err(|e| fail(e.to_string()))?;
+            prop_assert_eq!(instant.to_utc(), record.instant);
+            prop_assert_eq!(path, record.path.trim());
+            prop_assert_eq!(user_agent, record.user_agent.trim());
+        }
+        Ok(())
+    })
+}
+
+/// `record::write_timestamp` prints every instant of years 0000-9999 as chrono's RFC 3339 in UTC
+/// with Go's trimming of fractions, and the text reads back to the same instant.
+fn timestamps_print_like_go_rfc3339nano(runner: &mut TestRunner) -> Result<(), String> {
+    run(runner, strategies::utc_instant(), |instant| {
+        let mut out = Vec::new();
+        record::write_timestamp(&mut out, &instant);
+        let text = String::from_utf8(out).map_err(|e| fail(e.to_string()))?;
+        prop_assert_eq!(&text, &oracle::go_rfc3339_nano(&instant));
+        let back = DateTime::parse_from_rfc3339(&text).map_err(|e| fail(e.to_string()))?;
+        prop_assert_eq!(back.to_utc(), instant);
+        Ok(())
+    })
+}
+
+/// A valid record as `record::write_line` stores it.
+fn stored_record() -> impl Strategy<Value = (DateTime<Utc>, String, String)> {
+    let field = || strategies::field_text().prop_map(|text| text.trim().to_owned());
+    (strategies::utc_instant(), field(), field())
+}
+
+fn write_lines(records: &[(DateTime<Utc>, String, String)]) -> Vec<Vec<u8>> {
+    records
+        .iter()
+        .map(|(ts, path, user_agent)| {
+            let mut line = Vec::new();
+            record::write_line(&mut line, ts, path, user_agent);
+            line
+        })
+        .collect()
+}
+
+/// Every line `record::write_line` produces is accepted by `ingest::append_record` (the Kafka
+/// consumer's path), which builds the same batch as decoding the lines as NDJSON and as pushing
+/// the records; each line reads back to its record, through `split_stored_line` too when it has
+/// no escapes.
+fn stored_lines_append_like_ndjson(runner: &mut TestRunner) -> Result<(), String> {
+    run(runner, vec(stored_record(), 1..=12), |records| {
+        let lines = write_lines(&records);
+        let mut appended = EncodedBatch::default();
+        let mut pushed = EncodedBatch::default();
+        for (line, (ts, path, user_agent)) in lines.iter().zip(&records) {
+            let value = line
+                .strip_suffix(b"\n")
+                .expect("a line ends with a newline");
+            ingest::append_record(value, &ROOMY, &mut appended).map_err(|err| {
+                fail(format!(
+                    "refused {:?}: {err:?}",
+                    String::from_utf8_lossy(value)
+                ))
+            })?;
+            pushed.push(ts, path, user_agent);
+            let text = std::str::from_utf8(value).map_err(|e| fail(e.to_string()))?;
+            let [timestamp, read_path, read_agent] = oracle::read_back(text).map_err(fail)?;
+            prop_assert_eq!(&timestamp, &oracle::go_rfc3339_nano(ts));
+            prop_assert_eq!(&read_path, path);
+            prop_assert_eq!(&read_agent, user_agent);
+            if !text.contains('\\') {
+                let split = record::split_stored_line(value);
+                let expected = (timestamp.as_str(), read_path.as_str(), read_agent.as_str());
+                prop_assert_eq!(split, Some(expected));
+            }
+        }
+        let decoded = ingest::decode(Format::Ndjson, &lines.concat(), &ROOMY)
+            .map_err(|err| fail(format!("NDJSON refused: {err:?}")))?;
+        prop_assert_eq!(&appended, &decoded);
+        prop_assert_eq!(&appended, &pushed);
+        let hours: Vec<HourLines> = oracle::expected_hours(
+            records
+                .iter()
+                .map(|(ts, p, u)| (*ts, p.as_str(), u.as_str())),
+        );
+        prop_assert_eq!(oracle::batch_hours(&appended).map_err(fail)?, hours);
+        Ok(())
+    })
+}
+
+/// On any value (a stored line with up to three changes, a line in the stored shape with any
+/// text in it, or random bytes), `append_record`
+/// appends exactly when decoding the value as NDJSON yields one record, and appends that record's
+/// line; when it refuses, the batch is left as it was.
+///
+/// Values starting with a byte-order mark are left out: request bodies drop it, Kafka messages
+/// keep it.
+fn append_record_agrees_with_ndjson_on_any_line(runner: &mut TestRunner) -> Result<(), String> {
+    let stored = (stored_record(), strategies::damage(3)).prop_map(|(record, damage)| {
+        let line = write_lines(&[record]).concat();
+        strategies::damaged(line[..line.len() - 1].to_vec(), &damage)
+    });
+    let value = prop_oneof![stored, strategies::stored_shape(), vec(any::<u8>(), 0..128)]
+        .prop_filter("no byte-order mark", |v| !v.starts_with(b"\xEF\xBB\xBF"));
+    let mut before = EncodedBatch::default();
+    let earlier = DateTime::from_timestamp(1_763_820_000, 0).expect("an instant");
+    before.push(&earlier, "/earlier", "curl/8.5.0");
+    run(runner, value, |value| {
+        let mut batch = before.clone();
+        let appended = ingest::append_record(&value, &ROOMY, &mut batch);
+        let decoded = ingest::decode(Format::Ndjson, &value, &ROOMY);
+        match (appended, decoded) {
+            (Ok(()), Ok(one)) if one.records() == 1 => {
+                let mut expected = before.clone();
+                let chunk = &one.chunks[0];
+                let line = chunk.lines.strip_suffix(b"\n").expect("a line");
+                expected.push_line(chunk.hour, line);
+                prop_assert_eq!(batch, expected);
+            }
+            (Err(_), Err(_)) => prop_assert_eq!(batch, before.clone()),
+            (Err(DecodeError::TooManyRecords { max: 1 }), Ok(many)) if many.records() > 1 => {
+                prop_assert_eq!(batch, before.clone())
+            }
+            (appended, decoded) => {
+                return Err(fail(format!(
+                    "append_record: {appended:?}, NDJSON: {:?}",
+                    decoded.map(|b| b.records())
+                )));
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Each stored line is JSON with exactly the three keys, its timestamp in canonical UTC.
+fn lines_read_back(hours: &[HourLines]) -> Result<(), TestCaseError> {
+    for line in hours.iter().flat_map(|(_, lines)| lines) {
+        let [timestamp, path, user_agent] = oracle::read_back(line).map_err(fail)?;
+        let instant = DateTime::parse_from_rfc3339(&timestamp).map_err(|e| fail(e.to_string()))?;
+        prop_assert_eq!(&timestamp, &oracle::go_rfc3339_nano(&instant.to_utc()));
+        prop_assert_eq!(path.trim(), &path);
+        prop_assert_eq!(user_agent.trim(), &user_agent);
+    }
+    Ok(())
+}
