@@ -46,7 +46,7 @@ fn main() {
     );
 
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut aggregator = Aggregator::new(logs.clone(), analytics.clone(), 100_000, Metrics::new());
+    let aggregator = Aggregator::new(logs.clone(), analytics.clone(), 100_000, Metrics::new());
     let (full, full_cpu) = measure(|| aggregator.run_pass());
     assert_eq!(
         full.0.records, lines,
@@ -69,7 +69,7 @@ fn main() {
 
     // A restart: a new aggregator learns the covered bytes from the summary and reads only new bytes.
     let appended_again = append(&hour_file, appended_lines, &mut rng);
-    let mut restarted = Aggregator::new(logs, analytics, 100_000, Metrics::new());
+    let restarted = Aggregator::new(logs, analytics, 100_000, Metrics::new());
     let (after_restart, restart_cpu) = measure(|| restarted.run_pass());
     assert_eq!(after_restart.0.bytes_read, appended_again);
     report(

@@ -23,7 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::analytics::{AggregationTask, Aggregator};
 use crate::config::Config;
-use crate::http::{self, AppState};
+use crate::http::{self, Analytics, AppState};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 
@@ -36,7 +36,7 @@ pub struct Application {
     router: Router,
     pipeline: Arc<Pipeline>,
     shutting_down: Arc<AtomicBool>,
-    aggregator: Aggregator,
+    aggregator: Arc<Aggregator>,
     aggregation_interval: Duration,
     read_header_timeout: Duration,
     shutdown_timeout: Duration,
@@ -56,17 +56,19 @@ impl Application {
             }
         };
         let shutting_down = Arc::new(AtomicBool::new(false));
-        let state = AppState::new(
-            &config,
-            pipeline.clone(),
-            metrics.clone(),
-            shutting_down.clone(),
-        );
-        let aggregator = Aggregator::new(
+        // One aggregator per logs directory, shared by the periodic task and the queries.
+        let aggregator = Arc::new(Aggregator::new(
             config.storage.logs_dir.clone(),
             config.storage.analytics_dir.clone(),
             config.aggregation.max_keys_per_hour,
+            metrics.clone(),
+        ));
+        let state = AppState::new(
+            &config,
+            pipeline.clone(),
             metrics,
+            shutting_down.clone(),
+            Analytics::new(aggregator.clone()),
         );
         tracing::info!(
             addr = %listener.local_addr()?,
