@@ -280,6 +280,18 @@ impl Aggregator {
         outcome.map(|()| report)
     }
 
+    /// [`Aggregator::update_hours`] of every hour that has an hour file.
+    pub fn update_all_hours(&self, cancel: &CancelFlag) -> Result<PassReport, Cancelled> {
+        let hours = match layout::hour_files(&self.logs_dir) {
+            Ok(files) => files.into_iter().map(|(hour, _)| hour).collect(),
+            Err(e) => {
+                tracing::error!(dir = %self.logs_dir.display(), error = %e, "cannot list hour files; answering from the summaries as they are");
+                Vec::new()
+            }
+        };
+        self.update_hours(hours, cancel)
+    }
+
     /// Adds what `report` read to the aggregation counters.
     fn count(&self, report: &PassReport) {
         self.metrics

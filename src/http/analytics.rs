@@ -137,13 +137,12 @@ pub(super) async fn get_analytics(
 }
 
 /// `GET /analytics/hours`: every hour that has data, with its totals (every hour file is brought
-/// up to date first, as a pass does).
+/// up to date first).
 pub(super) async fn get_analytics_hours(
     State(state): State<AppState>,
 ) -> Result<Response, ApiError> {
     let (complete, hours) = read(&state, |aggregator, cancel| {
-        cancel.check()?;
-        aggregator.run_pass();
+        aggregator.update_all_hours(cancel)?;
         query::hours(aggregator.analytics_dir(), cancel)
     })
     .await?;
