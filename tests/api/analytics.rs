@@ -254,7 +254,10 @@ async fn analytics_json(app: &TestApp, query: &str) -> Value {
         hour.remove("botRequests");
         hour.remove("humanRequests");
     }
-    for agent in object["topUserAgents"].as_array_mut().expect("topUserAgents") {
+    for agent in object["topUserAgents"]
+        .as_array_mut()
+        .expect("topUserAgents")
+    {
         agent.as_object_mut().expect("a ranked key").remove("bot");
     }
     body
@@ -980,7 +983,10 @@ async fn a_batch_is_in_every_answer_at_once_split_into_bots_and_humans() {
     assert_eq!(response.status(), StatusCode::OK);
     let hour: Value = body_json(response).await;
     assert_eq!(hour["totalRequests"], 4, "{hour}");
-    assert_eq!((&hour["botRequests"], &hour["humanRequests"]), (&json!(2), &json!(2)));
+    assert_eq!(
+        (&hour["botRequests"], &hour["humanRequests"]),
+        (&json!(2), &json!(2))
+    );
     assert_eq!(hour["requestsPerBotUserAgent"], json!({ GOOGLEBOT: 2 }));
     assert_eq!(hour["botList"], bot_list());
 
@@ -1037,11 +1043,13 @@ async fn a_batch_is_in_every_answer_at_once_split_into_bots_and_humans() {
     assert_eq!(app.metric("aggregation_runs_total").await, 1.0);
     assert_eq!(app.metric("aggregation_lines_total").await, 7.0);
     assert_eq!(
-        app.metric("aggregation_requests_total{class=\"bot\"}").await,
+        app.metric("aggregation_requests_total{class=\"bot\"}")
+            .await,
         4.0
     );
     assert_eq!(
-        app.metric("aggregation_requests_total{class=\"human\"}").await,
+        app.metric("aggregation_requests_total{class=\"human\"}")
+            .await,
         3.0
     );
     assert!(app.metric("analytics_query_catch_up_seconds_count").await >= 3.0);
@@ -1072,7 +1080,12 @@ async fn summaries_without_the_split_get_it_when_read_and_old_ones_count_as_uncl
     let current = summary_text(HOUR_14, &pairs, &source);
     // The same summary as the previous version wrote it: without the four split keys.
     let mut old: BTreeMap<String, Value> = serde_json::from_str(&current).unwrap();
-    for key in ["botList", "botRequests", "humanRequests", "requestsPerBotUserAgent"] {
+    for key in [
+        "botList",
+        "botRequests",
+        "humanRequests",
+        "requestsPerBotUserAgent",
+    ] {
         old.remove(key);
     }
     let old = serde_json::to_string_pretty(&old).unwrap() + "\n";
@@ -1148,7 +1161,9 @@ async fn beyond_four_queries_at_once_the_answer_is_503_busy_with_retry_after() {
                 }
                 StatusCode::SERVICE_UNAVAILABLE => {
                     assert_eq!(header(&response, "retry-after"), "1");
-                    busy.push(assert_error(response, StatusCode::SERVICE_UNAVAILABLE, "busy").await);
+                    busy.push(
+                        assert_error(response, StatusCode::SERVICE_UNAVAILABLE, "busy").await,
+                    );
                 }
                 other => panic!("unexpected {other}: {}", response.text().await.unwrap()),
             }
@@ -1162,7 +1177,9 @@ async fn beyond_four_queries_at_once_the_answer_is_503_busy_with_retry_after() {
         }
     })
     .await;
-    assert!(answered >= 1 && answered <= 4 + 12, "{answered}");
+    // Every request was answered: the ones that got a slot with the right count, the rest busy.
+    assert!(answered >= 1, "{answered}");
+    assert_eq!(answered + busy.len(), 12);
     assert_eq!(
         busy[0]["message"],
         "too many analytics queries at once; retry shortly"
@@ -1179,7 +1196,8 @@ async fn get_at_once(app: &TestApp, path: &str, n: usize) -> Vec<reqwest::Respon
     let mut requests = tokio::task::JoinSet::new();
     for _ in 0..n {
         let (client, addr, path) = (app.client.clone(), app.addr, path.to_owned());
-        requests.spawn(async move { send(&client, addr, Method::GET, &path, &[], Vec::new()).await });
+        requests
+            .spawn(async move { send(&client, addr, Method::GET, &path, &[], Vec::new()).await });
     }
     requests.join_all().await
 }
@@ -1215,7 +1233,11 @@ async fn a_query_whose_request_timed_out_stops_and_frees_its_slot() {
     )
     .await;
     for response in answers {
-        assert_eq!(response.status(), StatusCode::OK, "no slot is held by the cancelled query");
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "no slot is held by the cancelled query"
+        );
     }
     app.stop().await;
 }
@@ -1236,8 +1258,12 @@ async fn a_summary_over_the_size_limit_is_a_clear_422_not_a_failure() {
         RANGE_14_16.to_owned(),
     ] {
         let response = app.get(&format!("/analytics?{query}")).await;
-        let body =
-            assert_error(response, StatusCode::UNPROCESSABLE_ENTITY, "summary_too_large").await;
+        let body = assert_error(
+            response,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "summary_too_large",
+        )
+        .await;
         assert_eq!(body["hour"], "2025-11-22T14:00:00Z", "{body}");
         assert_eq!(body["bytes"], limit + 1, "{body}");
         assert_eq!(body["limit"], limit, "{body}");
@@ -1263,7 +1289,10 @@ async fn ingest_counters_are_served_for_the_dashboard() {
     let mut body = body_json(response).await;
     let uptime = body["uptimeSeconds"].as_f64().expect("uptimeSeconds");
     assert!(uptime > 0.0, "{body}");
-    assert!(body["at"].as_str().is_some_and(|at| at.ends_with('Z')), "{body}");
+    assert!(
+        body["at"].as_str().is_some_and(|at| at.ends_with('Z')),
+        "{body}"
+    );
     body.as_object_mut().unwrap().remove("uptimeSeconds");
     body.as_object_mut().unwrap().remove("at");
     assert_eq!(

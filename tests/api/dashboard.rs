@@ -19,13 +19,25 @@ async fn the_page_and_its_assets_are_served_from_the_binary_with_caching_headers
     assert_eq!(root.url().path(), "/dashboard");
     for (path, content_type, needle) in [
         ("/dashboard", "text/html; charset=utf-8", "<title>Traffic"),
-        ("/dashboard/dashboard.js", "text/javascript; charset=utf-8", "/analytics/ingest"),
-        ("/dashboard/dashboard.css", "text/css; charset=utf-8", "--bot"),
+        (
+            "/dashboard/dashboard.js",
+            "text/javascript; charset=utf-8",
+            "/analytics/ingest",
+        ),
+        (
+            "/dashboard/dashboard.css",
+            "text/css; charset=utf-8",
+            "--bot",
+        ),
     ] {
         // Public although analytics need a token: the assets hold no data.
         let response = app.get(path).await;
         assert_eq!(response.status(), StatusCode::OK, "{path}");
-        assert_eq!(crate::support::content_type(&response), content_type, "{path}");
+        assert_eq!(
+            crate::support::content_type(&response),
+            content_type,
+            "{path}"
+        );
         assert_eq!(header(&response, "cache-control"), "no-cache", "{path}");
         assert_eq!(header(&response, "x-content-type-options"), "nosniff");
         assert!(
@@ -73,7 +85,8 @@ fn browser_driver() -> (PathBuf, PathBuf, PathBuf) {
     let chromium = external_binary("LOG_PIPELINE_TEST_CHROMIUM", "chromium", "chromium");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     assert!(
-        dir.join("node_modules/playwright-core/package.json").is_file(),
+        dir.join("node_modules/playwright-core/package.json")
+            .is_file(),
         "the browser test needs playwright-core: run `npm ci --prefix tests/browser` (make test does)"
     );
     (node, chromium, dir.join("dashboard.mjs"))
@@ -116,11 +129,31 @@ fn look_at(url: &str, viewport: &str, screenshot: &Path, token: Option<&str>) ->
 /// Records of the last hours before now, so that the page's default range (the last 24 hours)
 /// shows them: per hour offset, (path, user agent, count).
 const SEED: &[(i64, &str, &str, usize)] = &[
-    (0, "/home", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0", 7),
-    (0, "/robots.txt", "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", 3),
-    (1, "/home", "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1", 4),
+    (
+        0,
+        "/home",
+        "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+        7,
+    ),
+    (
+        0,
+        "/robots.txt",
+        "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+        3,
+    ),
+    (
+        1,
+        "/home",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1",
+        4,
+    ),
     (1, "/api/items", "curl/8.5.0", 6),
-    (3, "/login", "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0", 2),
+    (
+        3,
+        "/login",
+        "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+        2,
+    ),
     (5, "/home", "python-requests/2.31.0", 5),
 ];
 
@@ -139,7 +172,11 @@ fn seed_body() -> Vec<u8> {
 
 /// The release binary on a free port with a fresh directory and `extra` config lines; the seed
 /// posted (with `token` when auth is on).
-async fn seeded_release_binary(dir: &Path, extra: &str, token: Option<&str>) -> (ChildGuard, std::net::SocketAddr) {
+async fn seeded_release_binary(
+    dir: &Path,
+    extra: &str,
+    token: Option<&str>,
+) -> (ChildGuard, std::net::SocketAddr) {
     let yaml = format!(
         "server:\n  addr: 127.0.0.1:0\nstorage:\n  logsDir: {}\n  analyticsDir: {}\n{extra}",
         dir.join("logs").display(),
@@ -150,7 +187,10 @@ async fn seeded_release_binary(dir: &Path, extra: &str, token: Option<&str>) -> 
     for var in log_pipeline::cli::env_vars() {
         command.env_remove(var);
     }
-    command.arg("--config").arg(dir.join("config.yaml")).current_dir(dir);
+    command
+        .arg("--config")
+        .arg(dir.join("config.yaml"))
+        .current_dir(dir);
     let mut child = ChildGuard::spawn(&mut command);
     let addr = child.listening_addr().await;
     let mut headers = vec![("content-type", JSON)];
@@ -158,7 +198,15 @@ async fn seeded_release_binary(dir: &Path, extra: &str, token: Option<&str>) -> 
     if let Some(bearer) = &bearer {
         headers.push(("authorization", bearer));
     }
-    let response = send(&client(), addr, Method::POST, "/logs", &headers, seed_body()).await;
+    let response = send(
+        &client(),
+        addr,
+        Method::POST,
+        "/logs",
+        &headers,
+        seed_body(),
+    )
+    .await;
     let total: usize = SEED.iter().map(|s| s.3).sum();
     assert_accepted(response, total).await;
     (child, addr)
@@ -172,9 +220,16 @@ async fn api_answer(addr: std::net::SocketAddr, token: Option<&str>) -> Value {
             .unwrap()
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     };
-    let path = format!("/analytics?from={}&to={}&top=10", hour(end - 24 * 3600), hour(end));
+    let path = format!(
+        "/analytics?from={}&to={}&top=10",
+        hour(end - 24 * 3600),
+        hour(end)
+    );
     let bearer = token.map(|t| format!("Bearer {t}"));
-    let headers: Vec<(&str, &str)> = bearer.iter().map(|b| ("authorization", b.as_str())).collect();
+    let headers: Vec<(&str, &str)> = bearer
+        .iter()
+        .map(|b| ("authorization", b.as_str()))
+        .collect();
     let response = send(&client(), addr, Method::GET, &path, &headers, Vec::new()).await;
     assert_eq!(response.status(), StatusCode::OK);
     body_json(response).await
@@ -184,7 +239,7 @@ fn with_commas(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -219,17 +274,34 @@ fn assert_page_shows(seen: &Value, api: &Value, viewport: &str) {
             })
             .collect()
     };
-    assert_eq!(seen["topPaths"], json!(rows(&api["topPaths"], false)), "{viewport}");
-    assert_eq!(seen["topUserAgents"], json!(rows(&api["topUserAgents"], true)), "{viewport}");
-    assert_eq!(seen["topBots"], json!(rows(&api["topBots"], false)), "{viewport}");
+    assert_eq!(
+        seen["topPaths"],
+        json!(rows(&api["topPaths"], false)),
+        "{viewport}"
+    );
+    assert_eq!(
+        seen["topUserAgents"],
+        json!(rows(&api["topUserAgents"], true)),
+        "{viewport}"
+    );
+    assert_eq!(
+        seen["topBots"],
+        json!(rows(&api["topBots"], false)),
+        "{viewport}"
+    );
     // One bar per hour of the last 24, and the ingest figures from the service's own counters.
     assert_eq!(seen["bars"], 24, "{viewport}: {seen}");
     assert!(
-        seen["ingestTotal"].as_str().is_some_and(|t| t.starts_with(&format!("{} records stored", with_commas(total)))),
+        seen["ingestTotal"]
+            .as_str()
+            .is_some_and(|t| t.starts_with(&format!("{} records stored", with_commas(total)))),
         "{viewport}: {seen}"
     );
     assert_eq!(seen["rejected"], "0", "{viewport}: {seen}");
-    assert_eq!(seen["horizontalOverflow"], false, "{viewport}: the page is wider than the screen");
+    assert_eq!(
+        seen["horizontalOverflow"], false,
+        "{viewport}: the page is wider than the screen"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,7 +310,10 @@ async fn the_dashboard_shows_what_the_api_says_on_a_laptop_and_a_phone() {
     let (child, addr) = seeded_release_binary(dir.path(), "", None).await;
     let api = api_answer(addr, None).await;
     let url = format!("http://{addr}/dashboard");
-    for (viewport, file) in [("1280x900", "dashboard-laptop.png"), ("390x844", "dashboard-phone.png")] {
+    for (viewport, file) in [
+        ("1280x900", "dashboard-laptop.png"),
+        ("390x844", "dashboard-phone.png"),
+    ] {
         let screenshot = target_dir().join(file);
         let seen = tokio::task::spawn_blocking({
             let (url, screenshot) = (url.clone(), screenshot.clone());
@@ -270,9 +345,16 @@ async fn with_auth_on_the_page_asks_for_the_token_and_never_puts_it_in_a_url() {
     .unwrap();
     assert_eq!(seen["askedForToken"], true, "{seen}");
     let urls = seen["requestUrls"].as_array().unwrap();
-    assert!(urls.iter().any(|u| u.as_str().unwrap().contains("/analytics?")), "{seen}");
+    assert!(
+        urls.iter()
+            .any(|u| u.as_str().unwrap().contains("/analytics?")),
+        "{seen}"
+    );
     for url in urls {
-        assert!(!url.as_str().unwrap().contains(token), "the token is in a URL: {url}");
+        assert!(
+            !url.as_str().unwrap().contains(token),
+            "the token is in a URL: {url}"
+        );
     }
     // The 401 answers before the token was given: Chromium logs each failed load itself.
     let mut seen = seen;

@@ -747,7 +747,11 @@ async fn analytics_answers_include_every_acknowledged_batch_at_once() {
         assert_eq!(body["complete"], true, "round {round}: {body}");
         assert_eq!(body["totalRequests"], posted, "round {round}: {body}");
         assert_eq!(body["humanRequests"], humans, "round {round}: {body}");
-        assert_eq!(body["botRequests"], posted - humans, "round {round}: {body}");
+        assert_eq!(
+            body["botRequests"],
+            posted - humans,
+            "round {round}: {body}"
+        );
         // The hour answer too.
         let response = app.get("/analytics?hour=2025-11-22T14:00:00Z").await;
         let hour = body_json(response).await;
