@@ -158,36 +158,67 @@ fn bytes_regex(pattern: &str) -> Result<regex::bytes::Regex, regex::Error> {
         .build()
 }
 
+/// One piece of a JavaScript pattern, as the two rewrites below read it.
+struct Token<'a> {
+    /// The token's text: one character, or an escape (`\` and the next character).
+    text: &'a str,
+    /// Inside a character class (`[...]`), brackets excluded.
+    in_class: bool,
+}
+
+impl Token<'_> {
+    fn is_class_escape(&self) -> bool {
+        matches!(self.text, r"\d" | r"\D" | r"\w" | r"\W" | r"\s" | r"\S")
+    }
+
+    /// An unescaped character outside any class.
+    fn is(&self, c: &str) -> bool {
+        !self.in_class && self.text == c
+    }
+}
+
+/// Splits a pattern into characters and escapes, marking what lies inside character classes.
+fn tokens(pattern: &str) -> Vec<Token<'_>> {
+    let mut tokens = Vec::with_capacity(pattern.len());
+    let mut in_class = false;
+    let mut chars = pattern.char_indices().peekable();
+    while let Some((at, c)) = chars.next() {
+        let end = match (c, chars.peek()) {
+            ('\\', Some(&(next_at, next))) => {
+                chars.next();
+                next_at + next.len_utf8()
+            }
+            _ => at + c.len_utf8(),
+        };
+        let text = &pattern[at..end];
+        match text {
+            "[" if !in_class => {
+                tokens.push(Token { text, in_class });
+                in_class = true;
+            }
+            "]" if in_class => {
+                in_class = false;
+                tokens.push(Token { text, in_class });
+            }
+            _ => tokens.push(Token { text, in_class }),
+        }
+    }
+    tokens
+}
+
 /// Escapes a `-` inside a character class when it stands next to a class escape (`\w`, `\d`,
 /// `\s` and their negations): JavaScript reads it as a literal, Rust as a broken range.
 fn escape_class_dashes(pattern: &str) -> String {
-    let chars: Vec<char> = pattern.chars().collect();
-    let is_class_escape = |i: usize| {
-        chars.get(i) == Some(&'\\') && chars.get(i + 1).is_some_and(|c| "dDwWsS".contains(*c))
-    };
+    let tokens = tokens(pattern);
     let mut out = String::with_capacity(pattern.len() + 4);
-    let mut in_class = false;
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        if c == '\\' && i + 1 < chars.len() {
-            out.push(c);
-            out.push(chars[i + 1]);
-            i += 2;
-            continue;
+    for (i, token) in tokens.iter().enumerate() {
+        let next_to_escape = (i > 0 && tokens[i - 1].is_class_escape())
+            || tokens.get(i + 1).is_some_and(Token::is_class_escape);
+        if token.in_class && token.text == "-" && next_to_escape {
+            out.push_str(r"\-");
+        } else {
+            out.push_str(token.text);
         }
-        match c {
-            '[' if !in_class => in_class = true,
-            ']' if in_class => in_class = false,
-            '-' if in_class && ((i >= 2 && is_class_escape(i - 2)) || is_class_escape(i + 1)) => {
-                out.push_str("\\-");
-                i += 1;
-                continue;
-            }
-            _ => {}
-        }
-        out.push(c);
-        i += 1;
     }
     out
 }
@@ -195,53 +226,37 @@ fn escape_class_dashes(pattern: &str) -> String {
 /// The pattern without its look-around groups (`(?=..)`, `(?!..)`, `(?<=..)`, `(?<!..)`): it
 /// matches everything the pattern matches, and more.
 fn strip_look_around(pattern: &str) -> String {
-    let chars: Vec<char> = pattern.chars().collect();
+    let tokens = tokens(pattern);
     let starts_look_around = |i: usize| {
-        let rest: String = chars[i..chars.len().min(i + 4)].iter().collect();
-        ["(?=", "(?!", "(?<=", "(?<!"]
+        let ahead: String = tokens[i..tokens.len().min(i + 4)]
             .iter()
-            .any(|prefix| rest.starts_with(prefix))
+            .map(|t| t.text)
+            .collect();
+        tokens[i].is("(")
+            && ["(?=", "(?!", "(?<=", "(?<!"]
+                .iter()
+                .any(|prefix| ahead.starts_with(prefix))
     };
     let mut out = String::with_capacity(pattern.len());
     let mut i = 0;
-    let mut in_class = false;
-    while i < chars.len() {
-        let c = chars[i];
-        if c == '\\' && i + 1 < chars.len() {
-            out.push(c);
-            out.push(chars[i + 1]);
-            i += 2;
-            continue;
-        }
-        if !in_class && c == '(' && starts_look_around(i) {
+    while i < tokens.len() {
+        if starts_look_around(i) {
             // Skip to the matching `)`.
             let mut depth = 0;
-            let mut class = false;
-            while i < chars.len() {
-                match chars[i] {
-                    '\\' => i += 1,
-                    '[' if !class => class = true,
-                    ']' if class => class = false,
-                    '(' if !class => depth += 1,
-                    ')' if !class => {
-                        depth -= 1;
-                        if depth == 0 {
-                            break;
-                        }
+            while i < tokens.len() {
+                if tokens[i].is("(") {
+                    depth += 1;
+                } else if tokens[i].is(")") {
+                    depth -= 1;
+                    if depth == 0 {
+                        break;
                     }
-                    _ => {}
                 }
                 i += 1;
             }
-            i += 1;
-            continue;
+        } else {
+            out.push_str(tokens[i].text);
         }
-        match c {
-            '[' if !in_class => in_class = true,
-            ']' if in_class => in_class = false,
-            _ => {}
-        }
-        out.push(c);
         i += 1;
     }
     out

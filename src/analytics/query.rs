@@ -277,6 +277,18 @@ mod tests {
         write_summary(dir, &summary).unwrap();
     }
 
+    /// The range of the one hour `h`, top 10.
+    fn range_of(dir: &Path, h: Hour, cancel: &CancelFlag) -> Result<RangeSummary, QueryError> {
+        range(
+            dir,
+            h,
+            Hour::from_index(h.index() + 1),
+            10,
+            classifier(),
+            cancel,
+        )
+    }
+
     fn ranked(entries: &[(&str, u64)]) -> Vec<Ranked> {
         entries
             .iter()
@@ -378,15 +390,7 @@ mod tests {
             matches!(err, QueryError::SummaryTooLarge { bytes, limit, .. } if bytes == MAX_SUMMARY_BYTES + 1 && limit == MAX_SUMMARY_BYTES),
             "{err}"
         );
-        let err = range(
-            dir.path(),
-            h,
-            Hour::from_index(h.index() + 1),
-            10,
-            classifier(),
-            &CancelFlag::new(),
-        )
-        .unwrap_err();
+        let err = range_of(dir.path(), h, &CancelFlag::new()).unwrap_err();
         assert!(matches!(err, QueryError::SummaryTooLarge { .. }), "{err}");
     }
 
@@ -396,16 +400,7 @@ mod tests {
         store(dir.path(), "2025-11-22/14.log.json", &[("/a", "x")]);
         let cancel = CancelFlag::new();
         cancel.cancel();
-        let from = hour("2025-11-22/14.log.json");
-        let err = range(
-            dir.path(),
-            from,
-            Hour::from_index(from.index() + 1),
-            10,
-            classifier(),
-            &cancel,
-        )
-        .unwrap_err();
+        let err = range_of(dir.path(), hour("2025-11-22/14.log.json"), &cancel).unwrap_err();
         assert!(matches!(err, QueryError::Cancelled(_)), "{err}");
         assert!(matches!(
             hours(dir.path(), &cancel),
@@ -424,15 +419,7 @@ mod tests {
             br#"{"hour":"2025-11-22T14:00:00Z","requestsPerPath":{"/a":3},"requestsPerUserAgent":{"x":3}}"#,
         )
         .unwrap();
-        let merged = range(
-            dir.path(),
-            h,
-            Hour::from_index(h.index() + 1),
-            10,
-            classifier(),
-            &CancelFlag::new(),
-        )
-        .unwrap();
+        let merged = range_of(dir.path(), h, &CancelFlag::new()).unwrap();
         assert_eq!(
             (
                 merged.total_requests,
