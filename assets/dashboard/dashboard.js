@@ -106,8 +106,9 @@ async function refresh() {
       await renderEmpty(range);
     } else {
       $("empty").hidden = true;
-      renderSummary(summary, range);
+      // Shown first: the chart is drawn at the size its container has on screen.
       $("data").hidden = false;
+      renderSummary(summary, range);
     }
     $("bot-list").textContent = summary.botList.split("#")[0].replace("@", " ");
     $("status").textContent =
@@ -230,9 +231,12 @@ function svg(name, attributes, text) {
 
 /// A stacked bar per hour (humans below, bots above), drawn as SVG; its text alternative is the
 /// table under it.
+let chartHours = [];
 function renderChart(hours) {
-  const width = 960;
-  const height = 260;
+  chartHours = hours;
+  // Drawn at the container's size in pixels, so the axis text keeps its size on a phone.
+  const width = Math.max(280, Math.round($("chart").clientWidth || 960));
+  const height = width < 600 ? 200 : 260;
   const left = 56;
   const bottom = 28;
   const top = 10;
@@ -246,7 +250,8 @@ function renderChart(hours) {
     "aria-label":
       "Requests per hour, bots stacked on humans, " + hours.length + " hours, at most " +
       fmt(max) + " requests in an hour",
-    preserveAspectRatio: "none",
+    width,
+    height,
   });
   for (let i = 0; i <= 4; i++) {
     const value = (scale * i) / 4;
@@ -256,7 +261,7 @@ function renderChart(hours) {
   }
   const slot = plotWidth / hours.length;
   const barWidth = Math.max(1, slot * 0.8);
-  const labelEvery = Math.ceil(hours.length / 8);
+  const labelEvery = Math.ceil(hours.length / Math.max(2, Math.floor(plotWidth / 110)));
   hours.forEach((h, i) => {
     const x = left + i * slot + (slot - barWidth) / 2;
     const humanHeight = (plotHeight * h.humans) / scale;
@@ -374,6 +379,11 @@ function start() {
     sessionStorage.removeItem(TOKEN_KEY);
     $("forget-token").hidden = true;
     refresh();
+  });
+  let resizing = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizing);
+    resizing = setTimeout(() => chartHours.length && renderChart(chartHours), 150);
   });
   schedule();
   refresh();

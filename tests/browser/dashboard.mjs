@@ -49,7 +49,7 @@ try {
   await page.goto(args.url, { waitUntil: "load" });
 
   if (args.token) {
-    const input = page.getByLabel("Access token");
+    const input = page.getByLabel("Access token", { exact: true });
     await input.waitFor({ state: "visible", timeout: 15000 });
     report.askedForToken = true;
     await input.fill(args.token);
