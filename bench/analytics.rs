@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use log_pipeline::analytics::bots::BotClassifier;
 use log_pipeline::analytics::query;
-use log_pipeline::analytics::summary::{HourSummary, write_summary};
 use log_pipeline::analytics::{Aggregator, CancelFlag};
 use log_pipeline::layout;
 use log_pipeline::metrics::Metrics;
@@ -232,19 +231,30 @@ fn largest_query_memory(root: &Path) {
     let mut summary_bytes = 0;
     for h in 0..3 {
         let hour = Hour::from_index(first.index() + h * 100);
-        let mut summary = HourSummary::new(hour, usize::MAX, classifier.id());
-        // 32-byte keys: the shape that fills the 1,000,000-key bound and the 32 MiB byte bound
-        // at once, the most entries (and so the most memory) per map.
-        for _ in 0..400_000 {
-            key += 1;
-            let path = format!("/p{key:030}");
-            let agent = format!("a{key:031}");
-            summary.add(&path, &agent, true);
-        }
-        write_summary(&analytics, &summary).unwrap();
-        summary_bytes = fs::metadata(analytics.join(layout::summary_file(hour)))
-            .unwrap()
-            .len();
+        // Written as text, so that building them leaves this process's peak memory small.
+        // 32-byte keys: the shape that fills the 1,000,000-key bound and the 32 MiB byte bound at
+        // once, the most entries (and so the most memory) per map.
+        let path = analytics.join(layout::summary_file(hour));
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut out = BufWriter::new(File::create(&path).unwrap());
+        let keys = key..key + 400_000;
+        key += 400_000;
+        let map = |out: &mut BufWriter<File>, name: &str, prefix: &str| {
+            write!(out, "  \"{name}\": {{").unwrap();
+            for (i, k) in keys.clone().enumerate() {
+                let comma = if i == 0 { "" } else { "," };
+                write!(out, "{comma}\n    \"{prefix}{k:031}\": 1").unwrap();
+            }
+            writeln!(out, "\n  }},").unwrap();
+        };
+        writeln!(out, "{{\n  \"botList\": \"{}\",", classifier.id()).unwrap();
+        writeln!(out, "  \"botRequests\": 400000,\n  \"hour\": \"{hour}\",\n  \"humanRequests\": 0,").unwrap();
+        map(&mut out, "requestsPerBotUserAgent", "a");
+        map(&mut out, "requestsPerPath", "/");
+        map(&mut out, "requestsPerUserAgent", "a");
+        writeln!(out, "  \"source\": {{\"bytes\": 0, \"lines\": 0, \"skippedLines\": 0, \"tailCrc32\": 0}},\n  \"totalRequests\": 400000\n}}").unwrap();
+        out.flush().unwrap();
+        summary_bytes = fs::metadata(&path).unwrap().len();
         assert!(summary_bytes < query::MAX_SUMMARY_BYTES);
     }
     let before = peak_rss_kb();
