@@ -248,7 +248,11 @@ fn largest_query_memory(root: &Path) {
             writeln!(out, "\n  }},").unwrap();
         };
         writeln!(out, "{{\n  \"botList\": \"{}\",", classifier.id()).unwrap();
-        writeln!(out, "  \"botRequests\": 400000,\n  \"hour\": \"{hour}\",\n  \"humanRequests\": 0,").unwrap();
+        writeln!(
+            out,
+            "  \"botRequests\": 400000,\n  \"hour\": \"{hour}\",\n  \"humanRequests\": 0,"
+        )
+        .unwrap();
         map(&mut out, "requestsPerBotUserAgent", "a");
         map(&mut out, "requestsPerPath", "/");
         map(&mut out, "requestsPerUserAgent", "a");

@@ -340,7 +340,15 @@ impl HourSummary {
     }
 }
 
-/// Writes a summary atomically: temp file in the same directory, fsync, rename.
+/// Writes a summary atomically: temp file in the same directory, then rename, so a reader sees the
+/// old summary or the new one, never half of one.
+///
+/// Not fsynced: a summary is derived data, and every way a crash can leave it is caught up. An
+/// old summary (the rename was lost) covers fewer bytes and is brought up to date incrementally;
+/// an empty or partly written one (the rename outlived the data) does not parse and its hour is
+/// rebuilt from the hour file; one covering more than the hour file kept (its own unsynced tail
+/// lost) is rebuilt too (`source.bytes`, `tailCrc32`). An fsync per summary made a query that
+/// catches up 24 hours ~10 times slower (24 fsyncs: 180 ms instead of 16 ms here).
 pub fn write_summary(analytics_dir: &Path, summary: &HourSummary) -> io::Result<()> {
     let path = analytics_dir.join(layout::summary_file(summary.hour));
     let dir = path.parent().expect("a summary path has a parent");
@@ -348,7 +356,6 @@ pub fn write_summary(analytics_dir: &Path, summary: &HourSummary) -> io::Result<
     let temp = path.with_extension("json.tmp");
     let mut file = File::create(&temp)?;
     file.write_all(&summary.to_json())?;
-    file.sync_data()?;
     fs::rename(&temp, &path)
 }
 
