@@ -170,13 +170,8 @@ fn seed_body() -> Vec<u8> {
     json_array(&records)
 }
 
-/// The release binary on a free port with a fresh directory and `extra` config lines; the seed
-/// posted (with `token` when auth is on).
-async fn seeded_release_binary(
-    dir: &Path,
-    extra: &str,
-    token: Option<&str>,
-) -> (ChildGuard, std::net::SocketAddr) {
+/// The release binary on a free port with a fresh directory and `extra` config lines.
+async fn release_binary_in(dir: &Path, extra: &str) -> (ChildGuard, std::net::SocketAddr) {
     let yaml = format!(
         "server:\n  addr: 127.0.0.1:0\nstorage:\n  logsDir: {}\n  analyticsDir: {}\n{extra}",
         dir.join("logs").display(),
@@ -193,6 +188,16 @@ async fn seeded_release_binary(
         .current_dir(dir);
     let mut child = ChildGuard::spawn(&mut command);
     let addr = child.listening_addr().await;
+    (child, addr)
+}
+
+/// [`release_binary_in`] with the seed posted (with `token` when auth is on).
+async fn seeded_release_binary(
+    dir: &Path,
+    extra: &str,
+    token: Option<&str>,
+) -> (ChildGuard, std::net::SocketAddr) {
+    let (child, addr) = release_binary_in(dir, extra).await;
     let mut headers = vec![("content-type", JSON)];
     let bearer = token.map(|t| format!("Bearer {t}"));
     if let Some(bearer) = &bearer {
@@ -367,5 +372,22 @@ async fn with_auth_on_the_page_asks_for_the_token_and_never_puts_it_in_a_url() {
         .collect();
     seen["consoleErrors"] = json!(errors);
     assert_page_shows(&seen, &api, "with a token");
+    drop(child);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_service_says_there_is_no_data_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, addr) = release_binary_in(dir.path(), "").await;
+    let url = format!("http://{addr}/dashboard");
+    let screenshot = target_dir().join("dashboard-empty.png");
+    let seen = tokio::task::spawn_blocking(move || look_at(&url, "1280x900", &screenshot, None))
+        .await
+        .unwrap();
+    assert_eq!(seen["consoleErrors"], json!([]), "{seen}");
+    assert_eq!(seen["error"], "", "{seen}");
+    let empty = seen["empty"].as_str().unwrap();
+    assert!(empty.starts_with("No data yet"), "{seen}");
+    assert!(empty.contains("POST /logs"), "{seen}");
     drop(child);
 }
