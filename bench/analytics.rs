@@ -1,17 +1,28 @@
 //! Analytics benchmark: one hour file of 7 million realistic lines (~1.2 GB), then
-//! (a) a full build of its summary from nothing and (b) a pass after appending 1% more lines.
+//! (a) a full build of its summary from nothing (bot/human split included), (b) a pass after
+//! appending 1% more lines, (c) the same after a restart, (d) what never-stale costs a query (a
+//! 24-hour range right after a POST, and with nothing new), (e) the peak memory of the largest
+//! range query the bounds allow, (f) the bot classifier's cost per distinct user agent.
 //!
 //! Run with `make bench-analytics` (or `cargo bench --bench analytics`). Knobs (env):
-//! `LINES` (default 7000000), `BENCH_DIR` (default a temp dir; the file is deleted afterwards).
+//! `LINES` (default 7000000), `AGENTS` (distinct user agents in the file; default 8, the figures
+//! of earlier runs; e.g. 20000 for a realistic spread that makes classification show),
+//! `BENCH_DIR` (default a temp dir; the files are deleted afterwards).
 //! The original service needed ~14 s of CPU for (a) and the same again for (b) on this machine.
+//! (e) runs first, while this process's peak resident memory is still small; it uses the system
+//! allocator (the service binary uses jemalloc).
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use log_pipeline::analytics::Aggregator;
+use log_pipeline::analytics::bots::BotClassifier;
+use log_pipeline::analytics::query;
+use log_pipeline::analytics::{Aggregator, CancelFlag};
+use log_pipeline::layout;
 use log_pipeline::metrics::Metrics;
+use log_pipeline::record::Hour;
 
 /// The original's CPU time for one pass over the 7M-line hour (measured on this machine kind).
 const ORIGINAL_CPU_SECS: f64 = 14.0;
@@ -26,6 +37,10 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(7_000_000);
+    let distinct_agents: u64 = std::env::var("AGENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(AGENTS.len() as u64);
     let root = match std::env::var("BENCH_DIR") {
         Ok(dir) => tempfile::tempdir_in(dir).expect("BENCH_DIR is writable"),
         Err(_) => tempfile::tempdir().expect("a temp dir"),
@@ -35,18 +50,22 @@ fn main() {
     let hour_file = logs.join("2025-11-22/14.log.json");
     fs::create_dir_all(hour_file.parent().unwrap()).unwrap();
 
+    largest_query_memory(root.path());
+
     let started = Instant::now();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    let size = generate(&hour_file, lines, &mut rng);
+    let agents = agents(distinct_agents);
+    let size = generate(&hour_file, lines, &mut rng, &agents);
     println!(
-        "generated {lines} lines, {:.0} MB in {:.1} s ({})",
+        "generated {lines} lines, {} distinct user agents, {:.0} MB in {:.1} s ({})",
+        agents.len(),
         size as f64 / 1e6,
         started.elapsed().as_secs_f64(),
         hour_file.display()
     );
 
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut aggregator = Aggregator::new(logs.clone(), analytics.clone(), 100_000, Metrics::new());
+    let aggregator = Aggregator::new(logs.clone(), analytics.clone(), 100_000, Metrics::new());
     let (full, full_cpu) = measure(|| aggregator.run_pass());
     assert_eq!(
         full.0.records, lines,
@@ -55,7 +74,7 @@ fn main() {
     report("(a) full build", full.1, full_cpu, lines, size);
 
     let appended_lines = lines / 100;
-    let appended = append(&hour_file, appended_lines, &mut rng);
+    let appended = append(&hour_file, appended_lines, &mut rng, &agents);
     let (incremental, incremental_cpu) = measure(|| aggregator.run_pass());
     assert_eq!(incremental.0.records, appended_lines);
     assert_eq!(incremental.0.bytes_read, appended);
@@ -68,8 +87,8 @@ fn main() {
     );
 
     // A restart: a new aggregator learns the covered bytes from the summary and reads only new bytes.
-    let appended_again = append(&hour_file, appended_lines, &mut rng);
-    let mut restarted = Aggregator::new(logs, analytics, 100_000, Metrics::new());
+    let appended_again = append(&hour_file, appended_lines, &mut rng, &agents);
+    let restarted = Aggregator::new(logs.clone(), analytics.clone(), 100_000, Metrics::new());
     let (after_restart, restart_cpu) = measure(|| restarted.run_pass());
     assert_eq!(after_restart.0.bytes_read, appended_again);
     report(
@@ -79,6 +98,32 @@ fn main() {
         appended_lines,
         appended_again,
     );
+
+    // (d) Never stale: a 24-hour range query brings its hours up to date, then merges them.
+    let end = layout::parse_hour_file("2025-11-22/15.log.json").unwrap();
+    let from = Hour::from_index(end.index() - 24);
+    let range_query = |aggregator: &Aggregator| {
+        let cancel = CancelFlag::new();
+        aggregator
+            .update_hours((from.index()..end.index()).map(Hour::from_index), &cancel)
+            .unwrap();
+        query::range(&analytics, from, end, 10, aggregator.classifier(), &cancel).unwrap()
+    };
+    let (quiet, quiet_cpu) = measure(|| range_query(&restarted));
+    append(&hour_file, 1000, &mut rng, &agents);
+    let (after_post, after_post_cpu) = measure(|| range_query(&restarted));
+    assert_eq!(after_post.0.total_requests, quiet.0.total_requests + 1000);
+    println!(
+        "(d) 24-hour range query: nothing new {:.1} ms (cpu {:.0} ms); right after 1,000 records {:.1} ms (cpu {:.0} ms); {} requests, {:.1}% bots",
+        quiet.1.as_secs_f64() * 1e3,
+        quiet_cpu.as_secs_f64() * 1e3,
+        after_post.1.as_secs_f64() * 1e3,
+        after_post_cpu.as_secs_f64() * 1e3,
+        after_post.0.total_requests,
+        100.0 * after_post.0.bot_requests as f64 / after_post.0.total_requests as f64,
+    );
+
+    classification_cost();
 
     println!();
     println!("threads: {threads}; page cache warm (the file was just written)");
@@ -134,14 +179,122 @@ fn process_cpu() -> Duration {
     Duration::from_millis(ticks * 10)
 }
 
-fn generate(path: &Path, lines: u64, rng: &mut Rng) -> u64 {
+fn generate(path: &Path, lines: u64, rng: &mut Rng, agents: &[String]) -> u64 {
     let file = File::create(path).unwrap();
-    write_lines(file, lines, rng)
+    write_lines(file, lines, rng, agents)
 }
 
-fn append(path: &Path, lines: u64, rng: &mut Rng) -> u64 {
+fn append(path: &Path, lines: u64, rng: &mut Rng, agents: &[String]) -> u64 {
     let file = fs::OpenOptions::new().append(true).open(path).unwrap();
-    write_lines(file, lines, rng)
+    write_lines(file, lines, rng, agents)
+}
+
+/// `n` distinct user agents: the realistic eight, then variations of them (other browser and bot
+/// versions), as a real hour's spread of versions looks.
+fn agents(n: u64) -> Vec<String> {
+    (0..n.max(1))
+        .map(|i| {
+            let base = AGENTS[(i % AGENTS.len() as u64) as usize];
+            if i < AGENTS.len() as u64 {
+                base.to_owned()
+            } else {
+                base.replacen(".0", &format!(".{}", i / AGENTS.len() as u64), 1)
+            }
+        })
+        .collect()
+}
+
+/// (f) Classifying distinct user agents: nanoseconds per user agent over 100,000 of them.
+fn classification_cost() {
+    let classifier = BotClassifier::embedded();
+    let agents = agents(100_000);
+    let started = Instant::now();
+    let bots = agents.iter().filter(|a| classifier.is_bot(a)).count();
+    let elapsed = started.elapsed();
+    println!(
+        "(f) bot classification: {:.2} µs per distinct user agent ({} of {} bots; list {})",
+        elapsed.as_secs_f64() * 1e6 / agents.len() as f64,
+        bots,
+        agents.len(),
+        classifier.id()
+    );
+}
+
+/// (e) The largest range query the bounds allow: 744 hours asked, three hours whose summaries
+/// (just under `query::MAX_SUMMARY_BYTES`) hold only distinct keys, so the three merged maps
+/// fill to their key bounds. Peak resident memory before and after (VmHWM).
+fn largest_query_memory(root: &Path) {
+    let analytics = root.join("memory-analytics");
+    let classifier = BotClassifier::embedded();
+    let first = layout::parse_hour_file("2025-10-22/00.log.json").unwrap();
+    let mut key = 0u64;
+    let mut summary_bytes = 0;
+    for h in 0..3 {
+        let hour = Hour::from_index(first.index() + h * 100);
+        // Written as text, so that building them leaves this process's peak memory small.
+        // 32-byte keys: the shape that fills the 1,000,000-key bound and the 32 MiB byte bound at
+        // once, the most entries (and so the most memory) per map.
+        let path = analytics.join(layout::summary_file(hour));
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut out = BufWriter::new(File::create(&path).unwrap());
+        let keys = key..key + 400_000;
+        key += 400_000;
+        let map = |out: &mut BufWriter<File>, name: &str, prefix: &str| {
+            write!(out, "  \"{name}\": {{").unwrap();
+            for (i, k) in keys.clone().enumerate() {
+                let comma = if i == 0 { "" } else { "," };
+                write!(out, "{comma}\n    \"{prefix}{k:031}\": 1").unwrap();
+            }
+            writeln!(out, "\n  }},").unwrap();
+        };
+        writeln!(out, "{{\n  \"botList\": \"{}\",", classifier.id()).unwrap();
+        writeln!(
+            out,
+            "  \"botRequests\": 400000,\n  \"hour\": \"{hour}\",\n  \"humanRequests\": 0,"
+        )
+        .unwrap();
+        map(&mut out, "requestsPerBotUserAgent", "a");
+        map(&mut out, "requestsPerPath", "/");
+        map(&mut out, "requestsPerUserAgent", "a");
+        writeln!(out, "  \"source\": {{\"bytes\": 0, \"lines\": 0, \"skippedLines\": 0, \"tailCrc32\": 0}},\n  \"totalRequests\": 400000\n}}").unwrap();
+        out.flush().unwrap();
+        summary_bytes = fs::metadata(&path).unwrap().len();
+        assert!(summary_bytes < query::MAX_SUMMARY_BYTES);
+    }
+    let before = peak_rss_kb();
+    let started = Instant::now();
+    let merged = query::range(
+        &analytics,
+        first,
+        Hour::from_index(first.index() + query::MAX_RANGE_HOURS),
+        query::MAX_TOP,
+        classifier,
+        &CancelFlag::new(),
+    )
+    .unwrap();
+    let elapsed = started.elapsed();
+    let after = peak_rss_kb();
+    println!(
+        "(e) largest range query: 744 hours, 3 summaries of {:.0} MB with only distinct keys; merged {} paths, {} user agents; {:.2} s; peak RSS {:.0} MB -> {:.0} MB (+{:.0} MB)",
+        summary_bytes as f64 / 1e6,
+        merged.distinct_paths,
+        merged.distinct_user_agents,
+        elapsed.as_secs_f64(),
+        before as f64 / 1e3,
+        after as f64 / 1e3,
+        (after - before) as f64 / 1e3
+    );
+    fs::remove_dir_all(&analytics).unwrap();
+}
+
+/// Peak resident memory of this process so far, in kB (VmHWM).
+fn peak_rss_kb() -> u64 {
+    let status = fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/self/status")
 }
 
 const AGENTS: &[&str] = &[
@@ -155,7 +308,7 @@ const AGENTS: &[&str] = &[
     "python-requests/2.31.0",
 ];
 
-fn write_lines(file: File, lines: u64, rng: &mut Rng) -> u64 {
+fn write_lines(file: File, lines: u64, rng: &mut Rng, agents: &[String]) -> u64 {
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let mut written = 0u64;
     let mut line = String::with_capacity(256);
@@ -175,7 +328,7 @@ fn write_lines(file: File, lines: u64, rng: &mut Rng) -> u64 {
             8 => format!("/checkout/step/{}", rng.below(4)),
             _ => format!("/blog/{}/comments", rng.below(2_000)),
         };
-        let agent = AGENTS[rng.below(AGENTS.len() as u64) as usize];
+        let agent = &agents[rng.below(agents.len() as u64) as usize];
         use std::fmt::Write as _;
         let _ = writeln!(
             line,

@@ -1,16 +1,25 @@
 //! Hourly analytics: `<analyticsDir>/YYYY-MM-DD/summary_HH.json` for every hour file, kept up to
 //! date incrementally, and the queries behind the analytics API.
 //!
-//! A pass ([`Aggregator::run_pass`]) runs at start-up, every `aggregation.interval` and once more at
-//! shutdown. Per hour file it compares the file's length with the bytes its summary covers
+//! One [`Aggregator`] owns the summaries of a logs directory. The periodic pass
+//! ([`Aggregator::run_pass`], at start-up, every `aggregation.interval` and once more at shutdown)
+//! and the queries ([`Aggregator::update_hours`], which bring only the hours they read up to date
+//! first, so an answer is never stale) share it: its state sits behind one mutex, taken per hour,
+//! so a query and a pass never write the same summary at once and a query waits for at most one
+//! hour of a pass. Per hour file it compares the file's length with the bytes its summary covers
 //! (`source.bytes`, stored inside the summary): equal costs a `stat`; longer reads only the
 //! appended bytes; shorter, or a summary that cannot be read, or a file whose bytes before the
 //! covered end changed (checked by a CRC of the last 64 of them), rebuilds the hour from scratch.
 //! Only complete lines are counted, so a summary always equals a prefix of complete lines of its
 //! hour file, and a line appended during a pass is picked up by the next one (no mtimes involved).
 //!
+//! Every record is also counted as a bot or a human request ([`bots`]). A summary split with
+//! another bot list than this binary's, or written before the split existed, is split again: from
+//! its own user-agent counts when they are complete, else by rebuilding the hour from its file.
+//!
 //! The analytics read what the store wrote; they share no locks with it.
 
+pub mod bots;
 pub mod query;
 pub mod scan;
 pub mod summary;
@@ -19,6 +28,8 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
@@ -28,13 +39,14 @@ use tokio::task::JoinHandle;
 use crate::layout;
 use crate::metrics::Metrics;
 use crate::record::Hour;
-use summary::{HourSummary, SourceState, TAIL_BYTES, read_tail, write_summary};
+use bots::BotClassifier;
+use summary::{HourSummary, SourceState, TAIL_BYTES, read_head, write_summary};
 
 /// How many recently updated summaries stay parsed in memory (the current hour and late data),
 /// so the hour being appended to is not re-read from disk every pass.
 const CACHED_SUMMARIES: usize = 4;
 
-/// What one pass did.
+/// What one pass (or one query's update) did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PassReport {
     /// Hour files looked at.
@@ -43,6 +55,8 @@ pub struct PassReport {
     pub updated: usize,
     /// Summaries rebuilt from the start of their hour file.
     pub rebuilt: usize,
+    /// Summaries split into bots and humans again from their own user-agent counts.
+    pub reclassified: usize,
     /// Records counted in this pass.
     pub records: u64,
     /// Lines skipped in this pass because they were not valid records.
@@ -53,23 +67,104 @@ pub struct PassReport {
     pub errors: usize,
 }
 
-/// Keeps the summaries of one logs directory up to date.
+impl PassReport {
+    fn add(&mut self, outcome: &HourOutcome) {
+        if let HourOutcome::Updated {
+            rebuilt,
+            reclassified,
+            records,
+            skipped,
+            bytes,
+        } = *outcome
+        {
+            self.updated += 1;
+            self.rebuilt += usize::from(rebuilt);
+            self.reclassified += usize::from(reclassified);
+            self.records += records;
+            self.skipped += skipped;
+            self.bytes_read += bytes;
+        }
+    }
+}
+
+/// A query's update stopped because its request went away (timed out, or the client left).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the query was cancelled")]
+pub struct Cancelled;
+
+/// Set when the request behind a query is gone: blocking work checks it between hours and stops.
+#[derive(Debug, Clone, Default)]
+pub struct CancelFlag(Arc<AtomicBool>);
+
+impl CancelFlag {
+    pub fn new() -> CancelFlag {
+        CancelFlag::default()
+    }
+
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// `Err(Cancelled)` once [`CancelFlag::cancel`] was called.
+    pub fn check(&self) -> Result<(), Cancelled> {
+        if self.0.load(Ordering::Relaxed) {
+            Err(Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A guard that cancels the flag when dropped: hold it in the request's future, so that
+    /// dropping the future (timeout, client gone) stops the blocking work it started.
+    pub fn cancel_on_drop(&self) -> CancelOnDrop {
+        CancelOnDrop(self.clone())
+    }
+}
+
+/// See [`CancelFlag::cancel_on_drop`].
+pub struct CancelOnDrop(CancelFlag);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// Keeps the summaries of one logs directory up to date; shared (`Arc`) by the periodic task and
+/// the analytics queries.
 pub struct Aggregator {
     logs_dir: PathBuf,
     analytics_dir: PathBuf,
     max_keys: usize,
     threads: usize,
     metrics: Metrics,
-    /// What each hour's summary covers, as last written or read.
-    covered: HashMap<Hour, SourceState>,
+    classifier: &'static BotClassifier,
+    /// Taken for one hour at a time: whoever holds it is the only writer of summaries.
+    state: Mutex<HourStates>,
+}
+
+/// What the aggregator remembers between hours and passes.
+#[derive(Default)]
+struct HourStates {
+    /// What each hour's summary covers, and whether its bot split is this binary's, as last
+    /// written or read.
+    covered: HashMap<Hour, Covered>,
     /// Recently written summaries, most recent last.
     cache: Vec<HourSummary>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Covered {
+    source: SourceState,
+    /// Split into bots and humans with this binary's bot list.
+    classified: bool,
 }
 
 enum HourOutcome {
     Unchanged,
     Updated {
         rebuilt: bool,
+        reclassified: bool,
         records: u64,
         skipped: u64,
         bytes: u64,
@@ -90,13 +185,23 @@ impl Aggregator {
             max_keys,
             threads,
             metrics,
-            covered: HashMap::new(),
-            cache: Vec::new(),
+            classifier: BotClassifier::embedded(),
+            state: Mutex::new(HourStates::default()),
         }
     }
 
+    /// Where the summaries are (`storage.analyticsDir`).
+    pub fn analytics_dir(&self) -> &Path {
+        &self.analytics_dir
+    }
+
+    /// The bot list summaries are split with.
+    pub fn classifier(&self) -> &'static BotClassifier {
+        self.classifier
+    }
+
     /// Brings every hour's summary up to date with its hour file.
-    pub fn run_pass(&mut self) -> PassReport {
+    pub fn run_pass(&self) -> PassReport {
         let started = Instant::now();
         let mut report = PassReport::default();
         let files = match layout::hour_files(&self.logs_dir) {
@@ -110,19 +215,7 @@ impl Aggregator {
         for (hour, path) in files {
             report.hours += 1;
             match self.update_hour(hour, &path) {
-                Ok(HourOutcome::Unchanged) => {}
-                Ok(HourOutcome::Updated {
-                    rebuilt,
-                    records,
-                    skipped,
-                    bytes,
-                }) => {
-                    report.updated += 1;
-                    report.rebuilt += usize::from(rebuilt);
-                    report.records += records;
-                    report.skipped += skipped;
-                    report.bytes_read += bytes;
-                }
+                Ok(outcome) => report.add(&outcome),
                 Err(e) => {
                     report.errors += 1;
                     tracing::error!(file = %path.display(), error = %e, "cannot update the hour's summary; retrying next pass");
@@ -133,18 +226,13 @@ impl Aggregator {
         self.metrics
             .aggregation_duration
             .observe(started.elapsed().as_secs_f64());
-        self.metrics
-            .aggregation_lines
-            .inc_by(report.records + report.skipped);
-        self.metrics
-            .aggregation_skipped_lines
-            .inc_by(report.skipped);
-        self.metrics.aggregation_errors.inc_by(report.errors as u64);
+        self.count(&report);
         if report.updated > 0 || report.errors > 0 {
             tracing::info!(
                 hours = report.hours,
                 updated = report.updated,
                 rebuilt = report.rebuilt,
+                reclassified = report.reclassified,
                 records = report.records,
                 skipped = report.skipped,
                 bytes_read = report.bytes_read,
@@ -156,38 +244,125 @@ impl Aggregator {
         report
     }
 
-    fn update_hour(&mut self, hour: Hour, path: &Path) -> io::Result<HourOutcome> {
+    /// Brings the summaries of `hours` up to date with their hour files (hours without a file are
+    /// left as they are), for a query about to read them. Stops between hours once `cancel` is
+    /// set. An hour that cannot be updated is logged and counted and its summary read as it is.
+    pub fn update_hours(
+        &self,
+        hours: impl IntoIterator<Item = Hour>,
+        cancel: &CancelFlag,
+    ) -> Result<PassReport, Cancelled> {
+        let started = Instant::now();
+        let mut report = PassReport::default();
+        let mut outcome = Ok(());
+        for hour in hours {
+            if let Err(cancelled) = cancel.check() {
+                outcome = Err(cancelled);
+                break;
+            }
+            let path = self.logs_dir.join(layout::hour_file(hour));
+            match self.update_hour(hour, &path) {
+                Ok(updated) => {
+                    report.hours += 1;
+                    report.add(&updated);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    report.errors += 1;
+                    tracing::error!(file = %path.display(), error = %e, "cannot bring the hour's summary up to date for a query; answering from the summary as it is");
+                }
+            }
+        }
+        self.count(&report);
+        self.metrics
+            .analytics_query_catch_up
+            .observe(started.elapsed().as_secs_f64());
+        outcome.map(|()| report)
+    }
+
+    /// [`Aggregator::update_hours`] of every hour that has an hour file.
+    pub fn update_all_hours(&self, cancel: &CancelFlag) -> Result<PassReport, Cancelled> {
+        let hours = match layout::hour_files(&self.logs_dir) {
+            Ok(files) => files.into_iter().map(|(hour, _)| hour).collect(),
+            Err(e) => {
+                tracing::error!(dir = %self.logs_dir.display(), error = %e, "cannot list hour files; answering from the summaries as they are");
+                Vec::new()
+            }
+        };
+        self.update_hours(hours, cancel)
+    }
+
+    /// Adds what `report` read to the aggregation counters.
+    fn count(&self, report: &PassReport) {
+        self.metrics
+            .aggregation_lines
+            .inc_by(report.records + report.skipped);
+        self.metrics
+            .aggregation_skipped_lines
+            .inc_by(report.skipped);
+        self.metrics.aggregation_errors.inc_by(report.errors as u64);
+    }
+
+    fn update_hour(&self, hour: Hour, path: &Path) -> io::Result<HourOutcome> {
         let file = File::open(path)?;
         let length = file.metadata()?.len();
-        let covered = match self.covered.get(&hour) {
-            Some(state) => Some(*state),
-            None => read_tail(&self.analytics_dir.join(layout::summary_file(hour)))
+        let mut state = self.state.lock().expect("aggregator state lock");
+        let covered = match state.covered.get(&hour) {
+            Some(covered) => Some(*covered),
+            None => read_head(&self.analytics_dir.join(layout::summary_file(hour)))
                 .unwrap_or(None)
-                .map(|(state, _)| state),
+                .map(|head| Covered {
+                    source: head.source,
+                    classified: head
+                        .bots
+                        .is_some_and(|(list, _, _)| list == self.classifier.id()),
+                }),
         };
-        if let Some(state) = covered
-            && state.bytes == length
+        if let Some(covered) = covered
+            && covered.source.bytes == length
+            && covered.classified
         {
-            self.covered.insert(hour, state);
+            state.covered.insert(hour, covered);
             return Ok(HourOutcome::Unchanged);
         }
+        let mut reclassified = false;
         let base = match covered {
-            Some(state)
-                if state.bytes < length && tail_crc32(&file, state.bytes)? == state.tail_crc32 =>
+            Some(covered)
+                if covered.source.bytes <= length
+                    && tail_crc32(&file, covered.source.bytes)? == covered.source.tail_crc32 =>
             {
-                self.load_summary(hour, state)
+                self.load_summary(&mut state, hour, covered.source)
+                    .and_then(|mut summary| {
+                        if covered.classified {
+                            return Some(summary);
+                        }
+                        // Split with another list, or before the split existed.
+                        reclassified = summary.reclassify(self.classifier.id(), |agent| {
+                            self.classifier.is_bot(agent)
+                        });
+                        reclassified.then_some(summary)
+                    })
             }
             _ => None,
         };
         let rebuilt = base.is_none();
         if rebuilt && covered.is_some() {
-            tracing::info!(file = %path.display(), "hour file changed under its summary; rebuilding the hour");
+            tracing::info!(file = %path.display(), "hour file changed under its summary, or its bot split cannot be redone from it; rebuilding the hour");
         }
-        let mut summary = base.unwrap_or_else(|| HourSummary::new(hour, self.max_keys));
+        let mut summary =
+            base.unwrap_or_else(|| HourSummary::new(hour, self.max_keys, self.classifier.id()));
         let start = summary.source.bytes;
-        let outcome = scan::scan(&file, start, length, self.max_keys, self.threads)?;
-        if !rebuilt && outcome.end == start {
+        let outcome = scan::scan(
+            &file,
+            start,
+            length,
+            self.max_keys,
+            self.threads,
+            self.classifier,
+        )?;
+        if !rebuilt && !reclassified && outcome.end == start {
             // Only a partial line was appended so far; nothing to count yet.
+            state.covered.insert(hour, covered.expect("not rebuilt"));
             return Ok(HourOutcome::Unchanged);
         }
         for skip in &outcome.first_skips {
@@ -203,6 +378,7 @@ impl Aggregator {
         }
         summary.paths.merge(&outcome.paths);
         summary.agents.merge(&outcome.agents);
+        summary.bots.merge(&outcome.bots);
         summary.total += outcome.records;
         summary.source = SourceState {
             bytes: outcome.end,
@@ -211,37 +387,57 @@ impl Aggregator {
             tail_crc32: tail_crc32(&file, outcome.end)?,
         };
         write_summary(&self.analytics_dir, &summary)?;
-        self.covered.insert(hour, summary.source);
-        self.remember(summary);
+        self.metrics
+            .aggregation_requests
+            .with_label_values(&[crate::metrics::CLASS_BOT])
+            .inc_by(outcome.bots.bot_requests);
+        self.metrics
+            .aggregation_requests
+            .with_label_values(&[crate::metrics::CLASS_HUMAN])
+            .inc_by(outcome.bots.human_requests);
+        state.covered.insert(
+            hour,
+            Covered {
+                source: summary.source,
+                classified: true,
+            },
+        );
+        remember(&mut state.cache, summary);
         Ok(HourOutcome::Updated {
             rebuilt,
+            reclassified,
             records: outcome.records,
             skipped: outcome.skipped,
             bytes: outcome.end - start,
         })
     }
 
-    /// The summary covering exactly `state`, from memory or disk; `None` if it cannot be had.
-    fn load_summary(&mut self, hour: Hour, state: SourceState) -> Option<HourSummary> {
-        if let Some(position) = self.cache.iter().position(|s| s.hour == hour) {
-            let cached = self.cache.remove(position);
-            if cached.source == state {
+    /// The summary covering exactly `source`, from memory or disk; `None` if it cannot be had.
+    fn load_summary(
+        &self,
+        state: &mut HourStates,
+        hour: Hour,
+        source: SourceState,
+    ) -> Option<HourSummary> {
+        if let Some(position) = state.cache.iter().position(|s| s.hour == hour) {
+            let cached = state.cache.remove(position);
+            if cached.source == source {
                 return Some(cached);
             }
         }
         let bytes = std::fs::read(self.analytics_dir.join(layout::summary_file(hour))).ok()?;
         HourSummary::from_json(&bytes, self.max_keys)
             .ok()
-            .filter(|summary| summary.source == state)
+            .filter(|summary| summary.source == source)
     }
+}
 
-    fn remember(&mut self, summary: HourSummary) {
-        self.cache.retain(|s| s.hour != summary.hour);
-        if self.cache.len() == CACHED_SUMMARIES {
-            self.cache.remove(0);
-        }
-        self.cache.push(summary);
+fn remember(cache: &mut Vec<HourSummary>, summary: HourSummary) {
+    cache.retain(|s| s.hour != summary.hour);
+    if cache.len() == CACHED_SUMMARIES {
+        cache.remove(0);
     }
+    cache.push(summary);
 }
 
 /// CRC-32 of the (up to) [`TAIL_BYTES`] bytes of `file` before offset `end`.
@@ -260,12 +456,11 @@ pub struct AggregationTask {
 
 impl AggregationTask {
     /// Starts the task; the first pass runs at once.
-    pub fn spawn(aggregator: Aggregator, interval: Duration) -> AggregationTask {
+    pub fn spawn(aggregator: Arc<Aggregator>, interval: Duration) -> AggregationTask {
         let (stop, mut stopped) = oneshot::channel();
         let handle = tokio::spawn(async move {
-            let mut aggregator = aggregator;
             loop {
-                aggregator = run_blocking(aggregator).await;
+                run_blocking(aggregator.clone()).await;
                 tokio::select! {
                     () = tokio::time::sleep(interval) => {}
                     _ = &mut stopped => break,
@@ -285,13 +480,12 @@ impl AggregationTask {
     }
 }
 
-async fn run_blocking(mut aggregator: Aggregator) -> Aggregator {
+async fn run_blocking(aggregator: Arc<Aggregator>) {
     tokio::task::spawn_blocking(move || {
         aggregator.run_pass();
-        aggregator
     })
     .await
-    .expect("an aggregation pass does not panic")
+    .expect("an aggregation pass does not panic");
 }
 
 #[cfg(test)]
@@ -361,7 +555,7 @@ mod tests {
     fn appended_lines_are_read_incrementally() {
         let dirs = dirs();
         append(&dirs, H14, &LINE_A.repeat(3));
-        let mut agg = aggregator(&dirs);
+        let agg = aggregator(&dirs);
         let first = agg.run_pass();
         assert_eq!((first.updated, first.records, first.rebuilt), (1, 3, 1));
         assert_eq!(agg.run_pass().updated, 0, "an unchanged hour costs a stat");
@@ -379,7 +573,7 @@ mod tests {
         let dirs = dirs();
         append(&dirs, H14, LINE_A);
         append(&dirs, H14, &LINE_B[..20]);
-        let mut agg = aggregator(&dirs);
+        let agg = aggregator(&dirs);
         agg.run_pass();
         assert_eq!(summary(&dirs, H14).total, 1);
         assert_eq!(agg.run_pass().updated, 0);
@@ -407,7 +601,7 @@ mod tests {
     fn a_shrunk_or_rewritten_file_is_rebuilt() {
         let dirs = dirs();
         append(&dirs, H14, &LINE_A.repeat(3));
-        let mut agg = aggregator(&dirs);
+        let agg = aggregator(&dirs);
         agg.run_pass();
         // Shrunk.
         fs::write(dirs.logs.join(H14), LINE_B).unwrap();
@@ -445,7 +639,7 @@ mod tests {
             &format!("{LINE_A}oops\n{LINE_B}{{\"path\":1}}\n"),
         );
         let metrics = Metrics::new();
-        let mut agg = Aggregator::new(
+        let agg = Aggregator::new(
             dirs.logs.clone(),
             dirs.analytics.clone(),
             100,
@@ -482,5 +676,115 @@ mod tests {
         let report = aggregator(&dirs).run_pass();
         assert_eq!((report.hours, report.updated), (2, 2));
         assert_eq!(summary(&dirs, "2025-11-22/15.log.json").total, 0);
+    }
+
+    const GOOGLEBOT: &str = "{\"timestamp\":\"2025-11-22T14:00:00Z\",\"path\":\"/a\",\"userAgent\":\"Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)\"}\n";
+    const FIREFOX: &str = "{\"timestamp\":\"2025-11-22T14:00:00Z\",\"path\":\"/a\",\"userAgent\":\"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\"}\n";
+
+    fn split(summary: &HourSummary) -> (Option<&str>, u64, u64) {
+        (
+            summary.bots.list.as_deref(),
+            summary.bots.bot_requests,
+            summary.bots.human_requests,
+        )
+    }
+
+    #[test]
+    fn records_are_split_into_bots_and_humans() {
+        let dirs = dirs();
+        append(&dirs, H14, &format!("{GOOGLEBOT}{FIREFOX}{FIREFOX}"));
+        let agg = aggregator(&dirs);
+        agg.run_pass();
+        let id = agg.classifier().id();
+        assert_eq!(split(&summary(&dirs, H14)), (Some(id), 1, 2));
+        append(&dirs, H14, GOOGLEBOT);
+        agg.run_pass();
+        let s = summary(&dirs, H14);
+        assert_eq!(split(&s), (Some(id), 2, 2));
+        assert_eq!(s.bots.per_agent.len(), 1);
+    }
+
+    /// A summary written before the split (or by the original service) is split once, from its own
+    /// counts when it can be, else from its hour file; either way nothing is counted twice.
+    #[test]
+    fn summaries_without_the_split_are_split_once() {
+        let dirs = dirs();
+        append(&dirs, H14, &format!("{GOOGLEBOT}{FIREFOX}"));
+        aggregator(&dirs).run_pass();
+        let path = dirs
+            .analytics
+            .join(layout::summary_file(layout::parse_hour_file(H14).unwrap()));
+        // As written before the split existed: the same summary without its four keys.
+        let mut old = summary(&dirs, H14);
+        old.bots.list = None;
+        fs::write(&path, old.to_json()).unwrap();
+        assert!(
+            !String::from_utf8(fs::read(&path).unwrap())
+                .unwrap()
+                .contains("botList")
+        );
+        let report = aggregator(&dirs).run_pass();
+        assert_eq!(
+            (
+                report.updated,
+                report.reclassified,
+                report.rebuilt,
+                report.bytes_read
+            ),
+            (1, 1, 0, 0),
+            "split from the summary's own user-agent counts"
+        );
+        let s = summary(&dirs, H14);
+        assert_eq!((s.total, split(&s).1, split(&s).2), (2, 1, 1));
+
+        // With hidden user agents (cap 1: one went to "(other)") the hour is rebuilt instead.
+        let dirs = dirs_with_cap_summary(1);
+        let report = Aggregator::new(dirs.logs.clone(), dirs.analytics.clone(), 1, Metrics::new())
+            .run_pass();
+        assert_eq!((report.reclassified, report.rebuilt), (0, 1));
+        let s = summary(&dirs, H14);
+        assert_eq!((s.total, split(&s).1, split(&s).2), (2, 1, 1));
+    }
+
+    fn dirs_with_cap_summary(cap: usize) -> Dirs {
+        let dirs = dirs();
+        append(&dirs, H14, &format!("{GOOGLEBOT}{FIREFOX}"));
+        Aggregator::new(
+            dirs.logs.clone(),
+            dirs.analytics.clone(),
+            cap,
+            Metrics::new(),
+        )
+        .run_pass();
+        let path = dirs
+            .analytics
+            .join(layout::summary_file(layout::parse_hour_file(H14).unwrap()));
+        let mut old = HourSummary::from_json(&fs::read(&path).unwrap(), cap).unwrap();
+        old.bots.list = None;
+        fs::write(&path, old.to_json()).unwrap();
+        dirs
+    }
+
+    #[test]
+    fn a_query_updates_only_its_hours_and_stops_when_cancelled() {
+        let dirs = dirs();
+        append(&dirs, H14, LINE_A);
+        append(&dirs, "2025-11-22/15.log.json", LINE_B);
+        let agg = aggregator(&dirs);
+        let h14 = layout::parse_hour_file(H14).unwrap();
+        let report = agg
+            .update_hours([h14, Hour::from_index(h14.index() + 5)], &CancelFlag::new())
+            .unwrap();
+        assert_eq!((report.hours, report.updated, report.records), (1, 1, 1));
+        assert_eq!(summary(&dirs, H14).total, 1);
+        let h15 = dirs.analytics.join(layout::summary_file(
+            layout::parse_hour_file("2025-11-22/15.log.json").unwrap(),
+        ));
+        assert!(!h15.exists(), "hour 15 was not asked for");
+        append(&dirs, H14, LINE_B);
+        let cancelled = CancelFlag::new();
+        drop(cancelled.cancel_on_drop());
+        assert_eq!(agg.update_hours([h14], &cancelled), Err(Cancelled));
+        assert_eq!(summary(&dirs, H14).total, 1, "nothing done once cancelled");
     }
 }

@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 
 use crate::analytics::{AggregationTask, Aggregator};
 use crate::config::Config;
-use crate::http::{self, AppState};
+use crate::http::{self, Analytics, AppState};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::server::{Server, ServerSettings};
@@ -28,7 +28,7 @@ pub struct Application {
     server: Server,
     pipeline: Arc<Pipeline>,
     shutting_down: Arc<AtomicBool>,
-    aggregator: Aggregator,
+    aggregator: Arc<Aggregator>,
     aggregation_interval: Duration,
 }
 
@@ -46,17 +46,19 @@ impl Application {
             }
         };
         let shutting_down = Arc::new(AtomicBool::new(false));
+        // One aggregator per logs directory, shared by the periodic task and the queries.
+        let aggregator = Arc::new(Aggregator::new(
+            config.storage.logs_dir.clone(),
+            config.storage.analytics_dir.clone(),
+            config.aggregation.max_keys_per_hour,
+            metrics.clone(),
+        ));
         let state = AppState::new(
             &config,
             pipeline.clone(),
             metrics.clone(),
             shutting_down.clone(),
-        );
-        let aggregator = Aggregator::new(
-            config.storage.logs_dir.clone(),
-            config.storage.analytics_dir.clone(),
-            config.aggregation.max_keys_per_hour,
-            metrics.clone(),
+            Analytics::new(aggregator.clone()),
         );
         let settings = ServerSettings::from_config(&config.server);
         tracing::info!(

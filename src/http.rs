@@ -10,42 +10,43 @@
 //! | `GET /analytics?hour=H` | that hour's summary, as stored; 404 if none |
 //! | `GET /analytics?from=A&to=B&top=N` | one summary merged over `[A, B)` |
 //! | `GET /analytics/hours` | the hours that have summaries, with totals |
+//! | `GET /analytics/ingest` | the ingest counters, for the dashboard's rates |
+//! | `GET /`, `GET /dashboard` | the dashboard page and its assets (public: they hold no data) |
 //!
-//! Responses that layers produce without a body (405 from routing, 415 from the decompression
-//! layer, the request timeout) get the same JSON error shape in [`json_error_bodies`].
+//! `POST /logs` is in [`ingest`], the analytics handlers in [`analytics`], the dashboard's assets
+//! in [`dashboard`], [`ApiError`] in [`error`]. Responses that layers produce without a body (405
+//! from routing, 415 from the decompression layer, the request timeout) get the same JSON error
+//! shape in [`json_error_bodies`].
 
 use std::convert::Infallible;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use chrono::DateTime;
-use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::timeout::TimeoutLayer;
 
+mod analytics;
+mod dashboard;
 mod error;
 mod ingest;
 
+pub use analytics::{Analytics, MAX_CONCURRENT_QUERIES, SETTLE_TIMEOUT};
 pub use error::ApiError;
 
-use crate::analytics::query;
 use crate::config::{AuthConfig, Config, Protected};
 use crate::ingest::Limits;
 use crate::metrics::{Metrics, UNMATCHED_ROUTE, status_class};
 use crate::pipeline::Pipeline;
-use crate::record::Hour;
 
 /// Request encodings `POST /logs` accepts (`Content-Encoding`).
 pub const SUPPORTED_ENCODINGS: &[&str] = &["gzip", "zstd", "identity"];
@@ -66,8 +67,8 @@ pub struct AppState {
     pub auth: Arc<AuthConfig>,
     /// Set when shutdown begins, so `/ready` turns 503 while requests drain.
     pub shutting_down: Arc<AtomicBool>,
-    /// Where the hourly summaries are (`storage.analyticsDir`).
-    pub analytics_dir: Arc<PathBuf>,
+    /// The analytics the queries read (brought up to date as they are asked).
+    pub analytics: Analytics,
 }
 
 impl AppState {
@@ -77,6 +78,7 @@ impl AppState {
         pipeline: Arc<Pipeline>,
         metrics: Metrics,
         shutting_down: Arc<AtomicBool>,
+        analytics: Analytics,
     ) -> AppState {
         AppState {
             pipeline,
@@ -97,7 +99,7 @@ impl AppState {
             )),
             auth: Arc::new(config.auth.clone()),
             shutting_down,
-            analytics_dir: Arc::new(config.storage.analytics_dir.clone()),
+            analytics,
         }
     }
 }
@@ -112,8 +114,9 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .layer::<_, Infallible>(middleware::map_request(normalize_content_encoding));
     let logs = Router::new().route("/logs", logs);
     let analytics = Router::new()
-        .route("/analytics", get(get_analytics))
-        .route("/analytics/hours", get(get_analytics_hours));
+        .route("/analytics", get(analytics::get_analytics))
+        .route("/analytics/hours", get(analytics::get_analytics_hours))
+        .route("/analytics/ingest", get(analytics::get_ingest));
     let metrics = Router::new().route("/metrics", get(metrics));
     // Each group behind the token check when `auth.protect` says so (`/logs` whenever tokens are
     // set); the probes never.
@@ -127,6 +130,7 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
     let timed = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .merge(dashboard::routes())
         .merge(protect(analytics, Protected::Analytics))
         .merge(protect(metrics, Protected::Metrics))
         .layer(TimeoutLayer::with_status_code(
@@ -148,98 +152,6 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
             ApiError::Internal.into_response()
         }))
         .with_state(state)
-}
-
-/// Query parameters of `GET /analytics`.
-#[derive(Debug, Deserialize)]
-struct AnalyticsParams {
-    hour: Option<String>,
-    from: Option<String>,
-    to: Option<String>,
-    top: Option<String>,
-}
-
-/// `GET /analytics?hour=H` (one summary, as stored) or `?from=A&to=B[&top=N]` (merged range).
-async fn get_analytics(
-    State(state): State<AppState>,
-    params: Result<Query<AnalyticsParams>, QueryRejection>,
-) -> Result<Response, ApiError> {
-    let Query(params) = params.map_err(|e| ApiError::BadQuery(e.body_text()))?;
-    let dir = state.analytics_dir.clone();
-    match (params.hour, params.from, params.to) {
-        (Some(hour), None, None) => {
-            let hour = parse_hour("hour", &hour)?;
-            let file = blocking(move || query::summary_file(&dir, hour)).await?;
-            match file {
-                Some(bytes) => {
-                    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
-                }
-                None => Err(ApiError::NoSummary(format!("no summary for hour {hour}"))),
-            }
-        }
-        (None, Some(from), Some(to)) => {
-            let (from, to) = (parse_hour("from", &from)?, parse_hour("to", &to)?);
-            let span = to.index() - from.index();
-            if span <= 0 || span > query::MAX_RANGE_HOURS {
-                return Err(ApiError::BadQuery(format!(
-                    "to must be after from and the range at most {} hours",
-                    query::MAX_RANGE_HOURS
-                )));
-            }
-            let top = match params.top {
-                None => query::DEFAULT_TOP,
-                Some(top) => top
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=query::MAX_TOP).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::BadQuery(format!(
-                            "top must be an integer from 1 to {}",
-                            query::MAX_TOP
-                        ))
-                    })?,
-            };
-            let merged = blocking(move || query::range(&dir, from, to, top)).await?;
-            Ok(axum::Json(merged).into_response())
-        }
-        _ => Err(ApiError::BadQuery(
-            "give either hour=<RFC 3339 hour> or from=<hour>&to=<hour> (optional top=N)".into(),
-        )),
-    }
-}
-
-/// `GET /analytics/hours`: every hour that has a summary, with its total.
-async fn get_analytics_hours(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let dir = state.analytics_dir.clone();
-    let hours = blocking(move || query::hours(&dir)).await?;
-    Ok(axum::Json(json!({ "hours": hours })).into_response())
-}
-
-/// An hour parameter: an RFC 3339 instant at the start of an hour, e.g. `2025-11-22T14:00:00Z`.
-fn parse_hour(name: &str, value: &str) -> Result<Hour, ApiError> {
-    let instant = DateTime::parse_from_rfc3339(value)
-        .map_err(|e| ApiError::BadQuery(format!("{name}: {value:?} is not an RFC 3339 time: {e}")))?
-        .to_utc();
-    if instant.timestamp() % 3600 != 0 || instant.timestamp_subsec_nanos() != 0 {
-        return Err(ApiError::BadQuery(format!(
-            "{name}: {value:?} is not the start of an hour (e.g. 2025-11-22T14:00:00Z)"
-        )));
-    }
-    Ok(Hour::of(&instant))
-}
-
-/// Runs file reads off the async workers; I/O errors become 500s (logged, not leaked).
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> std::io::Result<T> + Send + 'static,
-) -> Result<T, ApiError> {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "analytics read failed");
-            Err(ApiError::Internal)
-        }
-        Err(_) => Err(ApiError::Internal),
-    }
 }
 
 async fn health() -> &'static str {

@@ -11,7 +11,8 @@
 //!   shutdown signal, then drains in order.
 //! - [`server`]: connections: the cap, timeouts for silent and idle ones, draining at shutdown.
 //! - [`http`]: the axum router, handlers, middleware (auth, metrics, timeouts) and the one
-//!   [`http::ApiError`] type that maps failures onto status codes and JSON bodies.
+//!   [`http::ApiError`] type that maps failures onto status codes and JSON bodies; the analytics
+//!   routes (never stale, bounded) and the dashboard's embedded page.
 //! - [`ingest`]: decoding and validation of request bodies (JSON array, CSV, NDJSON) into an
 //!   [`record::EncodedBatch`]; pure functions, no I/O.
 //! - [`record`]: the record type and its NDJSON line format (the compatibility contract).
@@ -22,8 +23,9 @@
 //!   the store with checkpoints; dead-letter topic), broker set-up and probe.
 //! - [`store`]: the durable hourly file store: group commit, fsync, rollback, torn-line repair,
 //!   directory lock and caller checkpoints.
-//! - [`analytics`]: incremental hourly summaries of the hour files and the analytics API's
-//!   queries; reads what the store wrote, shares no locks with it.
+//! - [`analytics`]: incremental hourly summaries of the hour files (bots and humans split with the
+//!   vendored isbot list) and the analytics API's bounded queries; reads what the store wrote,
+//!   shares no locks with it.
 //! - [`metrics`]: every metric name, label and help text.
 //! - [`telemetry`]: structured JSON logs.
 //! - [`profiling`]: CPU, heap and task-dump profiles, off unless `profiling.*` (or the original's

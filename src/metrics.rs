@@ -1,14 +1,19 @@
 //! Every Prometheus metric the service exports: names, help texts and labels live here and only
 //! here. Names and help texts of the original service are kept verbatim because dashboards use
-//! them. Labels are bounded: a route template and a status class, never a path or a user agent.
+//! them. Labels are bounded: a route template, a status class, a partition, a consumer index and a
+//! user-agent class (`bot` or `human`), never a path or a user agent.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Label values of `http_request_duration_seconds{route}` for requests no route matched.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+/// Label values of `aggregation_requests_total{class}`.
+pub const CLASS_BOT: &str = "bot";
+pub const CLASS_HUMAN: &str = "human";
 
 /// The service's metrics, registered in their own [`Registry`] (so parallel tests never collide).
 #[derive(Clone)]
@@ -63,6 +68,16 @@ pub struct Metrics {
     pub aggregation_skipped_lines: IntCounter,
     /// Hours whose summary could not be updated in a pass (retried next pass).
     pub aggregation_errors: IntCounter,
+    /// Records counted by aggregation, by user-agent class (`bot`, `human`).
+    pub aggregation_requests: IntCounterVec,
+    /// Time an analytics request spent bringing its hours up to date before reading them.
+    pub analytics_query_catch_up: Histogram,
+    /// Analytics requests answered 503 `busy` (too many at once).
+    pub analytics_queries_busy: IntCounter,
+    /// Analytics queries whose blocking work stopped because the request went away.
+    pub analytics_queries_cancelled: IntCounter,
+    /// v2: analytics answers given before every acknowledged record was stored (`complete: false`).
+    pub analytics_incomplete_answers: IntCounter,
     /// v2: records acknowledged by the broker.
     pub kafka_produced_messages: IntCounter,
     /// v2: records the broker did not acknowledge (error or timeout).
@@ -170,6 +185,32 @@ impl Metrics {
             "kafka_dead_letter_failures_total",
             "Total number of failed attempts to send a dead letter (each is retried with back-off while its partition waits).",
         );
+        let analytics_queries_busy = counter(
+            "analytics_queries_busy_total",
+            "Total number of analytics requests answered 503 busy because too many ran at once.",
+        );
+        let analytics_queries_cancelled = counter(
+            "analytics_queries_cancelled_total",
+            "Total number of analytics queries stopped because their request timed out or the client left.",
+        );
+        let analytics_incomplete_answers = counter(
+            "analytics_incomplete_answers_total",
+            "Total number of analytics answers given before every acknowledged record was in the hour files (v2).",
+        );
+        let aggregation_requests = IntCounterVec::new(
+            Opts::new(
+                "aggregation_requests_total",
+                "Total number of records counted by aggregation, by user-agent class (bot or human; a rebuilt hour counts again).",
+            ),
+            &["class"],
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(aggregation_requests.clone()))
+            .expect("metric registered once");
+        for class in [CLASS_BOT, CLASS_HUMAN] {
+            aggregation_requests.with_label_values(&[class]);
+        }
         let overload_rejections = counter(
             "ingest_overload_rejections_total",
             "Total number of /logs requests answered 503 because pending work reached its bound.",
@@ -265,6 +306,13 @@ impl Metrics {
             "Partitions assigned to each Kafka consumer of this process.",
             "consumer",
         );
+        let analytics_query_catch_up = histogram(
+            "analytics_query_catch_up_seconds",
+            "Time an analytics request spent bringing the hours it reads up to date.",
+            vec![
+                0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ],
+        );
         let aggregation_duration = histogram(
             "aggregation_duration_seconds",
             "Duration of aggregation passes in seconds.",
@@ -304,6 +352,11 @@ impl Metrics {
             aggregation_lines,
             aggregation_skipped_lines,
             aggregation_errors,
+            aggregation_requests,
+            analytics_query_catch_up,
+            analytics_queries_busy,
+            analytics_queries_cancelled,
+            analytics_incomplete_answers,
             kafka_produced_messages,
             kafka_produce_errors,
             kafka_consumed_messages,

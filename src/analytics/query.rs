@@ -1,13 +1,27 @@
 //! The analytics API's reads: one hour's summary, the hours that have data, and a merged range.
-//! Everything is served from the summary files; hour files are never rescanned here.
+//! Everything is served from the summary files; hour files are never rescanned here (the caller
+//! brings the hours up to date first, see `Aggregator::update_hours`).
+//!
+//! Every read is bounded, whatever the files hold:
+//!
+//! - a summary larger than [`MAX_SUMMARY_BYTES`] is not read (the query answers
+//!   [`QueryError::SummaryTooLarge`]);
+//! - a merged range keeps at most [`MAX_MERGED_KEYS`] distinct keys and [`MAX_MERGED_KEY_BYTES`]
+//!   bytes of keys per map; further keys count under `(other)`, so totals stay right;
+//! - top lists are selected with a heap of `top` entries, not by sorting every key;
+//! - a range stops between hours once its request is gone ([`CancelFlag`]).
 
-use std::fs;
-use std::io;
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{self, Read};
 use std::path::Path;
 
 use serde::Serialize;
 
-use super::summary::{Counts, HourSummary, read_tail};
+use super::bots::BotClassifier;
+use super::summary::{Counts, HourSummary, OVERFLOW_KEY, read_head};
+use super::{CancelFlag, Cancelled};
 use crate::layout;
 use crate::record::Hour;
 
@@ -17,15 +31,42 @@ pub const MAX_RANGE_HOURS: i64 = 31 * 24;
 pub const MAX_TOP: usize = 1000;
 /// The default `top`.
 pub const DEFAULT_TOP: usize = 10;
-/// Distinct keys kept while merging a range; beyond it counts go to the overflow bucket.
-const MAX_MERGED_KEYS: usize = 1_000_000;
+/// The largest summary file a query reads (64 MiB). With the default `aggregation.maxKeysPerHour`
+/// (100,000 keys per map) a summary stays below it unless its keys average over ~200 bytes.
+pub const MAX_SUMMARY_BYTES: u64 = 64 << 20;
+/// Distinct keys kept per map while merging a range; beyond it counts go to the overflow bucket.
+pub const MAX_MERGED_KEYS: usize = 1_000_000;
+/// Bytes of keys kept per map while merging a range (32 MiB); beyond it counts go to the overflow
+/// bucket. With [`MAX_MERGED_KEYS`] it bounds a range's memory whatever its keys' lengths.
+pub const MAX_MERGED_KEY_BYTES: usize = 32 << 20;
 
-/// An hour and its number of requests.
+/// Why a query has no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    #[error(
+        "the summary of hour {hour} is {bytes} bytes, more than the {limit} bytes a query reads"
+    )]
+    SummaryTooLarge {
+        hour: String,
+        bytes: u64,
+        limit: u64,
+    },
+    #[error(transparent)]
+    Cancelled(#[from] Cancelled),
+}
+
+/// An hour and its number of requests, split into bots and humans when its summary has the split.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HourTotal {
     pub hour: String,
     pub total_requests: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bot_requests: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub human_requests: Option<u64>,
 }
 
 /// A key and its count in a top-N list.
@@ -33,6 +74,10 @@ pub struct HourTotal {
 pub struct Ranked {
     pub key: String,
     pub requests: u64,
+    /// Top user agents only: whether the bot list classifies this user agent (`null` for the
+    /// `(other)` bucket, which mixes both).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bot: Option<Option<bool>>,
 }
 
 /// One merged summary over `[from, to)`.
@@ -42,46 +87,82 @@ pub struct RangeSummary {
     pub from: String,
     pub to: String,
     pub total_requests: u64,
+    /// Requests whose user agent the bot list classifies as a bot.
+    pub bot_requests: u64,
+    /// Requests whose user agent it does not.
+    pub human_requests: u64,
+    /// Requests of hours whose summary has no bot split and whose hour file is gone (their
+    /// summary predates the split and cannot be split again); 0 otherwise.
+    pub unclassified_requests: u64,
     pub distinct_paths: usize,
     pub distinct_user_agents: usize,
     /// The `top` paths by requests (ties by key).
     pub top_paths: Vec<Ranked>,
-    /// The `top` user agents by requests (ties by key).
+    /// The `top` user agents by requests (ties by key), each marked bot or not.
     pub top_user_agents: Vec<Ranked>,
+    /// The `top` bot user agents by requests (ties by key).
+    pub top_bots: Vec<Ranked>,
+    /// The bot list the split comes from: `name@version#crc32` of `assets/bots/isbot.json`.
+    pub bot_list: String,
     /// Every hour of the range that has a summary, in order.
     pub hours: Vec<HourTotal>,
 }
 
 /// The summary file of `hour`, as stored, or `None` if there is none.
-pub fn summary_file(analytics_dir: &Path, hour: Hour) -> io::Result<Option<Vec<u8>>> {
-    match fs::read(analytics_dir.join(layout::summary_file(hour))) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
+pub fn summary_file(analytics_dir: &Path, hour: Hour) -> Result<Option<Vec<u8>>, QueryError> {
+    let file = match File::open(analytics_dir.join(layout::summary_file(hour))) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let bytes = file.metadata()?.len();
+    if bytes > MAX_SUMMARY_BYTES {
+        return Err(QueryError::SummaryTooLarge {
+            hour: hour.to_string(),
+            bytes,
+            limit: MAX_SUMMARY_BYTES,
+        });
     }
+    let mut content = Vec::with_capacity(bytes as usize);
+    // The file is replaced, never rewritten in place, so it cannot grow while it is read; the
+    // `take` is a second guard.
+    file.take(MAX_SUMMARY_BYTES).read_to_end(&mut content)?;
+    Ok(Some(content))
 }
 
-/// Every hour that has a summary, with its total, in order.
-pub fn hours(analytics_dir: &Path) -> io::Result<Vec<HourTotal>> {
+/// Every hour that has a summary, with its totals, in order.
+pub fn hours(analytics_dir: &Path, cancel: &CancelFlag) -> Result<Vec<HourTotal>, QueryError> {
     let mut found = Vec::new();
     for (hour, path) in layout::summaries(analytics_dir)? {
-        if let Some((_, total)) = read_tail(&path)? {
+        cancel.check()?;
+        if let Some(head) = read_head(&path)? {
             found.push(HourTotal {
                 hour: hour.to_string(),
-                total_requests: total,
+                total_requests: head.total,
+                bot_requests: head.bots.as_ref().map(|(_, bots, _)| *bots),
+                human_requests: head.bots.as_ref().map(|(_, _, humans)| *humans),
             });
         }
     }
     Ok(found)
 }
 
-/// Merges the summaries of every hour in `[from, to)`.
-pub fn range(analytics_dir: &Path, from: Hour, to: Hour, top: usize) -> io::Result<RangeSummary> {
-    let mut paths = Counts::new(MAX_MERGED_KEYS);
-    let mut agents = Counts::new(MAX_MERGED_KEYS);
-    let mut total = 0;
+/// Merges the summaries of every hour in `[from, to)`, marking top user agents with
+/// `classifier`. Stops between hours once `cancel` is set.
+pub fn range(
+    analytics_dir: &Path,
+    from: Hour,
+    to: Hour,
+    top: usize,
+    classifier: &BotClassifier,
+    cancel: &CancelFlag,
+) -> Result<RangeSummary, QueryError> {
+    let merged_map = || Counts::bounded(MAX_MERGED_KEYS, MAX_MERGED_KEY_BYTES);
+    let (mut paths, mut agents, mut bots) = (merged_map(), merged_map(), merged_map());
+    let (mut total, mut bot_requests, mut human_requests, mut unclassified) = (0, 0, 0, 0);
     let mut hours = Vec::new();
     for index in from.index()..to.index() {
+        cancel.check()?;
         let hour = Hour::from_index(index);
         let Some(bytes) = summary_file(analytics_dir, hour)? else {
             continue;
@@ -92,34 +173,81 @@ pub fn range(analytics_dir: &Path, from: Hour, to: Hour, top: usize) -> io::Resu
                 format!("summary of {hour}: {e}"),
             )
         })?;
+        drop(bytes);
         paths.merge(&summary.paths);
         agents.merge(&summary.agents);
         total += summary.total;
+        let split = summary.bots.list.is_some();
+        if split {
+            bots.merge(&summary.bots.per_agent);
+            bot_requests += summary.bots.bot_requests;
+            human_requests += summary.bots.human_requests;
+        } else {
+            unclassified += summary.total;
+        }
         hours.push(HourTotal {
             hour: hour.to_string(),
             total_requests: summary.total,
+            bot_requests: split.then_some(summary.bots.bot_requests),
+            human_requests: split.then_some(summary.bots.human_requests),
         });
+    }
+    let mut top_user_agents = top_n(&agents, top);
+    for ranked in &mut top_user_agents {
+        ranked.bot = Some((ranked.key != OVERFLOW_KEY).then(|| classifier.is_bot(&ranked.key)));
     }
     Ok(RangeSummary {
         from: from.to_string(),
         to: to.to_string(),
         total_requests: total,
+        bot_requests,
+        human_requests,
+        unclassified_requests: unclassified,
         distinct_paths: paths.len(),
         distinct_user_agents: agents.len(),
         top_paths: top_n(&paths, top),
-        top_user_agents: top_n(&agents, top),
+        top_user_agents,
+        top_bots: top_n(&bots, top),
+        bot_list: classifier.id().to_owned(),
         hours,
     })
 }
 
+/// A key's rank: more requests first, then the smaller key. `Ord` says which ranks higher.
+#[derive(PartialEq, Eq)]
+struct Rank<'a>(u64, &'a str);
+
+impl Ord for Rank<'_> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.cmp(&other.0).then_with(|| other.1.cmp(self.1))
+    }
+}
+
+impl PartialOrd for Rank<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// The `n` highest-ranked keys, best first, keeping only `n` candidates at a time (a min-heap
+/// whose root is the weakest of them): O(keys × log n) time, O(n) memory.
 fn top_n(counts: &Counts, n: usize) -> Vec<Ranked> {
-    let mut all: Vec<(&str, u64)> = counts.iter().collect();
-    all.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-    all.into_iter()
-        .take(n)
-        .map(|(key, requests)| Ranked {
+    let mut heap: BinaryHeap<Reverse<Rank<'_>>> = BinaryHeap::with_capacity(n + 1);
+    for (key, requests) in counts.iter() {
+        let rank = Rank(requests, key);
+        if heap.len() < n {
+            heap.push(Reverse(rank));
+        } else if heap.peek().is_some_and(|weakest| rank > weakest.0) {
+            heap.pop();
+            heap.push(Reverse(rank));
+        }
+    }
+    heap.into_sorted_vec()
+        .into_iter()
+        .map(|Reverse(Rank(requests, key))| Ranked {
             key: key.to_owned(),
             requests,
+            bot: None,
         })
         .collect()
 }
@@ -128,32 +256,63 @@ fn top_n(counts: &Counts, n: usize) -> Vec<Ranked> {
 mod tests {
     use super::super::summary::write_summary;
     use super::*;
+    use std::fs;
 
     fn hour(name: &str) -> Hour {
         layout::parse_hour_file(name).unwrap()
     }
 
+    fn classifier() -> &'static BotClassifier {
+        BotClassifier::embedded()
+    }
+
+    const BOT: &str = "curl/8.5.0";
+    const HUMAN: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+
     fn store(dir: &Path, name: &str, records: &[(&str, &str)]) {
-        let mut summary = HourSummary::new(hour(name), 100);
+        let mut summary = HourSummary::new(hour(name), 100, classifier().id());
         for (path, agent) in records {
-            summary.add(path, agent);
+            summary.add(path, agent, classifier().is_bot(agent));
         }
         write_summary(dir, &summary).unwrap();
     }
 
+    /// The range of the one hour `h`, top 10.
+    fn range_of(dir: &Path, h: Hour, cancel: &CancelFlag) -> Result<RangeSummary, QueryError> {
+        range(
+            dir,
+            h,
+            Hour::from_index(h.index() + 1),
+            10,
+            classifier(),
+            cancel,
+        )
+    }
+
+    fn ranked(entries: &[(&str, u64)]) -> Vec<Ranked> {
+        entries
+            .iter()
+            .map(|(key, requests)| Ranked {
+                key: (*key).into(),
+                requests: *requests,
+                bot: None,
+            })
+            .collect()
+    }
+
     #[test]
-    fn range_merges_hours_and_ranks_keys() {
+    fn range_merges_hours_ranks_keys_and_splits_bots() {
         let dir = tempfile::tempdir().unwrap();
         store(dir.path(), "2025-11-22/13.log.json", &[("/a", "x")]);
         store(
             dir.path(),
             "2025-11-22/14.log.json",
-            &[("/a", "x"), ("/b", "y"), ("/b", "y")],
+            &[("/a", HUMAN), ("/b", BOT), ("/b", BOT)],
         );
         store(
             dir.path(),
             "2025-11-22/15.log.json",
-            &[("/c", "x"), ("/b", "z")],
+            &[("/c", HUMAN), ("/b", "z")],
         );
         store(dir.path(), "2025-11-22/16.log.json", &[("/z", "x")]);
         let merged = range(
@@ -161,70 +320,145 @@ mod tests {
             hour("2025-11-22/14.log.json"),
             hour("2025-11-22/16.log.json"),
             2,
+            classifier(),
+            &CancelFlag::new(),
         )
         .unwrap();
         assert_eq!(merged.total_requests, 5);
+        // "z" alone is a bot by isbot's rules (a bare product token).
+        assert_eq!(
+            (
+                merged.bot_requests,
+                merged.human_requests,
+                merged.unclassified_requests
+            ),
+            (3, 2, 0)
+        );
         assert_eq!((merged.distinct_paths, merged.distinct_user_agents), (3, 3));
+        assert_eq!(merged.top_paths, ranked(&[("/b", 3), ("/a", 1)]));
+        let agents: Vec<(&str, u64, Option<Option<bool>>)> = merged
+            .top_user_agents
+            .iter()
+            .map(|r| (r.key.as_str(), r.requests, r.bot))
+            .collect();
+        // BOT and HUMAN tie at 2: ties are ordered by key.
         assert_eq!(
-            merged.top_paths,
-            [
-                Ranked {
-                    key: "/b".into(),
-                    requests: 3
-                },
-                Ranked {
-                    key: "/a".into(),
-                    requests: 1
-                }
-            ]
+            agents,
+            [(HUMAN, 2, Some(Some(false))), (BOT, 2, Some(Some(true)))]
         );
-        // x and y tie at 2: ties are ordered by key.
-        assert_eq!(
-            merged.top_user_agents,
-            [
-                Ranked {
-                    key: "x".into(),
-                    requests: 2
-                },
-                Ranked {
-                    key: "y".into(),
-                    requests: 2
-                }
-            ]
-        );
-        let hours: Vec<(&str, u64)> = merged
+        assert_eq!(merged.top_bots, ranked(&[(BOT, 2), ("z", 1)]));
+        assert_eq!(merged.bot_list, classifier().id());
+        let hours: Vec<(&str, u64, Option<u64>)> = merged
             .hours
             .iter()
-            .map(|h| (h.hour.as_str(), h.total_requests))
+            .map(|h| (h.hour.as_str(), h.total_requests, h.bot_requests))
             .collect();
         assert_eq!(
             hours,
-            [("2025-11-22T14:00:00Z", 3), ("2025-11-22T15:00:00Z", 2)]
+            [
+                ("2025-11-22T14:00:00Z", 3, Some(2)),
+                ("2025-11-22T15:00:00Z", 2, Some(1))
+            ]
         );
+    }
+
+    #[test]
+    fn top_n_keeps_the_best_n_with_ties_by_key() {
+        let mut counts = Counts::new(100);
+        for (key, n) in [("d", 1), ("b", 5), ("a", 5), ("c", 7), ("e", 1), ("f", 2)] {
+            counts.add(key, n);
+        }
+        assert_eq!(top_n(&counts, 3), ranked(&[("c", 7), ("a", 5), ("b", 5)]));
+        assert_eq!(top_n(&counts, 5).len(), 5);
+        assert_eq!(top_n(&counts, 5)[4], ranked(&[("d", 1)])[0]);
+        assert_eq!(top_n(&counts, 100).len(), 6);
+        assert!(top_n(&Counts::new(10), 3).is_empty());
+    }
+
+    #[test]
+    fn summaries_over_the_limit_are_refused_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = hour("2025-11-22/14.log.json");
+        let path = dir.path().join(layout::summary_file(h));
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        File::create(&path)
+            .unwrap()
+            .set_len(MAX_SUMMARY_BYTES + 1)
+            .unwrap();
+        let err = summary_file(dir.path(), h).unwrap_err();
+        assert!(
+            matches!(err, QueryError::SummaryTooLarge { bytes, limit, .. } if bytes == MAX_SUMMARY_BYTES + 1 && limit == MAX_SUMMARY_BYTES),
+            "{err}"
+        );
+        let err = range_of(dir.path(), h, &CancelFlag::new()).unwrap_err();
+        assert!(matches!(err, QueryError::SummaryTooLarge { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_cancelled_range_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        store(dir.path(), "2025-11-22/14.log.json", &[("/a", "x")]);
+        let cancel = CancelFlag::new();
+        cancel.cancel();
+        let err = range_of(dir.path(), hour("2025-11-22/14.log.json"), &cancel).unwrap_err();
+        assert!(matches!(err, QueryError::Cancelled(_)), "{err}");
+        assert!(matches!(
+            hours(dir.path(), &cancel),
+            Err(QueryError::Cancelled(_))
+        ));
+    }
+
+    #[test]
+    fn summaries_without_the_split_count_as_unclassified() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = hour("2025-11-22/14.log.json");
+        let path = dir.path().join(layout::summary_file(h));
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(
+            &path,
+            br#"{"hour":"2025-11-22T14:00:00Z","requestsPerPath":{"/a":3},"requestsPerUserAgent":{"x":3}}"#,
+        )
+        .unwrap();
+        let merged = range_of(dir.path(), h, &CancelFlag::new()).unwrap();
+        assert_eq!(
+            (
+                merged.total_requests,
+                merged.bot_requests,
+                merged.human_requests,
+                merged.unclassified_requests
+            ),
+            (3, 0, 0, 3)
+        );
+        assert_eq!(merged.hours[0].bot_requests, None);
     }
 
     #[test]
     fn hours_lists_summaries_in_order_with_totals() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(hours(dir.path()).unwrap().is_empty());
-        store(dir.path(), "2025-11-23/01.log.json", &[("/a", "x")]);
+        let none = CancelFlag::new();
+        assert!(hours(dir.path(), &none).unwrap().is_empty());
+        store(dir.path(), "2025-11-23/01.log.json", &[("/a", BOT)]);
         store(
             dir.path(),
             "2025-11-22/14.log.json",
-            &[("/a", "x"), ("/b", "y")],
+            &[("/a", HUMAN), ("/b", BOT)],
         );
         fs::write(dir.path().join("2025-11-22/summary_15.json.tmp"), "junk").unwrap();
-        let listed = hours(dir.path()).unwrap();
+        let listed = hours(dir.path(), &none).unwrap();
         assert_eq!(
             listed,
             [
                 HourTotal {
                     hour: "2025-11-22T14:00:00Z".into(),
-                    total_requests: 2
+                    total_requests: 2,
+                    bot_requests: Some(1),
+                    human_requests: Some(1),
                 },
                 HourTotal {
                     hour: "2025-11-23T01:00:00Z".into(),
-                    total_requests: 1
+                    total_requests: 1,
+                    bot_requests: Some(1),
+                    human_requests: Some(0),
                 }
             ]
         );
@@ -233,9 +467,10 @@ mod tests {
     #[test]
     fn missing_summary_is_none() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(
-            summary_file(dir.path(), hour("2025-11-22/14.log.json")).unwrap(),
-            None
+        assert!(
+            summary_file(dir.path(), hour("2025-11-22/14.log.json"))
+                .unwrap()
+                .is_none()
         );
     }
 }

@@ -6,6 +6,10 @@
 //! is parsed as JSON; a line that is not a record is skipped and reported, never fatal. Lines of
 //! any length are handled: the buffer grows to hold the longest line. Large ranges are split at
 //! line boundaries and counted on several threads.
+//!
+//! Each record's user agent is classified as bot or human once per distinct user agent and range
+//! part, after counting; a user agent beyond the key cap (counted under the overflow bucket, so
+//! its name is not kept) is classified on its line, so the split is exact however many there are.
 
 use std::borrow::Cow;
 use std::fs::File;
@@ -14,7 +18,8 @@ use std::os::unix::fs::FileExt;
 
 use serde::Deserialize;
 
-use super::summary::Counts;
+use super::bots::BotClassifier;
+use super::summary::{BotCounts, Counts};
 use crate::record::split_stored_line;
 
 /// Bytes read per `pread`.
@@ -37,6 +42,8 @@ pub struct SkippedLine {
 pub struct ScanOutcome {
     pub paths: Counts,
     pub agents: Counts,
+    /// The records split into bots and humans.
+    pub bots: BotCounts,
     /// Valid records counted.
     pub records: u64,
     /// Complete lines seen (valid or not).
@@ -50,10 +57,11 @@ pub struct ScanOutcome {
 }
 
 impl ScanOutcome {
-    fn empty(cap: usize, at: u64) -> ScanOutcome {
+    fn empty(cap: usize, at: u64, classifier: &BotClassifier) -> ScanOutcome {
         ScanOutcome {
             paths: Counts::new(cap),
             agents: Counts::new(cap),
+            bots: BotCounts::new(classifier.id(), cap),
             records: 0,
             lines: 0,
             skipped: 0,
@@ -66,6 +74,7 @@ impl ScanOutcome {
     fn append(&mut self, next: ScanOutcome) {
         self.paths.merge(&next.paths);
         self.agents.merge(&next.agents);
+        self.bots.merge(&next.bots);
         self.records += next.records;
         for skip in next.first_skips {
             if self.first_skips.len() < MAX_REPORTED_SKIPS {
@@ -81,16 +90,18 @@ impl ScanOutcome {
     }
 }
 
-/// Counts the complete lines of `file` in `[start, end)`, on up to `threads` threads.
+/// Counts the complete lines of `file` in `[start, end)`, on up to `threads` threads, splitting
+/// them into bots and humans with `classifier`.
 pub fn scan(
     file: &File,
     start: u64,
     end: u64,
     cap: usize,
     threads: usize,
+    classifier: &BotClassifier,
 ) -> io::Result<ScanOutcome> {
     if threads <= 1 || end - start < PARALLEL_MIN_BYTES {
-        return scan_part(file, start, end, cap);
+        return scan_part(file, start, end, cap, classifier);
     }
     let mut bounds = vec![start];
     for i in 1..threads as u64 {
@@ -106,7 +117,7 @@ pub fn scan(
             .windows(2)
             .map(|w| {
                 let (from, to) = (w[0], w[1]);
-                scope.spawn(move || scan_part(file, from, to, cap))
+                scope.spawn(move || scan_part(file, from, to, cap, classifier))
             })
             .collect();
         handles
@@ -114,7 +125,7 @@ pub fn scan(
             .map(|h| h.join().expect("scan thread panicked"))
             .collect()
     });
-    let mut total = ScanOutcome::empty(cap, start);
+    let mut total = ScanOutcome::empty(cap, start, classifier);
     for (part, planned_end) in parts.into_iter().zip(&bounds[1..]) {
         let part = part?;
         // A part that stopped short (torn last line, or the file shrank under us) ends the scan.
@@ -146,8 +157,14 @@ fn next_line_start(file: &File, from: u64, end: u64) -> io::Result<u64> {
 }
 
 /// Counts the complete lines in `[start, end)` on this thread.
-fn scan_part(file: &File, start: u64, end: u64, cap: usize) -> io::Result<ScanOutcome> {
-    let mut outcome = ScanOutcome::empty(cap, start);
+fn scan_part(
+    file: &File,
+    start: u64,
+    end: u64,
+    cap: usize,
+    classifier: &BotClassifier,
+) -> io::Result<ScanOutcome> {
+    let mut outcome = ScanOutcome::empty(cap, start, classifier);
     let mut buffer = vec![0u8; READ_BYTES.min((end - start) as usize).max(1)];
     // `buffer[..filled]` holds the file bytes from offset `outcome.end`.
     let mut filled = 0usize;
@@ -168,21 +185,27 @@ fn scan_part(file: &File, start: u64, end: u64, cap: usize) -> io::Result<ScanOu
         filled += n;
         let mut line_start = 0;
         for newline in memchr::memchr_iter(b'\n', &buffer[..filled]) {
-            count_line(&buffer[line_start..newline], &mut outcome);
+            count_line(&buffer[line_start..newline], &mut outcome, classifier);
             line_start = newline + 1;
         }
         buffer.copy_within(line_start..filled, 0);
         filled -= line_start;
         outcome.end += line_start as u64;
     }
+    // Once per distinct user agent; those in the overflow bucket were classified on their lines.
+    for (agent, n) in outcome.agents.entries() {
+        outcome.bots.add(agent, classifier.is_bot(agent), n);
+    }
     Ok(outcome)
 }
 
-fn count_line(line: &[u8], outcome: &mut ScanOutcome) {
+fn count_line(line: &[u8], outcome: &mut ScanOutcome, classifier: &BotClassifier) {
     match parse_line(line) {
         Ok((path, agent)) => {
             outcome.paths.add(&path, 1);
-            outcome.agents.add(&agent, 1);
+            if !outcome.agents.add(&agent, 1) {
+                outcome.bots.add(&agent, classifier.is_bot(&agent), 1);
+            }
             outcome.records += 1;
         }
         Err(reason) => {
@@ -255,6 +278,10 @@ mod tests {
         (temp, file)
     }
 
+    fn classifier() -> &'static BotClassifier {
+        BotClassifier::embedded()
+    }
+
     fn count(counts: &Counts, key: &str) -> u64 {
         counts.iter().find(|(k, _)| *k == key).map_or(0, |(_, n)| n)
     }
@@ -284,7 +311,7 @@ mod tests {
     fn counts_complete_lines_and_stops_before_a_torn_one() {
         let content = format!("{A}\n{B}\nnot json\n{A}\n{{\"timestamp\":\"2025");
         let (_keep, file) = file_with(content.as_bytes());
-        let outcome = scan(&file, 0, content.len() as u64, 100, 1).unwrap();
+        let outcome = scan(&file, 0, content.len() as u64, 100, 1, classifier()).unwrap();
         assert_eq!(outcome.records, 3);
         assert_eq!(outcome.lines, 4);
         assert_eq!(outcome.skipped, 1);
@@ -308,7 +335,7 @@ mod tests {
         );
         let content = format!("{A}\n{line}\n{A}\n");
         let (_keep, file) = file_with(content.as_bytes());
-        let outcome = scan(&file, 0, content.len() as u64, 100, 1).unwrap();
+        let outcome = scan(&file, 0, content.len() as u64, 100, 1, classifier()).unwrap();
         assert_eq!((outcome.records, outcome.skipped), (3, 0));
         assert_eq!(count(&outcome.paths, &long_path), 1);
     }
@@ -331,8 +358,8 @@ mod tests {
         }
         content.push_str("{\"torn");
         let (_keep, file) = file_with(content.as_bytes());
-        let one = scan(&file, 0, content.len() as u64, 10_000, 1).unwrap();
-        let three = scan(&file, 0, content.len() as u64, 10_000, 3).unwrap();
+        let one = scan(&file, 0, content.len() as u64, 10_000, 1, classifier()).unwrap();
+        let three = scan(&file, 0, content.len() as u64, 10_000, 3, classifier()).unwrap();
         assert_eq!(one.records, i);
         assert_eq!(
             (three.records, three.lines, three.skipped, three.end),
@@ -341,14 +368,57 @@ mod tests {
         assert_eq!(three.first_skips, one.first_skips);
         assert_eq!(three.paths, one.paths);
         assert_eq!(three.agents, one.agents);
+        assert_eq!(three.bots, one.bots);
+        assert_eq!(one.bots.bot_requests + one.bots.human_requests, one.records);
     }
 
     #[test]
     fn scans_from_an_offset() {
         let content = format!("{A}\n{B}\n");
         let (_keep, file) = file_with(content.as_bytes());
-        let outcome = scan(&file, (A.len() + 1) as u64, content.len() as u64, 100, 1).unwrap();
+        let outcome = scan(
+            &file,
+            (A.len() + 1) as u64,
+            content.len() as u64,
+            100,
+            1,
+            classifier(),
+        )
+        .unwrap();
         assert_eq!(outcome.records, 1);
         assert_eq!(count(&outcome.paths, "/b\"q"), 1);
+    }
+
+    fn firefox(version: usize) -> String {
+        format!(
+            "Mozilla/5.0 (X11; Linux x86_64; rv:12{version}.0) Gecko/20100101 Firefox/12{version}.0"
+        )
+    }
+
+    #[test]
+    fn bots_and_humans_are_split_exactly_also_beyond_the_key_cap() {
+        let browser = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+        let mut content = String::new();
+        for i in 0..6 {
+            for agent in [browser, &format!("curl/8.{i}.0"), &firefox(i)] {
+                content.push_str(&format!(
+                    r#"{{"timestamp":"2025-11-22T14:00:00Z","path":"/a","userAgent":"{agent}"}}"#
+                ));
+                content.push('\n');
+            }
+        }
+        let (_keep, file) = file_with(content.as_bytes());
+        // A cap of 2 keys: most user agents are only seen on their lines.
+        for cap in [2, 100] {
+            let outcome = scan(&file, 0, content.len() as u64, cap, 1, classifier()).unwrap();
+            assert_eq!(outcome.records, 18);
+            assert!(!classifier().is_bot(&firefox(0)));
+            assert_eq!(
+                (outcome.bots.bot_requests, outcome.bots.human_requests),
+                (6, 12),
+                "cap {cap}"
+            );
+            assert_eq!(outcome.bots.list.as_deref(), Some(classifier().id()));
+        }
     }
 }

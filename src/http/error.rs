@@ -53,6 +53,16 @@ pub enum ApiError {
     BadQuery(String),
     #[error("{0}")]
     NoSummary(String),
+    #[error("too many analytics queries at once; retry shortly")]
+    Busy,
+    #[error(
+        "the summary of hour {hour} is {bytes} bytes, more than the {limit} bytes a query reads; query other hours (the hour's raw records are in its hour file)"
+    )]
+    SummaryTooLarge {
+        hour: String,
+        bytes: u64,
+        limit: u64,
+    },
     #[error("internal error")]
     Internal,
     #[error("{}", .0.canonical_reason().unwrap_or("error"))]
@@ -75,6 +85,7 @@ impl ApiError {
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) | ApiError::NoSummary(_) => StatusCode::NOT_FOUND,
+            ApiError::SummaryTooLarge { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Submit(err)
                 if matches!(
@@ -87,7 +98,8 @@ impl ApiError {
             ApiError::Submit(_)
             | ApiError::Timeout
             | ApiError::ShuttingDown
-            | ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            | ApiError::Overloaded
+            | ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Status(status) => *status,
         }
@@ -123,6 +135,8 @@ impl ApiError {
             ApiError::Overloaded => "overloaded",
             ApiError::BadQuery(_) => "invalid_query",
             ApiError::NoSummary(_) => "no_summary",
+            ApiError::Busy => "busy",
+            ApiError::SummaryTooLarge { .. } => "summary_too_large",
             ApiError::Internal => "internal",
             ApiError::Status(_) => "error",
         }
@@ -190,6 +204,9 @@ impl ApiError {
                 json!({"supported": SUPPORTED_MEDIA_TYPES})
             }
             ApiError::UnsupportedEncoding => json!({"supported": SUPPORTED_ENCODINGS}),
+            ApiError::SummaryTooLarge { hour, bytes, limit } => {
+                json!({"hour": hour, "bytes": bytes, "limit": limit})
+            }
             ApiError::Submit(err) => match Refusal::of(err) {
                 Refusal::Partial { delivered, total } => {
                     json!({"deliveredRecords": delivered, "records": total})

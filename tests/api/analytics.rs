@@ -1,6 +1,7 @@
 //! Hourly analytics: the summary files the aggregation passes write (exact counts, layout,
 //! late data, the key cap, invalid lines, restarts, the pass at shutdown), the analytics API
-//! (`GET /analytics?hour`, `?from&to&top`, `/analytics/hours`) and the aggregation metrics.
+//! (`GET /analytics?hour`, `?from&to&top`, `/analytics/hours`, `/analytics/ingest`), answers that
+//! are never stale, the bot/human split, the bounds on queries, and the aggregation metrics.
 //!
 //! Nothing sleeps and hopes: every wait polls until the expected state appears (at most
 //! [`DEADLINE`](crate::support::DEADLINE)), then the exact values are asserted.
@@ -9,12 +10,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use log_pipeline::analytics::bots::BotClassifier;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::support::{
     AppDirs, CSV, HOUR_14, HOUR_15, JSON, TestApp, assert_accepted, assert_error, body_json,
-    content_type, json_array, line, poll, record, spawn_app, spawn_app_in,
+    content_type, header, json_array, line, poll, record, send, spawn_app, spawn_app_in,
 };
 
 const HOUR_12: &str = "2025-11-22/12.log.json";
@@ -101,10 +103,15 @@ struct Source {
 fn summary_text(hour_file: &str, records: &[(&str, &str)], source: &Source) -> String {
     let mut paths = BTreeMap::<&str, u64>::new();
     let mut agents = BTreeMap::<&str, u64>::new();
+    let mut bots = BTreeMap::<&str, u64>::new();
     for (path, agent) in records {
         *paths.entry(*path).or_default() += 1;
         *agents.entry(*agent).or_default() += 1;
+        if is_bot(agent) {
+            *bots.entry(*agent).or_default() += 1;
+        }
     }
+    let bot_requests: u64 = bots.values().sum();
     let source = BTreeMap::from([
         ("bytes", source.bytes),
         ("lines", source.lines),
@@ -112,7 +119,11 @@ fn summary_text(hour_file: &str, records: &[(&str, &str)], source: &Source) -> S
         ("tailCrc32", source.tail_crc32),
     ]);
     let summary = BTreeMap::<&str, Value>::from([
+        ("botList", json!(bot_list())),
+        ("botRequests", json!(bot_requests)),
         ("hour", json!(hour_start(hour_file))),
+        ("humanRequests", json!(records.len() as u64 - bot_requests)),
+        ("requestsPerBotUserAgent", json!(bots)),
         ("requestsPerPath", json!(paths)),
         ("requestsPerUserAgent", json!(agents)),
         ("source", json!(source)),
@@ -121,6 +132,17 @@ fn summary_text(hour_file: &str, records: &[(&str, &str)], source: &Source) -> S
     let mut text = serde_json::to_string_pretty(&summary).expect("a summary serializes");
     text.push('\n');
     text
+}
+
+/// Whether the service's bot list (isbot, vendored) calls `agent` a bot; its own unit test checks
+/// it on a labelled sample of real user agents.
+fn is_bot(agent: &str) -> bool {
+    BotClassifier::embedded().is_bot(agent)
+}
+
+/// `botList` of every summary this build writes: `isbot@<version>#<crc32 of the list file>`.
+fn bot_list() -> &'static str {
+    BotClassifier::embedded().id()
 }
 
 /// Waits until the summary of `hour_file` covers every byte of that hour file (its
@@ -162,20 +184,32 @@ fn hours_body(hours: &[(&str, u64)]) -> Value {
     json!({ "hours": hours })
 }
 
-/// Waits until `GET /analytics/hours` answers exactly `expected`.
+/// Checks `GET /analytics/hours`: complete, and every hour split into bots and humans that add up
+/// to its total; returns the hours with their totals only, as [`hours_body`] writes them.
+async fn hours_answer(app: &TestApp) -> Value {
+    let response = app.get("/analytics/hours").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = body_json(response).await;
+    assert_eq!(body["complete"], true, "{body}");
+    let hours: Vec<Value> = body["hours"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{body}"))
+        .iter()
+        .map(|hour| {
+            let total = hour["totalRequests"].as_u64().expect("totalRequests");
+            let split = hour["botRequests"].as_u64().expect("botRequests")
+                + hour["humanRequests"].as_u64().expect("humanRequests");
+            assert_eq!(split, total, "{hour}");
+            json!({"hour": hour["hour"], "totalRequests": total})
+        })
+        .collect();
+    json!({ "hours": hours })
+}
+
+/// `GET /analytics/hours` must answer exactly `expected` (see [`hours_answer`]). Answers are
+/// never stale, so there is nothing to wait for.
 async fn wait_for_hours(app: &TestApp, expected: &Value) {
-    poll(
-        "GET /analytics/hours to list the expected totals",
-        async || {
-            let response = app.get("/analytics/hours").await;
-            if response.status() != StatusCode::OK {
-                return Err(json!(format!("status {}", response.status())));
-            }
-            let body = body_json(response).await;
-            if body == *expected { Ok(()) } else { Err(body) }
-        },
-    )
-    .await;
+    assert_eq!(hours_answer(app).await, *expected);
 }
 
 /// Waits until the counter `name` reaches `expected`, and returns what it then shows (which a
@@ -197,8 +231,40 @@ async fn wait_for_passes(app: &TestApp, n: u32) {
     wait_for_counter(app, "aggregation_runs_total", runs + f64::from(n)).await;
 }
 
-/// `GET /analytics?<query>`, expecting 200 with a JSON body.
+/// `GET /analytics?<query>` of a range, expecting 200 with a JSON body, complete, whose bot and
+/// human requests add up to the total, per hour too. Returns the answer as it was before the
+/// split existed (without `botRequests`, `humanRequests`, `unclassifiedRequests`, `topBots`,
+/// `botList`, `complete`, and the split in `hours` and `topUserAgents`); [`range_answer`] returns
+/// all of it.
 async fn analytics_json(app: &TestApp, query: &str) -> Value {
+    let mut body = range_answer(app, query).await;
+    let object = body.as_object_mut().expect("an object");
+    for key in [
+        "botRequests",
+        "humanRequests",
+        "unclassifiedRequests",
+        "topBots",
+        "botList",
+        "complete",
+    ] {
+        object.remove(key);
+    }
+    for hour in object["hours"].as_array_mut().expect("hours") {
+        let hour = hour.as_object_mut().expect("an hour");
+        hour.remove("botRequests");
+        hour.remove("humanRequests");
+    }
+    for agent in object["topUserAgents"]
+        .as_array_mut()
+        .expect("topUserAgents")
+    {
+        agent.as_object_mut().expect("a ranked key").remove("bot");
+    }
+    body
+}
+
+/// The whole answer to a range query (see [`analytics_json`]).
+async fn range_answer(app: &TestApp, query: &str) -> Value {
     let response = app.get(&format!("/analytics?{query}")).await;
     let status = response.status();
     let content_type = content_type(&response);
@@ -208,6 +274,30 @@ async fn analytics_json(app: &TestApp, query: &str) -> Value {
         content_type.starts_with("application/json"),
         "{query}: {content_type}"
     );
+    assert_eq!(body["complete"], true, "{query}: {body}");
+    assert_eq!(body["botList"], bot_list(), "{query}: {body}");
+    let count = |value: &Value, key: &str| {
+        value[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key} in {value}"))
+    };
+    assert_eq!(
+        count(&body, "botRequests") + count(&body, "humanRequests"),
+        count(&body, "totalRequests"),
+        "{query}: {body}"
+    );
+    assert_eq!(count(&body, "unclassifiedRequests"), 0, "{query}: {body}");
+    for hour in body["hours"].as_array().expect("hours") {
+        assert_eq!(
+            count(hour, "botRequests") + count(hour, "humanRequests"),
+            count(hour, "totalRequests"),
+            "{hour}"
+        );
+    }
+    for agent in body["topUserAgents"].as_array().expect("topUserAgents") {
+        let key = agent["key"].as_str().expect("key");
+        assert_eq!(agent["bot"], is_bot(key), "{agent}");
+    }
     body
 }
 
@@ -284,7 +374,8 @@ async fn summaries_on_disk_have_exact_counts_and_layout_and_are_served_as_stored
         assert_served_as_stored(&app, hour_file, &text).await;
     }
 
-    // Hour 14 spelled out: the original's layout (2-space indent, sorted keys) plus state/total.
+    // Hour 14 spelled out: the original's layout (2-space indent, sorted keys) plus state, total
+    // and the bot split ("Mozilla/5.0" alone and curl are bots by isbot's list).
     let text = std::fs::read_to_string(summary_path(app.analytics_dir(), HOUR_14)).unwrap();
     let crc = stored_tail_crc32(&in_hour(&all, HOUR_14));
     let bytes = stored_bytes(&in_hour(&all, HOUR_14));
@@ -292,7 +383,14 @@ async fn summaries_on_disk_have_exact_counts_and_layout_and_are_served_as_stored
         text,
         format!(
             r#"{{
+  "botList": "{list}",
+  "botRequests": 3,
   "hour": "2025-11-22T14:00:00Z",
+  "humanRequests": 1,
+  "requestsPerBotUserAgent": {{
+    "Mozilla/5.0": 1,
+    "curl/7.68.0": 2
+  }},
   "requestsPerPath": {{
     "/api/items": 1,
     "/home": 1,
@@ -311,7 +409,8 @@ async fn summaries_on_disk_have_exact_counts_and_layout_and_are_served_as_stored
   }},
   "totalRequests": 4
 }}
-"#
+"#,
+            list = bot_list()
         )
     );
     app.stop().await;
@@ -562,7 +661,10 @@ async fn analytics_errors_are_json_with_the_right_code() {
     let app = spawn_app(|config| config.aggregation.interval = FAST).await;
     let response = app.get("/analytics/hours").await;
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(body_json(response).await, json!({"hours": []}));
+    assert_eq!(
+        body_json(response).await,
+        json!({"hours": [], "complete": true})
+    );
     assert_error(
         app.get("/analytics?hour=2025-11-22T14:00:00Z").await,
         StatusCode::NOT_FOUND,
@@ -780,12 +882,8 @@ async fn graceful_shutdown_runs_a_final_pass() {
         ("2025-11-22T14:20:00Z", "/a", "y"),
     ];
     assert_accepted(app.post_logs(JSON, json_body(&records)).await, 3).await;
-    assert_error(
-        app.get("/analytics?hour=2025-11-22T14:00:00Z").await,
-        StatusCode::NOT_FOUND,
-        "no_summary",
-    )
-    .await;
+    // No pass ran since, and nothing asked for the hour (a query would bring it up to date).
+    assert!(!summary_path(app.analytics_dir(), HOUR_14).exists());
     assert_eq!(app.metric("aggregation_runs_total").await, 1.0);
 
     let dirs: AppDirs = app.stop_keeping_dirs().await;
@@ -846,5 +944,364 @@ async fn aggregation_metrics_count_passes_and_lines() {
         &hours_body(&[(HOUR_14, 3), (HOUR_15, 2), ("2025-11-22/16.log.json", 2)]),
     )
     .await;
+    app.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Never stale, bots versus humans, bounded queries.
+
+/// Real user agents whose class the bot classifier's labelled sample fixes.
+const GOOGLEBOT: &str = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+const CURL: &str = "curl/8.5.0";
+const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1";
+
+const RANGE_14_16: &str = "from=2025-11-22T14:00:00Z&to=2025-11-22T16:00:00Z";
+
+/// No pass runs during the test once the start-up pass is over (the next is an hour away): what
+/// the answers count, the queries themselves brought up to date.
+async fn spawn_without_passes() -> TestApp {
+    let app = spawn_app(|config| config.aggregation.interval = Duration::from_secs(3600)).await;
+    wait_for_counter(&app, "aggregation_runs_total", 1.0).await;
+    app
+}
+
+#[tokio::test]
+async fn a_batch_is_in_every_answer_at_once_split_into_bots_and_humans() {
+    let app = spawn_without_passes().await;
+    let first: [Rec; 5] = [
+        ("2025-11-22T14:00:00Z", "/home", FIREFOX),
+        ("2025-11-22T14:01:00Z", "/home", IPHONE),
+        ("2025-11-22T14:02:00Z", "/robots.txt", GOOGLEBOT),
+        ("2025-11-22T14:03:00Z", "/home", GOOGLEBOT),
+        ("2025-11-22T15:00:00Z", "/api", CURL),
+    ];
+    assert_accepted(app.post_logs(JSON, json_body(&first)).await, 5).await;
+
+    // At once: the hour as stored, with the split.
+    let response = app.get("/analytics?hour=2025-11-22T14:00:00Z").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let hour: Value = body_json(response).await;
+    assert_eq!(hour["totalRequests"], 4, "{hour}");
+    assert_eq!(
+        (&hour["botRequests"], &hour["humanRequests"]),
+        (&json!(2), &json!(2))
+    );
+    assert_eq!(hour["requestsPerBotUserAgent"], json!({ GOOGLEBOT: 2 }));
+    assert_eq!(hour["botList"], bot_list());
+
+    let range = range_answer(&app, RANGE_14_16).await;
+    assert_eq!(
+        (
+            &range["totalRequests"],
+            &range["botRequests"],
+            &range["humanRequests"]
+        ),
+        (&json!(5), &json!(3), &json!(2)),
+        "{range}"
+    );
+    assert_eq!(
+        range["topBots"],
+        json!([{"key": GOOGLEBOT, "requests": 2}, {"key": CURL, "requests": 1}])
+    );
+    assert_eq!(
+        range["topUserAgents"],
+        // Ties by key: "Mozilla/5.0 (X11" < "Mozilla/5.0 (iPhone" < "curl".
+        json!([
+            {"key": GOOGLEBOT, "requests": 2, "bot": true},
+            {"key": FIREFOX, "requests": 1, "bot": false},
+            {"key": IPHONE, "requests": 1, "bot": false},
+            {"key": CURL, "requests": 1, "bot": true}
+        ])
+    );
+    assert_eq!(
+        range["hours"],
+        json!([
+            {"hour": "2025-11-22T14:00:00Z", "totalRequests": 4, "botRequests": 2, "humanRequests": 2},
+            {"hour": "2025-11-22T15:00:00Z", "totalRequests": 1, "botRequests": 1, "humanRequests": 0}
+        ])
+    );
+
+    // The next batch too, in every kind of answer.
+    let second: [Rec; 2] = [
+        ("2025-11-22T14:30:00Z", "/late", FIREFOX),
+        ("2025-11-22T16:00:00Z", "/next", CURL),
+    ];
+    assert_accepted(app.post_logs(CSV, csv_body(&second)).await, 2).await;
+    let range = range_answer(&app, RANGE_14_16).await;
+    assert_eq!(
+        (&range["totalRequests"], &range["humanRequests"]),
+        (&json!(6), &json!(3))
+    );
+    wait_for_hours(
+        &app,
+        &hours_body(&[(HOUR_14, 5), (HOUR_15, 1), ("2025-11-22/16.log.json", 1)]),
+    )
+    .await;
+
+    // No pass ran: the queries did the work, and the metrics counted what they read.
+    assert_eq!(app.metric("aggregation_runs_total").await, 1.0);
+    assert_eq!(app.metric("aggregation_lines_total").await, 7.0);
+    assert_eq!(
+        app.metric("aggregation_requests_total{class=\"bot\"}")
+            .await,
+        4.0
+    );
+    assert_eq!(
+        app.metric("aggregation_requests_total{class=\"human\"}")
+            .await,
+        3.0
+    );
+    assert!(app.metric("analytics_query_catch_up_seconds_count").await >= 3.0);
+    app.stop().await;
+}
+
+/// A summary written before the split (here: by this service's previous version) gets it the
+/// first time its hour is read, without counting anything twice; an hour whose file is gone keeps
+/// its summary as it is, counted as unclassified.
+#[tokio::test]
+async fn summaries_without_the_split_get_it_when_read_and_old_ones_count_as_unclassified() {
+    let records: [Rec; 3] = [
+        ("2025-11-22T14:00:00Z", "/a", FIREFOX),
+        ("2025-11-22T14:01:00Z", "/a", GOOGLEBOT),
+        ("2025-11-22T14:02:00Z", "/b", CURL),
+    ];
+    let lines: String = records
+        .iter()
+        .map(|(ts, path, ua)| format!("{}\n", line(ts, path, ua)))
+        .collect();
+    let source = Source {
+        bytes: lines.len() as u64,
+        lines: 3,
+        skipped_lines: 0,
+        tail_crc32: stored_tail_crc32(&records),
+    };
+    let pairs: Vec<(&str, &str)> = records.iter().map(|(_, p, u)| (*p, *u)).collect();
+    let current = summary_text(HOUR_14, &pairs, &source);
+    // The same summary as the previous version wrote it: without the four split keys.
+    let mut old: BTreeMap<String, Value> = serde_json::from_str(&current).unwrap();
+    for key in [
+        "botList",
+        "botRequests",
+        "humanRequests",
+        "requestsPerBotUserAgent",
+    ] {
+        old.remove(key);
+    }
+    let old = serde_json::to_string_pretty(&old).unwrap() + "\n";
+    let app = spawn_app(|config| {
+        config.aggregation.interval = Duration::from_secs(3600);
+        let logs = &config.storage.logs_dir;
+        std::fs::create_dir_all(logs.join("2025-11-22")).unwrap();
+        std::fs::write(logs.join(HOUR_14), &lines).unwrap();
+        let analytics = &config.storage.analytics_dir;
+        std::fs::create_dir_all(analytics.join("2025-11-22")).unwrap();
+        std::fs::write(summary_path(analytics, HOUR_14), &old).unwrap();
+        // Hour 13 has a summary of the original service and no hour file any more.
+        std::fs::write(
+            summary_path(analytics, HOUR_13),
+            r#"{"hour":"2025-11-22T13:00:00Z","requestsPerPath":{"/x":4},"requestsPerUserAgent":{"y":4}}"#,
+        )
+        .unwrap();
+    })
+    .await;
+    assert_served_as_stored(&app, HOUR_14, &current).await;
+    assert_eq!(
+        std::fs::read_to_string(summary_path(app.analytics_dir(), HOUR_14)).unwrap(),
+        current
+    );
+    // Split from the summary's own counts: the hour file was not read again.
+    assert_eq!(app.metric("aggregation_lines_total").await, 0.0);
+
+    let response = app
+        .get("/analytics?from=2025-11-22T13:00:00Z&to=2025-11-22T15:00:00Z")
+        .await;
+    let range = body_json(response).await;
+    assert_eq!(
+        (
+            &range["totalRequests"],
+            &range["botRequests"],
+            &range["humanRequests"],
+            &range["unclassifiedRequests"]
+        ),
+        (&json!(7), &json!(2), &json!(1), &json!(4)),
+        "{range}"
+    );
+    assert_eq!(
+        range["hours"][0],
+        json!({"hour": "2025-11-22T13:00:00Z", "totalRequests": 4})
+    );
+    app.stop().await;
+}
+
+/// Writes `lines` records of `agent` into hour 14's file of a running service, from outside the
+/// service (as a late file copied in would), so that the next query of hour 14 has to read them.
+fn write_big_hour_14(app: &TestApp, lines: usize, agent: &str) {
+    let line = format!("{}\n", line("2025-11-22T14:00:00Z", "/bulk", agent));
+    let path = app.hour_path(HOUR_14);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, line.repeat(lines)).unwrap();
+}
+
+#[tokio::test]
+async fn beyond_four_queries_at_once_the_answer_is_503_busy_with_retry_after() {
+    let app = spawn_without_passes().await;
+    // Long enough to read that the first query still holds the summaries when the last arrive.
+    write_big_hour_14(&app, 200_000, CURL);
+    let (busy, answered) = poll("a query answered 503 busy", async || {
+        let answers = get_at_once(&app, "/analytics?hour=2025-11-22T14:00:00Z", 12).await;
+        let mut busy = Vec::new();
+        let mut answered = 0;
+        for response in answers {
+            match response.status() {
+                StatusCode::OK => {
+                    let body = body_json(response).await;
+                    assert_eq!(body["totalRequests"], 200_000, "{body}");
+                    answered += 1;
+                }
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    assert_eq!(header(&response, "retry-after"), "1");
+                    busy.push(
+                        assert_error(response, StatusCode::SERVICE_UNAVAILABLE, "busy").await,
+                    );
+                }
+                other => panic!("unexpected {other}: {}", response.text().await.unwrap()),
+            }
+        }
+        if busy.is_empty() {
+            // The hour was already up to date, so every query was quick: make it slow again.
+            write_big_hour_14(&app, 200_000 + answered, CURL);
+            Err(answered)
+        } else {
+            Ok((busy, answered))
+        }
+    })
+    .await;
+    // Every request was answered: the ones that got a slot with the right count, the rest busy.
+    assert!(answered >= 1, "{answered}");
+    assert_eq!(answered + busy.len(), 12);
+    assert_eq!(
+        busy[0]["message"],
+        "too many analytics queries at once; retry shortly"
+    );
+    assert_eq!(
+        app.metric("analytics_queries_busy_total").await,
+        busy.len() as f64
+    );
+    app.stop().await;
+}
+
+/// `GET path`, `n` times at once; every answer, in any order.
+async fn get_at_once(app: &TestApp, path: &str, n: usize) -> Vec<reqwest::Response> {
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let (client, addr, path) = (app.client.clone(), app.addr, path.to_owned());
+        requests
+            .spawn(async move { send(&client, addr, Method::GET, &path, &[], Vec::new()).await });
+    }
+    requests.join_all().await
+}
+
+#[tokio::test]
+async fn a_query_whose_request_timed_out_stops_and_frees_its_slot() {
+    let app = spawn_app(|config| {
+        config.aggregation.interval = Duration::from_secs(3600);
+        config.server.request_timeout = Duration::from_millis(100);
+    })
+    .await;
+    wait_for_counter(&app, "aggregation_runs_total", 1.0).await;
+    poll("a range query to time out and be cancelled", async || {
+        // A fresh big hour each round, so the query is slower than its request's 100 ms.
+        write_big_hour_14(&app, 300_000, FIREFOX);
+        let response = app.get(&format!("/analytics?{RANGE_14_16}")).await;
+        match response.status() {
+            StatusCode::SERVICE_UNAVAILABLE => {
+                let body = assert_error(response, StatusCode::SERVICE_UNAVAILABLE, "timeout").await;
+                Ok(body)
+            }
+            other => Err(other),
+        }
+    })
+    .await;
+    // The blocking work saw its request go and stopped before the next hour.
+    wait_for_counter(&app, "analytics_queries_cancelled_total", 1.0).await;
+    // Every slot is free again: four queries at once are all answered.
+    let answers = get_at_once(
+        &app,
+        "/analytics?from=2025-11-23T00:00:00Z&to=2025-11-23T01:00:00Z",
+        4,
+    )
+    .await;
+    for response in answers {
+        assert_eq!(
+            response.status(),
+            StatusCode::OK,
+            "no slot is held by the cancelled query"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_summary_over_the_size_limit_is_a_clear_422_not_a_failure() {
+    let app = spawn_without_passes().await;
+    let limit = log_pipeline::analytics::query::MAX_SUMMARY_BYTES;
+    let path = summary_path(app.analytics_dir(), HOUR_14);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    // Sparse: no disk is spent.
+    std::fs::File::create(&path)
+        .unwrap()
+        .set_len(limit + 1)
+        .unwrap();
+    for query in [
+        "hour=2025-11-22T14:00:00Z".to_owned(),
+        RANGE_14_16.to_owned(),
+    ] {
+        let response = app.get(&format!("/analytics?{query}")).await;
+        let body = assert_error(
+            response,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "summary_too_large",
+        )
+        .await;
+        assert_eq!(body["hour"], "2025-11-22T14:00:00Z", "{body}");
+        assert_eq!(body["bytes"], limit + 1, "{body}");
+        assert_eq!(body["limit"], limit, "{body}");
+    }
+    // The other hours answer as usual.
+    let other = range_answer(&app, "from=2025-11-22T15:00:00Z&to=2025-11-22T16:00:00Z").await;
+    assert_eq!(other["totalRequests"], 0);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn ingest_counters_are_served_for_the_dashboard() {
+    let app = spawn_app(|_| {}).await;
+    let records: [Rec; 2] = [
+        ("2025-11-22T14:00:00Z", "/a", FIREFOX),
+        ("2025-11-22T14:01:00Z", "/b", CURL),
+    ];
+    assert_accepted(app.post_logs(JSON, json_body(&records)).await, 2).await;
+    let refused = app.post_logs(JSON, b"[{\"path\": 1}]".to_vec()).await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let response = app.get("/analytics/ingest").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = body_json(response).await;
+    let uptime = body["uptimeSeconds"].as_f64().expect("uptimeSeconds");
+    assert!(uptime > 0.0, "{body}");
+    assert!(
+        body["at"].as_str().is_some_and(|at| at.ends_with('Z')),
+        "{body}"
+    );
+    body.as_object_mut().unwrap().remove("uptimeSeconds");
+    body.as_object_mut().unwrap().remove("at");
+    assert_eq!(
+        body,
+        json!({
+            "recordsStored": 2,
+            "batchesAccepted": 1,
+            "rejectedRequests": {"total": 1, "invalid": 1, "overloaded": 0, "failed": 0}
+        })
+    );
     app.stop().await;
 }

@@ -823,3 +823,48 @@ async fn an_undeliverable_dead_letter_stalls_only_its_partition_until_it_goes_ou
     assert_eq!(app.get("/ready").await.status(), StatusCode::OK);
     app.stop().await;
 }
+
+/// v2 acknowledges a record once it is in Kafka, before a consumer writes it; an analytics answer
+/// must still include it (the request waits for the consumers, then catches the hours up). No pass
+/// runs during the test (the next is an hour away), so only the queries can have counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analytics_answers_include_every_acknowledged_batch_at_once() {
+    let broker = kafka_broker();
+    let names = Names::new("never-stale");
+    let app = spawn_app(|config| {
+        v2(config, &broker, &names);
+        config.aggregation.interval = Duration::from_secs(3600);
+    })
+    .await;
+    wait_joined(&[app.addr]).await;
+    let browser = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+    let mut posted = 0;
+    let mut humans = 0;
+    for round in 0..3 {
+        let mut batch = records(&format!("/never-stale/{round}"), 4);
+        batch[0].user_agent = browser;
+        post_accepted(&app, NDJSON, ndjson_body(&batch), 4).await;
+        posted += 4;
+        humans += 1;
+        let response = app
+            .get("/analytics?from=2025-11-22T14:00:00Z&to=2025-11-22T15:00:00Z")
+            .await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = body_json(response).await;
+        assert_eq!(body["complete"], true, "round {round}: {body}");
+        assert_eq!(body["totalRequests"], posted, "round {round}: {body}");
+        assert_eq!(body["humanRequests"], humans, "round {round}: {body}");
+        assert_eq!(
+            body["botRequests"],
+            posted - humans,
+            "round {round}: {body}"
+        );
+        // The hour answer too.
+        let response = app.get("/analytics?hour=2025-11-22T14:00:00Z").await;
+        let hour = body_json(response).await;
+        assert_eq!(hour["totalRequests"], posted, "round {round}: {hour}");
+    }
+    assert_eq!(app.metric("aggregation_runs_total").await, 1.0);
+    assert_eq!(app.metric("analytics_incomplete_answers_total").await, 0.0);
+    app.stop().await;
+}

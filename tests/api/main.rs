@@ -3,6 +3,7 @@
 
 mod analytics;
 mod auth;
+mod dashboard;
 mod endpoints;
 mod ingest;
 mod kafka;

@@ -1,0 +1,253 @@
+//! The analytics routes: `GET /analytics?hour`, `?from&to&top`, `/analytics/hours` and
+//! `/analytics/ingest`.
+//!
+//! Every answer is never stale: it waits (at most [`SETTLE_TIMEOUT`]) until every batch this
+//! process acknowledged is in the hour files (v2: the consumers stored it; v1 stores before it
+//! acknowledges), then brings the hours it reads up to date through the shared [`Aggregator`],
+//! then reads the summaries. An answer given before everything was stored says `"complete":
+//! false`.
+//!
+//! Bounded: at most [`MAX_CONCURRENT_QUERIES`] run at once (beyond that 503 `busy` with
+//! `Retry-After`), summaries over `query::MAX_SUMMARY_BYTES` are refused (422
+//! `summary_too_large`), and a query's blocking work stops between hours once its request is gone
+//! (timed out, or the client left): the request's future holds a guard that cancels it when
+//! dropped.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::{ApiError, AppState};
+use crate::analytics::query::{self, QueryError};
+use crate::analytics::{Aggregator, CancelFlag};
+use crate::record::Hour;
+
+/// Longest an analytics request waits for acknowledged batches to reach the hour files (v2).
+pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Analytics requests that read summaries at once, per process; more get 503 `busy`.
+pub const MAX_CONCURRENT_QUERIES: usize = 4;
+
+/// What the analytics routes share: the one aggregator and the query slots.
+#[derive(Clone)]
+pub struct Analytics {
+    pub aggregator: Arc<Aggregator>,
+    slots: Arc<Semaphore>,
+    started: Instant,
+}
+
+impl Analytics {
+    pub fn new(aggregator: Arc<Aggregator>) -> Analytics {
+        Analytics {
+            aggregator,
+            slots: Arc::new(Semaphore::new(MAX_CONCURRENT_QUERIES)),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// Query parameters of `GET /analytics`.
+#[derive(Debug, Deserialize)]
+pub(super) struct AnalyticsParams {
+    hour: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    top: Option<String>,
+}
+
+/// `GET /analytics?hour=H` (one summary, as stored; with `"complete": false` added when not
+/// everything acknowledged was stored in time) or `?from=A&to=B[&top=N]` (merged range).
+pub(super) async fn get_analytics(
+    State(state): State<AppState>,
+    params: Result<Query<AnalyticsParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::BadQuery(e.body_text()))?;
+    match (params.hour, params.from, params.to) {
+        (Some(hour), None, None) => {
+            let hour = parse_hour("hour", &hour)?;
+            let (complete, file) = read(&state, move |aggregator, cancel| {
+                aggregator.update_hours([hour], cancel)?;
+                query::summary_file(aggregator.analytics_dir(), hour)
+            })
+            .await?;
+            let Some(bytes) = file else {
+                return Err(ApiError::NoSummary(format!("no summary for hour {hour}")));
+            };
+            let bytes = if complete {
+                bytes
+            } else {
+                let mut summary: Value =
+                    serde_json::from_slice(&bytes).map_err(|_| ApiError::Internal)?;
+                summary["complete"] = Value::Bool(false);
+                serde_json::to_vec_pretty(&summary).map_err(|_| ApiError::Internal)?
+            };
+            Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+        }
+        (None, Some(from), Some(to)) => {
+            let (from, to) = (parse_hour("from", &from)?, parse_hour("to", &to)?);
+            let span = to.index() - from.index();
+            if span <= 0 || span > query::MAX_RANGE_HOURS {
+                return Err(ApiError::BadQuery(format!(
+                    "to must be after from and the range at most {} hours",
+                    query::MAX_RANGE_HOURS
+                )));
+            }
+            let top = match params.top {
+                None => query::DEFAULT_TOP,
+                Some(top) => top
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=query::MAX_TOP).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::BadQuery(format!(
+                            "top must be an integer from 1 to {}",
+                            query::MAX_TOP
+                        ))
+                    })?,
+            };
+            let (complete, merged) = read(&state, move |aggregator, cancel| {
+                aggregator
+                    .update_hours((from.index()..to.index()).map(Hour::from_index), cancel)?;
+                query::range(
+                    aggregator.analytics_dir(),
+                    from,
+                    to,
+                    top,
+                    aggregator.classifier(),
+                    cancel,
+                )
+            })
+            .await?;
+            let mut body = serde_json::to_value(merged).map_err(|_| ApiError::Internal)?;
+            body["complete"] = Value::Bool(complete);
+            Ok(axum::Json(body).into_response())
+        }
+        _ => Err(ApiError::BadQuery(
+            "give either hour=<RFC 3339 hour> or from=<hour>&to=<hour> (optional top=N)".into(),
+        )),
+    }
+}
+
+/// `GET /analytics/hours`: every hour that has data, with its totals (every hour file is brought
+/// up to date first).
+pub(super) async fn get_analytics_hours(
+    State(state): State<AppState>,
+) -> Result<Response, ApiError> {
+    let (complete, hours) = read(&state, |aggregator, cancel| {
+        aggregator.update_all_hours(cancel)?;
+        query::hours(aggregator.analytics_dir(), cancel)
+    })
+    .await?;
+    Ok(axum::Json(json!({ "hours": hours, "complete": complete })).into_response())
+}
+
+/// `GET /analytics/ingest`: the service's own ingest counters since it started, for the
+/// dashboard's ingest rate (the difference of two answers over their `uptimeSeconds`).
+pub(super) async fn get_ingest(State(state): State<AppState>) -> Response {
+    let metrics = &state.metrics;
+    let invalid = metrics.invalid_requests.get();
+    let overloaded = metrics.overload_rejections.get();
+    let failed = metrics.ingest_errors.get();
+    axum::Json(json!({
+        "uptimeSeconds": state.analytics.started.elapsed().as_secs_f64(),
+        "at": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        "recordsStored": metrics.logs_ingested.get(),
+        "batchesAccepted": metrics.batches_received.get(),
+        "rejectedRequests": {
+            "total": invalid + overloaded + failed,
+            "invalid": invalid,
+            "overloaded": overloaded,
+            "failed": failed,
+        },
+    }))
+    .into_response()
+}
+
+/// Runs `work` on the blocking pool for an analytics answer: waits for acknowledged batches to
+/// be stored (whether they all were is the returned `bool`), takes a query slot or refuses with
+/// `busy`, and cancels `work` between hours if this future is dropped.
+async fn read<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce(&Aggregator, &CancelFlag) -> Result<T, QueryError> + Send + 'static,
+) -> Result<(bool, T), ApiError> {
+    let slot = take_slot(state)?;
+    let complete = state.pipeline.settle(SETTLE_TIMEOUT).await;
+    if !complete {
+        state.metrics.analytics_incomplete_answers.inc();
+    }
+    let cancel = CancelFlag::new();
+    let _cancel_on_drop = cancel.cancel_on_drop();
+    let aggregator = state.analytics.aggregator.clone();
+    let cancelled = state.metrics.analytics_queries_cancelled.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        // The slot is held until the blocking work ends, not just until the request does: a
+        // cancelled query still counts until it has stopped.
+        let _slot: OwnedSemaphorePermit = slot;
+        let outcome = work(&aggregator, &cancel);
+        if matches!(outcome, Err(QueryError::Cancelled(_))) {
+            cancelled.inc();
+        }
+        outcome
+    })
+    .await
+    .map_err(|_| ApiError::Internal)?;
+    match outcome {
+        Ok(value) => Ok((complete, value)),
+        Err(QueryError::SummaryTooLarge { hour, bytes, limit }) => {
+            Err(ApiError::SummaryTooLarge { hour, bytes, limit })
+        }
+        // Nobody hears this answer: the request is gone.
+        Err(QueryError::Cancelled(_)) => Err(ApiError::Timeout),
+        Err(QueryError::Io(e)) => {
+            tracing::error!(error = %e, "analytics read failed");
+            Err(ApiError::Internal)
+        }
+    }
+}
+
+fn take_slot(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
+    state
+        .analytics
+        .slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| {
+            state.metrics.analytics_queries_busy.inc();
+            ApiError::Busy
+        })
+}
+
+/// An hour parameter: an RFC 3339 instant at the start of an hour, e.g. `2025-11-22T14:00:00Z`.
+fn parse_hour(name: &str, value: &str) -> Result<Hour, ApiError> {
+    let instant = DateTime::parse_from_rfc3339(value)
+        .map_err(|e| ApiError::BadQuery(format!("{name}: {value:?} is not an RFC 3339 time: {e}")))?
+        .to_utc();
+    if instant.timestamp() % 3600 != 0 || instant.timestamp_subsec_nanos() != 0 {
+        return Err(ApiError::BadQuery(format!(
+            "{name}: {value:?} is not the start of an hour (e.g. 2025-11-22T14:00:00Z)"
+        )));
+    }
+    Ok(Hour::of(&instant))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dropping_the_guard_cancels_the_work() {
+        let cancel = CancelFlag::new();
+        let guard = cancel.cancel_on_drop();
+        assert!(cancel.check().is_ok());
+        drop(guard);
+        assert!(cancel.check().is_err());
+    }
+}
