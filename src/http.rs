@@ -13,10 +13,10 @@
 //! | `GET /analytics/ingest` | the ingest counters, for the dashboard's rates |
 //! | `GET /`, `GET /dashboard` | the dashboard page and its assets (public: they hold no data) |
 //!
-//! `POST /logs` is in [`ingest`], the analytics handlers in [`analytics`], the dashboard's assets
-//! in [`dashboard`], [`ApiError`] in [`error`]. Responses that layers produce without a body (405
-//! from routing, 415 from the decompression layer, the request timeout) get the same JSON error
-//! shape in [`json_error_bodies`].
+//! `POST /logs` is in [`ingest`] (its `Content-Encoding` in [`encoding`]), the analytics handlers
+//! in [`analytics`], the dashboard's assets in [`dashboard`], [`ApiError`] in [`error`]. Responses
+//! that layers produce without a body (405 from routing, the request timeout) get the same JSON
+//! error shape in [`json_error_bodies`].
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -32,11 +32,11 @@ use axum::routing::{get, post};
 use serde_json::json;
 use subtle::ConstantTimeEq;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::decompression::RequestDecompressionLayer;
 use tower_http::timeout::TimeoutLayer;
 
 mod analytics;
 mod dashboard;
+mod encoding;
 mod error;
 mod ingest;
 
@@ -107,11 +107,7 @@ impl AppState {
 /// Builds the router. `request_timeout` bounds every request end to end, except `POST /logs`,
 /// whose batch, once handed over, is answered with its real outcome (see [`ingest`]).
 pub fn router(state: AppState, request_timeout: Duration) -> Router {
-    let logs = post(ingest::post_logs)
-        .layer::<_, Infallible>(DefaultBodyLimit::disable())
-        // Decompression sits outside the handler's size limit, so the limit counts decompressed bytes.
-        .layer::<_, Infallible>(RequestDecompressionLayer::new().gzip(true).zstd(true))
-        .layer::<_, Infallible>(middleware::map_request(normalize_content_encoding));
+    let logs = post(ingest::post_logs).layer::<_, Infallible>(DefaultBodyLimit::disable());
     let logs = Router::new().route("/logs", logs);
     let analytics = Router::new()
         .route("/analytics", get(analytics::get_analytics))
@@ -191,35 +187,6 @@ async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!("no route for {method} {}", uri.path()))
 }
 
-/// Content codings are case-insensitive (RFC 9110 §8.4.1) and `x-gzip` means gzip, but the
-/// decompression layer matches exact lowercase names: rewrite the header into that form first.
-/// `identity` entries are dropped (no coding).
-async fn normalize_content_encoding(mut request: Request) -> Request {
-    let Some(value) = request.headers().get(header::CONTENT_ENCODING) else {
-        return request;
-    };
-    let normalized: Vec<String> = String::from_utf8_lossy(value.as_bytes())
-        .split(',')
-        .map(|coding| coding.trim().to_ascii_lowercase())
-        .filter(|coding| !coding.is_empty() && coding != "identity")
-        .map(|coding| {
-            if coding == "x-gzip" {
-                "gzip".to_owned()
-            } else {
-                coding
-            }
-        })
-        .collect();
-    if normalized.is_empty() {
-        request.headers_mut().remove(header::CONTENT_ENCODING);
-    } else if let Ok(value) = HeaderValue::from_str(&normalized.join(", ")) {
-        request
-            .headers_mut()
-            .insert(header::CONTENT_ENCODING, value);
-    }
-    request
-}
-
 /// Requires `Authorization: Bearer <token>` with one of the configured tokens. Every configured
 /// token is compared in constant time, so the answer time does not reveal how much of a guess
 /// matched.
@@ -278,7 +245,7 @@ async fn record_metrics(State(state): State<AppState>, request: Request, next: N
     response
 }
 
-/// Gives bodiless error responses from layers (405, 415, timeouts) the JSON error shape.
+/// Gives bodiless error responses from layers (405, timeouts) the JSON error shape.
 async fn json_error_bodies(response: Response) -> Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error())
@@ -289,7 +256,6 @@ async fn json_error_bodies(response: Response) -> Response {
     let (mut parts, _) = response.into_parts();
     let replacement = match status {
         StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedEncoding,
         StatusCode::SERVICE_UNAVAILABLE => ApiError::Timeout,
         _ => ApiError::Status(status),
     }

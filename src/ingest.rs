@@ -50,20 +50,24 @@ pub enum Format {
 }
 
 impl Format {
-    /// Picks the format from a `Content-Type` value, parsed as a media type: type and subtype are
-    /// case-insensitive and parameters (`charset=utf-8`) are ignored.
-    pub fn from_content_type(value: Option<&str>) -> Result<Format, DecodeError> {
+    /// Picks the format from a `Content-Type` value, as raw header bytes: type and subtype are
+    /// case-insensitive and parameters (`charset=utf-8`, whatever their bytes) are ignored. A value
+    /// that is refused is quoted back with bytes outside printable ASCII escaped (`\xff`).
+    pub fn from_content_type(value: Option<&[u8]>) -> Result<Format, DecodeError> {
         let Some(value) = value else {
             return Err(DecodeError::UnsupportedMediaType("none".to_owned()));
         };
-        let unsupported = || DecodeError::UnsupportedMediaType(value.chars().take(200).collect());
-        let media: mime::Mime = value.trim().parse().map_err(|_| unsupported())?;
-        let essence = media.essence_str().to_ascii_lowercase();
-        match essence.as_str() {
-            "application/json" => Ok(Format::JsonArray),
-            "text/csv" => Ok(Format::Csv),
-            "application/x-ndjson" | "application/jsonl" => Ok(Format::Ndjson),
-            _ => Err(unsupported()),
+        let essence = value.split(|&b| b == b';').next().unwrap_or_default();
+        match essence.trim_ascii().to_ascii_lowercase().as_slice() {
+            b"application/json" => Ok(Format::JsonArray),
+            b"text/csv" => Ok(Format::Csv),
+            b"application/x-ndjson" | b"application/jsonl" => Ok(Format::Ndjson),
+            _ => {
+                let shown = value.escape_ascii().to_string();
+                Err(DecodeError::UnsupportedMediaType(
+                    shown.chars().take(200).collect(),
+                ))
+            }
         }
     }
 }
@@ -322,6 +326,19 @@ impl<'l> Validator<'l> {
             );
             return None;
         }
+        // chrono reads any number of fraction digits and drops those past nanoseconds.
+        let fraction_digits = text.split_once('.').map_or(0, |(_, rest)| {
+            rest.bytes().take_while(u8::is_ascii_digit).count()
+        });
+        if fraction_digits > 9 {
+            self.reject(
+                at,
+                None,
+                "timestamp",
+                format!("{text:?} has {fraction_digits} fractional-second digits; at most 9 (nanoseconds)"),
+            );
+            return None;
+        }
         let ts = match DateTime::parse_from_rfc3339(&text) {
             Ok(ts) => ts.with_timezone(&Utc),
             Err(err) => {
@@ -470,7 +487,7 @@ mod tests {
         ];
         for (value, format) in cases {
             assert_eq!(
-                Format::from_content_type(Some(value)),
+                Format::from_content_type(Some(value.as_bytes())),
                 Ok(format),
                 "{value}"
             );
@@ -481,10 +498,11 @@ mod tests {
             "json",
             "",
             "application/json-seq",
+            "application / json",
         ] {
             assert!(
                 matches!(
-                    Format::from_content_type(Some(value)),
+                    Format::from_content_type(Some(value.as_bytes())),
                     Err(DecodeError::UnsupportedMediaType(_))
                 ),
                 "{value}"
@@ -493,6 +511,16 @@ mod tests {
         assert_eq!(
             Format::from_content_type(None),
             Err(DecodeError::UnsupportedMediaType("none".into()))
+        );
+        // Header bytes outside visible ASCII: parameters are still ignored, a refused value is
+        // quoted back escaped.
+        assert_eq!(
+            Format::from_content_type(Some(b"application/json; charset=\xe9")),
+            Ok(Format::JsonArray)
+        );
+        assert_eq!(
+            Format::from_content_type(Some(b"text/\xffcsv")),
+            Err(DecodeError::UnsupportedMediaType("text/\\xffcsv".into()))
         );
     }
 
@@ -589,7 +617,11 @@ mod tests {
 
     #[test]
     fn timestamps_out_of_range_and_leap_seconds_are_rejected() {
-        for ts in ["0000-01-01T00:30:00+01:00", "2016-12-31T23:59:60Z"] {
+        for ts in [
+            "0000-01-01T00:30:00+01:00",
+            "2016-12-31T23:59:60Z",
+            "2025-11-22T14:00:00.1234567891Z",
+        ] {
             let body = format!(r#"[{{"timestamp":"{ts}","path":"/","userAgent":"a"}}]"#);
             let err = decode(Format::JsonArray, body.as_bytes(), &LIMITS).unwrap_err();
             assert!(
@@ -597,6 +629,11 @@ mod tests {
                 "{ts}: {err:?}"
             );
         }
+        // Nine digits are nanoseconds, kept.
+        let body =
+            br#"[{"timestamp":"2025-11-22T14:00:00.123456789Z","path":"/","userAgent":"a"}]"#;
+        let batch = decode(Format::JsonArray, body, &LIMITS).unwrap();
+        assert!(lines(&batch)[0].contains("14:00:00.123456789Z"));
     }
 
     #[test]

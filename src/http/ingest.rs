@@ -28,19 +28,23 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 use serde_json::json;
+use tokio::io::AsyncReadExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::AppState;
+use super::encoding::{self, Coding, Source};
 use super::error::{ApiError, Refusal};
 use crate::ingest::{self, Format};
 
 /// Bodies larger than this are decoded on the blocking pool instead of an async worker.
 const INLINE_DECODE_BYTES: usize = 512 * 1024;
+/// A coded body is decoded this much at a time.
+const DECODE_STEP: usize = 64 * 1024;
 /// A body's share of the in-flight budget grows by at least this much at a time.
 const BUDGET_STEP: usize = 64 * 1024;
 /// After an early answer, at most this much of the rest of the body is read and discarded...
@@ -58,14 +62,13 @@ pub(super) async fn post_logs(
     if state.shutting_down.load(Ordering::Relaxed) {
         return Err(ApiError::ShuttingDown);
     }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
+    let content_type = headers.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes);
     let format = Format::from_content_type(content_type)?;
+    let coding = Coding::of(&headers)?;
     let declared = content_length(&headers);
     if let Some(length) = declared
         && length > state.max_body_bytes
-        && !headers.contains_key(header::CONTENT_ENCODING)
+        && coding == Coding::Identity
     {
         return Err(ApiError::BodyTooLarge {
             limit: state.max_body_bytes,
@@ -75,7 +78,7 @@ pub(super) async fn post_logs(
         .inspect_err(|_| state.metrics.inflight_rejections.inc())?;
 
     let read_by = deadline.min(Instant::now() + state.read_body_timeout);
-    let read = read_body(body, state.max_body_bytes, &mut share);
+    let read = read_body(body, coding, state.max_body_bytes, &mut share);
     let bytes = match tokio::time::timeout_at(read_by, read).await {
         Ok(bytes) => bytes.inspect_err(|err| {
             if matches!(err, ApiError::Overloaded) {
@@ -132,9 +135,41 @@ fn content_length(headers: &HeaderMap) -> Option<usize> {
         .ok()
 }
 
-/// Reads the (already decompressed) body, refusing more than `limit` bytes, growing `share` as
-/// bytes arrive. The buffer is sized from the declared length, so the body is copied once.
-async fn read_body(body: Body, limit: usize, share: &mut BudgetShare) -> Result<Bytes, ApiError> {
+/// Reads the body, decoded, refusing more than `limit` decoded bytes, growing `share` as bytes
+/// arrive.
+async fn read_body(
+    body: Body,
+    coding: Coding,
+    limit: usize,
+    share: &mut BudgetShare,
+) -> Result<Bytes, ApiError> {
+    match coding.open(body).await {
+        Source::Plain(body) => read_frames(body, limit, share).await,
+        Source::Decoded(mut reader) => {
+            let mut buffer = BytesMut::new();
+            loop {
+                buffer.reserve(DECODE_STEP);
+                // One byte past the limit tells a body that is too large.
+                let room = (limit + 1 - buffer.len()).min(DECODE_STEP);
+                let read = reader
+                    .read_buf(&mut (&mut buffer).limit(room))
+                    .await
+                    .map_err(|err| encoding::unreadable(coding, &err))?;
+                if read == 0 {
+                    return Ok(buffer.freeze());
+                }
+                if buffer.len() > limit {
+                    return Err(ApiError::BodyTooLarge { limit });
+                }
+                share.grow_to(buffer.len())?;
+            }
+        }
+    }
+}
+
+/// Reads a body that is not encoded. Its buffer is sized from the declared length, so the body is
+/// copied once.
+async fn read_frames(body: Body, limit: usize, share: &mut BudgetShare) -> Result<Bytes, ApiError> {
     let mut body = body;
     let expected = http_body::Body::size_hint(&body).lower() as usize;
     let mut buffer = BytesMut::with_capacity(expected.min(limit));

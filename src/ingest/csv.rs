@@ -4,6 +4,11 @@
 //! `userAgent` too (case, `_`, `-` and spaces ignored) and may order the columns any way, with extra
 //! columns ignored. Without a header, columns are positional and extra columns are ignored. Every row
 //! must have as many fields as the first one (the original refused ragged rows).
+//!
+//! Quoting is strict, as in RFC 4180 and the original (Go's `encoding/csv`): a quote inside an
+//! unquoted field, text after a closing quote, or a quoted field never closed makes the whole body
+//! malformed. The `csv` crate reads all three leniently (an unclosed quote swallows every row after
+//! it into one field), so [`check_quotes`] scans the body first.
 
 use std::borrow::Cow;
 
@@ -30,6 +35,7 @@ impl Columns {
 }
 
 pub(super) fn decode(body: &[u8], validator: &mut Validator<'_>) -> Result<(), DecodeError> {
+    check_quotes(body)?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
@@ -88,6 +94,64 @@ pub(super) fn decode(body: &[u8], validator: &mut Validator<'_>) -> Result<(), D
             cell(&row, columns.agent),
         );
     }
+}
+
+/// Refuses quoting that RFC 4180 does not allow (see the module docs), naming its line and column
+/// (1-based, in bytes). Linear; a body without quotes is one `memchr` pass.
+fn check_quotes(body: &[u8]) -> Result<(), DecodeError> {
+    let Some(first) = memchr::memchr(b'"', body) else {
+        return Ok(());
+    };
+    let malformed = |at: usize, message: &str| {
+        let line_start = memchr::memrchr(b'\n', &body[..at]).map_or(0, |i| i + 1);
+        DecodeError::Malformed {
+            format: "CSV",
+            line: memchr::memchr_iter(b'\n', &body[..at]).count() + 1,
+            column: at - line_start + 1,
+            message: message.to_owned(),
+        }
+    };
+    // Start from the line of the first quote: every line before it is plain.
+    let mut at = memchr::memrchr(b'\n', &body[..first]).map_or(0, |i| i + 1);
+    let mut field_start = true;
+    while at < body.len() {
+        match body[at] {
+            b'"' if field_start => {
+                // A quoted field: runs to a quote not doubled.
+                let opened = at;
+                at += 1;
+                loop {
+                    let Some(quote) = memchr::memchr(b'"', &body[at..]) else {
+                        return Err(malformed(opened, "quoted field is never closed"));
+                    };
+                    at += quote + 1;
+                    if body.get(at) == Some(&b'"') {
+                        at += 1;
+                    } else {
+                        break;
+                    }
+                }
+                match body.get(at) {
+                    None | Some(b',' | b'\n' | b'\r') => {}
+                    Some(_) => {
+                        return Err(malformed(at, "unexpected text after a closing quote"));
+                    }
+                }
+                field_start = false;
+            }
+            b'"' => return Err(malformed(at, "quote inside an unquoted field")),
+            // A lone CR ends a row too, as the `csv` crate reads it.
+            b',' | b'\n' | b'\r' => {
+                field_start = true;
+                at += 1;
+            }
+            _ => {
+                field_start = false;
+                at += 1;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn cell(row: &csv::ByteRecord, column: usize) -> Field<'_> {
@@ -221,6 +285,40 @@ mod tests {
             errors[0].reason,
             "row has 2 fields, needs 3 (timestamp,path,userAgent)"
         );
+    }
+
+    #[test]
+    fn quoting_outside_rfc_4180_is_malformed_with_its_place() {
+        let malformed = |body: &[u8]| match decode(Format::Csv, body, &LIMITS) {
+            Err(DecodeError::Malformed {
+                line,
+                column,
+                message,
+                ..
+            }) => (line, column, message),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            malformed(b"t,/a,u\nt,/b,\"curl\nt,/c,u\n"),
+            (2, 6, "quoted field is never closed".to_owned())
+        );
+        assert_eq!(
+            malformed(b"t,/a,u\nt,/b,Mozilla \"5.0\"\n"),
+            (2, 14, "quote inside an unquoted field".to_owned())
+        );
+        assert_eq!(
+            malformed(b"t,\"/a\"x,u\n"),
+            (1, 7, "unexpected text after a closing quote".to_owned())
+        );
+        // Doubled quotes, quoted commas and newlines, CRLF after a closing quote are fine.
+        let body =
+            "2025-11-22T14:23:00Z,\"/a,\"\"b\"\"\",\"x\r\ny\"\r\n2025-11-22T14:23:00Z,/c,\"u\"";
+        let batch = decode(Format::Csv, body.as_bytes(), &LIMITS).unwrap();
+        assert_eq!(
+            lines(&batch)[0],
+            r#"{"timestamp":"2025-11-22T14:23:00Z","path":"/a,\"b\"","userAgent":"x\r\ny"}"#
+        );
+        assert_eq!(batch.records(), 2);
     }
 
     #[test]

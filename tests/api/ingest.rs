@@ -173,6 +173,27 @@ async fn gzip_and_zstd_bodies_are_decompressed() {
         1,
     )
     .await;
+    // `cat a.gz b.gz`: one body of two gzip members; both are read (RFC 1952 §2.2).
+    let members = [
+        gzip(line("2025-11-22T14:00:00Z", "/member/1", "curl/8.5.0").as_bytes()),
+        gzip(
+            format!(
+                "\n{}\n",
+                line("2025-11-22T14:00:00Z", "/member/2", "curl/8.5.0")
+            )
+            .as_bytes(),
+        ),
+    ]
+    .concat();
+    assert_accepted(
+        app.send_logs(
+            &[("content-type", NDJSON), ("content-encoding", "gzip")],
+            members,
+        )
+        .await,
+        2,
+    )
+    .await;
     let identity = json_array(&[record("2025-11-22T14:00:00Z", "/identity", "curl/8.5.0")]);
     assert_accepted(
         app.send_logs(
@@ -187,10 +208,12 @@ async fn gzip_and_zstd_bodies_are_decompressed() {
     let mut all = expected.clone();
     all.extend(expected);
     all.push(line("2025-11-22T14:00:00Z", "/csv", "curl/8.5.0"));
+    all.push(line("2025-11-22T14:00:00Z", "/member/1", "curl/8.5.0"));
+    all.push(line("2025-11-22T14:00:00Z", "/member/2", "curl/8.5.0"));
     all.push(line("2025-11-22T14:00:00Z", "/identity", "curl/8.5.0"));
     assert_eq!(app.read_hour_file(HOUR_14), all);
-    assert_eq!(app.metric("logs_ingested_total").await, 102.0);
-    assert_eq!(app.metric("log_batches_received_total").await, 4.0);
+    assert_eq!(app.metric("logs_ingested_total").await, 104.0);
+    assert_eq!(app.metric("log_batches_received_total").await, 5.0);
     app.stop().await;
 }
 
@@ -222,12 +245,25 @@ async fn content_type_is_case_insensitive_and_parameters_are_ignored() {
         1,
     )
     .await;
+    // Parameters are ignored whatever their bytes.
+    let latin1 = reqwest::header::HeaderValue::from_bytes(b"application/json; charset=\xe9")
+        .expect("a header value of opaque bytes");
+    let response = app
+        .client
+        .post(format!("http://{}/logs", app.addr))
+        .header("content-type", latin1)
+        .body(one("/latin1"))
+        .send()
+        .await
+        .expect("POST /logs");
+    assert_accepted(response, 1).await;
     assert_eq!(
         app.read_hour_file(HOUR_14),
         [
             line("2025-11-22T14:00:00Z", "/json", "curl/8.5.0"),
             line("2025-11-22T14:00:00Z", "/csv", "curl/8.5.0"),
             line("2025-11-22T14:00:00Z", "/nd", "curl/8.5.0"),
+            line("2025-11-22T14:00:00Z", "/latin1", "curl/8.5.0"),
         ]
     );
     app.stop().await;

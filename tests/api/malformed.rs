@@ -2,9 +2,6 @@
 //! to one service running under the corpus's limits (`config.yaml` there). Each must get exactly
 //! the answer the manifest names, as JSON with a message; nothing may be stored, no answer may be a
 //! 5xx, and the service must still be healthy and store a valid batch afterwards.
-//!
-//! Rows whose status is marked `BUG:` are known defects: they run in a test of their own, which
-//! fails, naming each of them, until the service answers them as the manifest says.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -37,37 +34,17 @@ const COLUMNS: [&str; 11] = [
 
 const LOGS_5XX: &str = r#"http_request_duration_seconds_count{route="/logs",status_class="5xx"}"#;
 
+/// Posts every case to one service; fails with every wrong answer, then checks that the service
+/// is unharmed.
 #[tokio::test]
 async fn every_malformed_case_is_refused_exactly_and_nothing_is_stored() {
-    post_cases(false, "cases were answered wrongly").await;
-}
-
-#[tokio::test]
-async fn cases_marked_bug_in_the_manifest_are_answered_as_expected() {
-    post_cases(
-        true,
-        "known defects (`BUG:` rows of testdata/malformed/MANIFEST.tsv) still answer wrongly",
-    )
-    .await;
-}
-
-/// Posts the cases that are (or are not) known defects to one service; fails with `failure` and
-/// every wrong answer, then checks that the service is unharmed.
-async fn post_cases(known_defects: bool, failure: &str) {
-    let cases: Vec<Case> = corpus()
-        .into_iter()
-        .filter(|c| c.known_defect == known_defects)
-        .collect();
-    assert!(
-        known_defects || cases.len() >= 60,
-        "only {} cases",
-        cases.len()
-    );
+    let cases = corpus();
+    assert!(cases.len() >= 60, "only {} cases", cases.len());
     let app = spawn_corpus_app().await;
     let wrong = answer_all(&app, &cases).await;
     assert!(
         wrong.is_empty(),
-        "{} of {} {failure}:\n{}",
+        "{} of {} cases were answered wrongly:\n{}",
         wrong.len(),
         cases.len(),
         wrong.join("\n")
@@ -160,7 +137,6 @@ struct Case {
     content_type: Option<Vec<u8>>,
     content_encoding: Option<String>,
     recipe: String,
-    known_defect: bool,
     status: u16,
     error: String,
     total: Option<u64>,
@@ -225,16 +201,11 @@ impl Case {
                 .map(|n| n.parse().map_err(|_| format!("{n:?} is not a number")))
                 .transpose()
         };
-        let (known_defect, status) = match status.strip_prefix("BUG:") {
-            Some(status) => (true, status),
-            None => (false, status),
-        };
         Ok(Case {
             file: file.to_owned(),
             content_type: text(content_type).map(|value| unescape(&value)),
             content_encoding: text(encoding),
             recipe: recipe.to_owned(),
-            known_defect,
             status: status.parse().map_err(|_| format!("status {status:?}"))?,
             error: error.to_owned(),
             total: number(total)?,
