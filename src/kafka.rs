@@ -142,7 +142,12 @@ impl KafkaPipeline {
         let acknowledged = self.producer.acknowledged();
         let settled = || {
             let owned = match &*self.consumers.lock().expect("consumers lock") {
-                Some(consumers) => consumers.owned_partitions(),
+                // Before the consumers joined, or while they rebalance, any partition may become
+                // ours: nothing acknowledged is settled yet.
+                Some(consumers) => match consumers.owned_partitions() {
+                    Some(owned) => owned,
+                    None => return acknowledged.is_empty(),
+                },
                 None => return true,
             };
             let stored = self.store.checkpoint();

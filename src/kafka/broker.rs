@@ -21,6 +21,9 @@ use crate::config::KafkaConfig;
 const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// How long one probe may wait for the broker.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The broker is taken for silent after this many checks in a row went unanswered: one late
+/// answer on a busy machine must not refuse batches. Answering again counts at once.
+const SILENT_AFTER_MISSES: u32 = 2;
 /// How long topic creation may take.
 const CREATE_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -139,16 +142,20 @@ pub struct Probe {
 
 impl Probe {
     /// Starts asking `broker` every [`PROBE_INTERVAL`] (creating the topics when it answers
-    /// without them); `ready` is what the last check at start-up found. `each_round` runs after
+    /// without them), taking it for silent after [`SILENT_AFTER_MISSES`] unanswered checks in a
+    /// row; `ready` is what the last check at start-up found. `each_round` runs after
     /// every check (the pipeline renews a producer that failed for good there, so recovery needs
     /// no failed request first).
     pub fn spawn(broker: Broker, ready: bool, each_round: impl Fn() + Send + 'static) -> Probe {
         let answers = Arc::new(AtomicBool::new(ready));
         let flag = answers.clone();
         let task = tokio::spawn(async move {
+            let mut misses = 0;
             loop {
                 tokio::time::sleep(PROBE_INTERVAL).await;
-                let answered = broker.ready().await;
+                misses = if broker.ready().await { 0 } else { misses + 1 };
+                let answered =
+                    misses == 0 || (misses < SILENT_AFTER_MISSES && flag.load(Ordering::Relaxed));
                 if answered != flag.swap(answered, Ordering::Relaxed) {
                     if answered {
                         tracing::info!("Kafka broker reachable again");

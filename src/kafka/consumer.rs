@@ -34,7 +34,7 @@
 //!   for them with `block_on` only where it must (revocation, shutdown, a full buffer).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -74,6 +74,10 @@ pub struct ConsumerGroup {
     stop: Arc<AtomicBool>,
     /// The partitions the consumers of this process own now.
     owned: Arc<Mutex<BTreeSet<i32>>>,
+    /// How many consumers hold an assignment (possibly empty): not yet joined or in the middle of
+    /// a rebalance, a consumer does not.
+    assigned: Arc<AtomicUsize>,
+    consumers: usize,
     /// Per consumer, its partitions stalled behind a dead letter that failed to go out.
     stalled: Arc<Mutex<BTreeMap<usize, usize>>>,
 }
@@ -88,6 +92,7 @@ impl ConsumerGroup {
         let kafka = &settings.kafka;
         let stop = Arc::new(AtomicBool::new(false));
         let owned = Arc::new(Mutex::new(BTreeSet::new()));
+        let assigned = Arc::new(AtomicUsize::new(0));
         let stalled = Arc::new(Mutex::new(BTreeMap::new()));
         let runtime = tokio::runtime::Handle::current();
         let dead_letters = Arc::new(DeadLetters::new(kafka)?);
@@ -107,6 +112,7 @@ impl ConsumerGroup {
                 metrics: metrics.clone(),
                 stop: stop.clone(),
                 owned: owned.clone(),
+                assigned: assigned.clone(),
                 stalled: stalled.clone(),
                 state: Mutex::new(State::default()),
                 // At least one producer batch (ours hold up to kafka.batchSize messages).
@@ -144,6 +150,8 @@ impl ConsumerGroup {
             threads,
             stop,
             owned,
+            assigned,
+            consumers: kafka.consumers,
             stalled,
         })
     }
@@ -153,9 +161,12 @@ impl ConsumerGroup {
         self.stalled.lock().expect("stalled lock").values().sum()
     }
 
-    /// The partitions the consumers of this process own now.
-    pub fn owned_partitions(&self) -> BTreeSet<i32> {
-        self.owned.lock().expect("owned lock").clone()
+    /// The partitions the consumers of this process own now, if every consumer holds an
+    /// assignment; `None` before they have joined the group and during a rebalance, when the
+    /// ownership of every partition is open.
+    pub fn owned_partitions(&self) -> Option<BTreeSet<i32>> {
+        let owned = self.owned.lock().expect("owned lock").clone();
+        (self.assigned.load(Ordering::Relaxed) >= self.consumers).then_some(owned)
     }
 
     /// Flushes every buffer, checkpoints, commits, leaves the group and waits for the threads.
@@ -238,6 +249,8 @@ struct Shared {
     stop: Arc<AtomicBool>,
     /// The partitions of every consumer of this process (see [`ConsumerGroup::owned_partitions`]).
     owned: Arc<Mutex<BTreeSet<i32>>>,
+    /// See [`ConsumerGroup::assigned`].
+    assigned: Arc<AtomicUsize>,
     /// See [`ConsumerGroup::stalled_partitions`].
     stalled: Arc<Mutex<BTreeMap<usize, usize>>>,
     state: Mutex<State>,
@@ -624,6 +637,7 @@ impl Shared {
         let mut owned = self.owned.lock().expect("owned lock");
         owned.extend(assigned.elements().iter().map(|e| e.partition()));
         drop(owned);
+        self.assigned.fetch_add(1, Ordering::Relaxed);
         self.report_assignment(assigned.count() as i64);
     }
 
@@ -647,6 +661,9 @@ impl Shared {
             owned.remove(&element.partition());
         }
         drop(owned);
+        let _ = self
+            .assigned
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         self.report_assignment(0);
         tracing::info!(
             partitions = revoked.count(),

@@ -868,3 +868,38 @@ async fn analytics_answers_include_every_acknowledged_batch_at_once() {
     assert_eq!(app.metric("analytics_incomplete_answers_total").await, 0.0);
     app.stop().await;
 }
+
+/// Until the consumers hold an assignment, no partition is owned by anyone here, and an answer
+/// must not call itself complete without the acknowledged records (it used to, as if another
+/// process owned every partition). To make that window long and certain, a member of the group is
+/// killed first: the new process cannot be assigned anything until the dead member's session
+/// (6 s) has expired. Once assigned, the answer is complete and includes the records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analytics_before_the_consumers_are_assigned_never_claim_to_be_complete() {
+    let broker = kafka_broker();
+    let names = Names::new("before-join");
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_v2_config(dir.path(), &broker, &names, "  flushInterval: 50ms\n");
+    let mut dead = start_binary(dir.path(), &config);
+    wait_joined(&[dead.listening_addr().await]).await;
+    dead.kill();
+    dead.wait_exit().await;
+
+    let app = spawn_app(|config| {
+        v2(config, &broker, &names);
+        config.aggregation.interval = Duration::from_secs(3600);
+    })
+    .await;
+    post_accepted(&app, NDJSON, ndjson_body(&records("/before-join", 4)), 4).await;
+    let range = "/analytics?from=2025-11-22T14:00:00Z&to=2025-11-22T15:00:00Z";
+    let early = body_json(app.get(range).await).await;
+    assert!(
+        early["complete"] == false || early["totalRequests"] == 4,
+        "an answer called complete without the acknowledged records: {early}"
+    );
+    wait_joined(&[app.addr]).await;
+    let joined = body_json(app.get(range).await).await;
+    assert_eq!(joined["complete"], true, "{joined}");
+    assert_eq!(joined["totalRequests"], 4, "{joined}");
+    app.stop().await;
+}
