@@ -46,6 +46,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `profiling`: CPU, heap and task profiles; off unless asked for.
     pub profiling: ProfilingConfig,
+    /// `idempotency`: how long and how many `Idempotency-Key`s are kept.
+    pub idempotency: IdempotencyConfig,
 }
 
 /// Which pipeline runs. YAML, env and flag value: the integer `1` or `2`.
@@ -317,6 +319,29 @@ impl Default for IngestionConfig {
             max_records: 100_000,
             max_field_bytes: 8 * 1024,
             max_hours_per_batch: 168,
+        }
+    }
+}
+
+/// `idempotency`: how long and how many `Idempotency-Key`s are kept (see the README's
+/// "Idempotent retries").
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
+pub struct IdempotencyConfig {
+    /// `idempotency.retention`: how long after its batch was stored a key is remembered; a key
+    /// sent again later is a new key. Default `24h`.
+    #[serde(deserialize_with = "go_duration::deserialize")]
+    pub retention: Duration,
+    /// `idempotency.maxKeys`: most keys remembered; beyond it the oldest are forgotten first.
+    /// Default 1000000.
+    pub max_keys: usize,
+}
+
+impl Default for IdempotencyConfig {
+    fn default() -> Self {
+        IdempotencyConfig {
+            retention: Duration::from_secs(24 * 3600),
+            max_keys: 1_000_000,
         }
     }
 }
@@ -742,7 +767,8 @@ impl Config {
             problem("server.addr", message);
         }
 
-        let counts: [(&'static str, usize); 13] = [
+        let counts: [(&'static str, usize); 14] = [
+            ("idempotency.maxKeys", self.idempotency.max_keys),
             ("server.maxBodyBytes", self.server.max_body_bytes),
             ("server.maxConnections", self.server.max_connections),
             ("server.maxInflightBytes", self.server.max_inflight_bytes),
@@ -772,7 +798,8 @@ impl Config {
             }
         }
 
-        let durations: [(&'static str, Duration); 14] = [
+        let durations: [(&'static str, Duration); 15] = [
+            ("idempotency.retention", self.idempotency.retention),
             ("server.readHeaderTimeout", self.server.read_header_timeout),
             ("server.readBodyTimeout", self.server.read_body_timeout),
             ("server.requestTimeout", self.server.request_timeout),

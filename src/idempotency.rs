@@ -1,29 +1,52 @@
-//! Idempotent retries: the `Idempotency-Key` contract, in memory. What is durable, and where, is
-//! the store's business (v1: a journal written with the lines; v2: the consumers' dedupe state,
-//! kept with their checkpoint).
+//! Idempotent retries: what an `Idempotency-Key` means, and the two indexes that keep it.
 //!
-//! - A key is printable ASCII, 1 to [`MAX_KEY_BYTES`] bytes ([`Key::parse`]). Only its 128-bit
-//!   hash is kept.
-//! - A batch's [`Fingerprint`] is the hash of its encoded lines: the same records in the same
-//!   order are the same batch, whatever the format, compression or whitespace they came in.
-//! - [`KeyIndex`] answers a request carrying a key ([`KeyIndex::claim`]): first time, go on
-//!   ([`Claim::Fresh`], holding the key until the outcome is known); same key and batch done
-//!   before, replay the answer; same key, another batch, refuse; same key still in flight, refuse
-//!   for now. Keys are kept `retention` after they were done and at most `max_keys` of them (the
-//!   oldest go first); an expired key is a new key.
-//! - [`Written`] is what v2's consumers remember of a keyed batch: which of its records they
-//!   stored, so that a batch produced again after a timeout is stored once.
+//! - A key is printable ASCII, 1 to [`MAX_KEY_BYTES`] bytes ([`Key::parse`]); only a 128-bit
+//!   BLAKE3 hash of it is kept. A batch's [`Fingerprint`] is the hash of its encoded lines: the
+//!   same records in the same order are the same batch, whatever format, compression or spacing
+//!   they came in. BLAKE3 (cryptographic) so that no client can craft another body, or another
+//!   key, that passes for one it does not know.
+//! - The [`Ledger`] is what is *stored*: per key, its batch's fingerprint and record count and
+//!   which of its records are in the hour files ([`Written`]). The store keeps it durable, in the
+//!   same write as the lines, in a journal of [`Update`]s (see [`crate::store`]), and rebuilds it
+//!   at start-up. v2's consumers drop the records it already holds.
+//! - The [`KeyIndex`] answers a request carrying a key ([`KeyIndex::claim`]): first time, go on
+//!   ([`Claim::Fresh`], holding the key in flight until the batch's outcome is known); same key
+//!   and batch done before, replay the answer; same key, another batch, refuse; same key still in
+//!   flight, refuse for now. "Done" is the ledger's word in v1 (stored); in v2 it is an index of its
+//!   own (acknowledged by the broker), seeded at start-up from the ledger's complete batches.
+//! - Keys are kept `retention` after their batch was first stored and at most `max_keys` of them
+//!   (the oldest go first); an expired key is a new key.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use xxhash_rust::xxh3::{Xxh3, xxh3_128};
+use serde::{Deserialize, Serialize};
 
 use crate::record::EncodedBatch;
 
 /// The longest accepted key, in bytes.
 pub const MAX_KEY_BYTES: usize = 255;
+/// The request header that carries a key.
+pub const HEADER: &str = "idempotency-key";
+/// The response header that marks a replayed answer.
+pub const REPLAYED_HEADER: &str = "idempotent-replayed";
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
+}
+
+fn hash128(parts: &[&[u8]]) -> u128 {
+    let mut hasher = blake3::Hasher::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    let digest = hasher.finalize();
+    u128::from_le_bytes(digest.as_bytes()[..16].try_into().expect("16 bytes"))
+}
 
 /// The hash of an `Idempotency-Key`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -36,62 +59,282 @@ pub enum KeyError {
     Empty,
     #[error("Idempotency-Key is longer than {MAX_KEY_BYTES} bytes")]
     TooLong,
-    #[error("Idempotency-Key must be printable ASCII (no spaces or control characters)")]
-    NotPrintable,
+    #[error(
+        "Idempotency-Key must be printable ASCII without spaces (bytes 0x21 to 0x7e); byte {position} is 0x{byte:02x}"
+    )]
+    NotPrintable { position: usize, byte: u8 },
+    #[error("Idempotency-Key is given more than once")]
+    Repeated,
 }
 
 impl Key {
     /// The key a header value names.
     pub fn parse(value: &[u8]) -> Result<Key, KeyError> {
         if value.is_empty() {
-            Err(KeyError::Empty)
-        } else if value.len() > MAX_KEY_BYTES {
-            Err(KeyError::TooLong)
-        } else if !value.iter().all(|b| (0x21..=0x7e).contains(b)) {
-            Err(KeyError::NotPrintable)
-        } else {
-            Ok(Key(xxh3_128(value)))
+            return Err(KeyError::Empty);
         }
+        if value.len() > MAX_KEY_BYTES {
+            return Err(KeyError::TooLong);
+        }
+        if let Some(position) = value.iter().position(|b| !(0x21..=0x7e).contains(b)) {
+            return Err(KeyError::NotPrintable {
+                position,
+                byte: value[position],
+            });
+        }
+        Ok(Key(hash128(&[b"key\0", value])))
     }
 }
 
-/// What identifies a batch's content: the hash of its encoded lines, chunk by chunk.
+/// What identifies a batch's content: the hash of its encoded lines, hour by hour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Fingerprint(pub u128);
 
 impl Fingerprint {
     /// The fingerprint of `batch`.
     pub fn of(batch: &EncodedBatch) -> Fingerprint {
-        let mut hasher = Xxh3::new();
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"batch\0");
         for chunk in &batch.chunks {
             hasher.update(&chunk.hour.index().to_le_bytes());
+            hasher.update(&(chunk.lines.len() as u64).to_le_bytes());
             hasher.update(&chunk.lines);
         }
-        Fingerprint(hasher.digest128())
+        let digest = hasher.finalize();
+        Fingerprint(u128::from_le_bytes(
+            digest.as_bytes()[..16].try_into().expect("16 bytes"),
+        ))
     }
 }
 
-/// The one identity of a keyed batch: its key and fingerprint together.
-pub fn batch_id(key: Key, fingerprint: Fingerprint) -> u128 {
-    let mut bytes = [0u8; 32];
-    bytes[..16].copy_from_slice(&key.0.to_le_bytes());
-    bytes[16..].copy_from_slice(&fingerprint.0.to_le_bytes());
-    xxh3_128(&bytes)
+/// Which records of one keyed batch (by their index in it) are stored, as sorted, disjoint,
+/// half-open ranges.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Written(Vec<(u32, u32)>);
+
+impl Written {
+    /// All of `records` records.
+    pub fn all(records: u32) -> Written {
+        Written(if records == 0 {
+            Vec::new()
+        } else {
+            vec![(0, records)]
+        })
+    }
+
+    /// Whether record `index` is stored.
+    pub fn contains(&self, index: u32) -> bool {
+        let at = self.0.partition_point(|(_, end)| *end <= index);
+        self.0.get(at).is_some_and(|(start, _)| *start <= index)
+    }
+
+    /// Records `index` as stored.
+    pub fn insert(&mut self, index: u32) {
+        self.insert_range(index, index + 1);
+    }
+
+    /// Records `start..end` as stored.
+    pub fn insert_range(&mut self, start: u32, end: u32) {
+        if start >= end {
+            return;
+        }
+        // The ranges that touch or overlap `start..end` merge into one.
+        let first = self.0.partition_point(|(_, e)| *e < start);
+        let last = self.0.partition_point(|(s, _)| *s <= end);
+        let (mut start, mut end) = (start, end);
+        if first < last {
+            start = start.min(self.0[first].0);
+            end = end.max(self.0[last - 1].1);
+        }
+        self.0.splice(first..last, [(start, end)]);
+    }
+
+    /// Everything of `other` too.
+    pub fn merge(&mut self, other: &Written) {
+        for (start, end) in &other.0 {
+            self.insert_range(*start, *end);
+        }
+    }
+
+    /// How many records are stored.
+    pub fn count(&self) -> u64 {
+        self.0
+            .iter()
+            .map(|(start, end)| u64::from(end - start))
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The ranges.
+    pub fn ranges(&self) -> &[(u32, u32)] {
+        &self.0
+    }
 }
 
-/// A key that was done: the batch it stored and how many records it had.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Done {
+/// One keyed batch as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
     pub fingerprint: Fingerprint,
+    /// Records in the batch.
     pub records: u32,
-    /// When it was done, in milliseconds since the Unix epoch.
+    /// When it was first stored, in milliseconds since the Unix epoch.
+    pub first_ms: u64,
+    pub written: Written,
+}
+
+impl Entry {
+    /// Whether every record of the batch is stored.
+    pub fn complete(&self) -> bool {
+        self.written.count() >= u64::from(self.records)
+    }
+}
+
+/// A change to the ledger, as the store's journal holds it (one JSON line each): records
+/// `written` of the batch `fingerprint` (`records` long) under `key` are stored, as of `at_ms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Update {
+    #[serde(rename = "k", with = "hex128")]
+    pub key: u128,
+    #[serde(rename = "f", with = "hex128")]
+    pub fingerprint: u128,
+    #[serde(rename = "n")]
+    pub records: u32,
+    #[serde(rename = "t")]
     pub at_ms: u64,
+    #[serde(rename = "w")]
+    pub written: Written,
+}
+
+impl Update {
+    /// A whole batch stored at once (v1).
+    pub fn whole(key: Key, fingerprint: Fingerprint, records: u32, at_ms: u64) -> Update {
+        Update {
+            key: key.0,
+            fingerprint: fingerprint.0,
+            records,
+            at_ms,
+            written: Written::all(records),
+        }
+    }
+
+    pub fn key(&self) -> Key {
+        Key(self.key)
+    }
+
+    pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint(self.fingerprint)
+    }
+}
+
+/// Limits of an index: `idempotency.retention` and `idempotency.maxKeys`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub retention: Duration,
+    pub max_keys: usize,
+}
+
+/// Keyed batches stored (or, for v2's API, acknowledged) within the retention.
+#[derive(Debug)]
+pub struct Ledger {
+    entries: HashMap<Key, Entry>,
+    /// Keys in the order they were first stored (oldest first), for expiry and the cap.
+    order: VecDeque<(u64, Key)>,
+    limits: Retention,
+}
+
+impl Ledger {
+    pub fn new(limits: Retention) -> Ledger {
+        Ledger {
+            entries: HashMap::new(),
+            order: VecDeque::new(),
+            limits: Retention {
+                max_keys: limits.max_keys.max(1),
+                ..limits
+            },
+        }
+    }
+
+    /// Applies `update`. An update for a key held with another fingerprint changes nothing: the
+    /// first batch stored under a key is the one it names.
+    pub fn apply(&mut self, update: &Update) {
+        let key = update.key();
+        match self.entries.get_mut(&key) {
+            Some(entry) if entry.fingerprint.0 == update.fingerprint => {
+                entry.written.merge(&update.written);
+            }
+            Some(_) => {}
+            None => {
+                self.entries.insert(
+                    key,
+                    Entry {
+                        fingerprint: update.fingerprint(),
+                        records: update.records,
+                        first_ms: update.at_ms,
+                        written: update.written.clone(),
+                    },
+                );
+                self.order.push_back((update.at_ms, key));
+                while self.entries.len() > self.limits.max_keys {
+                    self.evict_oldest();
+                }
+            }
+        }
+    }
+
+    /// The entry of `key`, if held.
+    pub fn get(&self, key: &Key) -> Option<&Entry> {
+        self.entries.get(key)
+    }
+
+    /// Forgets the keys first stored more than the retention before `now_ms`.
+    pub fn expire(&mut self, now_ms: u64) {
+        let horizon = now_ms.saturating_sub(self.limits.retention.as_millis() as u64);
+        while self.order.front().is_some_and(|(at, _)| *at < horizon) {
+            self.evict_oldest();
+        }
+    }
+
+    /// Keys held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Every entry as one update, oldest first: what a compacted journal holds.
+    pub fn updates(&self) -> impl Iterator<Item = Update> + '_ {
+        self.order.iter().filter_map(|(at, key)| {
+            let entry = self.entries.get(key).filter(|e| e.first_ms == *at)?;
+            Some(Update {
+                key: key.0,
+                fingerprint: entry.fingerprint.0,
+                records: entry.records,
+                at_ms: entry.first_ms,
+                written: entry.written.clone(),
+            })
+        })
+    }
+
+    /// Removes the oldest entry of the order (and its key, unless the entry is stale).
+    fn evict_oldest(&mut self) {
+        if let Some((at, key)) = self.order.pop_front()
+            && self.entries.get(&key).is_some_and(|e| e.first_ms == at)
+        {
+            self.entries.remove(&key);
+        }
+    }
 }
 
 /// What to do with a request carrying a key.
 #[derive(Debug)]
 pub enum Claim {
-    /// First seen (or expired): store the batch; the key is held until `guard` is dropped.
+    /// First seen (or expired): store the batch; the key is in flight until `guard` is dropped.
     Fresh(ClaimGuard),
     /// Done before with the same batch: answer as then (202 with this many records).
     Replay { records: u32 },
@@ -101,8 +344,9 @@ pub enum Claim {
     InFlight,
 }
 
-/// Holds a key in flight; dropping it lets the next request with the key through (as done, if
-/// [`KeyIndex::complete`] was called meanwhile, else as new).
+/// Holds a key in flight; dropping it lets the next request with the key through (replayed, if
+/// the batch was done meanwhile, else as new). It goes with the batch to whoever decides its
+/// outcome (the store's writer in v1), so that the key is in flight exactly as long as the batch.
 #[derive(Debug)]
 pub struct ClaimGuard {
     index: Arc<KeyIndex>,
@@ -118,149 +362,82 @@ impl ClaimGuard {
 impl Drop for ClaimGuard {
     fn drop(&mut self) {
         self.index
-            .state
-            .lock()
-            .expect("key index lock")
             .in_flight
+            .lock()
+            .expect("in-flight keys lock")
             .remove(&self.key);
     }
 }
 
-/// Keys done within the retention, and keys in flight.
+/// The API's view: which keys are done (a [`Ledger`]) and which are in flight.
 #[derive(Debug)]
 pub struct KeyIndex {
-    state: Mutex<State>,
-    retention: Duration,
-    max_keys: usize,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    done: HashMap<Key, Done>,
-    /// Keys in the order they were done (oldest first), for expiry and the cap; an entry whose
-    /// time no longer matches `done` is stale and skipped.
-    order: VecDeque<(u64, Key)>,
-    in_flight: HashMap<Key, Fingerprint>,
+    done: Arc<Mutex<Ledger>>,
+    in_flight: Mutex<HashSet<Key>>,
 }
 
 impl KeyIndex {
-    pub fn new(retention: Duration, max_keys: usize) -> Arc<KeyIndex> {
+    /// An index whose "done" is `done` (v1: the store's ledger; v2: a ledger of its own).
+    pub fn new(done: Arc<Mutex<Ledger>>) -> Arc<KeyIndex> {
         Arc::new(KeyIndex {
-            state: Mutex::new(State::default()),
-            retention,
-            max_keys: max_keys.max(1),
+            done,
+            in_flight: Mutex::new(HashSet::new()),
         })
     }
 
     /// Decides about a request with `key` for a batch with `fingerprint`, at `now_ms`.
     pub fn claim(self: &Arc<Self>, key: Key, fingerprint: Fingerprint, now_ms: u64) -> Claim {
-        let mut state = self.state.lock().expect("key index lock");
-        self.expire(&mut state, now_ms);
-        if let Some(done) = state.done.get(&key) {
-            return if done.fingerprint == fingerprint {
-                Claim::Replay {
-                    records: done.records,
-                }
-            } else {
-                Claim::Reused
-            };
-        }
-        if state.in_flight.contains_key(&key) {
+        // In-flight first: a key leaves it only after its outcome is in the ledger.
+        let mut in_flight = self.in_flight.lock().expect("in-flight keys lock");
+        if in_flight.contains(&key) {
             return Claim::InFlight;
         }
-        state.in_flight.insert(key, fingerprint);
+        {
+            let mut done = self.done.lock().expect("ledger lock");
+            done.expire(now_ms);
+            if let Some(entry) = done.get(&key).filter(|entry| entry.complete()) {
+                return if entry.fingerprint == fingerprint {
+                    Claim::Replay {
+                        records: entry.records,
+                    }
+                } else {
+                    Claim::Reused
+                };
+            }
+        }
+        in_flight.insert(key);
         Claim::Fresh(ClaimGuard {
             index: self.clone(),
             key,
         })
     }
 
-    /// Records `key` as done (its batch stored), e.g. when the store commits it or when a
-    /// journal is read back at start-up.
-    pub fn complete(&self, key: Key, done: Done) {
-        let mut state = self.state.lock().expect("key index lock");
-        state.done.insert(key, done);
-        state.order.push_back((done.at_ms, key));
-        while state.done.len() > self.max_keys {
-            evict_oldest(&mut state);
-        }
+    /// Records a batch as done (v2: acknowledged by the broker).
+    pub fn complete(&self, update: &Update) {
+        self.done.lock().expect("ledger lock").apply(update);
     }
 
-    /// Keys done and still held.
+    /// Keys done and held.
     pub fn len(&self) -> usize {
-        self.state.lock().expect("key index lock").done.len()
+        self.done.lock().expect("ledger lock").len()
     }
 
-    /// Whether no key is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-
-    /// Every key held, with when it was done (for rewriting a journal).
-    pub fn entries(&self) -> Vec<(Key, Done)> {
-        let state = self.state.lock().expect("key index lock");
-        let mut entries: Vec<(Key, Done)> = state.done.iter().map(|(k, d)| (*k, *d)).collect();
-        entries.sort_by_key(|(key, done)| (done.at_ms, *key));
-        entries
-    }
-
-    fn expire(&self, state: &mut State, now_ms: u64) {
-        let horizon = now_ms.saturating_sub(self.retention.as_millis() as u64);
-        while state.order.front().is_some_and(|(at, _)| *at < horizon) {
-            evict_oldest(state);
-        }
-    }
 }
 
-/// Removes the oldest entry of the order (if it is not stale, its key too).
-fn evict_oldest(state: &mut State) {
-    if let Some((at, key)) = state.order.pop_front()
-        && state.done.get(&key).is_some_and(|done| done.at_ms == at)
-    {
-        state.done.remove(&key);
-    }
-}
+/// 128-bit values as 32 hex digits in the journal.
+mod hex128 {
+    use serde::{Deserialize, Deserializer, Serializer};
 
-/// Which records of one keyed batch (by their index in it) are stored, as sorted, disjoint,
-/// half-open ranges.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Written(pub Vec<(u32, u32)>);
-
-impl Written {
-    /// Whether record `index` is stored.
-    pub fn contains(&self, index: u32) -> bool {
-        self.0.iter().any(|(start, end)| (*start..*end).contains(&index))
+    pub fn serialize<S: Serializer>(value: &u128, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format!("{value:032x}"))
     }
 
-    /// Records `index` as stored.
-    pub fn insert(&mut self, index: u32) {
-        if self.contains(index) {
-            return;
-        }
-        self.0.push((index, index + 1));
-        self.0.sort_unstable();
-        let mut merged: Vec<(u32, u32)> = Vec::with_capacity(self.0.len());
-        for (start, end) in self.0.drain(..) {
-            match merged.last_mut() {
-                Some(last) if start <= last.1 => last.1 = last.1.max(end),
-                _ => merged.push((start, end)),
-            }
-        }
-        self.0 = merged;
-    }
-
-    /// Everything of `other` too.
-    pub fn merge(&mut self, other: &Written) {
-        for (start, end) in &other.0 {
-            for index in *start..*end {
-                self.insert(index);
-            }
-        }
-    }
-
-    /// How many records are stored.
-    pub fn count(&self) -> u32 {
-        self.0.iter().map(|(start, end)| end - start).sum()
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u128, D::Error> {
+        let text = <&str>::deserialize(deserializer)?;
+        u128::from_str_radix(text, 16).map_err(serde::de::Error::custom)
     }
 }
 
@@ -280,12 +457,11 @@ mod tests {
         batch
     }
 
-    fn done(fingerprint: Fingerprint, records: u32, at_ms: u64) -> Done {
-        Done {
-            fingerprint,
-            records,
-            at_ms,
-        }
+    fn ledger(max_keys: usize) -> Arc<Mutex<Ledger>> {
+        Arc::new(Mutex::new(Ledger::new(Retention {
+            retention: Duration::from_secs(24 * 3600),
+            max_keys,
+        })))
     }
 
     #[test]
@@ -294,9 +470,17 @@ mod tests {
         assert!(Key::parse(&[b'k'; 255]).is_ok());
         assert_eq!(Key::parse(b""), Err(KeyError::Empty));
         assert_eq!(Key::parse(&[b'k'; 256]), Err(KeyError::TooLong));
-        assert_eq!(Key::parse(b"with space"), Err(KeyError::NotPrintable));
-        assert_eq!(Key::parse("ключ".as_bytes()), Err(KeyError::NotPrintable));
-        assert_eq!(Key::parse(b"tab\there"), Err(KeyError::NotPrintable));
+        assert_eq!(
+            Key::parse(b"with space"),
+            Err(KeyError::NotPrintable {
+                position: 4,
+                byte: b' '
+            })
+        );
+        assert!(matches!(
+            Key::parse("ключ".as_bytes()),
+            Err(KeyError::NotPrintable { position: 0, .. })
+        ));
         assert_ne!(Key::parse(b"a").unwrap(), Key::parse(b"b").unwrap());
     }
 
@@ -310,7 +494,8 @@ mod tests {
 
     #[test]
     fn a_key_is_fresh_then_in_flight_then_replayed_or_refused() {
-        let index = KeyIndex::new(Duration::from_secs(3600), 10);
+        let done = ledger(10);
+        let index = KeyIndex::new(done.clone());
         let key = Key::parse(b"k").unwrap();
         let (mine, other) = (
             Fingerprint::of(&batch(&["/a"])),
@@ -321,7 +506,8 @@ mod tests {
         };
         assert!(matches!(index.claim(key, mine, 1), Claim::InFlight));
         assert!(matches!(index.claim(key, other, 1), Claim::InFlight));
-        index.complete(key, done(mine, 1, 2));
+        // The store records it, then lets the key go.
+        done.lock().unwrap().apply(&Update::whole(key, mine, 1, 2));
         drop(guard);
         assert!(matches!(
             index.claim(key, mine, 3),
@@ -332,8 +518,8 @@ mod tests {
     }
 
     #[test]
-    fn a_key_released_without_completion_is_fresh_again() {
-        let index = KeyIndex::new(Duration::from_secs(3600), 10);
+    fn a_key_released_without_its_batch_stored_is_fresh_again() {
+        let index = KeyIndex::new(ledger(10));
         let key = Key::parse(b"k").unwrap();
         let mine = Fingerprint::of(&batch(&["/a"]));
         let Claim::Fresh(guard) = index.claim(key, mine, 0) else {
@@ -344,23 +530,81 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_stored_in_part_is_not_done() {
+        let done = ledger(10);
+        let index = KeyIndex::new(done.clone());
+        let key = Key::parse(b"k").unwrap();
+        let fp = Fingerprint::of(&batch(&["/a", "/b"]));
+        let mut part = Update::whole(key, fp, 2, 0);
+        part.written = Written::all(1);
+        done.lock().unwrap().apply(&part);
+        assert!(matches!(index.claim(key, fp, 1), Claim::Fresh(_)));
+    }
+
+    #[test]
     fn keys_expire_after_the_retention_and_the_oldest_go_beyond_the_cap() {
-        let index = KeyIndex::new(Duration::from_secs(24 * 3600), 2);
+        let done = ledger(2);
+        let index = KeyIndex::new(done.clone());
         let fp = Fingerprint::of(&batch(&["/a"]));
         let keys: Vec<Key> = (0..3u8).map(|i| Key::parse(&[b'a' + i]).unwrap()).collect();
-        index.complete(keys[0], done(fp, 1, 0));
-        index.complete(keys[1], done(fp, 1, HOUR_MS));
-        index.complete(keys[2], done(fp, 1, 2 * HOUR_MS));
+        for (i, key) in keys.iter().enumerate() {
+            done.lock()
+                .unwrap()
+                .apply(&Update::whole(*key, fp, 1, i as u64 * HOUR_MS));
+        }
         assert_eq!(index.len(), 2, "the cap evicted the oldest");
-        assert!(matches!(index.claim(keys[0], fp, 2 * HOUR_MS), Claim::Fresh(_)));
+        assert!(matches!(
+            index.claim(keys[0], fp, 2 * HOUR_MS),
+            Claim::Fresh(_)
+        ));
         assert!(matches!(
             index.claim(keys[1], fp, 2 * HOUR_MS),
             Claim::Replay { .. }
         ));
-        // 24 h after key 1 was done, it is new again; key 2 is still held.
+        // 24 h after key 1 was stored, it is new again; key 2 is still held.
         let later = HOUR_MS + 24 * HOUR_MS + 1;
         assert!(matches!(index.claim(keys[1], fp, later), Claim::Fresh(_)));
-        assert!(matches!(index.claim(keys[2], fp, later), Claim::Replay { .. }));
+        assert!(matches!(
+            index.claim(keys[2], fp, later),
+            Claim::Replay { .. }
+        ));
+    }
+
+    #[test]
+    fn updates_merge_and_round_trip_through_the_journal_format() {
+        let mut ledger = Ledger::new(Retention {
+            retention: Duration::from_secs(3600),
+            max_keys: 10,
+        });
+        let key = Key::parse(b"k").unwrap();
+        let fp = Fingerprint::of(&batch(&["/a", "/b", "/c"]));
+        let mut first = Update::whole(key, fp, 3, 5);
+        first.written = Written(vec![(0, 1)]);
+        let mut second = first.clone();
+        second.written = Written(vec![(2, 3)]);
+        second.at_ms = 9;
+        ledger.apply(&first);
+        ledger.apply(&second);
+        let entry = ledger.get(&key).unwrap();
+        assert_eq!(entry.written.ranges(), [(0, 1), (2, 3)]);
+        assert_eq!(entry.first_ms, 5);
+        assert!(!entry.complete());
+        let mut third = first.clone();
+        third.written = Written(vec![(1, 2)]);
+        ledger.apply(&third);
+        assert!(ledger.get(&key).unwrap().complete());
+        // Another batch under the same key changes nothing.
+        let mut other = Update::whole(key, Fingerprint::of(&batch(&["/z"])), 1, 10);
+        other.written = Written::all(1);
+        ledger.apply(&other);
+        assert_eq!(ledger.get(&key).unwrap().fingerprint, fp);
+
+        let compacted: Vec<Update> = ledger.updates().collect();
+        assert_eq!(compacted.len(), 1);
+        let line = serde_json::to_string(&compacted[0]).unwrap();
+        assert_eq!(serde_json::from_str::<Update>(&line).unwrap(), compacted[0]);
+        assert!(line.starts_with(r#"{"k":""#), "{line}");
+        assert!(line.ends_with(r#","n":3,"t":5,"w":[[0,3]]}"#), "{line}");
     }
 
     #[test]
@@ -369,13 +613,18 @@ mod tests {
         for index in [0, 1, 2, 5, 4, 3, 9] {
             written.insert(index);
         }
-        assert_eq!(written.0, [(0, 6), (9, 10)]);
+        assert_eq!(written.ranges(), [(0, 6), (9, 10)]);
         assert!(written.contains(4) && !written.contains(6) && written.contains(9));
+        assert!(!written.contains(10));
         assert_eq!(written.count(), 7);
         let mut other = Written::default();
-        other.insert(6);
-        other.insert(7);
+        other.insert_range(6, 8);
         written.merge(&other);
-        assert_eq!(written.0, [(0, 8), (9, 10)]);
+        assert_eq!(written.ranges(), [(0, 8), (9, 10)]);
+        written.insert_range(8, 9);
+        assert_eq!(written.ranges(), [(0, 10)]);
+        written.insert_range(20, 30);
+        written.insert_range(12, 14);
+        assert_eq!(written.ranges(), [(0, 10), (12, 14), (20, 30)]);
     }
 }

@@ -10,6 +10,8 @@
 //!   [`Store`] together with a checkpoint of their partitions' next offsets, and only then commit.
 //!   Where a partition resumes is decided by the pure state machine in [`resume`].
 //! - [`broker`]: topic creation at start-up and the probe behind `/ready`.
+//! - [`keyed`]: how the records of a batch sent with an `Idempotency-Key` carry it (message key
+//!   and headers), so that the consumers store them once however often the batch was produced.
 //!
 //! # Shutdown order
 //!
@@ -26,6 +28,7 @@
 pub mod broker;
 pub mod consumer;
 pub mod dead_letter;
+pub mod keyed;
 pub mod producer;
 pub mod resume;
 
@@ -35,6 +38,7 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 
 use crate::config::{Config, ConsumerConfig, KafkaConfig};
+use crate::idempotency::Update;
 use crate::metrics::Metrics;
 use crate::record::EncodedBatch;
 use crate::store::Store;
@@ -125,14 +129,19 @@ impl KafkaPipeline {
     /// While the probe finds the broker silent, batches are refused at once, before any record is
     /// sent: the client hears 503 "nothing stored" instead of waiting `kafka.produceTimeout` for
     /// an answer that could only be "outcome unknown".
-    pub async fn submit(&self, batch: EncodedBatch) -> Result<(), ProduceError> {
+    /// A batch sent with an idempotency key travels with `keyed` (see [`keyed`]).
+    pub async fn submit(
+        &self,
+        batch: EncodedBatch,
+        keyed: Option<&Update>,
+    ) -> Result<(), ProduceError> {
         if !self.probe.broker_answers() {
             self.metrics.ingest_errors.inc();
             return Err(ProduceError::Unavailable {
                 reason: "the Kafka broker does not answer".to_owned(),
             });
         }
-        self.producer.submit(batch).await
+        self.producer.submit(batch, keyed).await
     }
 
     /// Waits, at most `timeout`, until everything this process's producer had acknowledged when

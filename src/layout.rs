@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `storage.logsDir` | `YYYY-MM-DD/HH.log.json` | the hour's records, one NDJSON line each |
 //! | `storage.logsDir` | `.lock`, `.checkpoint.json` | the store's lock and source positions |
+//! | `storage.logsDir` | `.idempotency.jsonl` | the store's journal of idempotency keys |
 //! | `storage.analyticsDir` | `YYYY-MM-DD/summary_HH.json` | the hour's summary |
 //!
 //! Days and hours are UTC and always zero-padded; a name that differs from the canonical spelling
@@ -22,6 +23,8 @@ use crate::record::Hour;
 pub const LOCK_FILE: &str = ".lock";
 /// The store's checkpoint state file inside the logs directory.
 pub const CHECKPOINT_FILE: &str = ".checkpoint.json";
+/// The store's journal of idempotency keys inside the logs directory.
+pub const KEYS_JOURNAL: &str = ".idempotency.jsonl";
 
 /// The two kinds of per-hour files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,13 +16,15 @@
 //! - [`ingest`]: decoding and validation of request bodies (JSON array, CSV, NDJSON) into an
 //!   [`record::EncodedBatch`]; pure functions, no I/O.
 //! - [`record`]: the record type and its NDJSON line format (the compatibility contract).
+//! - [`idempotency`]: what an `Idempotency-Key` means: keys, batch fingerprints, the ledger of
+//!   keyed batches stored and the API's index of keys done and in flight; no I/O.
 //! - [`layout`]: which file of the logs and analytics directories holds which hour.
 //! - [`pipeline`]: where accepted batches go; one value owns each mode (v1: the store; v2: Kafka)
 //!   from start-up to shutdown.
 //! - [`kafka`]: v2, owned by [`kafka::KafkaPipeline`]: producer, consumer group (writing through
 //!   the store with checkpoints; dead-letter topic), broker set-up and probe.
 //! - [`store`]: the durable hourly file store: group commit, fsync, rollback, torn-line repair,
-//!   directory lock and caller checkpoints.
+//!   directory lock, caller checkpoints and the idempotency journal.
 //! - [`analytics`]: incremental hourly summaries of the hour files (bots and humans split with the
 //!   vendored isbot list) and the analytics API's bounded queries; reads what the store wrote,
 //!   shares no locks with it.
@@ -37,6 +39,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod idempotency;
 pub mod ingest;
 pub mod kafka;
 pub mod layout;

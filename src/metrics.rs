@@ -96,7 +96,19 @@ pub struct Metrics {
     pub kafka_consumer_partitions: IntGaugeVec,
     /// v2: time from produce to durable storage, per record.
     pub kafka_end_to_end: Histogram,
+    /// Keys in the store's idempotency ledger.
+    pub idempotency_keys: IntGauge,
+    /// Requests answered with the outcome of an earlier one with the same key and body.
+    pub idempotency_replays: IntCounter,
+    /// Requests refused because of their key, by reason (`in_flight`, `reused`).
+    pub idempotency_conflicts: IntCounterVec,
+    /// v2: records of keyed batches the consumers found stored already and dropped.
+    pub idempotency_duplicates_dropped: IntCounter,
 }
+
+/// `idempotency_conflicts_total` reasons.
+pub const CONFLICT_IN_FLIGHT: &str = "in_flight";
+pub const CONFLICT_REUSED: &str = "reused";
 
 impl Metrics {
     /// Creates and registers every metric, plus the process collector.
@@ -197,6 +209,28 @@ impl Metrics {
             "analytics_incomplete_answers_total",
             "Total number of analytics answers given before every acknowledged record was in the hour files (v2).",
         );
+        let idempotency_replays = counter(
+            "idempotency_replays_total",
+            "Total number of /logs requests answered with the outcome of an earlier request with the same Idempotency-Key and body (nothing stored again).",
+        );
+        let idempotency_duplicates_dropped = counter(
+            "idempotency_duplicates_dropped_total",
+            "Total number of records of keyed batches the Kafka consumers found already stored and dropped (v2).",
+        );
+        let idempotency_conflicts = IntCounterVec::new(
+            Opts::new(
+                "idempotency_conflicts_total",
+                "Total number of /logs requests refused because of their Idempotency-Key: in_flight (409) or reused with another body (422).",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(idempotency_conflicts.clone()))
+            .expect("metric registered once");
+        for reason in [CONFLICT_IN_FLIGHT, CONFLICT_REUSED] {
+            idempotency_conflicts.with_label_values(&[reason]);
+        }
         let aggregation_requests = IntCounterVec::new(
             Opts::new(
                 "aggregation_requests_total",
@@ -234,6 +268,10 @@ impl Metrics {
         let store_open_files = gauge(
             "store_open_files",
             "Current number of hour files the store holds open.",
+        );
+        let idempotency_keys = gauge(
+            "idempotency_keys",
+            "Current number of Idempotency-Keys the store remembers (keyed batches stored within idempotency.retention, at most idempotency.maxKeys).",
         );
         let store_queue_depth = gauge(
             "store_queue_depth",
@@ -366,6 +404,10 @@ impl Metrics {
             kafka_consumer_lag,
             kafka_consumer_partitions,
             kafka_end_to_end,
+            idempotency_keys,
+            idempotency_replays,
+            idempotency_conflicts,
+            idempotency_duplicates_dropped,
         }
     }
 

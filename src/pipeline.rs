@@ -6,8 +6,16 @@
 //!
 //! The HTTP layer sees only [`Pipeline`] and [`SubmitError`]; each backend keeps its own error
 //! type, and `http::ApiError` is the one place that turns them into answers.
+//!
+//! Batches sent with an `Idempotency-Key` go through [`Pipeline::submit_keyed`], which asks the
+//! mode's [`KeyIndex`] first (see [`crate::idempotency`]): in v1 "done" means in the store's
+//! ledger (stored, durable with the lines); in v2 it means acknowledged by the broker, in an index
+//! of this process seeded at start-up from the batches its consumers stored whole.
+
+use std::sync::{Arc, Mutex};
 
 use crate::config::{Config, PipelineVersion};
+use crate::idempotency::{Claim, Fingerprint, Key, KeyIndex, Ledger, Update, now_ms};
 use crate::kafka::{KafkaPipeline, KafkaSettings, ProduceError};
 use crate::metrics::Metrics;
 use crate::record::EncodedBatch;
@@ -16,9 +24,29 @@ use crate::store::{Store, StoreError, StoreOptions};
 /// The running pipeline of this process.
 pub enum Pipeline {
     /// v1: straight into the hour files.
-    V1 { store: Store, metrics: Metrics },
+    V1 {
+        store: Store,
+        metrics: Metrics,
+        keys: Arc<KeyIndex>,
+    },
     /// v2: through Kafka.
-    V2(KafkaPipeline),
+    V2 {
+        kafka: KafkaPipeline,
+        keys: Arc<KeyIndex>,
+    },
+}
+
+/// What became of a batch sent with an `Idempotency-Key`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyedOutcome {
+    /// Stored (v1) or acknowledged (v2) now.
+    Stored,
+    /// The same batch was stored under this key before: nothing done, answer as then.
+    Replayed { records: u32 },
+    /// Another batch was stored under this key: refused.
+    Reused,
+    /// A request with this key is still being handled: refused for now.
+    InFlight,
 }
 
 /// Why a batch was not accepted, as its backend reports it.
@@ -33,16 +61,28 @@ pub enum SubmitError {
 impl Pipeline {
     /// Opens the store and, in v2, connects to Kafka and starts the consumer group.
     pub async fn start(config: &Config, metrics: &Metrics) -> anyhow::Result<Pipeline> {
-        let store = Store::open(StoreOptions::from_config(&config.storage), metrics.clone())?;
+        let options = StoreOptions::from_config(&config.storage, &config.idempotency);
+        let keys = options.keys;
+        let store = Store::open(options, metrics.clone())?;
         Ok(match config.version {
             PipelineVersion::V1 => Pipeline::V1 {
+                keys: KeyIndex::new(store.ledger()),
                 store,
                 metrics: metrics.clone(),
             },
             PipelineVersion::V2 => {
+                // Acknowledged batches are this process's to remember; those its consumers
+                // stored whole before a restart are known to be acknowledged.
+                let mut acknowledged = Ledger::new(keys);
+                for update in store.ledger().lock().expect("ledger lock").updates() {
+                    if update.written.count() >= u64::from(update.records) {
+                        acknowledged.apply(&update);
+                    }
+                }
+                let keys = KeyIndex::new(Arc::new(Mutex::new(acknowledged)));
                 let settings = KafkaSettings::from_config(config);
                 match KafkaPipeline::start(settings, store.clone(), metrics.clone()).await {
-                    Ok(kafka) => Pipeline::V2(kafka),
+                    Ok(kafka) => Pipeline::V2 { kafka, keys },
                     Err(err) => {
                         // Release the logs directory before reporting the failure.
                         store.shutdown().await;
@@ -63,13 +103,48 @@ impl Pipeline {
         deadline: std::time::Instant,
     ) -> Result<(), SubmitError> {
         match self {
-            Pipeline::V1 { store, metrics } => {
+            Pipeline::V1 { store, metrics, .. } => {
                 // The ingestion queue of v1 is the store's queue, as far as API batches go.
                 let _queued = metrics.queued_batch();
                 Ok(store.append_by(batch, deadline).await?)
             }
-            Pipeline::V2(kafka) => Ok(kafka.submit(batch).await?),
+            Pipeline::V2 { kafka, .. } => Ok(kafka.submit(batch, None).await?),
         }
+    }
+
+    /// [`Pipeline::submit`] for a batch sent with `key`; `fingerprint` is the batch's. A batch
+    /// whose key is done or in flight is not submitted (see [`KeyedOutcome`]).
+    pub async fn submit_keyed(
+        &self,
+        batch: EncodedBatch,
+        key: Key,
+        fingerprint: Fingerprint,
+        deadline: std::time::Instant,
+    ) -> Result<KeyedOutcome, SubmitError> {
+        let keys = match self {
+            Pipeline::V1 { keys, .. } | Pipeline::V2 { keys, .. } => keys,
+        };
+        let now = now_ms();
+        let hold = match keys.claim(key, fingerprint, now) {
+            Claim::Fresh(hold) => hold,
+            Claim::Replay { records } => return Ok(KeyedOutcome::Replayed { records }),
+            Claim::Reused => return Ok(KeyedOutcome::Reused),
+            Claim::InFlight => return Ok(KeyedOutcome::InFlight),
+        };
+        let update = Update::whole(key, fingerprint, batch.records() as u32, now);
+        match self {
+            Pipeline::V1 { store, metrics, .. } => {
+                let _queued = metrics.queued_batch();
+                // The store holds the key in flight until it has decided the batch's outcome.
+                store.append_keyed_by(batch, update, hold, deadline).await?;
+            }
+            Pipeline::V2 { kafka, keys } => {
+                kafka.submit(batch, Some(&update)).await?;
+                keys.complete(&update);
+                drop(hold);
+            }
+        }
+        Ok(KeyedOutcome::Stored)
     }
 
     /// Waits, at most `timeout`, until every batch acknowledged before the call is in the hour
@@ -78,7 +153,7 @@ impl Pipeline {
     pub async fn settle(&self, timeout: std::time::Duration) -> bool {
         match self {
             Pipeline::V1 { .. } => true,
-            Pipeline::V2(kafka) => kafka.settle(timeout).await,
+            Pipeline::V2 { kafka, .. } => kafka.settle(timeout).await,
         }
     }
 
@@ -86,7 +161,7 @@ impl Pipeline {
     pub fn readiness(&self) -> Result<(), &'static str> {
         match self {
             Pipeline::V1 { store, .. } => store.readiness(),
-            Pipeline::V2(kafka) => kafka.readiness(),
+            Pipeline::V2 { kafka, .. } => kafka.readiness(),
         }
     }
 
@@ -95,7 +170,7 @@ impl Pipeline {
     pub async fn shutdown(&self) {
         match self {
             Pipeline::V1 { store, .. } => store.shutdown().await,
-            Pipeline::V2(kafka) => kafka.shutdown().await,
+            Pipeline::V2 { kafka, .. } => kafka.shutdown().await,
         }
     }
 }

@@ -22,13 +22,25 @@
 //! length of every file the group will touch, then the data and its fsync, then the new positions.
 //! At start-up a pending record means a crash happened in between, and the files are truncated back
 //! to the recorded lengths, so lines and positions always agree: nothing is stored twice when the
-//! caller resumes from [`Store::checkpoint`].
+//! caller resumes from [`Store::checkpoint`]. A group that fails clears its pending record once
+//! its rollback is done (until then the store refuses writes).
+//!
+//! # Idempotency keys
+//!
+//! A batch may carry [`Update`]s of the idempotency [`Ledger`] (v1: "this keyed batch is stored";
+//! v2's consumers: "these records of that keyed batch are stored"). They are appended to the
+//! journal (`.idempotency.jsonl`, [`journal`]) in the same group as the lines, under the same
+//! pending record, fsynced with them and rolled back with them: after a crash at any instant the
+//! lines and their key are both there or neither is. The ledger is applied in memory only once the
+//! group is durable, and rebuilt from the journal at start-up. A batch carrying a key holds the
+//! API's [`ClaimGuard`] until its outcome is known, so that the key is in flight exactly as long.
 //!
 //! # Start-up repair and exclusivity
 //!
 //! [`Store::open`] takes an exclusive lock on `<logsDir>/.lock` (a second process gets
-//! [`StoreError::Locked`]), rolls back any pending checkpoint, and truncates an unterminated last
-//! line from every hour file (a crash mid-write; such a line was never acknowledged).
+//! [`StoreError::Locked`]), rolls back any pending checkpoint, truncates an unterminated last
+//! line from every hour file (a crash mid-write; such a line was never acknowledged), and reads
+//! the idempotency journal.
 //!
 //! # Bounded state
 //!
@@ -47,10 +59,14 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-use crate::config::{FsyncPolicy, StorageConfig};
+use crate::config::{FsyncPolicy, IdempotencyConfig, StorageConfig};
+use crate::idempotency::{ClaimGuard, Ledger, Retention, Update, now_ms};
 use crate::layout::{self, CHECKPOINT_FILE, LOCK_FILE};
 use crate::metrics::Metrics;
 use crate::record::{EncodedBatch, Hour};
+
+mod journal;
+use journal::Journal;
 
 /// At most this many hour files stay open; the least recently written is closed beyond it.
 pub const MAX_OPEN_FILES: usize = 64;
@@ -84,11 +100,13 @@ pub struct StoreOptions {
     pub max_pending_bytes: usize,
     pub idle_file_timeout: Duration,
     pub write_timeout: Duration,
+    /// How long, and how many, idempotency keys are kept.
+    pub keys: Retention,
 }
 
 impl StoreOptions {
-    /// The options `storage.*` gives.
-    pub fn from_config(storage: &StorageConfig) -> StoreOptions {
+    /// The options `storage.*` and `idempotency.*` give.
+    pub fn from_config(storage: &StorageConfig, idempotency: &IdempotencyConfig) -> StoreOptions {
         StoreOptions {
             logs_dir: storage.logs_dir.clone(),
             fsync: storage.fsync,
@@ -96,6 +114,10 @@ impl StoreOptions {
             max_pending_bytes: storage.max_pending_bytes,
             idle_file_timeout: storage.idle_file_timeout,
             write_timeout: storage.write_timeout,
+            keys: Retention {
+                retention: idempotency.retention,
+                max_keys: idempotency.max_keys,
+            },
         }
     }
 }
@@ -146,13 +168,25 @@ struct Inner {
     write_timeout: Duration,
     healthy: Arc<AtomicBool>,
     checkpoint: Arc<Mutex<Checkpoint>>,
+    ledger: Arc<Mutex<Ledger>>,
     done: Mutex<Option<oneshot::Receiver<()>>>,
     metrics: Metrics,
+}
+
+/// What goes with a batch besides its lines.
+#[derive(Default)]
+struct Extras {
+    checkpoint: Option<Checkpoint>,
+    updates: Vec<Update>,
+    /// Released when the request is dropped, after its outcome is decided.
+    hold: Option<ClaimGuard>,
 }
 
 struct Request {
     batch: EncodedBatch,
     checkpoint: Option<Checkpoint>,
+    updates: Vec<Update>,
+    _hold: Option<ClaimGuard>,
     reply: oneshot::Sender<Result<(), StoreError>>,
     /// [`QUEUED`] until either the writer takes the request ([`TAKEN`]) or its caller withdraws
     /// it ([`WITHDRAWN`]); whichever comes first decides.
@@ -183,6 +217,10 @@ impl Store {
         let checkpoint = recover_checkpoint(&dir)
             .map_err(|e| open_error(format!("checkpoint recovery: {e}")))?;
         repair_torn_lines(&dir).map_err(|e| open_error(format!("torn-line repair: {e}")))?;
+        let (journal, ledger) = Journal::open(&dir, options.keys)
+            .map_err(|e| open_error(format!("idempotency journal: {e}")))?;
+        metrics.idempotency_keys.set(ledger.len() as i64);
+        let ledger = Arc::new(Mutex::new(ledger));
 
         let (sender, requests) = mpsc::channel();
         let healthy = Arc::new(AtomicBool::new(true));
@@ -195,6 +233,10 @@ impl Store {
             damaged: BTreeMap::new(),
             healthy: healthy.clone(),
             checkpoint: checkpoint.clone(),
+            journal,
+            journal_damaged: None,
+            intent_left: false,
+            ledger: ledger.clone(),
             metrics: metrics.clone(),
             last_sync: Instant::now(),
             _lock: lock,
@@ -209,6 +251,7 @@ impl Store {
                 write_timeout: options.write_timeout,
                 healthy,
                 checkpoint,
+                ledger,
                 done: Mutex::new(Some(done_rx)),
                 metrics,
             }),
@@ -225,7 +268,7 @@ impl Store {
 
     /// Appends a batch and returns once it is stored (and fsynced, with `fsync: always`).
     pub async fn append(&self, batch: EncodedBatch) -> Result<(), StoreError> {
-        self.submit(batch, None, None).await
+        self.submit(batch, Extras::default(), None).await
     }
 
     /// [`Store::append`], for a caller that cannot wait past `deadline` for the writer: a batch
@@ -237,23 +280,48 @@ impl Store {
         batch: EncodedBatch,
         deadline: std::time::Instant,
     ) -> Result<(), StoreError> {
-        self.submit(batch, None, Some(deadline)).await
+        self.submit(batch, Extras::default(), Some(deadline)).await
     }
 
-    /// Appends a batch and makes `checkpoint` durable together with it: after a crash, either
-    /// both the lines and the positions are there, or neither is.
+    /// [`Store::append_by`] for a batch sent with an idempotency key: `update` (the whole batch
+    /// stored under its key) is made durable with the lines, and `hold` (the key in flight) is
+    /// released once the batch's outcome is decided, even if that is after the caller stopped
+    /// waiting.
+    pub async fn append_keyed_by(
+        &self,
+        batch: EncodedBatch,
+        update: Update,
+        hold: ClaimGuard,
+        deadline: std::time::Instant,
+    ) -> Result<(), StoreError> {
+        let extras = Extras {
+            updates: vec![update],
+            hold: Some(hold),
+            ..Extras::default()
+        };
+        self.submit(batch, extras, Some(deadline)).await
+    }
+
+    /// Appends a batch and makes `checkpoint` and `updates` durable together with it: after a
+    /// crash, either the lines, the positions and the updates are all there, or none is.
     pub async fn append_with_checkpoint(
         &self,
         batch: EncodedBatch,
         checkpoint: Checkpoint,
+        updates: Vec<Update>,
     ) -> Result<(), StoreError> {
-        self.submit(batch, Some(checkpoint), None).await
+        let extras = Extras {
+            checkpoint: Some(checkpoint),
+            updates,
+            hold: None,
+        };
+        self.submit(batch, extras, None).await
     }
 
     async fn submit(
         &self,
         batch: EncodedBatch,
-        checkpoint: Option<Checkpoint>,
+        extras: Extras,
         deadline: Option<std::time::Instant>,
     ) -> Result<(), StoreError> {
         let cost = batch.bytes().clamp(1, self.inner.max_pending_bytes);
@@ -271,7 +339,9 @@ impl Store {
             self.inner.metrics.store_queue_depth.inc();
             let request = Request {
                 batch,
-                checkpoint,
+                checkpoint: extras.checkpoint,
+                updates: extras.updates,
+                _hold: extras.hold,
                 reply,
                 claim: claim.clone(),
                 _permit: permit,
@@ -300,6 +370,12 @@ impl Store {
             Ok(answer) => answered(answer),
             Err(_) => Err(StoreError::OutcomeUnknown),
         }
+    }
+
+    /// The idempotency ledger: keyed batches stored (records of them, for v2's consumers),
+    /// updated once each group is durable.
+    pub fn ledger(&self) -> Arc<Mutex<Ledger>> {
+        self.inner.ledger.clone()
     }
 
     /// The positions stored with the last committed checkpointed batch (or recovered at open).
@@ -497,6 +573,14 @@ struct Writer {
     damaged: BTreeMap<Hour, Option<u64>>,
     healthy: Arc<AtomicBool>,
     checkpoint: Arc<Mutex<Checkpoint>>,
+    journal: Journal,
+    /// The journal's length and lines to go back to, when a failed group's rollback of it failed.
+    journal_damaged: Option<(u64, u64)>,
+    /// A failed group's pending record is still in the state file: it must be cleared (once
+    /// every rollback is done) before anything else is written, or a later crash would cut
+    /// acknowledged lines.
+    intent_left: bool,
+    ledger: Arc<Mutex<Ledger>>,
     metrics: Metrics,
     last_sync: Instant,
     /// Held for the writer's lifetime; dropping it releases the directory lock.
@@ -632,16 +716,29 @@ impl Writer {
                     Some(merged)
                 });
 
+        let updates: Vec<&Update> = group.iter().flat_map(|r| r.updates.iter()).collect();
+
         let mut touched = Vec::with_capacity(plan.len());
-        let outcome = self.write_plan(&mut plan, positions.as_ref(), &mut touched);
+        let journal_before = (self.journal.length, self.journal.lines());
+        let outcome = self.write_plan(&mut plan, positions.as_ref(), &updates, &mut touched);
         match outcome {
             Ok(()) => {
                 if let Some(positions) = positions {
                     *self.checkpoint.lock().expect("checkpoint lock") = positions;
                 }
+                if !updates.is_empty() {
+                    let mut ledger = self.ledger.lock().expect("ledger lock");
+                    for update in updates {
+                        ledger.apply(update);
+                    }
+                    self.metrics.idempotency_keys.set(ledger.len() as i64);
+                }
                 Ok(())
             }
-            Err(err) => Err(self.roll_back(&touched, err)),
+            Err(err) => {
+                let journal = (!updates.is_empty()).then_some(journal_before);
+                Err(self.roll_back(&touched, journal, err))
+            }
         }
     }
 
@@ -652,6 +749,7 @@ impl Writer {
         &mut self,
         plan: &mut [(Hour, Vec<IoSlice<'_>>)],
         positions: Option<&Checkpoint>,
+        updates: &[&Update],
         touched: &mut Vec<Touched>,
     ) -> io::Result<()> {
         let group: HashSet<Hour> = plan.iter().map(|(hour, _)| *hour).collect();
@@ -663,15 +761,22 @@ impl Writer {
                 written: false,
             });
         }
-        if positions.is_some() {
-            let lengths = touched
+        // Positions or keys go with these lines: first the pending record.
+        let intent = positions.is_some() || !updates.is_empty();
+        if intent {
+            let mut lengths: BTreeMap<String, u64> = touched
                 .iter()
                 .map(|t| (layout::hour_file(t.hour), t.previous_length))
                 .collect();
+            if !updates.is_empty() {
+                lengths.insert(Journal::name().to_owned(), self.journal.length);
+            }
             let state = CheckpointState {
                 positions: self.checkpoint.lock().expect("checkpoint lock").clone(),
                 pending: Some(lengths),
             };
+            // From here on a failure leaves a pending record to clear.
+            self.intent_left = true;
             write_checkpoint_state(&self.dir, &state)?;
         }
         for ((hour, slices), touched) in plan.iter_mut().zip(touched.iter_mut()) {
@@ -684,16 +789,25 @@ impl Writer {
             file.length += written.as_ref().map_or_else(|(n, _)| *n, |n| *n) as u64;
             written.map_err(|(_, e)| e)?;
         }
-        if self.options.fsync == FsyncPolicy::Always || positions.is_some() {
+        if !updates.is_empty() {
+            self.journal.append(updates)?;
+        }
+        if self.options.fsync == FsyncPolicy::Always || intent {
             let hours: Vec<Hour> = touched.iter().map(|t| t.hour).collect();
             self.sync_files(&hours)?;
         }
-        if let Some(positions) = positions {
+        if !updates.is_empty() {
+            self.journal.sync()?;
+        }
+        if intent {
             let state = CheckpointState {
-                positions: positions.clone(),
+                positions: positions
+                    .cloned()
+                    .unwrap_or_else(|| self.checkpoint.lock().expect("checkpoint lock").clone()),
                 pending: None,
             };
             write_checkpoint_state(&self.dir, &state)?;
+            self.intent_left = false;
         }
         Ok(())
     }
@@ -703,8 +817,20 @@ impl Writer {
     /// the kernel dropped), and drops the old descriptors. Returns the error to report:
     /// [`StoreError::WriteFailed`] if the rollback worked, else [`StoreError::Inconsistent`]; the
     /// files it could not roll back are damaged until [`Writer::repair`] fixes them.
-    fn roll_back(&mut self, touched: &[Touched], cause: io::Error) -> StoreError {
+    fn roll_back(
+        &mut self,
+        touched: &[Touched],
+        journal: Option<(u64, u64)>,
+        cause: io::Error,
+    ) -> StoreError {
         let mut failures = Vec::new();
+        if let Some((length, lines)) = journal
+            && let Err(e) = self.journal.roll_back(length, lines)
+        {
+            tracing::error!(error = %e, "idempotency journal rollback failed; refusing writes until it is repaired");
+            failures.push(format!("idempotency journal: {e}"));
+            self.journal_damaged = Some((length, lines));
+        }
         for t in touched.iter().filter(|t| t.written) {
             // Closed even if an fsync failure dropped it already: never reused after a failure.
             self.files.remove(&t.hour);
@@ -721,7 +847,15 @@ impl Writer {
                 }
             }
         }
-        if self.damaged.is_empty() {
+        // Only once everything is back may the pending record go: until then it is what would
+        // cut the group's lines after a crash.
+        if self.damaged.is_empty()
+            && self.journal_damaged.is_none()
+            && let Err(e) = self.clear_intent()
+        {
+            failures.push(format!("checkpoint state: {e}"));
+        }
+        if self.damaged.is_empty() && self.journal_damaged.is_none() && !self.intent_left {
             self.healthy.store(true, Ordering::Relaxed);
         }
         self.metrics.store_open_files.set(self.files.len() as i64);
@@ -737,8 +871,20 @@ impl Writer {
     /// last complete line; then fsync, all on a fresh descriptor. Returns whether the store is
     /// whole again (and sets readiness accordingly).
     fn repair(&mut self) -> bool {
-        if self.damaged.is_empty() {
+        if self.damaged.is_empty() && self.journal_damaged.is_none() && !self.intent_left {
             return true;
+        }
+        if let Some((length, lines)) = self.journal_damaged {
+            match self.journal.roll_back(length, lines) {
+                Ok(()) => {
+                    self.journal_damaged = None;
+                    self.metrics.store_repairs.inc();
+                    tracing::warn!("idempotency journal repaired after a failure");
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "idempotency journal still cannot be repaired; refusing writes")
+                }
+            }
         }
         let damaged = std::mem::take(&mut self.damaged);
         for (hour, length) in damaged {
@@ -754,9 +900,54 @@ impl Writer {
                 }
             }
         }
-        let whole = self.damaged.is_empty();
+        if self.damaged.is_empty()
+            && self.journal_damaged.is_none()
+            && let Err(e) = self.clear_intent()
+        {
+            tracing::error!(error = %e, "a failed group's pending record cannot be cleared yet; refusing writes");
+        }
+        let whole = self.damaged.is_empty() && self.journal_damaged.is_none() && !self.intent_left;
         self.healthy.store(whole, Ordering::Relaxed);
         whole
+    }
+
+    /// Clears the pending record a failed group left (its rollback is done): the committed
+    /// positions stay.
+    fn clear_intent(&mut self) -> io::Result<()> {
+        if !self.intent_left {
+            return Ok(());
+        }
+        let state = CheckpointState {
+            positions: self.checkpoint.lock().expect("checkpoint lock").clone(),
+            pending: None,
+        };
+        write_checkpoint_state(&self.dir, &state)?;
+        self.intent_left = false;
+        Ok(())
+    }
+
+    /// Forgets expired keys, and rewrites the journal once it is mostly about them.
+    fn tend_keys(&mut self) {
+        let (live, updates) = {
+            let mut ledger = self.ledger.lock().expect("ledger lock");
+            ledger.expire(now_ms());
+            self.metrics.idempotency_keys.set(ledger.len() as i64);
+            if !self.journal.wants_compaction(ledger.len()) {
+                return;
+            }
+            // A copy, so that the API's claims do not wait for the rewrite.
+            let mut copy = Ledger::new(self.options.keys);
+            for update in ledger.updates() {
+                copy.apply(&update);
+            }
+            (ledger.len(), copy)
+        };
+        if self.intent_left || self.journal_damaged.is_some() {
+            return;
+        }
+        if let Err(e) = self.journal.compact(&updates) {
+            tracing::error!(error = %e, live, "idempotency journal compaction failed; it stays as it is");
+        }
     }
 
     /// The open hour file for `hour`, opening or creating it (and its day directory) if needed.
@@ -900,6 +1091,7 @@ impl Writer {
     /// Periodic work between groups: repairs, the interval fsync, closing idle files.
     fn maintain(&mut self) {
         self.repair();
+        self.tend_keys();
         if self.options.fsync == FsyncPolicy::Interval
             && self.last_sync.elapsed() >= self.options.fsync_interval
         {
@@ -1019,6 +1211,8 @@ fn write_all_vectored(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::idempotency::{Claim, Fingerprint, Key, KeyIndex};
+    use crate::layout::KEYS_JOURNAL;
     use chrono::{DateTime, Utc};
 
     fn options(dir: &Path) -> StoreOptions {
@@ -1029,6 +1223,10 @@ mod tests {
             max_pending_bytes: 1 << 20,
             idle_file_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(30),
+            keys: Retention {
+                retention: Duration::from_secs(3600),
+                max_keys: 1000,
+            },
         }
     }
 
@@ -1321,13 +1519,18 @@ mod tests {
         assert!(store.checkpoint().is_empty());
         let positions = Checkpoint::from([("logs/0".to_owned(), 10), ("logs/1".to_owned(), 4)]);
         store
-            .append_with_checkpoint(batch(&[("2025-11-22T14:00:00Z", "/a")]), positions)
+            .append_with_checkpoint(
+                batch(&[("2025-11-22T14:00:00Z", "/a")]),
+                positions,
+                Vec::new(),
+            )
             .await
             .unwrap();
         store
             .append_with_checkpoint(
                 batch(&[("2025-11-22T14:00:00Z", "/b")]),
                 Checkpoint::from([("logs/0".to_owned(), 11)]),
+                Vec::new(),
             )
             .await
             .unwrap();
@@ -1348,6 +1551,7 @@ mod tests {
             .append_with_checkpoint(
                 batch(&[("2025-11-22T14:00:00Z", "/kept")]),
                 Checkpoint::from([("logs/0".to_owned(), 1)]),
+                Vec::new(),
             )
             .await
             .unwrap();
@@ -1387,6 +1591,150 @@ mod tests {
         assert_eq!(read(dir.path(), "2025-11-22/15.log.json"), "");
         reopened.shutdown().await;
         assert!(read_checkpoint_state(dir.path()).unwrap().pending.is_none());
+    }
+
+    fn keyed(key: &str, batch: &EncodedBatch) -> (Update, Key) {
+        let key = Key::parse(key.as_bytes()).unwrap();
+        let update = Update::whole(
+            key,
+            Fingerprint::of(batch),
+            batch.records() as u32,
+            now_ms(),
+        );
+        (update, key)
+    }
+
+    fn claim(index: &Arc<KeyIndex>, key: Key) -> ClaimGuard {
+        match index.claim(key, Fingerprint(0), now_ms()) {
+            Claim::Fresh(guard) => guard,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_keyed_batch_and_its_key_are_stored_together_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(options(dir.path()), Metrics::new()).unwrap();
+        let index = KeyIndex::new(store.ledger());
+        let one = batch(&[
+            ("2025-11-22T14:00:00Z", "/a"),
+            ("2025-11-22T15:00:00Z", "/b"),
+        ]);
+        let (update, key) = keyed("k1", &one);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let hold = claim(&index, key);
+        store
+            .append_keyed_by(one.clone(), update, hold, deadline)
+            .await
+            .unwrap();
+        // The key left flight once the outcome was decided, and the ledger has it.
+        assert!(matches!(
+            index.claim(key, Fingerprint::of(&one), now_ms()),
+            Claim::Replay { records: 2 }
+        ));
+        store.shutdown().await;
+        let reopened = Store::open(options(dir.path()), Metrics::new()).unwrap();
+        let entry = reopened
+            .ledger()
+            .lock()
+            .unwrap()
+            .get(&key)
+            .cloned()
+            .unwrap();
+        assert!(entry.complete());
+        assert_eq!(entry.fingerprint, Fingerprint::of(&one));
+        reopened.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_failed_keyed_group_rolls_back_its_key_and_clears_its_pending_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(options(dir.path()), Metrics::new()).unwrap();
+        let index = KeyIndex::new(store.ledger());
+        fs::create_dir_all(dir.path().join("2025-11-22/16.log.json")).unwrap();
+        let failing = batch(&[
+            ("2025-11-22T14:00:00Z", "/x"),
+            ("2025-11-22T16:00:00Z", "/z"),
+        ]);
+        let (update, key) = keyed("k", &failing);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let err = store
+            .append_keyed_by(failing.clone(), update, claim(&index, key), deadline)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::WriteFailed(_)), "{err:?}");
+        assert_eq!(read(dir.path(), "2025-11-22/14.log.json"), "");
+        assert_eq!(read(dir.path(), KEYS_JOURNAL), "");
+        assert!(read_checkpoint_state(dir.path()).unwrap().pending.is_none());
+        assert!(store.ledger().lock().unwrap().get(&key).is_none());
+        // A plain batch afterwards is stored and survives a restart (no stale pending record
+        // cuts it).
+        store
+            .append(batch(&[("2025-11-22T14:00:00Z", "/plain")]))
+            .await
+            .unwrap();
+        store.shutdown().await;
+        let reopened = Store::open(options(dir.path()), Metrics::new()).unwrap();
+        assert_eq!(
+            paths(&read(dir.path(), "2025-11-22/14.log.json")),
+            ["/plain"]
+        );
+        // The key is new again.
+        assert!(matches!(
+            KeyIndex::new(reopened.ledger()).claim(key, Fingerprint::of(&failing), now_ms()),
+            Claim::Fresh(_)
+        ));
+        reopened.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_crash_inside_a_keyed_group_loses_the_lines_and_the_key_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(options(dir.path()), Metrics::new()).unwrap();
+        let index = KeyIndex::new(store.ledger());
+        let kept = batch(&[("2025-11-22T14:00:00Z", "/kept")]);
+        let (update, key) = keyed("kept", &kept);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        store
+            .append_keyed_by(kept, update, claim(&index, key), deadline)
+            .await
+            .unwrap();
+        store.shutdown().await;
+        let hour14 = read(dir.path(), "2025-11-22/14.log.json").len() as u64;
+        let journal = read(dir.path(), KEYS_JOURNAL).len() as u64;
+        // A crash after the next keyed group wrote its lines and its key, before it completed:
+        // its pending record names the lengths before it.
+        let lost = batch(&[("2025-11-22T14:00:00Z", "/lost")]);
+        let (lost_update, lost_key) = keyed("lost", &lost);
+        let state = CheckpointState {
+            positions: Checkpoint::new(),
+            pending: Some(BTreeMap::from([
+                ("2025-11-22/14.log.json".to_owned(), hour14),
+                (KEYS_JOURNAL.to_owned(), journal),
+            ])),
+        };
+        write_checkpoint_state(dir.path(), &state).unwrap();
+        let append = |name: &str, bytes: &[u8]| {
+            let mut file = OpenOptions::new()
+                .append(true)
+                .open(dir.path().join(name))
+                .unwrap();
+            file.write_all(bytes).unwrap();
+        };
+        append("2025-11-22/14.log.json", &lost.chunks[0].lines);
+        let mut line = serde_json::to_vec(&lost_update).unwrap();
+        line.push(b'\n');
+        append(KEYS_JOURNAL, &line);
+
+        let reopened = Store::open(options(dir.path()), Metrics::new()).unwrap();
+        assert_eq!(
+            paths(&read(dir.path(), "2025-11-22/14.log.json")),
+            ["/kept"]
+        );
+        let ledger = reopened.ledger();
+        assert!(ledger.lock().unwrap().get(&key).is_some());
+        assert!(ledger.lock().unwrap().get(&lost_key).is_none());
+        reopened.shutdown().await;
     }
 
     #[tokio::test]

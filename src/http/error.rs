@@ -9,12 +9,13 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::SUPPORTED_ENCODINGS;
+use crate::idempotency::KeyError;
 use crate::ingest::{DecodeError, SUPPORTED_MEDIA_TYPES};
 use crate::kafka::ProduceError;
 use crate::pipeline::SubmitError;
 use crate::store::StoreError;
 
-/// Seconds a client should wait before retrying after a 503.
+/// Seconds a client should wait before retrying after a 503 or a 409 (key in flight).
 const RETRY_AFTER_SECS: u64 = 1;
 
 /// Every way a request can fail, mapped onto a status code and a JSON body
@@ -63,6 +64,18 @@ pub enum ApiError {
         bytes: u64,
         limit: u64,
     },
+    #[error("{0}")]
+    InvalidIdempotencyKey(#[from] KeyError),
+    #[error(
+        "a request with this Idempotency-Key is still being handled; nothing was stored by this \
+         one, retry later with the same key to learn its outcome"
+    )]
+    IdempotencyKeyInFlight,
+    #[error(
+        "this Idempotency-Key was used for a different batch; nothing was stored, use a new key \
+         for a new batch"
+    )]
+    IdempotencyKeyReused,
     #[error("internal error")]
     Internal,
     #[error("{}", .0.canonical_reason().unwrap_or("error"))]
@@ -79,9 +92,12 @@ impl ApiError {
                 DecodeError::TooManyRecords { .. } | DecodeError::TooManyHours { .. },
             )
             | ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Decode(_) | ApiError::UnreadableBody(_) | ApiError::BadQuery(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::Decode(_)
+            | ApiError::UnreadableBody(_)
+            | ApiError::BadQuery(_)
+            | ApiError::InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
+            ApiError::IdempotencyKeyInFlight => StatusCode::CONFLICT,
+            ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) | ApiError::NoSummary(_) => StatusCode::NOT_FOUND,
@@ -137,6 +153,9 @@ impl ApiError {
             ApiError::NoSummary(_) => "no_summary",
             ApiError::Busy => "busy",
             ApiError::SummaryTooLarge { .. } => "summary_too_large",
+            ApiError::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
+            ApiError::IdempotencyKeyInFlight => "idempotency_key_in_flight",
+            ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::Internal => "internal",
             ApiError::Status(_) => "error",
         }
@@ -179,11 +198,13 @@ impl ApiError {
                     .into(),
                 Refusal::Partial { delivered, total } => format!(
                     "{delivered} of the batch's {total} records reached Kafka before a failure; \
-                     retrying the whole batch stores those {delivered} again"
+                     retrying the whole batch without an Idempotency-Key stores those \
+                     {delivered} again, with one it stores each record once"
                 ),
                 Refusal::OutcomeUnknown { .. } => "part of this batch may have been stored and it \
-                                                   cannot be known which; a plain retry may \
-                                                   store those records twice"
+                                                   cannot be known which; a retry without an \
+                                                   Idempotency-Key may store those records \
+                                                   twice, with one it stores each once"
                     .into(),
                 Refusal::Broken => "internal error".into(),
             },
@@ -307,7 +328,7 @@ impl IntoResponse for ApiError {
         }
         let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::CONFLICT {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
         }
         if status == StatusCode::UNAUTHORIZED {

@@ -39,7 +39,10 @@ use tokio::time::Instant;
 use super::AppState;
 use super::encoding::{self, Coding, Source};
 use super::error::{ApiError, Refusal};
+use crate::idempotency::{self, Fingerprint, Key, KeyError};
 use crate::ingest::{self, Format};
+use crate::metrics::{CONFLICT_IN_FLIGHT, CONFLICT_REUSED};
+use crate::pipeline::KeyedOutcome;
 
 /// Bodies larger than this are decoded on the blocking pool instead of an async worker.
 const INLINE_DECODE_BYTES: usize = 512 * 1024;
@@ -65,6 +68,7 @@ pub(super) async fn post_logs(
     let content_type = headers.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes);
     let format = Format::from_content_type(content_type)?;
     let coding = Coding::of(&headers)?;
+    let key = idempotency_key(&headers)?;
     let declared = content_length(&headers);
     if let Some(length) = declared
         && length > state.max_body_bytes
@@ -93,10 +97,17 @@ pub(super) async fn post_logs(
         .grow_to(bytes.len() + ingest::expected_output(format, bytes.len()))
         .inspect_err(|_| state.metrics.inflight_rejections.inc())?;
     let limits = state.limits;
-    let batch = if bytes.len() <= INLINE_DECODE_BYTES {
-        ingest::decode(format, &bytes, &limits)?
+    let size = bytes.len();
+    // A keyed batch is fingerprinted where it is decoded.
+    let decode = move || {
+        let batch = ingest::decode(format, &bytes, &limits)?;
+        let fingerprint = key.map(|_| Fingerprint::of(&batch));
+        Ok::<_, ApiError>((batch, fingerprint))
+    };
+    let (batch, fingerprint) = if size <= INLINE_DECODE_BYTES {
+        decode()?
     } else {
-        let decoding = tokio::task::spawn_blocking(move || ingest::decode(format, &bytes, &limits));
+        let decoding = tokio::task::spawn_blocking(decode);
         match tokio::time::timeout_at(deadline, decoding).await {
             Ok(decoded) => decoded.map_err(|_| ApiError::Internal)??,
             Err(_) => return Err(ApiError::Timeout),
@@ -107,22 +118,77 @@ pub(super) async fn post_logs(
     // Storing runs in its own task: if the client goes away, the batch is still stored or
     // refused as a whole, never cut off half-way; its outcome is bounded by the pipeline.
     let pipeline = state.pipeline.clone();
-    let stored = tokio::spawn(async move { pipeline.submit(batch, deadline.into_std()).await })
-        .await
-        .map_err(|_| ApiError::Internal)?;
+    let deadline = deadline.into_std();
+    let stored = tokio::spawn(async move {
+        match (key, fingerprint) {
+            (Some(key), Some(fingerprint)) => {
+                pipeline
+                    .submit_keyed(batch, key, fingerprint, deadline)
+                    .await
+            }
+            _ => pipeline
+                .submit(batch, deadline)
+                .await
+                .map(|()| KeyedOutcome::Stored),
+        }
+    })
+    .await
+    .map_err(|_| ApiError::Internal)?;
     if let Err(err) = &stored
         && Refusal::of(err) == Refusal::Overloaded
     {
         state.metrics.overload_rejections.inc();
     }
-    stored?;
-    state.metrics.batches_received.inc();
-    state.metrics.batch_records.observe(records as f64);
-    Ok((
-        StatusCode::ACCEPTED,
-        axum::Json(json!({ "accepted": records })),
-    )
-        .into_response())
+    let accepted = |records: usize| {
+        (
+            StatusCode::ACCEPTED,
+            axum::Json(json!({ "accepted": records })),
+        )
+    };
+    match stored? {
+        KeyedOutcome::Stored => {
+            state.metrics.batches_received.inc();
+            state.metrics.batch_records.observe(records as f64);
+            Ok(accepted(records).into_response())
+        }
+        KeyedOutcome::Replayed { records } => {
+            state.metrics.idempotency_replays.inc();
+            let mut response = accepted(records as usize).into_response();
+            response.headers_mut().insert(
+                idempotency::REPLAYED_HEADER,
+                HeaderValue::from_static("true"),
+            );
+            Ok(response)
+        }
+        KeyedOutcome::InFlight => {
+            state
+                .metrics
+                .idempotency_conflicts
+                .with_label_values(&[CONFLICT_IN_FLIGHT])
+                .inc();
+            Err(ApiError::IdempotencyKeyInFlight)
+        }
+        KeyedOutcome::Reused => {
+            state
+                .metrics
+                .idempotency_conflicts
+                .with_label_values(&[CONFLICT_REUSED])
+                .inc();
+            Err(ApiError::IdempotencyKeyReused)
+        }
+    }
+}
+
+/// The request's `Idempotency-Key`, if it has one (400 if it is not a valid key).
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<Key>, ApiError> {
+    let mut values = headers.get_all(idempotency::HEADER).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(KeyError::Repeated.into());
+    }
+    Ok(Some(Key::parse(value.as_bytes())?))
 }
 
 /// The `Content-Length` of a request, if it has a valid one.

@@ -18,6 +18,11 @@
 //! (rebalance, shutdown) the buffer is flushed, checkpointed and committed synchronously before
 //! they are let go.
 //!
+//! Records of batches sent with an `Idempotency-Key` carry it ([`keyed`](super::keyed)); a
+//! consumer drops such a record when the store's ledger (or what it has buffered or is flushing)
+//! says it is stored already, and writes the ledger's update for the ones it stores in the same
+//! flush, so a batch produced twice (a client retrying after a timeout) is stored once.
+//!
 //! Guarantee: every record acknowledged by Kafka is written to the hour files of the process that
 //! consumes its partition, once. The limit: if a partition moves to a process with a *different*
 //! logs directory after a crash between steps 1 and 2 of the old owner, the new owner resumes from
@@ -33,7 +38,7 @@
 //! - The store's writes run on the tokio runtime ([`Shared::runtime`]); the consumer thread waits
 //!   for them with `block_on` only where it must (revocation, shutdown, a full buffer).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -47,8 +52,10 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use super::dead_letter::{DeadLetter, DeadLetters};
+use super::keyed::KeyedRecord;
 use super::resume::{self, Admission, Resume, Start};
 use super::{KafkaSettings, base_config, checkpoint_key};
+use crate::idempotency::{Fingerprint, Key, Update, Written, now_ms};
 use crate::ingest::{self, Limits};
 use crate::metrics::Metrics;
 use crate::record::EncodedBatch;
@@ -275,6 +282,20 @@ struct Flush {
     write: tokio::task::JoinHandle<Result<(), StoreError>>,
     partitions: BTreeMap<i32, (i64, i64)>,
     produced_at: Vec<i64>,
+    /// The records of keyed batches it writes (not in the ledger until it is done).
+    keyed: KeyedWrites,
+}
+
+/// Per key: the batch's fingerprint and record count, and which of its records.
+type KeyedWrites = HashMap<Key, (Fingerprint, u32, Written)>;
+
+/// Whether `writes` hold `record`.
+fn holds(writes: &KeyedWrites, record: &KeyedRecord) -> bool {
+    writes
+        .get(&record.key)
+        .is_some_and(|(fingerprint, _, written)| {
+            *fingerprint == record.fingerprint && written.contains(record.index)
+        })
 }
 
 /// A dead letter on its way; its partition is paused until the broker has it.
@@ -317,6 +338,8 @@ struct Buffer {
     partitions: BTreeMap<i32, (i64, i64)>,
     /// Produce timestamps (ms since the epoch) of buffered records, for the latency histogram.
     produced_at: Vec<i64>,
+    /// The buffered records of keyed batches.
+    keyed: KeyedWrites,
     /// When the oldest buffered message arrived.
     started: Option<Instant>,
 }
@@ -371,6 +394,16 @@ impl Shared {
             // Paused behind a dead letter; read again from after it once it is delivered.
             return;
         }
+        let keyed = KeyedRecord::of(message);
+        if let Some(record) = &keyed
+            && self.already_stored(&state, record)
+        {
+            // Produced again by a retry of its batch: consumed, not stored twice.
+            state.buffer.consumed(partition, offset);
+            self.metrics.kafka_consumed_messages.inc();
+            self.metrics.idempotency_duplicates_dropped.inc();
+            return;
+        }
         let value = message.payload().unwrap_or_default();
         match ingest::append_record(value, &self.limits, &mut state.buffer.batch) {
             Ok(()) => {
@@ -380,6 +413,15 @@ impl Shared {
                     .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
                 state.buffer.produced_at.push(produced);
                 state.buffer.consumed(partition, offset);
+                if let Some(record) = keyed {
+                    state
+                        .buffer
+                        .keyed
+                        .entry(record.key)
+                        .or_insert_with(|| (record.fingerprint, record.records, Written::default()))
+                        .2
+                        .insert(record.index);
+                }
                 self.metrics.kafka_consumed_messages.inc();
             }
             Err(err) => {
@@ -397,6 +439,23 @@ impl Shared {
                 self.pause(consumer, partition, true);
             }
         }
+    }
+
+    /// Whether a record of a keyed batch is stored, or being stored, already.
+    fn already_stored(&self, state: &State, record: &KeyedRecord) -> bool {
+        if holds(&state.buffer.keyed, record)
+            || state
+                .flushing
+                .as_ref()
+                .is_some_and(|flush| holds(&flush.keyed, record))
+        {
+            return true;
+        }
+        let ledger = self.store.ledger();
+        let ledger = ledger.lock().expect("ledger lock");
+        ledger.get(&record.key).is_some_and(|entry| {
+            entry.fingerprint == record.fingerprint && entry.written.contains(record.index)
+        })
     }
 
     fn send_dead_letter(
@@ -507,20 +566,35 @@ impl Shared {
             batch,
             partitions,
             produced_at,
+            keyed,
             ..
         } = std::mem::take(&mut state.buffer);
         let checkpoint: Checkpoint = partitions
             .iter()
             .map(|(partition, (_, next))| (checkpoint_key(&self.topic, *partition), *next))
             .collect();
+        let now = now_ms();
+        let updates: Vec<Update> = keyed
+            .iter()
+            .map(|(key, (fingerprint, records, written))| Update {
+                key: key.0,
+                fingerprint: fingerprint.0,
+                records: *records,
+                at_ms: now,
+                written: written.clone(),
+            })
+            .collect();
         let store = self.store.clone();
-        let write = self
-            .runtime
-            .spawn(async move { store.append_with_checkpoint(batch, checkpoint).await });
+        let write = self.runtime.spawn(async move {
+            store
+                .append_with_checkpoint(batch, checkpoint, updates)
+                .await
+        });
         state.flushing = Some(Flush {
             write,
             partitions,
             produced_at,
+            keyed,
         });
     }
 

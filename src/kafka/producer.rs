@@ -27,8 +27,9 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Message};
 use tokio::sync::{Notify, Semaphore};
 
-use super::base_config;
+use super::{base_config, keyed};
 use crate::config::KafkaConfig;
+use crate::idempotency::Update;
 use crate::metrics::Metrics;
 use crate::record::EncodedBatch;
 
@@ -272,20 +273,35 @@ impl RenewingProducer {
     }
 
     /// Sends `lines` to `topic` as one message each, reporting to `tracker`; stops at the first
-    /// record the client refuses (queue full, too large) and returns its error.
+    /// record the client refuses (queue full, too large) and returns its error. The lines of a
+    /// keyed batch carry its key (see [`super::keyed`]).
     pub(super) fn send<'a>(
         &self,
         topic: &str,
         lines: impl Iterator<Item = &'a [u8]>,
         timestamp: i64,
         tracker: &Arc<Tracker>,
+        keyed: Option<&Update>,
     ) -> Option<KafkaError> {
         let producer = self.current();
+        let Some(update) = keyed else {
+            return lines
+                .map(|line| {
+                    BaseRecord::<(), [u8], Arc<Tracker>>::with_opaque_to(topic, tracker.clone())
+                        .payload(line)
+                        .timestamp(timestamp)
+                })
+                .find_map(|record| send_one(&producer, record, tracker));
+        };
+        let key = keyed::message_key(update);
         lines
-            .map(|line| {
-                BaseRecord::<(), [u8], Arc<Tracker>>::with_opaque_to(topic, tracker.clone())
+            .zip(0u32..)
+            .map(|(line, index)| {
+                BaseRecord::<str, [u8], Arc<Tracker>>::with_opaque_to(topic, tracker.clone())
+                    .key(key.as_str())
                     .payload(line)
                     .timestamp(timestamp)
+                    .headers(keyed::headers(update, index))
             })
             .find_map(|record| send_one(&producer, record, tracker))
     }
@@ -453,7 +469,11 @@ impl IngestProducer {
     /// Sends every record of `batch` and waits for the broker's acknowledgements (or, with
     /// `kafka.async`, only until they are queued). The error says exactly what is known: nothing
     /// stored, part stored, or (records sent without an answer) not known.
-    pub async fn submit(&self, batch: EncodedBatch) -> Result<(), ProduceError> {
+    pub async fn submit(
+        &self,
+        batch: EncodedBatch,
+        keyed: Option<&Update>,
+    ) -> Result<(), ProduceError> {
         let cost = batch.bytes().clamp(1, self.inner.max_pending_bytes) as u32;
         let bytes_permit = self
             .inner
@@ -478,10 +498,10 @@ impl IngestProducer {
             .flat_map(|chunk| chunk.lines.split(|b| *b == b'\n'))
             .filter(|line| !line.is_empty());
         let timestamp = chrono::Utc::now().timestamp_millis();
-        let refused = self
-            .inner
-            .producer
-            .send(&self.inner.topic, lines, timestamp, &tracker);
+        let refused =
+            self.inner
+                .producer
+                .send(&self.inner.topic, lines, timestamp, &tracker, keyed);
         drop(batch);
         tracker.sent_all(refused.as_ref());
 
