@@ -5,6 +5,7 @@ mod analytics;
 mod auth;
 mod dashboard;
 mod endpoints;
+mod idempotency;
 mod ingest;
 mod kafka;
 mod malformed;
