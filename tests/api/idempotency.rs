@@ -96,7 +96,11 @@ async fn five_times_in_a_row_and_at_once(addr: SocketAddr, prefix: &str) -> Vec<
     for attempt in 0..5 {
         let answer = send_until_accepted(&http, addr, &key, JSON, &json_body(&in_a_row)).await;
         assert_accepted(&answer, 3);
-        assert_eq!(answer.replayed, attempt > 0, "attempt {attempt}: {answer:?}");
+        assert_eq!(
+            answer.replayed,
+            attempt > 0,
+            "attempt {attempt}: {answer:?}"
+        );
         replays += usize::from(answer.replayed);
     }
     assert_eq!(replays, 4);
@@ -180,7 +184,11 @@ async fn the_same_records_in_any_form_are_the_same_batch_and_other_records_are_4
     let reused = send_keyed(&http, app.addr, "forms", JSON, json_body(&other))
         .await
         .unwrap();
-    assert_eq!(reused.status, StatusCode::UNPROCESSABLE_ENTITY, "{reused:?}");
+    assert_eq!(
+        reused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{reused:?}"
+    );
     assert_eq!(reused.body["error"], "idempotency_key_reused");
     assert!(!reused.replayed);
     assert_each_once(app.logs_dir.path(), &stored_lines(&batch));
@@ -281,7 +289,11 @@ async fn an_expired_or_evicted_key_is_a_new_key() {
     let line = &stored_lines(&batch)[0];
     assert_eq!(line_counts(&[app.logs_dir.path()])[line], 2);
     // Three keys, room for two: the oldest goes (within the second, before it expires).
-    let (a, b, c) = (records("/cap/a", 1), records("/cap/b", 1), records("/cap/c", 1));
+    let (a, b, c) = (
+        records("/cap/a", 1),
+        records("/cap/b", 1),
+        records("/cap/c", 1),
+    );
     for (key, batch) in [("a", &a), ("b", &b), ("c", &c)] {
         let answer = send_keyed(&http, app.addr, key, NDJSON, ndjson_body(batch))
             .await
@@ -330,7 +342,9 @@ async fn v2_a_keyed_batch_produced_twice_is_stored_once_even_across_a_restart() 
     let lines = stored_lines(&batch);
     let mut encoded = EncodedBatch::default();
     for line in &lines {
-        let ts = chrono::DateTime::parse_from_rfc3339(AT_14).unwrap().to_utc();
+        let ts = chrono::DateTime::parse_from_rfc3339(AT_14)
+            .unwrap()
+            .to_utc();
         encoded.push_line(log_pipeline::record::Hour::of(&ts), line.as_bytes());
     }
     let key = Key::parse(b"produced-twice").unwrap();
@@ -354,7 +368,10 @@ async fn v2_a_keyed_batch_produced_twice_is_stored_once_even_across_a_restart() 
     let (_, ends) = mark_ends(&broker, &names.topic).await;
     wait_stored_to(&[app.logs_dir.path()], &names.topic, &ends).await;
     assert_each_once(app.logs_dir.path(), &lines);
-    assert_eq!(app.metric("idempotency_duplicates_dropped_total").await, 4.0);
+    assert_eq!(
+        app.metric("idempotency_duplicates_dropped_total").await,
+        4.0
+    );
     assert_eq!(app.metric("idempotency_keys").await, 1.0);
 
     // After a restart the consumers still know the batch.
@@ -365,7 +382,10 @@ async fn v2_a_keyed_batch_produced_twice_is_stored_once_even_across_a_restart() 
     let (_, ends) = mark_ends(&broker, &names.topic).await;
     wait_stored_to(&[app.logs_dir.path()], &names.topic, &ends).await;
     assert_each_once(app.logs_dir.path(), &lines);
-    assert_eq!(app.metric("idempotency_duplicates_dropped_total").await, 4.0);
+    assert_eq!(
+        app.metric("idempotency_duplicates_dropped_total").await,
+        4.0
+    );
     app.stop().await;
 }
 
@@ -407,7 +427,10 @@ async fn v2_retries_with_the_key_through_a_paused_broker_store_the_batch_once() 
     .await;
     assert_eq!(in_flight.body["error"], "idempotency_key_in_flight");
     assert_eq!(in_flight.retry_after.as_deref(), Some("1"));
-    let first = first.await.unwrap().expect("an answer within kafka.produceTimeout");
+    let first = first
+        .await
+        .unwrap()
+        .expect("an answer within kafka.produceTimeout");
     assert_ne!(first.status, StatusCode::ACCEPTED, "{first:?}");
     broker.child.signal("CONT");
 

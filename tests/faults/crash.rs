@@ -19,7 +19,7 @@ const CLIENTS: usize = 4;
 const BATCHES_BEFORE_KILL: usize = 15;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
+pub enum Mode {
     V1,
     V2,
 }
@@ -37,7 +37,11 @@ pub fn write_v1_config(dir: &Path, extra: &str) -> std::path::PathBuf {
 }
 
 /// Starts the binary and waits until it is ready (and, in v2, consuming every partition).
-async fn start_ready(dir: &Path, config: &Path, mode: Mode) -> (ChildGuard, std::net::SocketAddr) {
+pub async fn start_ready(
+    dir: &Path,
+    config: &Path,
+    mode: Mode,
+) -> (ChildGuard, std::net::SocketAddr) {
     let mut child = start_binary(dir, config);
     let addr = child.listening_addr().await;
     let http = client();

@@ -166,7 +166,7 @@ async fn classify(response: reqwest::Response) -> (u16, bool, Answer) {
 }
 
 /// Batch `n` of a client: 1 to 40 records over hours 14 and 15, in one of four formats.
-fn batch_body(
+pub fn batch_body(
     prefix: &str,
     n: usize,
 ) -> (&'static str, Option<&'static str>, Vec<u8>, Vec<String>) {

@@ -6,6 +6,8 @@
 //! `scripts/test-faults.sh` prints (and the README shows).
 //!
 //! - [`crash`]: `kill -9` under load, 10 rounds per mode.
+//! - [`keyed`]: `kill -9` at random moments while clients retry with their `Idempotency-Key`
+//!   until 202, 20 rounds per mode: every batch exactly once.
 //! - [`broker`]: the broker paused (SIGSTOP) for 30 s under load.
 //! - [`disk`]: the disk full under load.
 //! - [`hostile`]: the reproductions of issue 9 (silent connections, a batch over many hours, a
@@ -24,3 +26,4 @@ mod broker;
 mod crash;
 mod disk;
 mod hostile;
+mod keyed;
