@@ -7,7 +7,7 @@ CARGO ?= cargo
 RUN_RELEASE := $(CARGO) run --release --locked --quiet --bin log-pipeline --
 
 .DEFAULT_GOAL := help
-.PHONY: help build run run-v1 run-v2 test test-faults fmt lint bench bench-ingest bench-analytics bench-v2 bench-properties kafka-local
+.PHONY: help build run run-v1 run-v2 test test-faults fmt lint bench bench-ingest bench-analytics bench-v2 bench-properties bench-idempotency kafka-local
 .PHONY: stack-up stack-down stack-clean stack-test infra-up infra-down kafka-topic loadtest-v1 loadtest-v2 check-ops
 
 help: ## List the targets
@@ -41,7 +41,7 @@ lint: ## Check formatting and clippy (warnings are errors)
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-bench: bench-ingest bench-analytics bench-v2 bench-properties ## Every benchmark
+bench: bench-ingest bench-analytics bench-v2 bench-properties bench-idempotency ## Every benchmark
 
 bench-ingest: ## Ingest throughput: release build, hey -c 50, fsync always, vs the original's figures
 	bash bench/ingest.sh
@@ -51,6 +51,9 @@ bench-analytics: ## Analytics: full build of a 7M-line hour file, then a pass af
 
 bench-v2: ## v2 end to end: hey -c 50, 1000-record batches, tansu broker; records/s POST to durable file
 	bash bench/v2.sh
+
+bench-idempotency: ## Idempotency-Key: ingest with and without keys side by side, replays, key-index memory
+	$(CARGO) bench --locked --bench idempotency
 
 bench-properties: ## Decoder and line-format properties (tests/properties) with CASES=100000 cases in all
 	$(CARGO) bench --locked --bench properties
