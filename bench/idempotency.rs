@@ -63,7 +63,11 @@ fn main() {
             let result = runtime.block_on(run(with_key, false, duration, concurrency));
             let name = format!(
                 "{} #{}",
-                if with_key { "with keys" } else { "without keys" },
+                if with_key {
+                    "with keys"
+                } else {
+                    "without keys"
+                },
                 round + 1
             );
             result.print(&name);
@@ -191,7 +195,10 @@ async fn run(with_key: bool, replay: bool, duration: Duration, concurrency: usiz
     } else {
         latencies.len() * RECORDS
     };
-    assert_eq!(stored, expected, "lines on disk against records acknowledged");
+    assert_eq!(
+        stored, expected,
+        "lines on disk against records acknowledged"
+    );
     latencies.sort();
     let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
     RunResult {

@@ -55,14 +55,7 @@ async fn broker_paused_30s_under_load() {
     let logs = dir.path().join("logs");
     wait_stored_to(&[&logs], &names.topic, &ends).await;
     let mut all = batches.clone();
-    all.push(Batch {
-        lines: marks.lines,
-        answer: Answer::Accepted,
-        status: 202,
-        retry_after: false,
-        sent_at: Instant::now(),
-        answered_at: Instant::now(),
-    });
+    all.push(Batch::accepted_now(marks.lines));
 
     // While the broker was silent (after the first produce timeout), nothing was acknowledged,
     // and every refusal came within the produce timeout (plus the probe's second).

@@ -36,6 +36,20 @@ pub fn write_v1_config(dir: &Path, extra: &str) -> std::path::PathBuf {
     path
 }
 
+/// The configuration of a crash scenario in `dir`: v1, or v2 on `broker` (small, frequent
+/// consumer flushes, so that a kill lands between them).
+pub fn write_config(dir: &Path, broker: Option<&str>, names: &Names) -> std::path::PathBuf {
+    match broker {
+        None => write_v1_config(dir, ""),
+        Some(broker) => write_v2_config(
+            dir,
+            broker,
+            names,
+            "  flushSize: 64\n  flushInterval: 20ms\n",
+        ),
+    }
+}
+
 /// Starts the binary and waits until it is ready (and, in v2, consuming every partition).
 pub async fn start_ready(
     dir: &Path,
@@ -67,15 +81,7 @@ async fn kill_9_rounds(mode: Mode) {
     let dir = tempfile::tempdir().unwrap();
     let broker = (mode == Mode::V2).then(kafka_broker);
     let names = Names::new("faults-crash");
-    let config = match &broker {
-        None => write_v1_config(dir.path(), ""),
-        Some(broker) => write_v2_config(
-            dir.path(),
-            broker,
-            &names,
-            "  flushSize: 64\n  flushInterval: 20ms\n",
-        ),
-    };
+    let config = write_config(dir.path(), broker.as_deref(), &names);
     let logs = dir.path().join("logs");
     let mut batches: Vec<Batch> = Vec::new();
     for round in 0..=ROUNDS {
@@ -100,14 +106,7 @@ async fn kill_9_rounds(mode: Mode) {
         if let Some(broker) = &broker {
             // Nothing is produced after these: once they are stored, everything is.
             let (marks, ends) = mark_ends(broker, &names.topic).await;
-            batches.push(Batch {
-                lines: marks.lines,
-                answer: crate::load::Answer::Accepted,
-                status: 202,
-                retry_after: false,
-                sent_at: std::time::Instant::now(),
-                answered_at: std::time::Instant::now(),
-            });
+            batches.push(Batch::accepted_now(marks.lines));
             wait_stored_to(&[&logs], &names.topic, &ends).await;
         }
         child.terminate();

@@ -8,14 +8,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use reqwest::{Client, Method, StatusCode};
+use reqwest::{Method, StatusCode};
 use tokio::task::JoinHandle;
 
-use crate::crash::{Mode, start_ready, write_v1_config};
-use crate::load::{Answer, Batch, Disk, batch_body, tally};
+use crate::crash::{Mode, start_ready, write_config};
+use crate::load::{Batch, Disk, batch_body, load_client, tally};
 use crate::support::{
     KAFKA_DEADLINE, KAFKA_POLL, Names, kafka_broker, mark_ends, poll_within, try_send,
-    wait_stored_to, write_v2_config,
+    wait_stored_to,
 };
 
 /// Kills per mode.
@@ -81,15 +81,6 @@ impl KeyedLoad {
     }
 }
 
-fn keyed_client() -> Client {
-    Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(0)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("reqwest client builds")
-}
-
 async fn send_keyed_until_stopped(
     client: usize,
     addr: &Mutex<Option<SocketAddr>>,
@@ -97,7 +88,7 @@ async fn send_keyed_until_stopped(
     accepted: &AtomicUsize,
     retries: &AtomicUsize,
 ) -> Vec<Batch> {
-    let http = keyed_client();
+    let http = load_client();
     let mut sent = Vec::new();
     for batch in 0.. {
         if stop.load(Ordering::Relaxed) {
@@ -114,7 +105,7 @@ async fn send_keyed_until_stopped(
         let sent_at = Instant::now();
         let deadline = sent_at + KAFKA_DEADLINE * 2;
         let mut attempt = 0;
-        let status = loop {
+        loop {
             assert!(
                 Instant::now() < deadline,
                 "batch {key} got no 202 within {:?}",
@@ -129,9 +120,7 @@ async fn send_keyed_until_stopped(
                 continue;
             };
             match try_send(&http, to, Method::POST, "/logs", &headers, body.clone()).await {
-                Ok(response) if response.status() == StatusCode::ACCEPTED => {
-                    break response.status().as_u16();
-                }
+                Ok(response) if response.status() == StatusCode::ACCEPTED => break,
                 // No answer, 409 (in flight), 5xx, 503: the same key and body again.
                 Ok(response) => assert!(
                     response.status() == StatusCode::CONFLICT
@@ -141,15 +130,11 @@ async fn send_keyed_until_stopped(
                 ),
                 Err(_) => {}
             }
-        };
+        }
         accepted.fetch_add(1, Ordering::Relaxed);
         sent.push(Batch {
-            lines,
-            answer: Answer::Accepted,
-            status,
-            retry_after: false,
             sent_at,
-            answered_at: Instant::now(),
+            ..Batch::accepted_now(lines)
         });
     }
     sent
@@ -159,15 +144,7 @@ async fn keyed_kill_9_rounds(mode: Mode) {
     let dir = tempfile::tempdir().unwrap();
     let broker = (mode == Mode::V2).then(kafka_broker);
     let names = Names::new("faults-keyed");
-    let config = match &broker {
-        None => write_v1_config(dir.path(), ""),
-        Some(broker) => write_v2_config(
-            dir.path(),
-            broker,
-            &names,
-            "  flushSize: 64\n  flushInterval: 20ms\n",
-        ),
-    };
+    let config = write_config(dir.path(), broker.as_deref(), &names);
     let logs = dir.path().join("logs");
     let load = KeyedLoad::start(CLIENTS);
     for round in 0..=ROUNDS {
@@ -195,14 +172,7 @@ async fn keyed_kill_9_rounds(mode: Mode) {
         if let Some(broker) = &broker {
             // Nothing is produced after these: once they are stored, everything is.
             let (marks, ends) = mark_ends(broker, &names.topic).await;
-            batches.push(Batch {
-                lines: marks.lines,
-                answer: Answer::Accepted,
-                status: 202,
-                retry_after: false,
-                sent_at: Instant::now(),
-                answered_at: Instant::now(),
-            });
+            batches.push(Batch::accepted_now(marks.lines));
             wait_stored_to(&[&logs], &names.topic, &ends).await;
         }
         child.terminate();

@@ -51,6 +51,20 @@ pub struct Batch {
     pub answered_at: Instant,
 }
 
+impl Batch {
+    /// Lines known to be acknowledged now (e.g. the end marks a test produced itself).
+    pub fn accepted_now(lines: Vec<String>) -> Batch {
+        Batch {
+            lines,
+            answer: Answer::Accepted,
+            status: 202,
+            retry_after: false,
+            sent_at: Instant::now(),
+            answered_at: Instant::now(),
+        }
+    }
+}
+
 /// Clients sending batches until stopped.
 pub struct Load {
     stop: Arc<AtomicBool>,
@@ -95,7 +109,7 @@ impl Load {
 
 /// A client that never reuses a connection (a killed server must not poison the next batch)
 /// and gives up on an answer after a while (a paused broker answers within its timeout).
-fn load_client() -> Client {
+pub fn load_client() -> Client {
     Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(0)
