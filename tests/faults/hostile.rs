@@ -14,7 +14,8 @@ use crate::crash::write_v1_config;
 use crate::load::{Answer, Batch, Disk, tally};
 use crate::summary::Row;
 use crate::support::{
-    CSV, ChildGuard, JSON, NDJSON, client, hour_files, line, ndjson, record, start_binary, try_send,
+    CSV, ChildGuard, JSON, NDJSON, client, hour_files, line, ndjson, record, start_binary,
+    try_post_logs, try_send,
 };
 
 /// Starts the binary with a v1 configuration (`extra` YAML lines under the top level).
@@ -111,16 +112,9 @@ async fn silent_connections_are_closed_after_the_header_timeout() {
         "/after-silence",
         "curl/8.5.0",
     )]);
-    let answer = try_send(
-        &client(),
-        addr,
-        Method::POST,
-        "/logs",
-        &[("content-type", NDJSON)],
-        batch,
-    )
-    .await
-    .expect("an answer");
+    let answer = try_post_logs(&client(), addr, NDJSON, batch)
+        .await
+        .expect("an answer");
     assert_eq!(answer.status(), StatusCode::ACCEPTED);
     let mut more = Vec::new();
     for _ in 0..50 {
@@ -149,16 +143,9 @@ async fn a_batch_over_many_hours_is_stored_whole_or_not_at_all() {
         })
         .collect();
     let body = serde_json::to_vec(&records).unwrap();
-    let answer = try_send(
-        &client(),
-        addr,
-        Method::POST,
-        "/logs",
-        &[("content-type", JSON)],
-        body,
-    )
-    .await
-    .expect("an answer");
+    let answer = try_post_logs(&client(), addr, JSON, body)
+        .await
+        .expect("an answer");
     assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = answer.json().await.unwrap();
     assert_eq!(body["error"], "storage_unavailable", "{body}");
@@ -202,16 +189,9 @@ async fn a_batch_over_too_many_hours_is_refused_and_big_batches_do_not_stall_sma
         let body = hours(10_000, "/10k");
         async move {
             let started = Instant::now();
-            let answer = try_send(
-                &http,
-                addr,
-                Method::POST,
-                "/logs",
-                &[("content-type", JSON)],
-                body,
-            )
-            .await
-            .expect("an answer");
+            let answer = try_post_logs(&http, addr, JSON, body)
+                .await
+                .expect("an answer");
             (
                 answer.status(),
                 answer.json::<Value>().await.unwrap(),
@@ -220,16 +200,9 @@ async fn a_batch_over_too_many_hours_is_refused_and_big_batches_do_not_stall_sma
         }
     });
     let started = Instant::now();
-    let one = try_send(
-        &http,
-        addr,
-        Method::POST,
-        "/logs",
-        &[("content-type", NDJSON)],
-        small("/one"),
-    )
-    .await
-    .expect("an answer");
+    let one = try_post_logs(&http, addr, NDJSON, small("/one"))
+        .await
+        .expect("an answer");
     assert_eq!(one.status(), StatusCode::ACCEPTED);
     assert!(
         started.elapsed() < Duration::from_secs(2),
@@ -257,16 +230,9 @@ async fn a_batch_over_too_many_hours_is_refused_and_big_batches_do_not_stall_sma
                     break;
                 }
                 let body = hours(168, &format!("/week/{round}"));
-                let answer = try_send(
-                    &http,
-                    addr,
-                    Method::POST,
-                    "/logs",
-                    &[("content-type", JSON)],
-                    body,
-                )
-                .await
-                .expect("an answer");
+                let answer = try_post_logs(&http, addr, JSON, body)
+                    .await
+                    .expect("an answer");
                 assert_eq!(answer.status(), StatusCode::ACCEPTED);
                 accepted += 1;
             }
@@ -276,16 +242,9 @@ async fn a_batch_over_too_many_hours_is_refused_and_big_batches_do_not_stall_sma
     let mut latencies = Vec::new();
     for i in 0..100 {
         let started = Instant::now();
-        let answer = try_send(
-            &http,
-            addr,
-            Method::POST,
-            "/logs",
-            &[("content-type", NDJSON)],
-            small(&format!("/small/{i}")),
-        )
-        .await
-        .expect("an answer");
+        let answer = try_post_logs(&http, addr, NDJSON, small(&format!("/small/{i}")))
+            .await
+            .expect("an answer");
         assert_eq!(answer.status(), StatusCode::ACCEPTED);
         latencies.push(started.elapsed());
     }
@@ -341,15 +300,7 @@ async fn concurrent_huge_bodies_stay_within_the_memory_bound() {
             tokio::spawn(async move {
                 let http = client();
                 let sent_at = Instant::now();
-                let answer = try_send(
-                    &http,
-                    addr,
-                    Method::POST,
-                    "/logs",
-                    &[("content-type", CSV)],
-                    body,
-                )
-                .await;
+                let answer = try_post_logs(&http, addr, CSV, body).await;
                 let (status, code) = match answer {
                     Ok(answer) => {
                         let status = answer.status().as_u16();
@@ -510,16 +461,9 @@ async fn a_thousand_slow_clients_do_not_slow_a_normal_one() {
         let mut latencies = Vec::new();
         for _ in 0..200 {
             let started = Instant::now();
-            let answer = try_send(
-                &http,
-                addr,
-                Method::POST,
-                "/logs",
-                &[("content-type", NDJSON)],
-                body.clone(),
-            )
-            .await
-            .expect("an answer");
+            let answer = try_post_logs(&http, addr, NDJSON, body.clone())
+                .await
+                .expect("an answer");
             assert_eq!(answer.status(), StatusCode::ACCEPTED, "{phase}");
             latencies.push(started.elapsed());
         }

@@ -43,6 +43,17 @@ pub async fn try_send(
     request.send().await
 }
 
+/// `POST /logs` of `body` as `content_type` with [`try_send`].
+pub async fn try_post_logs(
+    client: &Client,
+    addr: SocketAddr,
+    content_type: &str,
+    body: impl Into<Vec<u8>>,
+) -> reqwest::Result<Response> {
+    let headers = [("content-type", content_type)];
+    try_send(client, addr, Method::POST, "/logs", &headers, body).await
+}
+
 /// [`try_send`], failing the test when no answer arrives.
 pub async fn send(
     client: &Client,

@@ -14,12 +14,12 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-use reqwest::{Client, Method, StatusCode};
+use reqwest::{Client, StatusCode};
 use serde_json::Value;
 
 use super::app::TestApp;
 use super::child::{ChildGuard, free_port, pipeline, wait_for_listener};
-use super::http::{assert_accepted, sample, scrape, series, try_send};
+use super::http::{assert_accepted, sample, scrape, series, try_post_logs};
 use super::records::{NDJSON, hour_files, json_array, line, ndjson, record};
 use super::wait::poll_within;
 
@@ -199,15 +199,7 @@ pub struct Sent {
 /// POSTs `records` as NDJSON to `addr`; `Sent` says whether the answer was 202 (a refusal or a
 /// lost connection is not). Also returns the answer (status and body, or the error) for reports.
 pub async fn post_records(client: &Client, addr: SocketAddr, records: &[Rec]) -> (Sent, String) {
-    let answer = try_send(
-        client,
-        addr,
-        Method::POST,
-        "/logs",
-        &[("content-type", NDJSON)],
-        ndjson_body(records),
-    )
-    .await;
+    let answer = try_post_logs(client, addr, NDJSON, ndjson_body(records)).await;
     let (accepted, answer) = match answer {
         Ok(response) => {
             let status = response.status();
