@@ -175,21 +175,68 @@ impl Written {
     }
 }
 
-/// One keyed batch as stored.
+/// One keyed batch as stored, kept small (an index holds up to `idempotency.maxKeys` of them):
+/// the fingerprint's low 64 bits (it is only ever compared with batches under the same key), and
+/// which records are stored only while not all are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    pub fingerprint: Fingerprint,
-    /// Records in the batch.
-    pub records: u32,
+    fingerprint: u64,
     /// When it was first stored, in milliseconds since the Unix epoch.
-    pub first_ms: u64,
-    pub written: Written,
+    first_ms: u64,
+    records: u32,
+    /// `None` once every record is stored.
+    partial: Option<Box<Written>>,
 }
 
 impl Entry {
+    fn new(update: &Update) -> Entry {
+        let mut entry = Entry {
+            fingerprint: update.fingerprint as u64,
+            first_ms: update.at_ms,
+            records: update.records,
+            partial: Some(Box::default()),
+        };
+        entry.add(&update.written);
+        entry
+    }
+
+    fn add(&mut self, written: &Written) {
+        if let Some(partial) = &mut self.partial {
+            partial.merge(written);
+            if partial.count() >= u64::from(self.records) {
+                self.partial = None;
+            }
+        }
+    }
+
+    /// Whether this is the entry of the batch with `fingerprint`.
+    pub fn is_batch(&self, fingerprint: Fingerprint) -> bool {
+        self.fingerprint == fingerprint.0 as u64
+    }
+
+    /// Records in the batch.
+    pub fn records(&self) -> u32 {
+        self.records
+    }
+
     /// Whether every record of the batch is stored.
     pub fn complete(&self) -> bool {
-        self.written.count() >= u64::from(self.records)
+        self.partial.is_none()
+    }
+
+    /// Whether record `index` of the batch is stored.
+    pub fn holds(&self, index: u32) -> bool {
+        match &self.partial {
+            None => index < self.records,
+            Some(written) => written.contains(index),
+        }
+    }
+
+    fn written(&self) -> Written {
+        match &self.partial {
+            None => Written::all(self.records),
+            Some(written) => (**written).clone(),
+        }
     }
 }
 
@@ -241,8 +288,9 @@ pub struct Retention {
 #[derive(Debug)]
 pub struct Ledger {
     entries: HashMap<Key, Entry>,
-    /// Keys in the order they were first stored (oldest first), for expiry and the cap.
-    order: VecDeque<(u64, Key)>,
+    /// Keys in the order they were first stored (oldest first), for expiry and the cap. A key
+    /// leaves the map only from the front of this order, so each key is in it once.
+    order: VecDeque<Key>,
     limits: Retention,
 }
 
@@ -263,21 +311,14 @@ impl Ledger {
     pub fn apply(&mut self, update: &Update) {
         let key = update.key();
         match self.entries.get_mut(&key) {
-            Some(entry) if entry.fingerprint.0 == update.fingerprint => {
-                entry.written.merge(&update.written);
+            Some(entry) => {
+                if entry.is_batch(update.fingerprint()) {
+                    entry.add(&update.written);
+                }
             }
-            Some(_) => {}
             None => {
-                self.entries.insert(
-                    key,
-                    Entry {
-                        fingerprint: update.fingerprint(),
-                        records: update.records,
-                        first_ms: update.at_ms,
-                        written: update.written.clone(),
-                    },
-                );
-                self.order.push_back((update.at_ms, key));
+                self.entries.insert(key, Entry::new(update));
+                self.order.push_back(key);
                 while self.entries.len() > self.limits.max_keys {
                     self.evict_oldest();
                 }
@@ -293,7 +334,12 @@ impl Ledger {
     /// Forgets the keys first stored more than the retention before `now_ms`.
     pub fn expire(&mut self, now_ms: u64) {
         let horizon = now_ms.saturating_sub(self.limits.retention.as_millis() as u64);
-        while self.order.front().is_some_and(|(at, _)| *at < horizon) {
+        while let Some(oldest) = self.order.front()
+            && self
+                .entries
+                .get(oldest)
+                .is_some_and(|entry| entry.first_ms < horizon)
+        {
             self.evict_oldest();
         }
     }
@@ -309,23 +355,20 @@ impl Ledger {
 
     /// Every entry as one update, oldest first: what a compacted journal holds.
     pub fn updates(&self) -> impl Iterator<Item = Update> + '_ {
-        self.order.iter().filter_map(|(at, key)| {
-            let entry = self.entries.get(key).filter(|e| e.first_ms == *at)?;
+        self.order.iter().filter_map(|key| {
+            let entry = self.entries.get(key)?;
             Some(Update {
                 key: key.0,
-                fingerprint: entry.fingerprint.0,
+                fingerprint: u128::from(entry.fingerprint),
                 records: entry.records,
                 at_ms: entry.first_ms,
-                written: entry.written.clone(),
+                written: entry.written(),
             })
         })
     }
 
-    /// Removes the oldest entry of the order (and its key, unless the entry is stale).
     fn evict_oldest(&mut self) {
-        if let Some((at, key)) = self.order.pop_front()
-            && self.entries.get(&key).is_some_and(|e| e.first_ms == at)
-        {
+        if let Some(key) = self.order.pop_front() {
             self.entries.remove(&key);
         }
     }
@@ -396,9 +439,9 @@ impl KeyIndex {
             let mut done = self.done.lock().expect("ledger lock");
             done.expire(now_ms);
             if let Some(entry) = done.get(&key).filter(|entry| entry.complete()) {
-                return if entry.fingerprint == fingerprint {
+                return if entry.is_batch(fingerprint) {
                     Claim::Replay {
-                        records: entry.records,
+                        records: entry.records(),
                     }
                 } else {
                     Claim::Reused
@@ -586,7 +629,7 @@ mod tests {
         ledger.apply(&first);
         ledger.apply(&second);
         let entry = ledger.get(&key).unwrap();
-        assert_eq!(entry.written.ranges(), [(0, 1), (2, 3)]);
+        assert!(entry.holds(0) && !entry.holds(1) && entry.holds(2));
         assert_eq!(entry.first_ms, 5);
         assert!(!entry.complete());
         let mut third = first.clone();
@@ -597,7 +640,7 @@ mod tests {
         let mut other = Update::whole(key, Fingerprint::of(&batch(&["/z"])), 1, 10);
         other.written = Written::all(1);
         ledger.apply(&other);
-        assert_eq!(ledger.get(&key).unwrap().fingerprint, fp);
+        assert!(ledger.get(&key).unwrap().is_batch(fp));
 
         let compacted: Vec<Update> = ledger.updates().collect();
         assert_eq!(compacted.len(), 1);

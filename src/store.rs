@@ -1642,7 +1642,7 @@ mod tests {
             .cloned()
             .unwrap();
         assert!(entry.complete());
-        assert_eq!(entry.fingerprint, Fingerprint::of(&one));
+        assert!(entry.is_batch(Fingerprint::of(&one)));
         reopened.shutdown().await;
     }
 

@@ -453,9 +453,9 @@ impl Shared {
         }
         let ledger = self.store.ledger();
         let ledger = ledger.lock().expect("ledger lock");
-        ledger.get(&record.key).is_some_and(|entry| {
-            entry.fingerprint == record.fingerprint && entry.written.contains(record.index)
-        })
+        ledger
+            .get(&record.key)
+            .is_some_and(|entry| entry.is_batch(record.fingerprint) && entry.holds(record.index))
     }
 
     fn send_dead_letter(
