@@ -12,7 +12,8 @@
 //!
 //! Run with `make bench-idempotency` (or `cargo bench --bench idempotency`). Knobs (env):
 //! `DURATION` (seconds per run, default 10), `CONCURRENCY` (default 50), `KEYS` (default
-//! 1000000).
+//! 1000000), `BASELINE_BIN` (another build of the service, e.g. one without keys at all: its
+//! runs without keys alternate with ours, to show that requests without a key got no slower).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -56,25 +57,29 @@ fn main() {
         "{:<22} {:>12} {:>12} {:>9} {:>9}",
         "run", "batches/s", "records/s", "p50 ms", "p99 ms"
     );
+    let ours = env!("CARGO_BIN_EXE_log-pipeline").to_owned();
+    let baseline = std::env::var("BASELINE_BIN").ok();
     let mut plain = Vec::new();
     let mut keyed = Vec::new();
-    for round in 0..2 {
+    let mut base = Vec::new();
+    for round in 1..=2 {
+        if let Some(baseline) = &baseline {
+            let result = runtime.block_on(run(baseline, false, false, duration, concurrency));
+            result.print(&format!("baseline, no keys #{round}"));
+            base.push(result.batches_per_sec);
+        }
         for with_key in [false, true] {
-            let result = runtime.block_on(run(with_key, false, duration, concurrency));
-            let name = format!(
-                "{} #{}",
-                if with_key {
-                    "with keys"
-                } else {
-                    "without keys"
-                },
-                round + 1
-            );
-            result.print(&name);
+            let result = runtime.block_on(run(&ours, with_key, false, duration, concurrency));
+            let name = if with_key {
+                "with keys"
+            } else {
+                "without keys"
+            };
+            result.print(&format!("{name} #{round}"));
             if with_key { &mut keyed } else { &mut plain }.push(result.batches_per_sec);
         }
     }
-    let replay = runtime.block_on(run(true, true, duration, concurrency));
+    let replay = runtime.block_on(run(&ours, true, true, duration, concurrency));
     replay.print("replays (same key)");
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     println!(
@@ -82,6 +87,13 @@ fn main() {
         mean(&keyed) / mean(&plain),
         plain.len()
     );
+    if !base.is_empty() {
+        println!(
+            "without keys / baseline: {:.2} (throughput ratio, mean of {} runs each)",
+            mean(&plain) / mean(&base),
+            base.len()
+        );
+    }
 }
 
 /// The ledger with `keys` keys: resident memory and journal bytes per key.
@@ -143,9 +155,15 @@ impl RunResult {
 
 /// One run against a fresh server: `with_key` puts a unique key on every batch; `replay` sends
 /// one keyed batch over and over (after it was stored once).
-async fn run(with_key: bool, replay: bool, duration: Duration, concurrency: usize) -> RunResult {
+async fn run(
+    binary: &str,
+    with_key: bool,
+    replay: bool,
+    duration: Duration,
+    concurrency: usize,
+) -> RunResult {
     let dir = tempfile::tempdir().unwrap();
-    let (mut server, addr) = start_server(dir.path());
+    let (mut server, addr) = start_server(binary, dir.path());
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -240,14 +258,14 @@ async fn post(
     (response.status().as_u16(), replayed)
 }
 
-fn start_server(dir: &Path) -> (Child, SocketAddr) {
+fn start_server(binary: &str, dir: &Path) -> (Child, SocketAddr) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_log-pipeline"))
+    let child = Command::new(binary)
         .args(["--addr", &addr.to_string()])
         .args(["--logs-dir", dir.join("logs").to_str().unwrap()])
         .args(["--analytics-dir", dir.join("analytics").to_str().unwrap()])

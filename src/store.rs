@@ -186,7 +186,9 @@ struct Request {
     batch: EncodedBatch,
     checkpoint: Option<Checkpoint>,
     updates: Vec<Update>,
-    _hold: Option<ClaimGuard>,
+    /// The key in flight, let go just before the answer (after the ledger has the outcome), so
+    /// that a client's next request with it, sent as soon as it has the answer, finds it done.
+    hold: Option<ClaimGuard>,
     reply: oneshot::Sender<Result<(), StoreError>>,
     /// [`QUEUED`] until either the writer takes the request ([`TAKEN`]) or its caller withdraws
     /// it ([`WITHDRAWN`]); whichever comes first decides.
@@ -341,7 +343,7 @@ impl Store {
                 batch,
                 checkpoint: extras.checkpoint,
                 updates: extras.updates,
-                _hold: extras.hold,
+                hold: extras.hold,
                 reply,
                 claim: claim.clone(),
                 _permit: permit,
@@ -687,6 +689,7 @@ impl Writer {
             }
         }
         for request in group {
+            drop(request.hold);
             let _ = request.reply.send(result.clone());
         }
     }

@@ -414,7 +414,18 @@ async fn v2_retries_with_the_key_through_a_paused_broker_store_the_batch_once() 
         let (http, body, addr) = (http.clone(), body.clone(), app.addr);
         tokio::spawn(async move { send_keyed(&http, addr, "paused", NDJSON, body).await })
     };
-    // While the first attempt waits for the broker, the same key is in flight.
+    // While the first attempt waits for the broker (it is counted in the work queue), the same
+    // key is in flight.
+    poll_within(
+        Duration::from_secs(3),
+        Duration::from_millis(20),
+        "the first attempt to wait for the broker",
+        async || match app.metric("ingestion_work_queue_depth").await {
+            1.0 => Ok(()),
+            other => Err(other),
+        },
+    )
+    .await;
     let in_flight = poll_within(
         Duration::from_secs(3),
         Duration::from_millis(50),

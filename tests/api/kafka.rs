@@ -582,7 +582,7 @@ async fn a_batch_acknowledged_in_part_is_503_partially_delivered_with_its_counts
     assert_eq!(
         body["message"],
         "2 of the batch's 4 records reached Kafka before a failure; retrying the whole batch \
-         stores those 2 again"
+         without an Idempotency-Key stores those 2 again, with one it stores each record once"
     );
     wait_stored_count(&[app.logs_dir.path()], &names.topic, 2).await;
     let sent = [Sent {

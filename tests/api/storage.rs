@@ -219,8 +219,8 @@ async fn a_failed_rollback_is_500_outcome_unknown_and_the_store_repairs_itself()
     .await;
     assert_eq!(
         error["message"],
-        "part of this batch may have been stored and it cannot be known which; a plain retry \
-         may store those records twice",
+        "part of this batch may have been stored and it cannot be known which; a retry without \
+         an Idempotency-Key may store those records twice, with one it stores each once",
         "no internals leak"
     );
     assert_eq!(
