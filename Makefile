@@ -40,6 +40,7 @@ fmt: ## Format the code
 lint: ## Check formatting and clippy (warnings are errors)
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --test faults -- -D warnings
 
 bench: bench-ingest bench-analytics bench-v2 bench-properties bench-idempotency ## Every benchmark
 

@@ -14,7 +14,7 @@ exports=$(scripts/kafka-local.sh start) || { echo "test-faults.sh: the Kafka bro
 eval "$exports"
 status=0
 # One scenario at a time: each loads the machine on its own and measures what it sees.
-cargo test --release --locked --test faults -- --test-threads=1 "$@" || status=$?
+cargo test --release --locked --test faults -- --test-threads=1 --nocapture "$@" || status=$?
 python3 - "$summary" <<'PY'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]

@@ -51,9 +51,20 @@ use crate::pipeline::Pipeline;
 /// Request encodings `POST /logs` accepts (`Content-Encoding`).
 pub const SUPPORTED_ENCODINGS: &[&str] = &["gzip", "zstd", "identity"];
 
-/// Everything the handlers need; cheap to clone.
+/// Everything the handlers need. Handlers and middleware take a clone per request: one `Arc`.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The contents of [`AppState`].
+pub struct Shared {
     pub pipeline: Arc<Pipeline>,
     pub metrics: Metrics,
     pub limits: Limits,
@@ -80,7 +91,7 @@ impl AppState {
         shutting_down: Arc<AtomicBool>,
         analytics: Analytics,
     ) -> AppState {
-        AppState {
+        AppState(Arc::new(Shared {
             pipeline,
             metrics,
             limits: Limits {
@@ -100,7 +111,7 @@ impl AppState {
             auth: Arc::new(config.auth.clone()),
             shutting_down,
             analytics,
-        }
+        }))
     }
 }
 

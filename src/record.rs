@@ -137,6 +137,18 @@ fn plain_string(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
 }
 
 fn write_json_string(out: &mut Vec<u8>, value: &str) {
+    // Most values need no escape and are copied whole (the scan has no early exit, so it is
+    // vectorised); serde_json writes the others.
+    let plain = !value.bytes().fold(false, |escape, b| {
+        escape | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if plain {
+        out.reserve(value.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'"');
+        return;
+    }
     // Writing a &str into a Vec cannot fail.
     serde_json::to_writer(&mut *out, value).expect("serializing a str into a Vec never fails");
 }

@@ -7,10 +7,11 @@
 //!
 //! Quoting is strict, as in RFC 4180 and the original (Go's `encoding/csv`): a quote inside an
 //! unquoted field, text after a closing quote, or a quoted field never closed makes the whole body
-//! malformed. The `csv` crate reads all three leniently (an unclosed quote swallows every row after
+//! malformed. `csv_core` reads all three leniently (an unclosed quote swallows every row after
 //! it into one field), so [`check_quotes`] scans the body first.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 
 use super::{DecodeError, Field, Position, Validator};
 
@@ -36,31 +37,14 @@ impl Columns {
 
 pub(super) fn decode(body: &[u8], validator: &mut Validator<'_>) -> Result<(), DecodeError> {
     check_quotes(body)?;
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(body);
-    let mut row = csv::ByteRecord::new();
+    let mut rows = Rows::new(body);
     let mut columns = Columns::POSITIONAL;
     let mut width = None;
-    loop {
-        match reader.read_byte_record(&mut row) {
-            Ok(true) => {}
-            Ok(false) => return Ok(()),
-            Err(err) => {
-                let line = err.position().map_or(0, |p| p.line() as usize);
-                return Err(DecodeError::Malformed {
-                    format: "CSV",
-                    line,
-                    column: 1,
-                    message: err.to_string(),
-                });
-            }
-        }
-        let line = row.position().map_or(0, |p| p.line() as usize);
+    while let Some(row) = rows.next_row() {
+        let line = row.line;
         if width.is_none() {
             width = Some(row.len());
-            if let Some(header) = header(&row, line)? {
+            if let Some(header) = header(&row)? {
                 columns = header;
                 continue;
             }
@@ -94,14 +78,108 @@ pub(super) fn decode(body: &[u8], validator: &mut Validator<'_>) -> Result<(), D
             cell(&row, columns.agent),
         );
     }
+    Ok(())
+}
+
+thread_local! {
+    /// A parser kept per thread and reset for each body: building one computes its state
+    /// machine, which costs more than reading a 100-row body. (It cannot be copied from a
+    /// template instead: csv-core 0.1.13's `Clone` of a built parser loses most of its machine.)
+    static PARSER: Cell<Option<csv_core::Reader>> = const { Cell::new(None) };
+}
+
+/// The rows of a body, read by `csv_core` straight from it (RFC 4180 with its defaults: `,`,
+/// `"` doubled inside quotes, CR, LF or CRLF ending a row, blank lines skipped). `csv_core`
+/// never fails: it prefers a parse, so [`check_quotes`] refuses what RFC 4180 does not allow.
+struct Rows<'b> {
+    /// Given back to [`PARSER`] on drop.
+    parser: Option<csv_core::Reader>,
+    rest: &'b [u8],
+    /// The current row's fields, unescaped, one after the other...
+    fields: Vec<u8>,
+    /// ... and where each ends in `fields`.
+    ends: Vec<usize>,
+}
+
+/// One row: its fields, and the line it starts on (1-based).
+struct Row<'r> {
+    line: usize,
+    fields: &'r [u8],
+    ends: &'r [usize],
+}
+
+impl<'b> Rows<'b> {
+    fn new(body: &'b [u8]) -> Rows<'b> {
+        // Not `unwrap_or_default`: a default `csv_core::Reader` has no state machine built.
+        #[allow(clippy::unwrap_or_default)]
+        let mut parser = PARSER.take().unwrap_or_else(csv_core::Reader::new);
+        parser.reset();
+        Rows {
+            parser: Some(parser),
+            rest: body,
+            fields: vec![0; 1024],
+            ends: vec![0; 8],
+        }
+    }
+
+    fn next_row(&mut self) -> Option<Row<'_>> {
+        use csv_core::ReadRecordResult;
+        let parser = self.parser.as_mut().expect("the parser is held until drop");
+        let line = parser.line() as usize;
+        let (mut written, mut ended) = (0, 0);
+        loop {
+            let (result, read, wrote, ends) = parser.read_record(
+                self.rest,
+                &mut self.fields[written..],
+                &mut self.ends[ended..],
+            );
+            self.rest = &self.rest[read..];
+            written += wrote;
+            ended += ends;
+            match result {
+                // The rest is then empty, which tells the parser that the body ended.
+                ReadRecordResult::InputEmpty => {}
+                ReadRecordResult::OutputFull => self.fields.resize(self.fields.len() * 2, 0),
+                ReadRecordResult::OutputEndsFull => self.ends.resize(self.ends.len() * 2, 0),
+                ReadRecordResult::Record => {
+                    return Some(Row {
+                        line,
+                        fields: &self.fields[..written],
+                        ends: &self.ends[..ended],
+                    });
+                }
+                ReadRecordResult::End => return None,
+            }
+        }
+    }
+}
+
+impl Drop for Rows<'_> {
+    fn drop(&mut self) {
+        PARSER.set(self.parser.take());
+    }
+}
+
+impl<'r> Row<'r> {
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn get(&self, column: usize) -> &'r [u8] {
+        let start = column.checked_sub(1).map_or(0, |before| self.ends[before]);
+        &self.fields[start..self.ends[column]]
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &'r [u8]> + '_ {
+        (0..self.len()).map(|column| self.get(column))
+    }
 }
 
 /// Refuses quoting that RFC 4180 does not allow (see the module docs), naming its line and column
-/// (1-based, in bytes). Linear; a body without quotes is one `memchr` pass.
+/// (1-based, in bytes). Jumps from quote to quote: a quote outside a quoted field must open one,
+/// so it must start its field; a quoted field runs to a quote not doubled, which must end the
+/// field. A body without quotes is one `memchr` pass.
 fn check_quotes(body: &[u8]) -> Result<(), DecodeError> {
-    let Some(first) = memchr::memchr(b'"', body) else {
-        return Ok(());
-    };
     let malformed = |at: usize, message: &str| {
         let line_start = memchr::memrchr(b'\n', &body[..at]).map_or(0, |i| i + 1);
         DecodeError::Malformed {
@@ -111,58 +189,42 @@ fn check_quotes(body: &[u8]) -> Result<(), DecodeError> {
             message: message.to_owned(),
         }
     };
-    // Start from the line of the first quote: every line before it is plain.
-    let mut at = memchr::memrchr(b'\n', &body[..first]).map_or(0, |i| i + 1);
-    let mut field_start = true;
-    while at < body.len() {
-        match body[at] {
-            b'"' if field_start => {
-                // A quoted field: runs to a quote not doubled.
-                let opened = at;
+    let mut at = 0;
+    while let Some(found) = memchr::memchr(b'"', &body[at..]) {
+        let opened = at + found;
+        // A lone CR ends a row too, as `csv_core` reads it.
+        if opened > 0 && !matches!(body[opened - 1], b',' | b'\n' | b'\r') {
+            return Err(malformed(opened, "quote inside an unquoted field"));
+        }
+        at = opened + 1;
+        loop {
+            let Some(quote) = memchr::memchr(b'"', &body[at..]) else {
+                return Err(malformed(opened, "quoted field is never closed"));
+            };
+            at += quote + 1;
+            if body.get(at) == Some(&b'"') {
                 at += 1;
-                loop {
-                    let Some(quote) = memchr::memchr(b'"', &body[at..]) else {
-                        return Err(malformed(opened, "quoted field is never closed"));
-                    };
-                    at += quote + 1;
-                    if body.get(at) == Some(&b'"') {
-                        at += 1;
-                    } else {
-                        break;
-                    }
-                }
-                match body.get(at) {
-                    None | Some(b',' | b'\n' | b'\r') => {}
-                    Some(_) => {
-                        return Err(malformed(at, "unexpected text after a closing quote"));
-                    }
-                }
-                field_start = false;
+            } else {
+                break;
             }
-            b'"' => return Err(malformed(at, "quote inside an unquoted field")),
-            // A lone CR ends a row too, as the `csv` crate reads it.
-            b',' | b'\n' | b'\r' => {
-                field_start = true;
-                at += 1;
-            }
-            _ => {
-                field_start = false;
-                at += 1;
-            }
+        }
+        if !matches!(body.get(at), None | Some(b',' | b'\n' | b'\r')) {
+            return Err(malformed(at, "unexpected text after a closing quote"));
         }
     }
     Ok(())
 }
 
-fn cell(row: &csv::ByteRecord, column: usize) -> Field<'_> {
-    match std::str::from_utf8(&row[column]) {
+fn cell<'r>(row: &Row<'r>, column: usize) -> Field<'r> {
+    match std::str::from_utf8(row.get(column)) {
         Ok(text) => Field::Text(Cow::Borrowed(text)),
         Err(_) => Field::Unreadable("is not valid UTF-8"),
     }
 }
 
 /// Reads `row` as a header if it names a `timestamp` column.
-fn header(row: &csv::ByteRecord, line: usize) -> Result<Option<Columns>, DecodeError> {
+fn header(row: &Row<'_>) -> Result<Option<Columns>, DecodeError> {
+    let line = row.line;
     let names: Vec<String> = row
         .iter()
         .map(|cell| {

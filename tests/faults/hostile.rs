@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -15,7 +15,7 @@ use crate::load::{Answer, Batch, Disk, tally};
 use crate::summary::Row;
 use crate::support::{
     CSV, ChildGuard, JSON, NDJSON, client, hour_files, line, ndjson, record, start_binary,
-    try_post_logs, try_send,
+    try_post_logs,
 };
 
 /// Starts the binary with a v1 configuration (`extra` YAML lines under the top level).
