@@ -233,24 +233,36 @@ async fn read_body(
     }
 }
 
-/// Reads a body that is not encoded. Its buffer is sized from the declared length, so the body is
-/// copied once.
+/// Reads a body that is not encoded. A body that arrives as one frame (the usual case for a
+/// body that fits hyper's read buffer) is kept as it is; the frames of a longer one are gathered
+/// into one buffer sized from the declared length, so the body is copied at most once.
 async fn read_frames(body: Body, limit: usize, share: &mut BudgetShare) -> Result<Bytes, ApiError> {
     let mut body = body;
     let expected = http_body::Body::size_hint(&body).lower() as usize;
-    let mut buffer = BytesMut::with_capacity(expected.min(limit));
+    let mut first: Option<Bytes> = None;
+    let mut buffer = BytesMut::new();
+    let mut length = 0;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|err| ApiError::UnreadableBody(err.to_string()))?;
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        if buffer.len() + data.len() > limit {
+        if length + data.len() > limit {
             return Err(ApiError::BodyTooLarge { limit });
         }
-        share.grow_to(buffer.len() + data.len())?;
+        share.grow_to(length + data.len())?;
+        length += data.len();
+        if first.is_none() && buffer.is_empty() {
+            first = Some(data);
+            continue;
+        }
+        if let Some(first) = first.take() {
+            buffer.reserve(expected.min(limit).max(length));
+            buffer.extend_from_slice(&first);
+        }
         buffer.extend_from_slice(&data);
     }
-    Ok(buffer.freeze())
+    Ok(first.unwrap_or_else(|| buffer.freeze()))
 }
 
 /// One request's share of `server.maxInflightBytes`; given back when dropped.
