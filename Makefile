@@ -44,7 +44,7 @@ lint: ## Check formatting and clippy (warnings are errors)
 
 bench: bench-ingest bench-analytics bench-v2 bench-properties bench-idempotency ## Every benchmark
 
-bench-ingest: ## Ingest throughput: release build, hey -c 50, fsync always, vs the original's figures
+bench-ingest: ## Ingest throughput side by side: a do-nothing axum ceiling, the original (ORIGINAL_BIN=...) and ours (fsync always), hey -c 50
 	bash bench/ingest.sh
 
 bench-analytics: ## Analytics: full build of a 7M-line hour file, then a pass after appending 1%
