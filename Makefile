@@ -50,7 +50,7 @@ bench-ingest: ## Ingest throughput side by side: a do-nothing axum ceiling, the 
 bench-analytics: ## Analytics: full build of a 7M-line hour file, then a pass after appending 1%
 	$(CARGO) bench --locked --bench analytics
 
-bench-v2: ## v2 end to end: hey -c 50, 1000-record batches, tansu broker; records/s POST to durable file
+bench-v2: ## v2 end to end: hey -c 50, 1000-record batches, tansu broker; records/s POST to durable file, vs the broker alone (bench/broker.rs)
 	bash bench/v2.sh
 
 bench-idempotency: ## Idempotency-Key: ingest with and without keys side by side, replays, key-index memory

@@ -7,6 +7,10 @@
 # files (logs_ingested_total and the lines on disk both reach it), and the server's peak RSS.
 # Then it checks that every acknowledged record is on disk exactly once (line counts).
 #
+# Then, against the same broker, bench/broker.rs sends the same number of the same records through
+# a producer and a consumer set up exactly as ours, with no HTTP and no files, and the script
+# prints our durable rate as a share of the broker alone's (target >= 70%).
+#
 # Usage: bash bench/v2.sh     Knobs (env): DURATION=15s CONCURRENCY=50 RECORDS=1000 KEEP_TMP=1
 set -euo pipefail
 
@@ -30,6 +34,7 @@ trap cleanup EXIT
 
 command -v hey >/dev/null || { apt-get update -qq && apt-get install -y -qq hey; }
 BIN=$(bash scripts/release-binary.sh)
+cargo bench --locked --no-run --bench broker >&2
 
 eval "$(scripts/kafka-local.sh start)"
 python3 bench/gen_payload.py --format json --records "$RECORDS" --out "$TMP/batch.json" >&2
@@ -90,3 +95,13 @@ printf '%-34s %s\n' "POST req/s" "$reqs" "POST p50 / p99 ms" "$p50 / $p99" "non-
   "peak RSS MB" "$((rss_kb / 1024))" "lines on disk" "$on_disk" "copies per distinct line" "$counts"
 echo "target: >= $TARGET durable records/s: $( ((e2e_rate >= TARGET)) && echo met || echo NOT met )"
 [[ "$on_disk" == "$expected" && "$counts" == "$accepted " ]] || { echo "MISMATCH: every acknowledged record must be on disk exactly once" >&2; exit 1; }
+
+echo
+echo "== the broker alone (bench/broker.rs): $expected records, our client settings, no HTTP, no files" >&2
+BROKER="$LOG_PIPELINE_TEST_KAFKA" PAYLOAD="$TMP/batch.json" TOTAL="$expected" \
+  cargo bench --locked --bench broker 2>"$TMP/broker.log" >"$TMP/broker.txt" \
+  || { cat "$TMP/broker.log" "$TMP/broker.txt" >&2; exit 1; }
+cat "$TMP/broker.txt"
+alone=$(awk '/^broker alone end-to-end records\/s:/ { print $NF }' "$TMP/broker.txt")
+share=$(echo "scale=1; 100 * $e2e_rate / $alone" | bc)
+echo "ours durable / broker alone end to end: $share% (target >= 70%: $( (($(echo "$share >= 70" | bc))) && echo met || echo NOT met ))"

@@ -49,12 +49,13 @@ use rdkafka::error::KafkaResult;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 
 use super::dead_letter::{DeadLetter, DeadLetters};
 use super::keyed::KeyedRecord;
 use super::resume::{self, Admission, Resume, Start};
 use super::{KafkaSettings, base_config, checkpoint_key};
+use crate::config::KafkaConfig;
 use crate::idempotency::{Fingerprint, Key, Update, Written, now_ms};
 use crate::ingest::{self, Limits};
 use crate::metrics::Metrics;
@@ -125,23 +126,7 @@ impl ConsumerGroup {
                 // At least one producer batch (ours hold up to kafka.batchSize messages).
                 resume_window: kafka.batch_size.max(1000) as i64,
             });
-            let consumer: BaseConsumer<GroupContext> = base_config(kafka)
-                .set("group.id", &kafka.group_id)
-                .set("client.id", format!("log-pipeline-consumer-{index}"))
-                .set("enable.auto.commit", "false")
-                .set("enable.auto.offset.store", "false")
-                .set("auto.offset.reset", "earliest")
-                .set(
-                    "session.timeout.ms",
-                    kafka.session_timeout.as_millis().to_string(),
-                )
-                .set("heartbeat.interval.ms", "1000")
-                .set("statistics.interval.ms", "1000")
-                // Keep the fetcher busy: bigger fetches, and no 1 s back-off when the local queue
-                // is momentarily full (librdkafka's default `fetch.queue.backoff.ms`).
-                .set("max.partition.fetch.bytes", "8388608")
-                .set("fetch.queue.backoff.ms", "5")
-                .set("queued.max.messages.kbytes", "32768")
+            let consumer: BaseConsumer<GroupContext> = consumer_config(kafka, index)
                 .create_with_context(GroupContext {
                     shared: shared.clone(),
                 })?;
@@ -192,6 +177,30 @@ impl ConsumerGroup {
 }
 
 /// One consumer's loop: poll, buffer, flush when full or old; flush and leave when stopped.
+/// The settings of consumer `index` of the group (`bench/broker.rs` measures the broker through
+/// the same settings).
+pub fn consumer_config(kafka: &KafkaConfig, index: usize) -> ClientConfig {
+    let mut client = base_config(kafka);
+    client
+        .set("group.id", &kafka.group_id)
+        .set("client.id", format!("log-pipeline-consumer-{index}"))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set(
+            "session.timeout.ms",
+            kafka.session_timeout.as_millis().to_string(),
+        )
+        .set("heartbeat.interval.ms", "1000")
+        .set("statistics.interval.ms", "1000")
+        // Keep the fetcher busy: bigger fetches, and no 1 s back-off when the local queue is
+        // momentarily full (librdkafka's default `fetch.queue.backoff.ms`).
+        .set("max.partition.fetch.bytes", "8388608")
+        .set("fetch.queue.backoff.ms", "5")
+        .set("queued.max.messages.kbytes", "32768");
+    client
+}
+
 fn run(
     consumer: BaseConsumer<GroupContext>,
     shared: Arc<Shared>,

@@ -407,6 +407,22 @@ pub(super) fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
     client
 }
 
+/// The settings of the API's producer: [`producer_config`], with a client queue sized from
+/// `storage.maxPendingBytes` (`bench/broker.rs` measures the broker through the same settings).
+pub fn ingest_producer_config(kafka: &KafkaConfig, max_pending_bytes: usize) -> ClientConfig {
+    let mut client = producer_config(kafka);
+    client
+        // Our own bounds refuse a batch before the client queue can fill half-way through it.
+        .set("queue.buffering.max.messages", "10000000")
+        .set(
+            "queue.buffering.max.kbytes",
+            (max_pending_bytes / 1024 * 2)
+                .clamp(1024, 2_097_151)
+                .to_string(),
+        );
+    client
+}
+
 /// Produces the API's batches to the topic; cheap to clone.
 #[derive(Clone)]
 pub struct IngestProducer {
@@ -432,16 +448,7 @@ impl IngestProducer {
         metrics: Metrics,
     ) -> KafkaResult<IngestProducer> {
         let max_pending_bytes = limits.max_pending_bytes.clamp(1, Semaphore::MAX_PERMITS);
-        let mut client = producer_config(kafka);
-        client
-            // Our own bounds refuse a batch before the client queue can fill half-way through it.
-            .set("queue.buffering.max.messages", "10000000")
-            .set(
-                "queue.buffering.max.kbytes",
-                (max_pending_bytes / 1024 * 2)
-                    .clamp(1024, 2_097_151)
-                    .to_string(),
-            );
+        let client = ingest_producer_config(kafka, max_pending_bytes);
         Ok(IngestProducer {
             inner: Arc::new(Inner {
                 producer: RenewingProducer::new(client, "ingest")?,
