@@ -327,8 +327,11 @@ impl<'l> Validator<'l> {
             return None;
         }
         // chrono reads any number of fraction digits and drops those past nanoseconds.
-        let fraction_digits = text.split_once('.').map_or(0, |(_, rest)| {
-            rest.bytes().take_while(u8::is_ascii_digit).count()
+        let fraction_digits = memchr::memchr(b'.', text.as_bytes()).map_or(0, |dot| {
+            text.as_bytes()[dot + 1..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count()
         });
         if fraction_digits > 9 {
             self.reject(

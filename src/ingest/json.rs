@@ -14,7 +14,19 @@ use super::{DecodeError, Field, Position, Validator};
 
 /// Decodes a JSON array of record objects.
 pub(super) fn decode_array(body: &[u8], validator: &mut Validator<'_>) -> Result<(), DecodeError> {
-    let mut de = serde_json::Deserializer::from_slice(body);
+    // A body that is UTF-8 as a whole (one fast pass) is read as text: serde_json then does not
+    // check each string again. Another body is read as bytes, so that its invalid string is
+    // reported where it is.
+    match std::str::from_utf8(body) {
+        Ok(text) => decode_array_from(serde_json::Deserializer::from_str(text), validator),
+        Err(_) => decode_array_from(serde_json::Deserializer::from_slice(body), validator),
+    }
+}
+
+fn decode_array_from<'de, R: serde_json::de::Read<'de>>(
+    mut de: serde_json::Deserializer<R>,
+    validator: &mut Validator<'_>,
+) -> Result<(), DecodeError> {
     let mut abort = None;
     let outcome = BatchSeed {
         validator,
@@ -39,13 +51,15 @@ pub(super) fn decode_lines(body: &[u8], validator: &mut Validator<'_>) -> Result
             index: validator.admit()?,
             line: Some(number + 1),
         };
-        let mut de = serde_json::Deserializer::from_slice(line);
-        let outcome = RecordSeed {
+        // As in `decode_array`: a line that is UTF-8 is read as text, not checked string by string.
+        let seed = RecordSeed {
             validator: &mut *validator,
             at,
-        }
-        .deserialize(&mut de)
-        .and_then(|()| de.end());
+        };
+        let outcome = match std::str::from_utf8(line) {
+            Ok(text) => read_whole(seed, serde_json::Deserializer::from_str(text)),
+            Err(_) => read_whole(seed, serde_json::Deserializer::from_slice(line)),
+        };
         if let Err(err) = outcome {
             validator.reject(
                 at,
@@ -56,6 +70,14 @@ pub(super) fn decode_lines(body: &[u8], validator: &mut Validator<'_>) -> Result
         }
     }
     Ok(())
+}
+
+/// Reads one value with `seed`, then the end of the input.
+fn read_whole<'de, R: serde_json::de::Read<'de>>(
+    seed: RecordSeed<'_, '_>,
+    mut de: serde_json::Deserializer<R>,
+) -> Result<(), serde_json::Error> {
+    seed.deserialize(&mut de).and_then(|()| de.end())
 }
 
 fn malformed(format: &'static str, err: &serde_json::Error) -> DecodeError {
