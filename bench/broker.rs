@@ -64,11 +64,7 @@ fn main() {
 
     let mut config = Config::default();
     // The lines the service would produce: each record of the payload, in the stored format.
-    let limits = Limits {
-        max_records: config.ingestion.max_records,
-        max_field_bytes: config.ingestion.max_field_bytes,
-        max_hours: config.ingestion.max_hours_per_batch,
-    };
+    let limits = Limits::from_config(&config.ingestion);
     let body = std::fs::read(&payload).expect("PAYLOAD is readable");
     let batch =
         ingest::decode(Format::JsonArray, &body, &limits).expect("PAYLOAD is a valid batch");

@@ -94,11 +94,7 @@ impl AppState {
         AppState(Arc::new(Shared {
             pipeline,
             metrics,
-            limits: Limits {
-                max_records: config.ingestion.max_records,
-                max_field_bytes: config.ingestion.max_field_bytes,
-                max_hours: config.ingestion.max_hours_per_batch,
-            },
+            limits: Limits::from_config(&config.ingestion),
             max_body_bytes: config.server.max_body_bytes,
             read_body_timeout: config.server.read_body_timeout,
             request_timeout: config.server.request_timeout,

@@ -14,6 +14,7 @@ use std::borrow::Cow;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::Serialize;
 
+use crate::config::IngestionConfig;
 use crate::record::{EncodedBatch, Hour};
 
 /// How many invalid records an error body lists; the total is always reported.
@@ -36,6 +37,17 @@ pub struct Limits {
     pub max_field_bytes: usize,
     /// At most this many distinct event hours per batch (`ingestion.maxHoursPerBatch`).
     pub max_hours: usize,
+}
+
+impl Limits {
+    /// The limits `ingestion.*` sets.
+    pub fn from_config(ingestion: &IngestionConfig) -> Limits {
+        Limits {
+            max_records: ingestion.max_records,
+            max_field_bytes: ingestion.max_field_bytes,
+            max_hours: ingestion.max_hours_per_batch,
+        }
+    }
 }
 
 /// A request body format, chosen by `Content-Type`.
