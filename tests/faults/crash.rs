@@ -50,6 +50,27 @@ pub fn write_config(dir: &Path, broker: Option<&str>, names: &Names) -> std::pat
     }
 }
 
+/// Ends a scenario's last round once its clients stopped: in v2, waits until everything produced
+/// is stored (marker records after the last batch, added to `batches` as accepted), then stops the
+/// service with SIGTERM, which must exit 0.
+pub async fn drain_and_stop(
+    mut child: ChildGuard,
+    broker: Option<&str>,
+    topic: &str,
+    logs: &Path,
+    batches: &mut Vec<Batch>,
+) {
+    if let Some(broker) = broker {
+        // Nothing is produced after these: once they are stored, everything is.
+        let (marks, ends) = mark_ends(broker, topic).await;
+        batches.push(Batch::accepted_now(marks.lines));
+        wait_stored_to(&[logs], topic, &ends).await;
+    }
+    child.terminate();
+    let status = child.wait_exit().await;
+    assert!(status.success(), "{status}; stderr:\n{}", child.stderr());
+}
+
 /// Starts the binary and waits until it is ready (and, in v2, consuming every partition).
 pub async fn start_ready(
     dir: &Path,
@@ -103,15 +124,7 @@ async fn kill_9_rounds(mode: Mode) {
             continue;
         }
         batches.extend(load.stop().await);
-        if let Some(broker) = &broker {
-            // Nothing is produced after these: once they are stored, everything is.
-            let (marks, ends) = mark_ends(broker, &names.topic).await;
-            batches.push(Batch::accepted_now(marks.lines));
-            wait_stored_to(&[&logs], &names.topic, &ends).await;
-        }
-        child.terminate();
-        let status = child.wait_exit().await;
-        assert!(status.success(), "{status}; stderr:\n{}", child.stderr());
+        drain_and_stop(child, broker.as_deref(), &names.topic, &logs, &mut batches).await;
     }
     let scenario = match mode {
         Mode::V1 => "kill -9 under load (v1)",

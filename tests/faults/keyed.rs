@@ -11,12 +11,9 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use tokio::task::JoinHandle;
 
-use crate::crash::{Mode, start_ready, write_config};
+use crate::crash::{Mode, drain_and_stop, start_ready, write_config};
 use crate::load::{Batch, Disk, batch_body, load_client, tally};
-use crate::support::{
-    KAFKA_DEADLINE, KAFKA_POLL, Names, kafka_broker, mark_ends, poll_within, try_send,
-    wait_stored_to,
-};
+use crate::support::{KAFKA_DEADLINE, KAFKA_POLL, Names, kafka_broker, poll_within, try_send};
 
 /// Kills per mode.
 const ROUNDS: usize = 20;
@@ -169,15 +166,7 @@ async fn keyed_kill_9_rounds(mode: Mode) {
             continue;
         }
         let (mut batches, retries) = load.finish().await;
-        if let Some(broker) = &broker {
-            // Nothing is produced after these: once they are stored, everything is.
-            let (marks, ends) = mark_ends(broker, &names.topic).await;
-            batches.push(Batch::accepted_now(marks.lines));
-            wait_stored_to(&[&logs], &names.topic, &ends).await;
-        }
-        child.terminate();
-        let status = child.wait_exit().await;
-        assert!(status.success(), "{status}; stderr:\n{}", child.stderr());
+        drain_and_stop(child, broker.as_deref(), &names.topic, &logs, &mut batches).await;
         eprintln!(
             "{} keyed batches, {retries} retries with their key",
             batches.len()
