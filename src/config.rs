@@ -229,6 +229,84 @@ pub struct StorageConfig {
     /// Default `30s`.
     #[serde(deserialize_with = "go_duration::deserialize")]
     pub write_timeout: Duration,
+    /// `storage.backend`: where v2's consumers write: `local` (the hour files of `logsDir`) or
+    /// `s3` (objects in the bucket of `storage.s3`, shared by every instance). Default `local`.
+    pub backend: StorageBackend,
+    /// `storage.s3`: the bucket of `backend: s3`.
+    pub s3: S3Config,
+}
+
+/// Where v2's consumers write. YAML: `local` or `s3`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// The hour files of `storage.logsDir`, on this machine.
+    #[default]
+    Local,
+    /// Objects in an S3-compatible bucket, named by their topic, partition and offsets.
+    S3,
+}
+
+impl StorageBackend {
+    /// The YAML spelling, for logs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            StorageBackend::Local => "local",
+            StorageBackend::S3 => "s3",
+        }
+    }
+}
+
+/// `storage.s3`: the bucket, and how big its objects grow. An empty string leaves a setting to
+/// the usual environment variables (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), then to the AWS defaults.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "camelCase")]
+pub struct S3Config {
+    /// `storage.s3.endpoint`: the S3 API's URL, e.g. `http://127.0.0.1:3900` (path-style
+    /// requests; `http://` is allowed). Empty: AWS.
+    pub endpoint: String,
+    /// `storage.s3.bucket`: required with `backend: s3`.
+    pub bucket: String,
+    /// `storage.s3.prefix`: prepended to every object name, e.g. `prod/`. Default empty.
+    pub prefix: String,
+    /// `storage.s3.region`. Empty: `AWS_REGION`, else `us-east-1`.
+    pub region: String,
+    /// `storage.s3.accessKeyID`. Empty: `AWS_ACCESS_KEY_ID`.
+    #[serde(rename = "accessKeyID")]
+    pub access_key_id: String,
+    /// `storage.s3.secretAccessKey`. Empty: `AWS_SECRET_ACCESS_KEY`.
+    pub secret_access_key: String,
+    /// `storage.s3.maxObjectRecords`: an object is closed at this many records. Default 100000.
+    pub max_object_records: usize,
+    /// `storage.s3.maxObjectBytes`: ... or at this many bytes. Default 16777216 (16 MiB).
+    pub max_object_bytes: usize,
+    /// `storage.s3.maxObjectAge`: ... or once its first record has waited this long; this bounds
+    /// both the delay before records are visible and the objects per hour of a quiet partition
+    /// (3600 s / maxObjectAge). Default `5s`.
+    #[serde(deserialize_with = "go_duration::deserialize")]
+    pub max_object_age: Duration,
+    /// `storage.s3.requestTimeout`: one request to the bucket; a request that times out is
+    /// retried. Default `30s`.
+    #[serde(deserialize_with = "go_duration::deserialize")]
+    pub request_timeout: Duration,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        S3Config {
+            endpoint: String::new(),
+            bucket: String::new(),
+            prefix: String::new(),
+            region: String::new(),
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+            max_object_records: 100_000,
+            max_object_bytes: 16 * 1024 * 1024,
+            max_object_age: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 impl Default for StorageConfig {
@@ -241,6 +319,8 @@ impl Default for StorageConfig {
             max_pending_bytes: 64 * 1024 * 1024,
             idle_file_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(30),
+            backend: StorageBackend::Local,
+            s3: S3Config::default(),
         }
     }
 }
@@ -767,7 +847,15 @@ impl Config {
             problem("server.addr", message);
         }
 
-        let counts: [(&'static str, usize); 14] = [
+        let counts: [(&'static str, usize); 16] = [
+            (
+                "storage.s3.maxObjectRecords",
+                self.storage.s3.max_object_records,
+            ),
+            (
+                "storage.s3.maxObjectBytes",
+                self.storage.s3.max_object_bytes,
+            ),
             ("idempotency.maxKeys", self.idempotency.max_keys),
             ("server.maxBodyBytes", self.server.max_body_bytes),
             ("server.maxConnections", self.server.max_connections),
@@ -798,7 +886,9 @@ impl Config {
             }
         }
 
-        let durations: [(&'static str, Duration); 15] = [
+        let durations: [(&'static str, Duration); 17] = [
+            ("storage.s3.maxObjectAge", self.storage.s3.max_object_age),
+            ("storage.s3.requestTimeout", self.storage.s3.request_timeout),
             ("idempotency.retention", self.idempotency.retention),
             ("server.readHeaderTimeout", self.server.read_header_timeout),
             ("server.readBodyTimeout", self.server.read_body_timeout),
@@ -847,6 +937,30 @@ impl Config {
                 "ingestion.queueHighWaterPercent",
                 format!("must be in (0, 1], a fraction (0.9 means 90%), got {high_water}"),
             );
+        }
+
+        if self.storage.backend == StorageBackend::S3 {
+            if self.version != PipelineVersion::V2 {
+                problem(
+                    "storage.backend",
+                    "s3 needs version 2 (v1 writes the hour files of storage.logsDir)".to_owned(),
+                );
+            }
+            if self.storage.s3.bucket.trim().is_empty() {
+                problem(
+                    "storage.s3.bucket",
+                    "required when storage.backend is s3".to_owned(),
+                );
+            }
+            let endpoint = &self.storage.s3.endpoint;
+            if !endpoint.is_empty()
+                && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+            {
+                problem(
+                    "storage.s3.endpoint",
+                    format!("must start with http:// or https://, got {endpoint:?}"),
+                );
+            }
         }
 
         if self.version == PipelineVersion::V2 && self.kafka.brokers.is_empty() {
@@ -1227,6 +1341,18 @@ storage:
   maxPendingBytes: 1000
   idleFileTimeout: 5m
   writeTimeout: 11s
+  backend: s3
+  s3:
+    endpoint: "http://127.0.0.1:3900"
+    bucket: logs
+    prefix: team-a/
+    region: garage
+    accessKeyID: GK1
+    secretAccessKey: s3cr3t
+    maxObjectRecords: 5000
+    maxObjectBytes: 1048576
+    maxObjectAge: 2s
+    requestTimeout: 7s
 aggregation:
   interval: 1m
   maxKeysPerHour: 50
@@ -1293,6 +1419,19 @@ profiling:
                 max_pending_bytes: 1000,
                 idle_file_timeout: Duration::from_secs(300),
                 write_timeout: Duration::from_secs(11),
+                backend: StorageBackend::S3,
+                s3: S3Config {
+                    endpoint: "http://127.0.0.1:3900".to_owned(),
+                    bucket: "logs".to_owned(),
+                    prefix: "team-a/".to_owned(),
+                    region: "garage".to_owned(),
+                    access_key_id: "GK1".to_owned(),
+                    secret_access_key: "s3cr3t".to_owned(),
+                    max_object_records: 5000,
+                    max_object_bytes: 1_048_576,
+                    max_object_age: Duration::from_secs(2),
+                    request_timeout: Duration::from_secs(7),
+                },
             }
         );
         assert_eq!(
@@ -1467,6 +1606,26 @@ profiling:
             (
                 "storage: { maxPendingBytes: 0 }",
                 "storage.maxPendingBytes: must be",
+            ),
+            (
+                "storage: { backend: s3, s3: { bucket: b } }",
+                "storage.backend: s3 needs version 2",
+            ),
+            (
+                "{ version: 2, kafka: { brokers: [k:9092] }, storage: { backend: s3 } }",
+                "storage.s3.bucket: required when storage.backend is s3",
+            ),
+            (
+                "{ version: 2, kafka: { brokers: [k:9092] }, storage: { backend: s3, s3: { bucket: b, endpoint: \"127.0.0.1:3900\" } } }",
+                "storage.s3.endpoint: must start with http:// or https://",
+            ),
+            (
+                "storage: { s3: { maxObjectAge: 0s } }",
+                "storage.s3.maxObjectAge: must be greater than 0s",
+            ),
+            (
+                "storage: { s3: { maxObjectRecords: 0 } }",
+                "storage.s3.maxObjectRecords: must be greater than 0",
             ),
             (
                 "aggregation: { maxKeysPerHour: 0 }",

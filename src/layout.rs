@@ -10,6 +10,18 @@
 //!
 //! Days and hours are UTC and always zero-padded; a name that differs from the canonical spelling
 //! of its hour (`2025-1-2/3.log.json`, a temp file) is not an hour's file and walks skip it.
+//!
+//! # Object keys (`storage.backend: s3`)
+//!
+//! Under `storage.s3.prefix`, one object per (partition, offset range, hour); the same messages
+//! always give the same names (see [`crate::objects`]):
+//!
+//! | key | what |
+//! |---|---|
+//! | `logs/YYYY-MM-DD/HH/<topic>-<partition>-<first>-<last>.log.json` | the range's records of the hour |
+//! | `intents/<topic>/<partition>/<first>.json` | the range a writer decided on, before writing it |
+//!
+//! Partitions are zero-padded to 5 digits and offsets to 20, so names sort by offset.
 
 use std::fs;
 use std::io;
@@ -137,6 +149,37 @@ pub fn summaries(analytics_dir: &Path) -> io::Result<Vec<(Hour, PathBuf)>> {
     Kind::Summary.walk(analytics_dir)
 }
 
+/// The object key (below the prefix) of the records of `hour` from offsets `first..=last` of
+/// `partition`: `logs/YYYY-MM-DD/HH/<topic>-<partition>-<first>-<last>.log.json`.
+pub fn records_object(topic: &str, partition: i32, first: i64, last: i64, hour: Hour) -> String {
+    format!(
+        "{}/{}-{partition:05}-{first:020}-{last:020}.log.json",
+        hour_object_dir(hour),
+        topic
+    )
+}
+
+/// The "directory" of an hour's record objects: `logs/YYYY-MM-DD/HH`.
+pub fn hour_object_dir(hour: Hour) -> String {
+    format!("logs/{}/{:02}", day_dir(hour), hour.start().hour())
+}
+
+/// The hour of a record object's key (below the prefix), if the key names one.
+pub fn parse_records_object(key: &str) -> Option<Hour> {
+    let rest = key.strip_prefix("logs/")?;
+    let (day, rest) = rest.split_once('/')?;
+    let (hh, name) = rest.split_once('/')?;
+    if !name.ends_with(".log.json") || name.contains('/') {
+        return None;
+    }
+    Kind::Records.parse(day, &format!("{hh}.log.json"))
+}
+
+/// The object key (below the prefix) of the intent of the range starting at `first`.
+pub fn intent_object(topic: &str, partition: i32, first: i64) -> String {
+    format!("intents/{topic}/{partition:05}/{first:020}.json")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,6 +204,30 @@ mod tests {
         let early = hour("1969-12-31T23:30:00Z");
         assert_eq!(hour_file(early), "1969-12-31/23.log.json");
         assert_eq!(parse_hour_file(&hour_file(early)), Some(early));
+    }
+
+    #[test]
+    fn object_keys_sort_by_offset_and_name_their_hour() {
+        let h = hour("2025-11-22T14:05:00Z");
+        let key = records_object("logs", 3, 1200, 1299, h);
+        assert_eq!(
+            key,
+            "logs/2025-11-22/14/logs-00003-00000000000000001200-00000000000000001299.log.json"
+        );
+        assert_eq!(parse_records_object(&key), Some(h));
+        assert!(records_object("t", 0, 9, 9, h) < records_object("t", 0, 10, 10, h));
+        for key in [
+            "logs/2025-11-22/14",
+            "logs/2025-11-22/24/t-00000-1-1.log.json",
+            "logs/2025-11-22/14/sub/t.log.json",
+            "intents/t/00000/00000000000000000001.json",
+        ] {
+            assert_eq!(parse_records_object(key), None, "{key}");
+        }
+        assert_eq!(
+            intent_object("t", 7, 42),
+            "intents/t/00007/00000000000000000042.json"
+        );
     }
 
     #[test]

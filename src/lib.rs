@@ -18,11 +18,15 @@
 //! - [`record`]: the record type and its NDJSON line format (the compatibility contract).
 //! - [`idempotency`]: what an `Idempotency-Key` means: keys, batch fingerprints, the ledger of
 //!   keyed batches stored and the API's index of keys done and in flight; no I/O.
-//! - [`layout`]: which file of the logs and analytics directories holds which hour.
+//! - [`layout`]: which file of the logs and analytics directories (and which object of the
+//!   bucket) holds which hour.
 //! - [`pipeline`]: where accepted batches go; one value owns each mode (v1: the store; v2: Kafka)
 //!   from start-up to shutdown.
 //! - [`kafka`]: v2, owned by [`kafka::KafkaPipeline`]: producer, consumer group (writing through
 //!   the store with checkpoints; dead-letter topic), broker set-up and probe.
+//! - [`objects`]: the bucket of `storage.backend: s3` (v2 on several machines): ranges of offsets
+//!   written as objects whose names their messages fix, after an intent; exactly once with no
+//!   local state.
 //! - [`store`]: the durable hourly file store: group commit, fsync, rollback, torn-line repair,
 //!   directory lock, caller checkpoints and the idempotency journal.
 //! - [`analytics`]: incremental hourly summaries of the hour files (bots and humans split with the
@@ -44,6 +48,7 @@ pub mod ingest;
 pub mod kafka;
 pub mod layout;
 pub mod metrics;
+pub mod objects;
 pub mod pipeline;
 pub mod profiling;
 pub mod record;

@@ -104,7 +104,19 @@ pub struct Metrics {
     pub idempotency_conflicts: IntCounterVec,
     /// v2: records of keyed batches the consumers found stored already and dropped.
     pub idempotency_duplicates_dropped: IntCounter,
+    /// `storage.backend: s3`: objects written, by kind (`records`, `intent`).
+    pub objects_written: IntCounterVec,
+    /// `storage.backend: s3`: bytes of record objects written.
+    pub object_bytes_written: IntCounter,
+    /// `storage.backend: s3`: time per successful put.
+    pub object_put_duration: Histogram,
+    /// `storage.backend: s3`: requests to the bucket that failed and were tried again.
+    pub object_retries: IntCounter,
 }
+
+/// `object_store_objects_written_total` kinds.
+pub const OBJECT_RECORDS: &str = "records";
+pub const OBJECT_INTENT: &str = "intent";
 
 /// `idempotency_conflicts_total` reasons.
 pub const CONFLICT_IN_FLIGHT: &str = "in_flight";
@@ -245,6 +257,28 @@ impl Metrics {
         for class in [CLASS_BOT, CLASS_HUMAN] {
             aggregation_requests.with_label_values(&[class]);
         }
+        let objects_written = IntCounterVec::new(
+            Opts::new(
+                "object_store_objects_written_total",
+                "Total number of objects written to the bucket (storage.backend: s3), by kind: records (an offset range's records of one hour) or intent (the range a consumer decided on, written first).",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric definition");
+        registry
+            .register(Box::new(objects_written.clone()))
+            .expect("metric registered once");
+        for kind in [OBJECT_RECORDS, OBJECT_INTENT] {
+            objects_written.with_label_values(&[kind]);
+        }
+        let object_bytes_written = counter(
+            "object_store_bytes_written_total",
+            "Total number of bytes of record objects written to the bucket.",
+        );
+        let object_retries = counter(
+            "object_store_retries_total",
+            "Total number of requests to the bucket that failed or timed out and were tried again.",
+        );
         let overload_rejections = counter(
             "ingest_overload_rejections_total",
             "Total number of /logs requests answered 503 because pending work reached its bound.",
@@ -351,6 +385,13 @@ impl Metrics {
                 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ],
         );
+        let object_put_duration = histogram(
+            "object_store_put_seconds",
+            "Time per successful put of an object to the bucket.",
+            vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ],
+        );
         let aggregation_duration = histogram(
             "aggregation_duration_seconds",
             "Duration of aggregation passes in seconds.",
@@ -408,6 +449,10 @@ impl Metrics {
             idempotency_replays,
             idempotency_conflicts,
             idempotency_duplicates_dropped,
+            objects_written,
+            object_bytes_written,
+            object_put_duration,
+            object_retries,
         }
     }
 

@@ -1,0 +1,460 @@
+//! The bucket of `storage.backend: s3`: where v2's consumers write when several instances, on
+//! several machines, share one place for the records.
+//!
+//! # Exactly once with no local state
+//!
+//! A consumer cuts each partition's messages into **ranges** of consecutive offsets (closed at
+//! `storage.s3.maxObjectRecords`, `maxObjectBytes` or `maxObjectAge`). A range is written as:
+//!
+//! 1. its **intent**, `intents/<topic>/<partition>/<first>.json`, saying where it ends;
+//! 2. one **records object** per event hour it holds, named by topic, partition, first and last
+//!    offset and hour ([`crate::layout::records_object`]);
+//! 3. then, and only then, its end is committed to Kafka.
+//!
+//! Whoever reads the partition from `first` again (the same process after a failed write, another
+//! instance after a crash or a rebalance) first reads the intent at `first` and, if there is one,
+//! closes its range exactly there. The same messages give the same lines, so it rewrites the same
+//! objects with the same bytes: a record is in exactly one object whatever crashed when. Time and
+//! size decide where a range ends only the first time, and the intent makes that decision
+//! permanent before anything depends on it.
+//!
+//! The limit: a process that was frozen longer than `kafka.sessionTimeout` (its partitions went to
+//! another instance) and wakes up in the middle of starting a new range can race the new owner for
+//! that range's intent. With a store that has no conditional writes (Garage 2.5 ignores
+//! `If-None-Match` on PUT) the later intent wins and the two may write different ranges. The
+//! consumer drops what it buffered when librdkafka reports the assignment lost, which leaves only
+//! the instant between waking up and the next poll.
+//!
+//! Requests time out after `storage.s3.requestTimeout` and are tried up to [`ATTEMPTS`] times
+//! with a growing pause; a range that still cannot be written fails its flush, and the consumer
+//! reads the partition again from the range's start after a back-off.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use futures_util::{StreamExt as _, TryStreamExt as _, stream};
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path;
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt as _, PutPayload, RetryConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::config::S3Config;
+use crate::layout;
+use crate::metrics::{Metrics, OBJECT_INTENT, OBJECT_RECORDS};
+use crate::record::EncodedBatch;
+
+/// Tries per request before a flush fails.
+pub const ATTEMPTS: u32 = 3;
+/// The pause after the first failed try; it doubles after each.
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// Puts in flight at once for one flush.
+const PUT_CONCURRENCY: usize = 8;
+
+/// A range of one partition's offsets, `first..=last`, and the valid records among them,
+/// encoded (dead-lettered messages have offsets but no lines).
+#[derive(Debug, Clone)]
+pub struct Range {
+    pub partition: i32,
+    pub first: i64,
+    pub last: i64,
+    pub batch: EncodedBatch,
+}
+
+/// Why a range was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    /// Another writer decided where the range starting at `first` ends, differently.
+    #[error(
+        "partition {partition}: the range from offset {first} was decided to end at {last}, not at {ours}"
+    )]
+    Decided {
+        partition: i32,
+        first: i64,
+        last: i64,
+        ours: i64,
+    },
+    #[error("the bucket refused or did not answer ({what}): {reason}")]
+    Unavailable { what: String, reason: String },
+    #[error("unreadable intent {key}: {reason}")]
+    BadIntent { key: String, reason: String },
+}
+
+/// What an intent object holds.
+#[derive(Debug, Serialize, Deserialize)]
+struct Intent {
+    topic: String,
+    partition: i32,
+    first: i64,
+    last: i64,
+    /// The hours (`YYYY-MM-DDTHH:00:00Z`) it has records of.
+    hours: Vec<String>,
+    records: usize,
+}
+
+/// The bucket, shared by every consumer of this process; cheap to clone through an `Arc`.
+pub struct Objects {
+    store: Arc<dyn ObjectStore>,
+    /// `storage.s3.prefix`, ending in `/` unless empty.
+    prefix: String,
+    request_timeout: Duration,
+    metrics: Metrics,
+    /// Per partition: the offset after the last range this process wrote.
+    written: Mutex<BTreeMap<i32, i64>>,
+}
+
+impl Objects {
+    /// The bucket of `config`, with the `AWS_*` environment variables for what it leaves empty.
+    pub fn connect(config: &S3Config, metrics: Metrics) -> anyhow::Result<Objects> {
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(&config.bucket)
+            // Our own tries (counted in object_store_retries_total) replace the client's.
+            .with_retry(RetryConfig {
+                max_retries: 0,
+                ..RetryConfig::default()
+            })
+            .with_client_options(
+                ClientOptions::new()
+                    .with_timeout(config.request_timeout)
+                    .with_connect_timeout(config.request_timeout.min(Duration::from_secs(5))),
+            );
+        if !config.endpoint.is_empty() {
+            builder = builder
+                .with_endpoint(&config.endpoint)
+                .with_allow_http(config.endpoint.starts_with("http://"));
+        }
+        if !config.region.is_empty() {
+            builder = builder.with_region(&config.region);
+        }
+        if !config.access_key_id.is_empty() {
+            builder = builder.with_access_key_id(&config.access_key_id);
+        }
+        if !config.secret_access_key.is_empty() {
+            builder = builder.with_secret_access_key(&config.secret_access_key);
+        }
+        let store = builder
+            .build()
+            .with_context(|| format!("storage.s3: cannot use bucket {:?}", config.bucket))?;
+        Ok(Objects::new(
+            Arc::new(store),
+            &config.prefix,
+            config.request_timeout,
+            metrics,
+        ))
+    }
+
+    /// Objects in `store` under `prefix`.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        prefix: &str,
+        request_timeout: Duration,
+        metrics: Metrics,
+    ) -> Objects {
+        let prefix = prefix.trim_matches('/');
+        Objects {
+            store,
+            prefix: if prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{prefix}/")
+            },
+            request_timeout,
+            metrics,
+            written: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The full path of `key` (a [`layout`] object key).
+    fn path(&self, key: &str) -> Path {
+        Path::from(format!("{}{key}", self.prefix))
+    }
+
+    /// Where the range starting at `first` of `partition` ends, if a writer decided it.
+    pub async fn decided(
+        &self,
+        topic: &str,
+        partition: i32,
+        first: i64,
+    ) -> Result<Option<i64>, ObjectError> {
+        let key = layout::intent_object(topic, partition, first);
+        let path = self.path(&key);
+        let found = self
+            .request(&key, || async {
+                match self.store.get(&path).await {
+                    Ok(got) => got.bytes().await.map(Some),
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(err) => Err(err),
+                }
+            })
+            .await?;
+        let Some(bytes) = found else {
+            return Ok(None);
+        };
+        let intent: Intent =
+            serde_json::from_slice(&bytes).map_err(|err| ObjectError::BadIntent {
+                key: key.clone(),
+                reason: err.to_string(),
+            })?;
+        if intent.first != first || intent.partition != partition || intent.last < first {
+            return Err(ObjectError::BadIntent {
+                key,
+                reason: format!("it names offsets {}..={}", intent.first, intent.last),
+            });
+        }
+        Ok(Some(intent.last))
+    }
+
+    /// Writes `ranges` of `topic` (see the module's protocol): each range's intent, unless the
+    /// same one is there already, then its records objects. Fails as a whole if any range does;
+    /// what was written is rewritten identically by the next try.
+    pub async fn write(&self, topic: &str, mut ranges: Vec<Range>) -> Result<(), ObjectError> {
+        // Intents first, every one of them, before any records object that depends on them.
+        stream::iter(&ranges)
+            .map(|range| self.decide(topic, range))
+            .buffer_unordered(PUT_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        let puts: Vec<(String, Bytes)> = ranges
+            .iter_mut()
+            .flat_map(|range| {
+                let (partition, first, last) = (range.partition, range.first, range.last);
+                range.batch.chunks.iter_mut().map(move |chunk| {
+                    let key = layout::records_object(topic, partition, first, last, chunk.hour);
+                    (key, Bytes::from(std::mem::take(&mut chunk.lines)))
+                })
+            })
+            .collect();
+        stream::iter(puts)
+            .map(|(key, bytes)| async move {
+                let size = bytes.len();
+                self.put(&key, bytes).await?;
+                self.metrics
+                    .objects_written
+                    .with_label_values(&[OBJECT_RECORDS])
+                    .inc();
+                self.metrics.object_bytes_written.inc_by(size as u64);
+                Ok::<(), ObjectError>(())
+            })
+            .buffer_unordered(PUT_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
+        let mut written = self.written.lock().expect("written lock");
+        for range in &ranges {
+            let next = written.entry(range.partition).or_insert(0);
+            *next = (*next).max(range.last + 1);
+        }
+        Ok(())
+    }
+
+    /// Per partition, the offset after the last range this process wrote.
+    pub fn written(&self) -> BTreeMap<i32, i64> {
+        self.written.lock().expect("written lock").clone()
+    }
+
+    /// Makes `range`'s end the decided one: writes its intent, or finds the same one there.
+    async fn decide(&self, topic: &str, range: &Range) -> Result<(), ObjectError> {
+        match self.decided(topic, range.partition, range.first).await? {
+            Some(last) if last == range.last => return Ok(()),
+            Some(last) => {
+                return Err(ObjectError::Decided {
+                    partition: range.partition,
+                    first: range.first,
+                    last,
+                    ours: range.last,
+                });
+            }
+            None => {}
+        }
+        let intent = Intent {
+            topic: topic.to_owned(),
+            partition: range.partition,
+            first: range.first,
+            last: range.last,
+            hours: (range.batch.chunks.iter())
+                .map(|chunk| chunk.hour.to_string())
+                .collect(),
+            records: range.batch.records(),
+        };
+        let body = serde_json::to_vec(&intent).expect("an intent serializes");
+        let key = layout::intent_object(topic, range.partition, range.first);
+        self.put(&key, Bytes::from(body)).await?;
+        self.metrics
+            .objects_written
+            .with_label_values(&[OBJECT_INTENT])
+            .inc();
+        Ok(())
+    }
+
+    async fn put(&self, key: &str, bytes: Bytes) -> Result<(), ObjectError> {
+        let path = self.path(key);
+        let payload = PutPayload::from(bytes);
+        let started = Instant::now();
+        self.request(key, || self.store.put(&path, payload.clone()))
+            .await?;
+        self.metrics
+            .object_put_duration
+            .observe(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Runs `attempt` up to [`ATTEMPTS`] times, each within `storage.s3.requestTimeout`.
+    async fn request<T, F, Fut>(&self, what: &str, attempt: F) -> Result<T, ObjectError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = object_store::Result<T>>,
+    {
+        let mut backoff = FIRST_BACKOFF;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let reason = match tokio::time::timeout(self.request_timeout, attempt()).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(err)) => err.to_string(),
+                Err(_) => format!("no answer within {:?}", self.request_timeout),
+            };
+            if tries >= ATTEMPTS {
+                return Err(ObjectError::Unavailable {
+                    what: what.to_owned(),
+                    reason,
+                });
+            }
+            tracing::warn!(object = what, error = %reason, retry_in = ?backoff, "bucket request failed; trying again");
+            self.metrics.object_retries.inc();
+            tokio::time::sleep(backoff).await;
+            backoff *= 2;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Hour;
+    use object_store::memory::InMemory;
+
+    fn objects(store: &Arc<InMemory>) -> Objects {
+        Objects::new(
+            store.clone(),
+            "/team/",
+            Duration::from_secs(5),
+            Metrics::new(),
+        )
+    }
+
+    fn range(partition: i32, first: i64, last: i64, hours: &[(i64, &str)]) -> Range {
+        let mut batch = EncodedBatch::default();
+        for (hour, line) in hours {
+            batch.push_line(Hour::from_index(*hour), line.as_bytes());
+        }
+        Range {
+            partition,
+            first,
+            last,
+            batch,
+        }
+    }
+
+    async fn keys(store: &Arc<InMemory>) -> Vec<String> {
+        let mut keys: Vec<String> = store
+            .list(None)
+            .map_ok(|meta| meta.location.to_string())
+            .try_collect()
+            .await
+            .unwrap();
+        keys.sort();
+        keys
+    }
+
+    #[tokio::test]
+    async fn a_range_is_its_intent_then_one_object_per_hour() {
+        let store = Arc::new(InMemory::new());
+        let objects = objects(&store);
+        let hour = 490_000;
+        objects
+            .write(
+                "logs",
+                vec![range(
+                    2,
+                    10,
+                    14,
+                    &[(hour, "a"), (hour + 1, "b"), (hour, "c")],
+                )],
+            )
+            .await
+            .unwrap();
+        let start = Hour::from_index(hour);
+        let next = Hour::from_index(hour + 1);
+        assert_eq!(
+            keys(&store).await,
+            [
+                format!("team/intents/logs/00002/{:020}.json", 10),
+                format!("team/{}", layout::records_object("logs", 2, 10, 14, start)),
+                format!("team/{}", layout::records_object("logs", 2, 10, 14, next)),
+            ]
+        );
+        let body = store
+            .get(&Path::from(format!(
+                "team/{}",
+                layout::records_object("logs", 2, 10, 14, start)
+            )))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(&body[..], b"a\nc\n");
+        assert_eq!(objects.decided("logs", 2, 10).await.unwrap(), Some(14));
+        assert_eq!(objects.decided("logs", 2, 15).await.unwrap(), None);
+        assert_eq!(objects.written()[&2], 15);
+    }
+
+    #[tokio::test]
+    async fn writing_a_range_again_gives_the_same_objects_and_another_end_is_refused() {
+        let store = Arc::new(InMemory::new());
+        let objects = objects(&store);
+        let first = range(0, 0, 2, &[(5, "x"), (5, "y")]);
+        objects.write("t", vec![first.clone()]).await.unwrap();
+        let before = keys(&store).await;
+        objects.write("t", vec![first]).await.unwrap();
+        assert_eq!(keys(&store).await, before);
+        let err = objects
+            .write("t", vec![range(0, 0, 5, &[(5, "x")])])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ObjectError::Decided {
+                    partition: 0,
+                    first: 0,
+                    last: 2,
+                    ours: 5
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(keys(&store).await, before, "a refused range writes nothing");
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_intent_is_reported_with_its_key() {
+        let store = Arc::new(InMemory::new());
+        let objects = objects(&store);
+        store
+            .put(
+                &Path::from(format!("team/{}", layout::intent_object("t", 1, 7))),
+                PutPayload::from_static(b"{not json"),
+            )
+            .await
+            .unwrap();
+        let err = objects.decided("t", 1, 7).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("intents/t/00001/00000000000000000007.json"),
+            "{err}"
+        );
+    }
+}
