@@ -7,7 +7,7 @@ CARGO ?= cargo
 RUN_RELEASE := $(CARGO) run --release --locked --quiet --bin log-pipeline --
 
 .DEFAULT_GOAL := help
-.PHONY: help build run run-v1 run-v2 test test-faults fmt lint bench bench-ingest bench-analytics bench-v2 bench-properties bench-idempotency kafka-local
+.PHONY: help build run run-v1 run-v2 test test-faults test-scale fmt lint bench bench-ingest bench-analytics bench-v2 bench-properties bench-idempotency kafka-local
 .PHONY: stack-up stack-down stack-clean stack-test infra-up infra-down kafka-topic loadtest-v1 loadtest-v2 check-ops
 
 help: ## List the targets
@@ -31,6 +31,9 @@ test: ## Run every test (starts a local tansu broker for the Kafka tests, stops 
 test-faults: ## The fault suite against the release binary (kill -9, paused broker, full disk, hostile clients); prints a summary table. Needs root
 	bash scripts/test-faults.sh
 
+test-scale: ## The scale suite: 3 instances, one consumer group, one bucket (Garage), kill -9 rounds and a paused store; prints a summary table
+	bash scripts/test-scale.sh
+
 kafka-local: ## Run a local Kafka-protocol broker (tansu) on 127.0.0.1:19092, installing it if missing
 	bash scripts/kafka-local.sh run 19092
 
@@ -40,7 +43,7 @@ fmt: ## Format the code
 lint: ## Check formatting and clippy (warnings are errors)
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
-	$(CARGO) clippy --locked --test faults -- -D warnings
+	$(CARGO) clippy --locked --test faults --test scale -- -D warnings
 
 bench: bench-ingest bench-analytics bench-v2 bench-properties bench-idempotency ## Every benchmark
 

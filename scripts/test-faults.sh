@@ -15,17 +15,5 @@ eval "$exports"
 status=0
 # One scenario at a time: each loads the machine on its own and measures what it sees.
 cargo test --release --locked --test faults -- --test-threads=1 --nocapture "$@" || status=$?
-python3 - "$summary" <<'PY'
-import json, sys
-rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
-columns = ["scenario", "runs", "acknowledged", "refused", "lost", "duplicated",
-           "refused_yet_stored", "torn", "server_errors"]
-titles = ["scenario", "runs", "acknowledged", "refused", "lost", "duplicated",
-          "refused yet stored", "torn", "5xx"]
-print()
-print("| " + " | ".join(titles) + " |")
-print("|" + "|".join("---" for _ in titles) + "|")
-for row in rows:
-    print("| " + " | ".join(str(row[c]) for c in columns) + " |")
-PY
+bash scripts/fault-table.sh "$summary"
 exit $status

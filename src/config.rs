@@ -953,9 +953,8 @@ impl Config {
                 );
             }
             let endpoint = &self.storage.s3.endpoint;
-            if !endpoint.is_empty()
-                && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
-            {
+            let scheme = endpoint.starts_with("http://") || endpoint.starts_with("https://");
+            if !endpoint.is_empty() && !scheme {
                 problem(
                     "storage.s3.endpoint",
                     format!("must start with http:// or https://, got {endpoint:?}"),

@@ -30,22 +30,25 @@ pub mod consumer;
 pub mod dead_letter;
 pub mod keyed;
 pub mod producer;
+pub mod ranges;
 pub mod resume;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
 
-use crate::config::{Config, ConsumerConfig, KafkaConfig};
+use crate::config::{Config, ConsumerConfig, KafkaConfig, S3Config, StorageBackend};
 use crate::idempotency::Update;
 use crate::metrics::Metrics;
+use crate::objects::Objects;
 use crate::record::EncodedBatch;
 use crate::store::Store;
 use broker::{Broker, Probe};
-use consumer::ConsumerGroup;
+use consumer::{ConsumerGroup, Destination};
 use producer::IngestProducer;
 pub use producer::{ProduceError, ProducerLimits};
+use ranges::RangeLimits;
 
 /// Everything v2 is built from: its own config sections plus the limits it shares with v1.
 #[derive(Debug, Clone)]
@@ -55,6 +58,8 @@ pub struct KafkaSettings {
     pub limits: ProducerLimits,
     /// `ingestion.maxFieldBytes`: consumed messages are validated like API records.
     pub max_field_bytes: usize,
+    /// `storage.s3` when `storage.backend` is `s3`: the consumers write to the bucket.
+    pub objects: Option<S3Config>,
 }
 
 impl KafkaSettings {
@@ -68,6 +73,8 @@ impl KafkaSettings {
                 max_batches: config.ingestion.max_batches_in_flight(),
             },
             max_field_bytes: config.ingestion.max_field_bytes,
+            objects: (config.storage.backend == StorageBackend::S3)
+                .then(|| config.storage.s3.clone()),
         }
     }
 }
@@ -80,6 +87,8 @@ pub struct KafkaPipeline {
     consumers: Mutex<Option<ConsumerGroup>>,
     probe: Probe,
     store: Store,
+    /// Where the consumers write: `store`, or the bucket.
+    destination: Destination,
     produce_timeout: Duration,
     topic: String,
     metrics: Metrics,
@@ -96,6 +105,13 @@ impl KafkaPipeline {
         store: Store,
         metrics: Metrics,
     ) -> anyhow::Result<KafkaPipeline> {
+        let destination = match &settings.objects {
+            None => Destination::Files(store.clone()),
+            Some(s3) => Destination::Objects(
+                Arc::new(Objects::connect(s3, metrics.clone())?),
+                RangeLimits::from_config(s3),
+            ),
+        };
         let kafka = &settings.kafka;
         if !kafka.async_ack && kafka.batch_timeout > Duration::from_millis(100) {
             tracing::warn!(
@@ -113,12 +129,13 @@ impl KafkaPipeline {
         let producer = IngestProducer::new(kafka, settings.limits, metrics.clone())?;
         let renew = producer.clone();
         let probe = Probe::spawn(broker, ready, move || renew.renew_if_failed());
-        let consumers = ConsumerGroup::start(&settings, store.clone(), metrics.clone())?;
+        let consumers = ConsumerGroup::start(&settings, destination.clone(), metrics.clone())?;
         Ok(KafkaPipeline {
             producer,
             consumers: Mutex::new(Some(consumers)),
             probe,
             store,
+            destination,
             produce_timeout: kafka.produce_timeout,
             topic: kafka.topic.clone(),
             metrics,
@@ -159,12 +176,11 @@ impl KafkaPipeline {
                 },
                 None => return true,
             };
-            let stored = self.store.checkpoint();
             acknowledged.iter().all(|(partition, next)| {
                 !owned.contains(partition)
-                    || stored
-                        .get(&checkpoint_key(&self.topic, *partition))
-                        .is_some_and(|stored| stored >= next)
+                    || (self.destination)
+                        .stored(&self.topic, *partition)
+                        .is_some_and(|stored| stored >= *next)
             })
         };
         let deadline = tokio::time::Instant::now() + timeout;

@@ -36,11 +36,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use futures_util::{StreamExt as _, TryStreamExt as _, stream};
+use futures_util::future::try_join_all;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt as _, PutPayload, RetryConfig};
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 
 use crate::config::S3Config;
 use crate::layout;
@@ -212,11 +213,12 @@ impl Objects {
     /// what was written is rewritten identically by the next try.
     pub async fn write(&self, topic: &str, mut ranges: Vec<Range>) -> Result<(), ObjectError> {
         // Intents first, every one of them, before any records object that depends on them.
-        stream::iter(&ranges)
-            .map(|range| self.decide(topic, range))
-            .buffer_unordered(PUT_CONCURRENCY)
-            .try_collect::<Vec<()>>()
-            .await?;
+        let limit = Semaphore::new(PUT_CONCURRENCY);
+        try_join_all(ranges.iter().map(|range| async {
+            let _permit = limit.acquire().await.expect("never closed");
+            self.decide(topic, range).await
+        }))
+        .await?;
         let puts: Vec<(String, Bytes)> = ranges
             .iter_mut()
             .flat_map(|range| {
@@ -227,8 +229,10 @@ impl Objects {
                 })
             })
             .collect();
-        stream::iter(puts)
-            .map(|(key, bytes)| async move {
+        try_join_all(puts.into_iter().map(|(key, bytes)| {
+            let limit = &limit;
+            async move {
+                let _permit = limit.acquire().await.expect("never closed");
                 let size = bytes.len();
                 self.put(&key, bytes).await?;
                 self.metrics
@@ -237,10 +241,9 @@ impl Objects {
                     .inc();
                 self.metrics.object_bytes_written.inc_by(size as u64);
                 Ok::<(), ObjectError>(())
-            })
-            .buffer_unordered(PUT_CONCURRENCY)
-            .try_collect::<Vec<()>>()
-            .await?;
+            }
+        }))
+        .await?;
         let mut written = self.written.lock().expect("written lock");
         for range in &ranges {
             let next = written.entry(range.partition).or_insert(0);
@@ -333,6 +336,7 @@ impl Objects {
 mod tests {
     use super::*;
     use crate::record::Hour;
+    use futures_util::TryStreamExt as _;
     use object_store::memory::InMemory;
 
     fn objects(store: &Arc<InMemory>) -> Objects {

@@ -53,14 +53,16 @@ use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 
 use super::dead_letter::{DeadLetter, DeadLetters};
 use super::keyed::KeyedRecord;
+use super::ranges::{RangeLimits, Ranges};
 use super::resume::{self, Admission, Resume, Start};
 use super::{KafkaSettings, base_config, checkpoint_key};
 use crate::config::KafkaConfig;
 use crate::idempotency::{Fingerprint, Key, Update, Written, now_ms};
 use crate::ingest::{self, Limits};
 use crate::metrics::Metrics;
+use crate::objects::Objects;
 use crate::record::EncodedBatch;
-use crate::store::{Checkpoint, Store, StoreError};
+use crate::store::{Checkpoint, Store};
 
 /// How long one `poll` waits for a message, which bounds how late a stop or a flush deadline is seen.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
@@ -90,11 +92,33 @@ pub struct ConsumerGroup {
     stalled: Arc<Mutex<BTreeMap<usize, usize>>>,
 }
 
+/// Where the consumers write what they read.
+#[derive(Clone)]
+pub enum Destination {
+    /// The hour files of this machine, with a checkpoint of the partitions' next offsets.
+    Files(Store),
+    /// The bucket, in offset ranges (see [`crate::objects`]); nothing kept on this machine.
+    Objects(Arc<Objects>, RangeLimits),
+}
+
+impl Destination {
+    /// The offset after what this process stored of `partition`, if it knows.
+    pub fn stored(&self, topic: &str, partition: i32) -> Option<i64> {
+        match self {
+            Destination::Files(store) => store
+                .checkpoint()
+                .get(&checkpoint_key(topic, partition))
+                .copied(),
+            Destination::Objects(objects, _) => objects.written().get(&partition).copied(),
+        }
+    }
+}
+
 impl ConsumerGroup {
-    /// Starts `kafka.consumers` consumers in group `kafka.groupID`, writing through `store`.
+    /// Starts `kafka.consumers` consumers in group `kafka.groupID`, writing to `destination`.
     pub fn start(
         settings: &KafkaSettings,
-        store: Store,
+        destination: Destination,
         metrics: Metrics,
     ) -> anyhow::Result<ConsumerGroup> {
         let kafka = &settings.kafka;
@@ -109,7 +133,7 @@ impl ConsumerGroup {
             let shared = Arc::new(Shared {
                 index,
                 topic: kafka.topic.clone(),
-                store: store.clone(),
+                destination: destination.clone(),
                 runtime: runtime.clone(),
                 dead_letters: dead_letters.clone(),
                 limits: Limits {
@@ -209,16 +233,32 @@ fn run(
 ) {
     // While one flush is being written, messages keep arriving into the buffer, up to this many;
     // the next flush takes them all. That keeps the fsync latency off the consumption rate.
-    let buffer_cap = flush_size.max(MIN_BUFFER_CAP);
+    let buffer_cap = match &shared.destination {
+        Destination::Files(_) => flush_size,
+        Destination::Objects(_, limits) => limits.max_messages,
+    }
+    .max(MIN_BUFFER_CAP);
     while !shared.stop.load(Ordering::Relaxed) {
         let (buffered, due, flushing) = {
-            let state = shared.state();
-            let due = state.buffer.messages >= flush_size
-                || state
-                    .buffer
-                    .started
-                    .is_some_and(|started| started.elapsed() >= flush_interval);
-            (state.buffer.messages, due, state.flushing.is_some())
+            let mut state = shared.state();
+            let flushing = state.flushing.is_some();
+            match &shared.destination {
+                Destination::Files(_) => {
+                    let due = state.buffer.messages >= flush_size
+                        || state
+                            .buffer
+                            .started
+                            .is_some_and(|started| started.elapsed() >= flush_interval);
+                    (state.buffer.messages, due, flushing)
+                }
+                Destination::Objects(_, limits) => {
+                    let buffered = state.buffer.ranges.messages();
+                    // A full buffer closes every range where it is, so the next flush frees it.
+                    let due =
+                        (state.buffer.ranges).seal_due(limits.max_age, buffered >= buffer_cap);
+                    (buffered, due, flushing)
+                }
+            }
         };
         if buffered >= buffer_cap && flushing {
             // Full while the previous flush is still being written: wait for it.
@@ -256,7 +296,7 @@ struct Shared {
     /// Which of the group's consumers (`kafka-consumer-<index>`).
     index: usize,
     topic: String,
-    store: Store,
+    destination: Destination,
     /// The runtime the store's writes and the dead-letter sends run on.
     runtime: tokio::runtime::Handle,
     dead_letters: Arc<DeadLetters>,
@@ -284,11 +324,14 @@ struct State {
     resume: BTreeMap<i32, Resume>,
     /// Per partition paused behind a dead letter: that dead letter.
     dead_letters: BTreeMap<i32, PendingDeadLetter>,
+    /// With [`Destination::Objects`]: the partitions whose next range must first look for the
+    /// end an earlier writer decided (after an assignment or a rewind, until one has none).
+    lookups: BTreeSet<i32>,
 }
 
 /// A buffer being written by the store.
 struct Flush {
-    write: tokio::task::JoinHandle<Result<(), StoreError>>,
+    write: tokio::task::JoinHandle<Result<(), String>>,
     partitions: BTreeMap<i32, (i64, i64)>,
     produced_at: Vec<i64>,
     /// The records of keyed batches it writes (not in the ledger until it is done).
@@ -351,6 +394,8 @@ struct Buffer {
     keyed: KeyedWrites,
     /// When the oldest buffered message arrived.
     started: Option<Instant>,
+    /// With [`Destination::Objects`], the messages are in these ranges instead of `batch`.
+    ranges: Ranges,
 }
 
 impl Buffer {
@@ -403,25 +448,69 @@ impl Shared {
             // Paused behind a dead letter; read again from after it once it is delivered.
             return;
         }
-        let keyed = KeyedRecord::of(message);
+        let objects = match &self.destination {
+            Destination::Objects(objects, _) => Some(objects),
+            Destination::Files(_) => None,
+        };
+        if let Some(objects) = objects
+            && !state.buffer.ranges.ready_for(partition, offset)
+        {
+            // A new range: if an earlier writer decided where the range starting here ends, it
+            // ends there (see crate::objects).
+            let first = state.buffer.ranges.first_for(partition, offset);
+            let decided = if state.lookups.contains(&partition) {
+                match (self.runtime).block_on(objects.decided(&self.topic, partition, first)) {
+                    Ok(decided) => decided,
+                    Err(err) => {
+                        tracing::error!(error = %err, partition, offset = first, "cannot read the bucket; reading the partition again from here after a pause");
+                        state
+                            .resume
+                            .insert(partition, Resume::at(first, self.resume_window));
+                        drop(state);
+                        self.seek(consumer, partition, first);
+                        std::thread::sleep(RETRY_BACKOFF);
+                        return;
+                    }
+                }
+            } else {
+                None
+            };
+            if decided.is_none() {
+                state.lookups.remove(&partition);
+            }
+            state.buffer.ranges.open(partition, first, decided);
+        }
+        // Keyed batches are deduplicated against this machine's ledger: with the bucket there is
+        // none, and a retried batch is kept as often as the broker has it.
+        let keyed = objects
+            .is_none()
+            .then(|| KeyedRecord::of(message))
+            .flatten();
         if let Some(record) = &keyed
             && self.already_stored(&state, record)
         {
             // Produced again by a retry of its batch: consumed, not stored twice.
-            state.buffer.consumed(partition, offset);
+            self.consumed(&mut state, partition, offset);
             self.metrics.kafka_consumed_messages.inc();
             self.metrics.idempotency_duplicates_dropped.inc();
             return;
         }
         let value = message.payload().unwrap_or_default();
-        match ingest::append_record(value, &self.limits, &mut state.buffer.batch) {
+        let batch = match objects {
+            Some(_) => state.buffer.ranges.batch(partition),
+            None => &mut state.buffer.batch,
+        };
+        match ingest::append_record(value, &self.limits, batch) {
             Ok(()) => {
                 let produced = message
                     .timestamp()
                     .to_millis()
                     .unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
-                state.buffer.produced_at.push(produced);
-                state.buffer.consumed(partition, offset);
+                match objects {
+                    Some(_) => state.buffer.ranges.produced(partition, produced),
+                    None => state.buffer.produced_at.push(produced),
+                }
+                self.consumed(&mut state, partition, offset);
                 if let Some(record) = keyed {
                     state
                         .buffer
@@ -450,6 +539,14 @@ impl Shared {
         }
     }
 
+    /// Counts the message at `offset` of `partition` as consumed (see [`Buffer::consumed`]).
+    fn consumed(&self, state: &mut State, partition: i32, offset: i64) {
+        state.buffer.consumed(partition, offset);
+        if let Destination::Objects(_, limits) = &self.destination {
+            state.buffer.ranges.consumed(partition, offset, limits);
+        }
+    }
+
     /// Whether a record of a keyed batch is stored, or being stored, already.
     fn already_stored(&self, state: &State, record: &KeyedRecord) -> bool {
         if holds(&state.buffer.keyed, record)
@@ -460,7 +557,10 @@ impl Shared {
         {
             return true;
         }
-        let ledger = self.store.ledger();
+        let Destination::Files(store) = &self.destination else {
+            return false;
+        };
+        let ledger = store.ledger();
         let ledger = ledger.lock().expect("ledger lock");
         ledger
             .get(&record.key)
@@ -505,7 +605,7 @@ impl Shared {
         }
         for (partition, letter) in &delivered {
             state.dead_letters.remove(partition);
-            state.buffer.consumed(*partition, letter.offset);
+            self.consumed(&mut state, *partition, letter.offset);
             state.resume.insert(
                 *partition,
                 Resume::at(letter.offset + 1, self.resume_window),
@@ -568,7 +668,35 @@ impl Shared {
     /// unless a flush is already in flight or nothing is buffered.
     fn start_flush(&self) {
         let mut state = self.state();
-        if state.flushing.is_some() || state.buffer.partitions.is_empty() {
+        if state.flushing.is_some() {
+            return;
+        }
+        let store = match &self.destination {
+            Destination::Files(store) => store.clone(),
+            Destination::Objects(objects, _) => {
+                // The sealed ranges; open ones go on filling.
+                let taken = state.buffer.ranges.take_sealed();
+                if taken.ranges.is_empty() {
+                    return;
+                }
+                let (objects, topic) = (objects.clone(), self.topic.clone());
+                let ranges = taken.ranges;
+                let write = self.runtime.spawn(async move {
+                    objects
+                        .write(&topic, ranges)
+                        .await
+                        .map_err(|err| err.to_string())
+                });
+                state.flushing = Some(Flush {
+                    write,
+                    partitions: taken.partitions,
+                    produced_at: taken.produced_at,
+                    keyed: KeyedWrites::default(),
+                });
+                return;
+            }
+        };
+        if state.buffer.partitions.is_empty() {
             return;
         }
         let Buffer {
@@ -593,11 +721,11 @@ impl Shared {
                 written: written.clone(),
             })
             .collect();
-        let store = self.store.clone();
         let write = self.runtime.spawn(async move {
             store
                 .append_with_checkpoint(batch, checkpoint, updates)
                 .await
+                .map_err(|err| err.to_string())
         });
         state.flushing = Some(Flush {
             write,
@@ -624,20 +752,23 @@ impl Shared {
             state.flushing.take()?
         };
         let stored = match self.runtime.block_on(flush.write) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(err)) => Err(err.to_string()),
+            Ok(stored) => stored,
             Err(err) => Err(err.to_string()),
         };
         if let Err(reason) = stored {
             tracing::error!(error = %reason, "cannot store consumed records; rewinding to read them again");
             let mut state = self.state();
             let later = std::mem::take(&mut state.buffer);
-            let mut rewind = later.partitions;
-            rewind.extend(flush.partitions);
-            for (partition, (first, _)) in rewind {
+            let mut rewind: BTreeMap<i32, i64> = later.ranges.firsts();
+            rewind.extend(later.partitions.iter().map(|(p, (first, _))| (*p, *first)));
+            rewind.extend(flush.partitions.iter().map(|(p, (first, _))| (*p, *first)));
+            for (partition, first) in rewind {
                 state
                     .resume
                     .insert(partition, Resume::at(first, self.resume_window));
+                // What was written may have its intent: the range is read again up to its end.
+                state.lookups.insert(partition);
+                state.buffer.ranges.start_at(partition, first);
                 self.seek(consumer, partition, first);
             }
             return Some(false);
@@ -661,18 +792,27 @@ impl Shared {
 
     /// Stores everything read so far and commits it, waiting: before partitions are let go and
     /// at shutdown. Returns whether everything was stored.
+    /// With the bucket, open ranges are sealed where they are, except those waiting for a
+    /// decided end: they are dropped, and whoever reads their partition next completes them.
     fn flush_all(&self, consumer: &BaseConsumer<GroupContext>, mode: CommitMode) -> bool {
         if self.finish_flush(consumer, mode, true) == Some(false) {
             return false;
         }
+        self.state().buffer.ranges.seal_due(Duration::ZERO, true);
         self.start_flush();
-        self.finish_flush(consumer, mode, true) != Some(false)
+        let stored = self.finish_flush(consumer, mode, true) != Some(false);
+        self.state().buffer.ranges.drop_open();
+        stored
     }
 
     /// Positions each newly assigned partition after what is already stored here
     /// ([`resume::start_position`]) and records its resume point.
     fn assign(&self, consumer: &BaseConsumer<GroupContext>, assigned: &mut TopicPartitionList) {
-        let checkpoint = self.store.checkpoint();
+        let checkpoint = match &self.destination {
+            Destination::Files(store) => store.checkpoint(),
+            // Nothing here: the committed offset and the intents in the bucket say it all.
+            Destination::Objects(..) => Checkpoint::new(),
+        };
         let committed = consumer
             .committed_offsets(assigned.clone(), BROKER_TIMEOUT)
             .ok();
@@ -709,6 +849,13 @@ impl Shared {
                 );
             }
             tracing::info!(%topic, partition, checkpoint = ?saved, ?committed, ?start, consumer = self.index, "partition assigned");
+            state.buffer.ranges.forget(partition);
+            if matches!(self.destination, Destination::Objects(..)) {
+                state.lookups.insert(partition);
+                if let Start::At(offset) = start {
+                    state.buffer.ranges.start_at(partition, offset);
+                }
+            }
             if let Start::At(offset) = start {
                 let _ = assigned.set_partition_offset(&topic, partition, Offset::Offset(offset));
                 state
@@ -726,6 +873,18 @@ impl Shared {
 
     /// Lets go of revoked partitions, after what was read from them is stored and committed.
     fn revoke(&self, consumer: &BaseConsumer<GroupContext>, revoked: &TopicPartitionList) {
+        if matches!(self.destination, Destination::Objects(..)) && consumer.assignment_lost() {
+            // Another instance owns them already (this one was too slow to poll): writing new
+            // ranges now could race it. What was read is read again by the new owner.
+            tracing::warn!(
+                consumer = self.index,
+                "assignment lost; dropping what was read and not yet written"
+            );
+            let mut state = self.state();
+            for element in revoked.elements() {
+                state.buffer.ranges.forget(element.partition());
+            }
+        }
         self.flush_all(consumer, CommitMode::Sync);
         let mut state = self.state();
         for element in revoked.elements() {
@@ -734,6 +893,8 @@ impl Shared {
                 .kafka_consumer_lag
                 .remove_label_values(&[&element.partition().to_string()]);
             state.resume.remove(&element.partition());
+            state.lookups.remove(&element.partition());
+            state.buffer.ranges.forget(element.partition());
             // Not consumed: the next owner reads (and dead-letters) it again.
             state.dead_letters.remove(&element.partition());
         }
@@ -775,14 +936,12 @@ impl ClientContext for GroupContext {
         let Some(topic) = statistics.topics.get(&self.shared.topic) else {
             return;
         };
-        let checkpoint = self.shared.store.checkpoint();
         for (partition, stats) in &topic.partitions {
             if *partition < 0 || !stats.desired || stats.hi_offset < 0 {
                 continue;
             }
-            let stored = checkpoint
-                .get(&checkpoint_key(&self.shared.topic, *partition))
-                .copied()
+            let stored = (self.shared.destination)
+                .stored(&self.shared.topic, *partition)
                 .unwrap_or(stats.committed_offset.max(0));
             self.shared
                 .metrics

@@ -243,17 +243,21 @@ pub struct Disk {
 
 impl Disk {
     pub fn read(dirs: &[&Path]) -> Disk {
+        Disk::of_lines(
+            dirs.iter()
+                .flat_map(|dir| hour_files(dir).into_values().flatten()),
+        )
+    }
+
+    /// The same count over `lines` read from anywhere (the objects of a bucket).
+    pub fn of_lines(lines: impl IntoIterator<Item = String>) -> Disk {
         let mut counts = HashMap::new();
         let mut torn = 0;
-        for dir in dirs {
-            for lines in hour_files(dir).into_values() {
-                for line in lines {
-                    if is_one_record(&line) {
-                        *counts.entry(line).or_default() += 1;
-                    } else {
-                        torn += 1;
-                    }
-                }
+        for line in lines {
+            if is_one_record(&line) {
+                *counts.entry(line).or_default() += 1;
+            } else {
+                torn += 1;
             }
         }
         Disk { counts, torn }

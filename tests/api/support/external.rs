@@ -48,6 +48,49 @@ pub fn tansu_binary() -> PathBuf {
     path
 }
 
+/// The S3-compatible object store of the scale tests (`scripts/garage-local.sh start` exports
+/// these): its endpoint, bucket and the Garage process (for pausing it). The credentials travel in
+/// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`, which the service and the tests both read.
+/// Fails the test when it is missing or does not answer. (Used by the scale suite only.)
+#[allow(dead_code)]
+pub struct TestBucket {
+    pub endpoint: String,
+    pub bucket: String,
+    pub garage_pid: Option<u32>,
+}
+
+#[allow(dead_code)]
+pub fn test_bucket() -> TestBucket {
+    const HINT: &str = "run the suite with `make test-scale`, or start Garage with \
+                        `eval \"$(scripts/garage-local.sh start)\"` first";
+    let get = |name: &str| {
+        non_empty_env(name).unwrap_or_else(|| {
+            missing(
+                "an S3-compatible object store",
+                &format!("{name} is not set"),
+                HINT,
+            )
+        })
+    };
+    let endpoint = get("LOG_PIPELINE_TEST_S3_ENDPOINT");
+    let bucket = get("LOG_PIPELINE_TEST_S3_BUCKET");
+    get("AWS_ACCESS_KEY_ID");
+    get("AWS_SECRET_ACCESS_KEY");
+    let host = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    if !accepts_connections(host) {
+        missing(
+            "an S3-compatible object store",
+            &format!("LOG_PIPELINE_TEST_S3_ENDPOINT={endpoint} does not accept connections"),
+            HINT,
+        );
+    }
+    TestBucket {
+        endpoint,
+        bucket,
+        garage_pid: non_empty_env("LOG_PIPELINE_TEST_GARAGE_PID").and_then(|pid| pid.parse().ok()),
+    }
+}
+
 const BROKER_HINT: &str = "run the suite with `make test`, or start a broker with \
                            `eval \"$(scripts/kafka-local.sh start)\"` first";
 

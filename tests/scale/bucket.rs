@@ -1,0 +1,275 @@
+//! The instances of a scenario and the bucket they share, read back the way a user would: by
+//! listing it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use futures_util::TryStreamExt as _;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt as _};
+
+use crate::load::Disk;
+use crate::support::{
+    ChildGuard, KAFKA_DEADLINE, KAFKA_POLL, Names, PARTITIONS, TestBucket, client, poll_within,
+    start_binary, try_send,
+};
+
+/// One scenario's part of the bucket: its own prefix (the topic's name).
+pub struct Bucket {
+    store: AmazonS3,
+    pub endpoint: String,
+    pub bucket: String,
+    pub prefix: String,
+}
+
+impl Bucket {
+    pub fn new(test: &TestBucket, prefix: &str) -> Bucket {
+        let store = AmazonS3Builder::from_env()
+            .with_endpoint(&test.endpoint)
+            .with_allow_http(true)
+            .with_bucket_name(&test.bucket)
+            .build()
+            .expect("the test's S3 client builds");
+        Bucket {
+            store,
+            endpoint: test.endpoint.clone(),
+            bucket: test.bucket.clone(),
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// The keys under `<prefix>/<sub>`, sorted.
+    pub async fn keys(&self, sub: &str) -> Vec<String> {
+        let prefix = ObjectPath::from(format!("{}/{sub}", self.prefix));
+        let mut keys: Vec<String> = self
+            .store
+            .list(Some(&prefix))
+            .map_ok(|meta| meta.location.to_string())
+            .try_collect()
+            .await
+            .expect("the bucket lists");
+        keys.sort();
+        keys
+    }
+
+    /// Every line of every records object, counted as the fault suite counts files.
+    pub async fn read(&self) -> (Disk, usize) {
+        let keys = self.keys("logs").await;
+        let mut lines = Vec::new();
+        for key in &keys {
+            let bytes = self
+                .store
+                .get(&ObjectPath::from(key.as_str()))
+                .await
+                .expect("a listed object reads")
+                .bytes()
+                .await
+                .expect("its body reads");
+            let text = String::from_utf8(bytes.to_vec()).expect("objects are UTF-8");
+            assert!(
+                text.ends_with('\n'),
+                "{key}: an object ends with a whole line"
+            );
+            lines.extend(text.lines().map(|line| (line.to_owned(), key.clone())));
+        }
+        // Where a record is more than once, for the failure message.
+        let mut seen: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (line, key) in &lines {
+            seen.entry(line).or_default().push(key);
+        }
+        for (line, keys) in seen.iter().filter(|(_, keys)| keys.len() > 1).take(5) {
+            eprintln!("{line} is in {keys:?}");
+        }
+        (
+            Disk::of_lines(lines.into_iter().map(|(line, _)| line)),
+            keys.len(),
+        )
+    }
+
+    /// Per partition of `topic`: the offset after the last records object's range.
+    pub async fn stored_positions(&self, topic: &str) -> BTreeMap<i32, i64> {
+        let mut stored = BTreeMap::new();
+        for key in self.keys("logs").await {
+            let (partition, _, last) = parse_records_key(&key, topic)
+                .unwrap_or_else(|| panic!("{key} is not a records object of {topic}"));
+            let next = stored.entry(partition).or_insert(0);
+            *next = (*next).max(last + 1);
+        }
+        stored
+    }
+
+    /// Pairs of records objects of the same partition whose offset ranges overlap (each such
+    /// pair holds some records twice), with the intents of their first offsets.
+    pub async fn overlaps(&self, topic: &str) -> Vec<String> {
+        let mut ranges: BTreeMap<i32, BTreeMap<(i64, i64), Vec<String>>> = BTreeMap::new();
+        for key in self.keys("logs").await {
+            let (partition, first, last) =
+                parse_records_key(&key, topic).expect("a records object of the topic");
+            (ranges.entry(partition).or_default())
+                .entry((first, last))
+                .or_default()
+                .push(key);
+        }
+        let mut found = Vec::new();
+        for (partition, ranges) in ranges {
+            let mut previous: Option<(i64, i64)> = None;
+            for (first, last) in ranges.keys().copied() {
+                if let Some((p_first, p_last)) = previous
+                    && first <= p_last
+                {
+                    found.push(format!(
+                        "partition {partition}: {p_first}..={p_last} and {first}..={last}"
+                    ));
+                }
+                if previous.is_none_or(|(_, p_last)| last > p_last) {
+                    previous = Some((first, last));
+                }
+            }
+        }
+        found
+    }
+
+    /// Waits until records objects of every partition reach `ends` (from `mark_ends`).
+    pub async fn wait_stored_to(&self, topic: &str, ends: &[i64]) {
+        let expected: BTreeMap<i32, i64> = (0..PARTITIONS).zip(ends.iter().copied()).collect();
+        poll_within(
+            KAFKA_DEADLINE * 2,
+            KAFKA_POLL * 4,
+            &format!("the bucket to hold {topic} up to {ends:?}"),
+            async || {
+                let stored = self.stored_positions(topic).await;
+                if stored == expected {
+                    Ok(())
+                } else {
+                    Err(format!("stored up to {stored:?}"))
+                }
+            },
+        )
+        .await;
+    }
+}
+
+/// (partition, first, last) of a records object key of `topic`:
+/// `<prefix>/logs/YYYY-MM-DD/HH/<topic>-<partition>-<first>-<last>.log.json`.
+fn parse_records_key(key: &str, topic: &str) -> Option<(i32, i64, i64)> {
+    let name = key.rsplit('/').next()?.strip_suffix(".log.json")?;
+    let rest = name.strip_prefix(topic)?.strip_prefix('-')?;
+    let mut parts = rest.split('-');
+    let partition = parts.next()?.parse().ok()?;
+    let first = parts.next()?.parse().ok()?;
+    let last = parts.next()?.parse().ok()?;
+    parts.next().is_none().then_some((partition, first, last))
+}
+
+/// The configuration of one instance in `dir`: v2 on `broker`, writing to `bucket`; small
+/// objects so that a scenario makes many.
+pub fn write_config(dir: &Path, broker: &str, names: &Names, bucket: &Bucket) -> PathBuf {
+    let quoted = |value: &str| serde_json::to_string(value).expect("a string serializes");
+    let path_of = |name: &str| quoted(dir.join(name).to_str().expect("UTF-8 temporary path"));
+    let yaml = format!(
+        "version: 2\n\
+         server:\n  addr: 127.0.0.1:0\n\
+         storage:\n  logsDir: {logs}\n  analyticsDir: {analytics}\n  backend: s3\n  s3:\n    \
+         endpoint: {endpoint}\n    bucket: {bucket_name}\n    prefix: {prefix}\n    region: garage\n    \
+         maxObjectRecords: 300\n    maxObjectAge: 200ms\n    requestTimeout: 2s\n\
+         aggregation:\n  interval: 100ms\n\
+         kafka:\n  brokers: [{broker}]\n  topic: {topic}\n  deadLetterTopic: {dead_letters}\n  \
+         groupID: {group}\n  partitions: {PARTITIONS}\n  batchTimeout: 5ms\n  sessionTimeout: 6s\n",
+        logs = path_of("logs"),
+        analytics = path_of("analytics"),
+        endpoint = quoted(&bucket.endpoint),
+        bucket_name = quoted(&bucket.bucket),
+        prefix = quoted(&bucket.prefix),
+        broker = quoted(broker),
+        topic = quoted(&names.topic),
+        dead_letters = quoted(&names.dead_letter_topic),
+        group = quoted(&names.group_id),
+    );
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, yaml).expect("write config.yaml");
+    path
+}
+
+/// Starts the binary on `config` and waits until it is ready.
+pub async fn start_ready(dir: &Path, config: &Path) -> (ChildGuard, SocketAddr) {
+    let mut child = start_binary(dir, config);
+    let addr = child.listening_addr().await;
+    let http = client();
+    poll_within(
+        KAFKA_DEADLINE,
+        KAFKA_POLL,
+        "/ready",
+        async || match try_send(&http, addr, reqwest::Method::GET, "/ready", &[], Vec::new()).await
+        {
+            Ok(response) if response.status() == 200 => Ok(()),
+            Ok(response) => Err(response.status().to_string()),
+            Err(err) => Err(err.to_string()),
+        },
+    )
+    .await;
+    (child, addr)
+}
+
+/// Stops every instance with SIGTERM; each must exit 0 (having written what it read).
+pub async fn stop_all(children: Vec<ChildGuard>) {
+    for child in &children {
+        child.terminate();
+    }
+    for mut child in children {
+        let status = child.wait_exit().await;
+        assert!(status.success(), "{status}; stderr:\n{}", child.stderr());
+        show_warnings(&child);
+    }
+}
+
+/// Prints what an instance logged above INFO (the scenario's log shows why things happened).
+pub fn show_warnings(child: &ChildGuard) {
+    for line in child.stderr().lines() {
+        if line.contains("\"level\":\"WARN\"") || line.contains("\"level\":\"ERROR\"") {
+            eprintln!("[{}] {}", child.pid(), &line[..line.len().min(400)]);
+        }
+    }
+}
+
+#[test]
+fn records_keys_parse_with_dashes_in_the_topic() {
+    assert_eq!(
+        parse_records_key(
+            "p/logs/2025-11-22/14/lp-scale-1-00002-00000000000000000010-00000000000000000019.log.json",
+            "lp-scale-1"
+        ),
+        Some((2, 10, 19))
+    );
+    assert_eq!(
+        parse_records_key("p/logs/2025-11-22/14/other-00002-1-2.log.json", "lp"),
+        None
+    );
+}
+
+/// [`wait_joined`](crate::support::wait_joined) (each instance's partitions) that, when the
+/// group does not settle, shows what each instance logged before failing.
+pub async fn wait_joined_or_show(
+    addrs: &[SocketAddr],
+    children: &[&ChildGuard],
+) -> Vec<std::collections::BTreeSet<i32>> {
+    use futures_util::FutureExt as _;
+    let joined = std::panic::AssertUnwindSafe(crate::support::wait_joined(addrs))
+        .catch_unwind()
+        .await;
+    match joined {
+        Ok(owned) => owned,
+        Err(panic) => {
+            for (addr, child) in addrs.iter().zip(children) {
+                let stderr = child.stderr();
+                let tail: Vec<&str> = stderr.lines().rev().take(40).collect();
+                eprintln!("---- {addr}, last lines:");
+                for line in tail.into_iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+            std::panic::resume_unwind(panic)
+        }
+    }
+}
