@@ -219,6 +219,7 @@ impl Objects {
             self.decide(topic, range).await
         }))
         .await?;
+        let records: usize = ranges.iter().map(|range| range.batch.records()).sum();
         let puts: Vec<(String, Bytes)> = ranges
             .iter_mut()
             .flat_map(|range| {
@@ -244,6 +245,8 @@ impl Objects {
             }
         }))
         .await?;
+        // Counted once per write: a range written again after a crash counts again.
+        self.metrics.logs_ingested.inc_by(records as u64);
         let mut written = self.written.lock().expect("written lock");
         for range in &ranges {
             let next = written.entry(range.partition).or_insert(0);
