@@ -7,8 +7,8 @@ use std::path::Path;
 
 use crate::load::{Batch, Disk, Load, tally};
 use crate::support::{
-    ChildGuard, KAFKA_DEADLINE, KAFKA_POLL, Names, client, kafka_broker, mark_ends, poll_within,
-    start_binary, try_send, wait_joined, wait_stored_to, write_v2_config,
+    ChildGuard, KAFKA_DEADLINE, KAFKA_POLL, Names, kafka_broker, mark_ends, poll_within,
+    start_binary_ready, wait_joined, wait_stored_to, write_v2_config,
 };
 
 /// Kills per mode.
@@ -77,21 +77,7 @@ pub async fn start_ready(
     config: &Path,
     mode: Mode,
 ) -> (ChildGuard, std::net::SocketAddr) {
-    let mut child = start_binary(dir, config);
-    let addr = child.listening_addr().await;
-    let http = client();
-    poll_within(
-        KAFKA_DEADLINE,
-        KAFKA_POLL,
-        "/ready",
-        async || match try_send(&http, addr, reqwest::Method::GET, "/ready", &[], Vec::new()).await
-        {
-            Ok(response) if response.status() == 200 => Ok(()),
-            Ok(response) => Err(response.status().to_string()),
-            Err(err) => Err(err.to_string()),
-        },
-    )
-    .await;
+    let (child, addr) = start_binary_ready(dir, config).await;
     if mode == Mode::V2 {
         wait_joined(&[addr]).await;
     }

@@ -12,8 +12,8 @@ use object_store::{ObjectStore, ObjectStoreExt as _};
 
 use crate::load::Disk;
 use crate::support::{
-    ChildGuard, KAFKA_DEADLINE, KAFKA_POLL, Names, PARTITIONS, TestBucket, client, poll_within,
-    start_binary, try_send,
+    ChildGuard, KAFKA_DEADLINE, KAFKA_POLL, Names, PARTITIONS, TestBucket, poll_within,
+    start_binary_ready,
 };
 
 /// One scenario's part of the bucket: its own prefix (the topic's name).
@@ -192,24 +192,29 @@ pub fn write_config(dir: &Path, broker: &str, names: &Names, bucket: &Bucket) ->
     path
 }
 
-/// Starts the binary on `config` and waits until it is ready.
-pub async fn start_ready(dir: &Path, config: &Path) -> (ChildGuard, SocketAddr) {
-    let mut child = start_binary(dir, config);
-    let addr = child.listening_addr().await;
-    let http = client();
-    poll_within(
-        KAFKA_DEADLINE,
-        KAFKA_POLL,
-        "/ready",
-        async || match try_send(&http, addr, reqwest::Method::GET, "/ready", &[], Vec::new()).await
-        {
-            Ok(response) if response.status() == 200 => Ok(()),
-            Ok(response) => Err(response.status().to_string()),
-            Err(err) => Err(err.to_string()),
-        },
-    )
-    .await;
-    (child, addr)
+/// The instances of a scenario: their directories, processes and addresses.
+pub struct Instances {
+    pub dirs: Vec<tempfile::TempDir>,
+    pub children: Vec<ChildGuard>,
+    pub addrs: Vec<SocketAddr>,
+}
+
+/// Starts `n` instances, each in a new directory, and waits until each is ready.
+pub async fn start_instances(n: usize, broker: &str, names: &Names, bucket: &Bucket) -> Instances {
+    let mut instances = Instances {
+        dirs: Vec::new(),
+        children: Vec::new(),
+        addrs: Vec::new(),
+    };
+    for _ in 0..n {
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(dir.path(), broker, names, bucket);
+        let (child, addr) = start_binary_ready(dir.path(), &config).await;
+        instances.dirs.push(dir);
+        instances.children.push(child);
+        instances.addrs.push(addr);
+    }
+    instances
 }
 
 /// Stops every instance with SIGTERM; each must exit 0 (having written what it read).

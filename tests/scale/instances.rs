@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::bucket::{
-    Bucket, show_warnings, start_ready, stop_all, wait_joined_or_show, write_config,
+    Bucket, Instances, show_warnings, start_instances, stop_all, wait_joined_or_show,
 };
 use crate::load::{Batch, Load, tally};
 use crate::support::{
@@ -40,17 +40,11 @@ async fn three_instances_one_bucket_kill_9_rounds() {
     let mut moved = 0;
     let mut topic = TopicContents::new();
     for round in 0..=ROUNDS {
-        let dirs: Vec<tempfile::TempDir> = (0..INSTANCES)
-            .map(|_| tempfile::tempdir().unwrap())
-            .collect();
-        let mut children = Vec::new();
-        let mut addrs = Vec::new();
-        for dir in &dirs {
-            let config = write_config(dir.path(), &broker, &names, &bucket);
-            let (child, addr) = start_ready(dir.path(), &config).await;
-            children.push(child);
-            addrs.push(addr);
-        }
+        let Instances {
+            dirs: _dirs,
+            mut children,
+            addrs,
+        } = start_instances(INSTANCES, &broker, &names, &bucket).await;
         let owned = wait_joined_or_show(&addrs, &children.iter().collect::<Vec<_>>()).await;
         if let Some(before) = owners.last()
             && *before != owned

@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::bucket::{Bucket, start_ready, stop_all, write_config};
+use crate::bucket::{Bucket, Instances, start_instances, stop_all};
 use crate::load::{Batch, Load, tally};
 use crate::support::{Names, kafka_broker, mark_ends, metric_now, test_bucket, wait_joined};
 
@@ -45,15 +45,11 @@ async fn object_store_paused_then_resumed() {
     let broker = kafka_broker();
     let names = Names::new("scale-pause");
     let bucket = Bucket::new(&test, &names.topic);
-    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let mut children = Vec::new();
-    let mut addrs = Vec::new();
-    for dir in &dirs {
-        let config = write_config(dir.path(), &broker, &names, &bucket);
-        let (child, addr) = start_ready(dir.path(), &config).await;
-        children.push(child);
-        addrs.push(addr);
-    }
+    let Instances {
+        dirs: _dirs,
+        children,
+        addrs,
+    } = start_instances(2, &broker, &names, &bucket).await;
     wait_joined(&addrs).await;
 
     let loads: Vec<Load> = (addrs.iter().enumerate())

@@ -129,6 +129,35 @@ pub fn start_binary(dir: &Path, config: &Path) -> ChildGuard {
     ChildGuard::spawn(&mut command)
 }
 
+/// [`start_binary`], then waits until its `/ready` answers 200 (for the fault and scale suites).
+#[allow(dead_code)]
+pub async fn start_binary_ready(dir: &Path, config: &Path) -> (ChildGuard, SocketAddr) {
+    let mut child = start_binary(dir, config);
+    let addr = child.listening_addr().await;
+    let http = super::http::client();
+    poll_within(
+        KAFKA_DEADLINE,
+        KAFKA_POLL,
+        "/ready",
+        async || match super::http::try_send(
+            &http,
+            addr,
+            reqwest::Method::GET,
+            "/ready",
+            &[],
+            Vec::new(),
+        )
+        .await
+        {
+            Ok(response) if response.status() == 200 => Ok(()),
+            Ok(response) => Err(response.status().to_string()),
+            Err(err) => Err(err.to_string()),
+        },
+    )
+    .await;
+    (child, addr)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Records and batches.
 
