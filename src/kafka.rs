@@ -7,8 +7,9 @@
 //!   broker fenced off, shared with the dead-letter producer.
 //! - [`consumer`]: `kafka.consumers` consumer threads in one group. They validate messages, send
 //!   invalid ones to the dead-letter topic ([`dead_letter`]), write valid ones through the
-//!   [`Store`] together with a checkpoint of their partitions' next offsets, and only then commit.
-//!   Where a partition resumes is decided by the pure state machine in [`resume`].
+//!   [`Store`] together with a checkpoint of their partitions' next offsets (or, with
+//!   `storage.backend: s3`, to the bucket in the offset ranges of [`ranges`]), and only then
+//!   commit. Where a partition resumes is decided by the pure state machine in [`resume`].
 //! - [`broker`]: topic creation at start-up and the probe behind `/ready`.
 //! - [`keyed`]: how the records of a batch sent with an `Idempotency-Key` carry it (message key
 //!   and headers), so that the consumers store them once however often the batch was produced.

@@ -28,6 +28,16 @@
 //! logs directory after a crash between steps 1 and 2 of the old owner, the new owner resumes from
 //! the committed offset and the records of that last flush are in both directories.
 //!
+//! # The bucket ([`Destination::Objects`], `storage.backend: s3`)
+//!
+//! Instead of one buffer for the store, each partition's messages are cut into offset ranges
+//! ([`ranges`](super::ranges)); a flush writes the sealed ranges through
+//! [`Objects`] (intent, then records objects) and then commits. No checkpoint and no ledger are
+//! kept here: a partition starts at its committed offset, and the first range opened there (after
+//! an assignment or a rewind) asks the bucket whether an earlier writer decided where it ends,
+//! and so on range after range until one was not decided. That makes every record land in exactly
+//! one object whichever process reads it, which removes the limit above (see [`crate::objects`]).
+//!
 //! # Threads and locks
 //!
 //! - One thread per consumer runs [`run`]; librdkafka calls the rebalance and statistics callbacks
@@ -200,7 +210,6 @@ impl ConsumerGroup {
     }
 }
 
-/// One consumer's loop: poll, buffer, flush when full or old; flush and leave when stopped.
 /// The settings of consumer `index` of the group (`bench/broker.rs` measures the broker through
 /// the same settings).
 pub fn consumer_config(kafka: &KafkaConfig, index: usize) -> ClientConfig {
@@ -225,6 +234,7 @@ pub fn consumer_config(kafka: &KafkaConfig, index: usize) -> ClientConfig {
     client
 }
 
+/// One consumer's loop: poll, buffer, flush when full or old; flush and leave when stopped.
 fn run(
     consumer: BaseConsumer<GroupContext>,
     shared: Arc<Shared>,
