@@ -177,11 +177,10 @@ impl KafkaPipeline {
                 },
                 None => return true,
             };
+            let stored = self.destination.stored();
             acknowledged.iter().all(|(partition, next)| {
                 !owned.contains(partition)
-                    || (self.destination)
-                        .stored(&self.topic, *partition)
-                        .is_some_and(|stored| stored >= *next)
+                    || (stored.next(&self.topic, *partition)).is_some_and(|stored| stored >= *next)
             })
         };
         let deadline = tokio::time::Instant::now() + timeout;

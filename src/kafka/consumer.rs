@@ -112,14 +112,30 @@ pub enum Destination {
 }
 
 impl Destination {
-    /// The offset after what this process stored of `partition`, if it knows.
-    pub fn stored(&self, topic: &str, partition: i32) -> Option<i64> {
+    /// What this process has stored so far, read once (see [`Stored::next`]).
+    pub fn stored(&self) -> Stored {
         match self {
-            Destination::Files(store) => store
-                .checkpoint()
-                .get(&checkpoint_key(topic, partition))
-                .copied(),
-            Destination::Objects(objects, _) => objects.written().get(&partition).copied(),
+            Destination::Files(store) => Stored::Checkpoint(store.checkpoint()),
+            Destination::Objects(objects, _) => Stored::Written(objects.written()),
+        }
+    }
+}
+
+/// A snapshot of [`Destination::stored`].
+pub enum Stored {
+    Checkpoint(Checkpoint),
+    /// Per partition, the offset after the last range written.
+    Written(BTreeMap<i32, i64>),
+}
+
+impl Stored {
+    /// The offset after what this process stored of `partition` of `topic`, if it knows.
+    pub fn next(&self, topic: &str, partition: i32) -> Option<i64> {
+        match self {
+            Stored::Checkpoint(checkpoint) => {
+                checkpoint.get(&checkpoint_key(topic, partition)).copied()
+            }
+            Stored::Written(written) => written.get(&partition).copied(),
         }
     }
 }
@@ -549,12 +565,19 @@ impl Shared {
         }
     }
 
-    /// Counts the message at `offset` of `partition` as consumed (see [`Buffer::consumed`]).
+    /// Counts the message at `offset` of `partition` as consumed: in the buffer for the store
+    /// ([`Buffer::consumed`]), or in its partition's open range.
     fn consumed(&self, state: &mut State, partition: i32, offset: i64) {
-        state.buffer.consumed(partition, offset);
-        if let Destination::Objects(_, limits) = &self.destination {
-            state.buffer.ranges.consumed(partition, offset, limits);
+        match &self.destination {
+            Destination::Files(_) => state.buffer.consumed(partition, offset),
+            Destination::Objects(_, limits) => {
+                state.buffer.ranges.consumed(partition, offset, limits)
+            }
         }
+    }
+
+    fn writes_objects(&self) -> bool {
+        matches!(self.destination, Destination::Objects(..))
     }
 
     /// Whether a record of a keyed batch is stored, or being stored, already.
@@ -776,9 +799,11 @@ impl Shared {
                 state
                     .resume
                     .insert(partition, Resume::at(first, self.resume_window));
-                // What was written may have its intent: the range is read again up to its end.
-                state.lookups.insert(partition);
-                state.buffer.ranges.start_at(partition, first);
+                if self.writes_objects() {
+                    // What was written may have its intent: the range is read again up to its end.
+                    state.lookups.insert(partition);
+                    state.buffer.ranges.start_at(partition, first);
+                }
                 self.seek(consumer, partition, first);
             }
             return Some(false);
@@ -859,18 +884,18 @@ impl Shared {
                 );
             }
             tracing::info!(%topic, partition, checkpoint = ?saved, ?committed, ?start, consumer = self.index, "partition assigned");
-            state.buffer.ranges.forget(partition);
-            if matches!(self.destination, Destination::Objects(..)) {
+            if self.writes_objects() {
+                state.buffer.ranges.forget(partition);
                 state.lookups.insert(partition);
-                if let Start::At(offset) = start {
-                    state.buffer.ranges.start_at(partition, offset);
-                }
             }
             if let Start::At(offset) = start {
                 let _ = assigned.set_partition_offset(&topic, partition, Offset::Offset(offset));
                 state
                     .resume
                     .insert(partition, Resume::at(offset, self.resume_window));
+                if self.writes_objects() {
+                    state.buffer.ranges.start_at(partition, offset);
+                }
             }
         }
         drop(state);
@@ -883,7 +908,7 @@ impl Shared {
 
     /// Lets go of revoked partitions, after what was read from them is stored and committed.
     fn revoke(&self, consumer: &BaseConsumer<GroupContext>, revoked: &TopicPartitionList) {
-        if matches!(self.destination, Destination::Objects(..)) && consumer.assignment_lost() {
+        if self.writes_objects() && consumer.assignment_lost() {
             // Another instance owns them already (this one was too slow to poll): writing new
             // ranges now could race it. What was read is read again by the new owner.
             tracing::warn!(
@@ -946,12 +971,13 @@ impl ClientContext for GroupContext {
         let Some(topic) = statistics.topics.get(&self.shared.topic) else {
             return;
         };
+        let stored_now = self.shared.destination.stored();
         for (partition, stats) in &topic.partitions {
             if *partition < 0 || !stats.desired || stats.hi_offset < 0 {
                 continue;
             }
-            let stored = (self.shared.destination)
-                .stored(&self.shared.topic, *partition)
+            let stored = stored_now
+                .next(&self.shared.topic, *partition)
                 .unwrap_or(stats.committed_offset.max(0));
             self.shared
                 .metrics

@@ -63,6 +63,17 @@ struct Partition {
     next_first: Option<i64>,
 }
 
+impl Partition {
+    /// Seals the open range (there must be one); the next range begins after it: after its
+    /// decided end, or after its last message.
+    fn seal_open(&mut self) {
+        let open = self.open.take().expect("a range is open");
+        let end = open.decided.map_or(open.next, |last| last + 1);
+        self.next_first = Some(end.max(open.next));
+        self.sealed.push(open);
+    }
+}
+
 /// The ranges of every partition of one consumer.
 #[derive(Debug, Default)]
 pub struct Ranges {
@@ -87,9 +98,7 @@ impl Ranges {
         if let Some(open) = &entry.open
             && open.decided.is_some_and(|last| offset > last)
         {
-            let open = entry.open.take().expect("checked above");
-            entry.next_first = Some(open.next.max(open.decided.map_or(0, |last| last + 1)));
-            entry.sealed.push(open);
+            entry.seal_open();
         }
         entry.open.is_some()
     }
@@ -158,9 +167,7 @@ impl Ranges {
             }
         };
         if full {
-            let open = entry.open.take().expect("checked above");
-            entry.next_first = Some(open.next);
-            entry.sealed.push(open);
+            entry.seal_open();
         }
     }
 
@@ -174,9 +181,7 @@ impl Ranges {
                 && open.next > open.first
                 && (all || open.opened.elapsed() >= max_age)
             {
-                let open = entry.open.take().expect("checked above");
-                entry.next_first = Some(open.next);
-                entry.sealed.push(open);
+                entry.seal_open();
             }
             any |= !entry.sealed.is_empty();
         }

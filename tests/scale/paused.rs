@@ -74,12 +74,15 @@ async fn object_store_paused_then_resumed() {
     let (marks, ends) = mark_ends(&broker, &names.topic).await;
     batches.push(Batch::accepted_now(marks.lines));
     bucket.wait_stored_to(&names.topic, &ends).await;
-    let mut retries = 0.0;
+    let (mut retries, mut consumed) = (0.0, 0.0);
     for addr in &addrs {
         retries += metric_now(*addr, "object_store_retries_total").await;
+        consumed += metric_now(*addr, "kafka_consumed_messages_total").await;
     }
+    let messages: i64 = ends.iter().sum();
     eprintln!(
-        "{during} batches acknowledged while the store was paused; {retries} retried requests"
+        "{during} batches acknowledged while the store was paused; {retries} retried requests; \
+         {consumed} messages consumed for {messages} in the topic"
     );
     assert!(retries > 0.0, "no request to the paused store was retried");
     stop_all(children).await;
