@@ -20,6 +20,7 @@
 //! The analytics read what the store wrote; they share no locks with it.
 
 pub mod bots;
+pub mod bucket;
 pub mod query;
 pub mod scan;
 pub mod summary;
@@ -40,7 +41,8 @@ use crate::layout;
 use crate::metrics::Metrics;
 use crate::record::Hour;
 use bots::BotClassifier;
-use summary::{HourSummary, SourceState, TAIL_BYTES, read_head, write_summary};
+use bucket::{Bucket, BucketStates};
+use summary::{BotCounts, HourSummary, SourceState, TAIL_BYTES, read_head, write_summary};
 
 /// How many recently updated summaries stay parsed in memory (the current hour and late data),
 /// so the hour being appended to is not re-read from disk every pass.
@@ -130,10 +132,18 @@ impl Drop for CancelOnDrop {
     }
 }
 
-/// Keeps the summaries of one logs directory up to date; shared (`Arc`) by the periodic task and
-/// the analytics queries.
+/// Where the records the summaries count are.
+enum Source {
+    /// Hour files under `storage.logsDir`.
+    Files(PathBuf),
+    /// The record objects of `storage.backend: s3` ([`bucket`]).
+    Bucket(Bucket),
+}
+
+/// Keeps the summaries of one logs directory (or one bucket) up to date; shared (`Arc`) by the
+/// periodic task and the analytics queries.
 pub struct Aggregator {
-    logs_dir: PathBuf,
+    source: Source,
     analytics_dir: PathBuf,
     max_keys: usize,
     threads: usize,
@@ -151,6 +161,8 @@ struct HourStates {
     covered: HashMap<Hour, Covered>,
     /// Recently written summaries, most recent last.
     cache: Vec<HourSummary>,
+    /// The same for the bucket's hours.
+    bucket: BucketStates,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -178,9 +190,24 @@ impl Aggregator {
         max_keys: usize,
         metrics: Metrics,
     ) -> Aggregator {
+        Aggregator::of(Source::Files(logs_dir), analytics_dir, max_keys, metrics)
+    }
+
+    /// An aggregator of the record objects in `bucket`, which keeps the summaries in the bucket
+    /// and a copy of each in `analytics_dir` for the queries.
+    pub fn with_bucket(
+        bucket: Bucket,
+        analytics_dir: PathBuf,
+        max_keys: usize,
+        metrics: Metrics,
+    ) -> Aggregator {
+        Aggregator::of(Source::Bucket(bucket), analytics_dir, max_keys, metrics)
+    }
+
+    fn of(source: Source, analytics_dir: PathBuf, max_keys: usize, metrics: Metrics) -> Aggregator {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         Aggregator {
-            logs_dir,
+            source,
             analytics_dir,
             max_keys,
             threads,
@@ -204,21 +231,21 @@ impl Aggregator {
     pub fn run_pass(&self) -> PassReport {
         let started = Instant::now();
         let mut report = PassReport::default();
-        let files = match layout::hour_files(&self.logs_dir) {
-            Ok(files) => files,
+        let hours = match self.hours() {
+            Ok(hours) => hours,
             Err(e) => {
-                tracing::error!(dir = %self.logs_dir.display(), error = %e, "cannot list hour files");
+                tracing::error!(source = %self.source_name(), error = %e, "cannot list the hours");
                 report.errors += 1;
                 Vec::new()
             }
         };
-        for (hour, path) in files {
+        for hour in hours {
             report.hours += 1;
-            match self.update_hour(hour, &path) {
+            match self.update_hour(hour) {
                 Ok(outcome) => report.add(&outcome),
                 Err(e) => {
                     report.errors += 1;
-                    tracing::error!(file = %path.display(), error = %e, "cannot update the hour's summary; retrying next pass");
+                    tracing::error!(%hour, source = %self.source_name(), error = %e, "cannot update the hour's summary; retrying next pass");
                 }
             }
         }
@@ -260,8 +287,7 @@ impl Aggregator {
                 outcome = Err(cancelled);
                 break;
             }
-            let path = self.logs_dir.join(layout::hour_file(hour));
-            match self.update_hour(hour, &path) {
+            match self.update_hour(hour) {
                 Ok(updated) => {
                     report.hours += 1;
                     report.add(&updated);
@@ -269,7 +295,7 @@ impl Aggregator {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => {
                     report.errors += 1;
-                    tracing::error!(file = %path.display(), error = %e, "cannot bring the hour's summary up to date for a query; answering from the summary as it is");
+                    tracing::error!(%hour, source = %self.source_name(), error = %e, "cannot bring the hour's summary up to date for a query; answering from the summary as it is");
                 }
             }
         }
@@ -280,16 +306,54 @@ impl Aggregator {
         outcome.map(|()| report)
     }
 
-    /// [`Aggregator::update_hours`] of every hour that has an hour file.
+    /// [`Aggregator::update_hours`] of every hour that has an hour file (or record objects).
     pub fn update_all_hours(&self, cancel: &CancelFlag) -> Result<PassReport, Cancelled> {
-        let hours = match layout::hour_files(&self.logs_dir) {
-            Ok(files) => files.into_iter().map(|(hour, _)| hour).collect(),
-            Err(e) => {
-                tracing::error!(dir = %self.logs_dir.display(), error = %e, "cannot list hour files; answering from the summaries as they are");
-                Vec::new()
-            }
-        };
+        let hours = self.hours().unwrap_or_else(|e| {
+            tracing::error!(source = %self.source_name(), error = %e, "cannot list the hours; answering from the summaries as they are");
+            Vec::new()
+        });
         self.update_hours(hours, cancel)
+    }
+
+    /// Every hour that has records, sorted.
+    fn hours(&self) -> io::Result<Vec<Hour>> {
+        match &self.source {
+            Source::Files(logs_dir) => Ok(layout::hour_files(logs_dir)?
+                .into_iter()
+                .map(|(hour, _)| hour)
+                .collect()),
+            Source::Bucket(bucket) => bucket.hours(),
+        }
+    }
+
+    /// The logs directory or the bucket, for log lines.
+    fn source_name(&self) -> String {
+        match &self.source {
+            Source::Files(logs_dir) => logs_dir.display().to_string(),
+            Source::Bucket(_) => "the bucket".to_owned(),
+        }
+    }
+
+    /// Brings `hour`'s summary up to date with its records; `NotFound` if it has none.
+    fn update_hour(&self, hour: Hour) -> io::Result<HourOutcome> {
+        match &self.source {
+            Source::Files(logs_dir) => {
+                self.update_file_hour(hour, &logs_dir.join(layout::hour_file(hour)))
+            }
+            Source::Bucket(bucket) => self.update_bucket_hour(bucket, hour),
+        }
+    }
+
+    /// Adds a scan's bot/human split to `aggregation_requests_total`.
+    fn count_requests(&self, bots: &BotCounts) {
+        self.metrics
+            .aggregation_requests
+            .with_label_values(&[crate::metrics::CLASS_BOT])
+            .inc_by(bots.bot_requests);
+        self.metrics
+            .aggregation_requests
+            .with_label_values(&[crate::metrics::CLASS_HUMAN])
+            .inc_by(bots.human_requests);
     }
 
     /// Adds what `report` read to the aggregation counters.
@@ -303,7 +367,7 @@ impl Aggregator {
         self.metrics.aggregation_errors.inc_by(report.errors as u64);
     }
 
-    fn update_hour(&self, hour: Hour, path: &Path) -> io::Result<HourOutcome> {
+    fn update_file_hour(&self, hour: Hour, path: &Path) -> io::Result<HourOutcome> {
         let file = File::open(path)?;
         let length = file.metadata()?.len();
         let mut state = self.state.lock().expect("aggregator state lock");
@@ -387,14 +451,7 @@ impl Aggregator {
             tail_crc32: tail_crc32(&file, outcome.end)?,
         };
         write_summary(&self.analytics_dir, &summary)?;
-        self.metrics
-            .aggregation_requests
-            .with_label_values(&[crate::metrics::CLASS_BOT])
-            .inc_by(outcome.bots.bot_requests);
-        self.metrics
-            .aggregation_requests
-            .with_label_values(&[crate::metrics::CLASS_HUMAN])
-            .inc_by(outcome.bots.human_requests);
+        self.count_requests(&outcome.bots);
         state.covered.insert(
             hour,
             Covered {

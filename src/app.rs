@@ -16,10 +16,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
+use crate::analytics::bucket::Bucket;
 use crate::analytics::{AggregationTask, Aggregator};
-use crate::config::Config;
+use crate::config::{Config, StorageBackend};
 use crate::http::{self, Analytics, AppState};
 use crate::metrics::Metrics;
+use crate::objects::Objects;
 use crate::pipeline::Pipeline;
 use crate::server::{Server, ServerSettings};
 
@@ -36,6 +38,25 @@ impl Application {
     /// Starts the pipeline (opens the store; in v2 connects to Kafka) and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let metrics = Metrics::new();
+        // One aggregator per logs directory (or bucket), shared by the periodic task and the
+        // queries.
+        let aggregator = Arc::new(match config.storage.backend {
+            StorageBackend::Local => Aggregator::new(
+                config.storage.logs_dir.clone(),
+                config.storage.analytics_dir.clone(),
+                config.aggregation.max_keys_per_hour,
+                metrics.clone(),
+            ),
+            StorageBackend::S3 => Aggregator::with_bucket(
+                Bucket::new(Arc::new(Objects::connect(
+                    &config.storage.s3,
+                    metrics.clone(),
+                )?)),
+                config.storage.analytics_dir.clone(),
+                config.aggregation.max_keys_per_hour,
+                metrics.clone(),
+            ),
+        });
         let pipeline = Arc::new(Pipeline::start(&config, &metrics).await?);
         let addr = config.listen_addr()?;
         let listener = match TcpListener::bind(addr).await {
@@ -46,13 +67,6 @@ impl Application {
             }
         };
         let shutting_down = Arc::new(AtomicBool::new(false));
-        // One aggregator per logs directory, shared by the periodic task and the queries.
-        let aggregator = Arc::new(Aggregator::new(
-            config.storage.logs_dir.clone(),
-            config.storage.analytics_dir.clone(),
-            config.aggregation.max_keys_per_hour,
-            metrics.clone(),
-        ));
         let state = AppState::new(
             &config,
             pipeline.clone(),

@@ -159,20 +159,37 @@ pub fn records_object(topic: &str, partition: i32, first: i64, last: i64, hour: 
     )
 }
 
+/// The top "directory" of the record objects.
+pub const OBJECT_LOGS: &str = "logs";
+
 /// The "directory" of an hour's record objects: `logs/YYYY-MM-DD/HH`.
 pub fn hour_object_dir(hour: Hour) -> String {
-    format!("logs/{}/{:02}", day_dir(hour), hour.start().hour())
+    format!("{OBJECT_LOGS}/{}/{:02}", day_dir(hour), hour.start().hour())
+}
+
+/// The hour an hour's object directory (`logs/YYYY-MM-DD/HH`) names, if it names one.
+pub fn parse_hour_object_dir(dir: &str) -> Option<Hour> {
+    let rest = dir.strip_prefix("logs/")?;
+    let (day, hh) = rest.split_once('/')?;
+    if hh.contains('/') {
+        return None;
+    }
+    Kind::Records.parse(day, &format!("{hh}.log.json"))
+}
+
+/// The object key (below the prefix) of an hour's summary in the bucket:
+/// `analytics/YYYY-MM-DD/summary_HH.json`.
+pub fn summary_object(hour: Hour) -> String {
+    format!("analytics/{}", summary_file(hour))
 }
 
 /// The hour of a record object's key (below the prefix), if the key names one.
 pub fn parse_records_object(key: &str) -> Option<Hour> {
-    let rest = key.strip_prefix("logs/")?;
-    let (day, rest) = rest.split_once('/')?;
-    let (hh, name) = rest.split_once('/')?;
-    if !name.ends_with(".log.json") || name.contains('/') {
+    let (dir, name) = key.rsplit_once('/')?;
+    if !name.ends_with(".log.json") {
         return None;
     }
-    Kind::Records.parse(day, &format!("{hh}.log.json"))
+    parse_hour_object_dir(dir)
 }
 
 /// The object key (below the prefix) of the intent of the range starting at `first`.

@@ -104,8 +104,11 @@ pub struct Metrics {
     pub idempotency_conflicts: IntCounterVec,
     /// v2: records of keyed batches the consumers found stored already and dropped.
     pub idempotency_duplicates_dropped: IntCounter,
-    /// `storage.backend: s3`: objects written, by kind (`records`, `intent`).
+    /// `storage.backend: s3`: objects written, by kind (`records`, `intent`, `summary`).
     pub objects_written: IntCounterVec,
+    /// `storage.backend: s3`: objects read, by kind (`records` read to be summarised, `intent`,
+    /// `summary`).
+    pub objects_read: IntCounterVec,
     /// `storage.backend: s3`: bytes of record objects written.
     pub object_bytes_written: IntCounter,
     /// `storage.backend: s3`: time per successful put.
@@ -117,6 +120,7 @@ pub struct Metrics {
 /// `object_store_objects_written_total` kinds.
 pub const OBJECT_RECORDS: &str = "records";
 pub const OBJECT_INTENT: &str = "intent";
+pub const OBJECT_SUMMARY: &str = "summary";
 
 /// `idempotency_conflicts_total` reasons.
 pub const CONFLICT_IN_FLIGHT: &str = "in_flight";
@@ -257,20 +261,25 @@ impl Metrics {
         for class in [CLASS_BOT, CLASS_HUMAN] {
             aggregation_requests.with_label_values(&[class]);
         }
-        let objects_written = IntCounterVec::new(
-            Opts::new(
-                "object_store_objects_written_total",
-                "Total number of objects written to the bucket (storage.backend: s3), by kind: records (an offset range's records of one hour) or intent (the range a consumer decided on, written first).",
-            ),
-            &["kind"],
-        )
-        .expect("valid metric definition");
-        registry
-            .register(Box::new(objects_written.clone()))
-            .expect("metric registered once");
-        for kind in [OBJECT_RECORDS, OBJECT_INTENT] {
-            objects_written.with_label_values(&[kind]);
-        }
+        let kinds = |name: &str, help: &str| {
+            let vec = IntCounterVec::new(Opts::new(name, help), &["kind"])
+                .expect("valid metric definition");
+            registry
+                .register(Box::new(vec.clone()))
+                .expect("metric registered once");
+            for kind in [OBJECT_RECORDS, OBJECT_INTENT, OBJECT_SUMMARY] {
+                vec.with_label_values(&[kind]);
+            }
+            vec
+        };
+        let objects_written = kinds(
+            "object_store_objects_written_total",
+            "Total number of objects written to the bucket (storage.backend: s3), by kind: records (an offset range's records of one hour), intent (the range a consumer decided on, written first) or summary (an hour's analytics and the record objects it covers).",
+        );
+        let objects_read = kinds(
+            "object_store_objects_read_total",
+            "Total number of objects read from the bucket, by kind: records (read once each to be summarised), intent or summary.",
+        );
         let object_bytes_written = counter(
             "object_store_bytes_written_total",
             "Total number of bytes of record objects written to the bucket.",
@@ -450,6 +459,7 @@ impl Metrics {
             idempotency_conflicts,
             idempotency_duplicates_dropped,
             objects_written,
+            objects_read,
             object_bytes_written,
             object_put_duration,
             object_retries,

@@ -39,14 +39,16 @@ use bytes::Bytes;
 use futures_util::future::try_join_all;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
-use object_store::{ClientOptions, ObjectStore, ObjectStoreExt as _, PutPayload, RetryConfig};
+use object_store::{
+    ClientOptions, GetOptions, ObjectStore, ObjectStoreExt as _, PutPayload, RetryConfig,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use crate::config::S3Config;
 use crate::layout;
 use crate::metrics::{Metrics, OBJECT_INTENT, OBJECT_RECORDS};
-use crate::record::EncodedBatch;
+use crate::record::{EncodedBatch, Hour};
 
 /// Tries per request before a flush fails.
 pub const ATTEMPTS: u32 = 3;
@@ -82,6 +84,17 @@ pub enum ObjectError {
     Unavailable { what: String, reason: String },
     #[error("unreadable intent {key}: {reason}")]
     BadIntent { key: String, reason: String },
+}
+
+/// What [`Objects::fetch`] found.
+#[derive(Debug)]
+pub enum Fetched {
+    /// The object, and its entity tag.
+    Found { bytes: Bytes, e_tag: Option<String> },
+    /// Its entity tag is still the one given.
+    Unchanged,
+    /// There is no such object.
+    Missing,
 }
 
 /// What an intent object holds.
@@ -194,6 +207,10 @@ impl Objects {
         let Some(bytes) = found else {
             return Ok(None);
         };
+        self.metrics
+            .objects_read
+            .with_label_values(&[OBJECT_INTENT])
+            .inc();
         let intent: Intent =
             serde_json::from_slice(&bytes).map_err(|err| ObjectError::BadIntent {
                 key: key.clone(),
@@ -235,11 +252,7 @@ impl Objects {
             async move {
                 let _permit = limit.acquire().await.expect("never closed");
                 let size = bytes.len();
-                self.put(&key, bytes).await?;
-                self.metrics
-                    .objects_written
-                    .with_label_values(&[OBJECT_RECORDS])
-                    .inc();
+                self.put(&key, bytes, OBJECT_RECORDS).await?;
                 self.metrics.object_bytes_written.inc_by(size as u64);
                 Ok::<(), ObjectError>(())
             }
@@ -286,24 +299,115 @@ impl Objects {
         };
         let body = serde_json::to_vec(&intent).expect("an intent serializes");
         let key = layout::intent_object(topic, range.partition, range.first);
-        self.put(&key, Bytes::from(body)).await?;
-        self.metrics
-            .objects_written
-            .with_label_values(&[OBJECT_INTENT])
-            .inc();
+        self.put(&key, Bytes::from(body), OBJECT_INTENT).await?;
         Ok(())
     }
 
-    async fn put(&self, key: &str, bytes: Bytes) -> Result<(), ObjectError> {
+    /// Writes `bytes` at `key`, an object of `kind` (an `object_store_objects_written_total`
+    /// label); returns its entity tag.
+    pub async fn put(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        kind: &str,
+    ) -> Result<Option<String>, ObjectError> {
         let path = self.path(key);
         let payload = PutPayload::from(bytes);
         let started = Instant::now();
-        self.request(key, || self.store.put(&path, payload.clone()))
+        let put = self
+            .request(key, || self.store.put(&path, payload.clone()))
             .await?;
         self.metrics
             .object_put_duration
             .observe(started.elapsed().as_secs_f64());
-        Ok(())
+        self.metrics
+            .objects_written
+            .with_label_values(&[kind])
+            .inc();
+        Ok(put.e_tag)
+    }
+
+    /// Reads `key`, an object of `kind`, unless its entity tag is still `known`.
+    pub async fn fetch(
+        &self,
+        key: &str,
+        known: Option<&str>,
+        kind: &str,
+    ) -> Result<Fetched, ObjectError> {
+        let path = self.path(key);
+        let fetched = self
+            .request(key, || async {
+                let options = GetOptions::new().with_if_none_match(known.map(str::to_owned));
+                match self.store.get_opts(&path, options).await {
+                    Ok(got) => {
+                        let e_tag = got.meta.e_tag.clone();
+                        let bytes = got.bytes().await?;
+                        Ok(Fetched::Found { bytes, e_tag })
+                    }
+                    Err(object_store::Error::NotFound { .. }) => Ok(Fetched::Missing),
+                    Err(object_store::Error::NotModified { .. }) => Ok(Fetched::Unchanged),
+                    Err(err) => Err(err),
+                }
+            })
+            .await?;
+        if matches!(fetched, Fetched::Found { .. }) {
+            self.metrics.objects_read.with_label_values(&[kind]).inc();
+        }
+        Ok(fetched)
+    }
+
+    /// Every hour that has record objects, sorted.
+    pub async fn hours(&self) -> Result<Vec<Hour>, ObjectError> {
+        let days = self.children(layout::OBJECT_LOGS).await?;
+        let mut hours = Vec::new();
+        for day in days {
+            for hour in self.children(&day).await? {
+                hours.extend(layout::parse_hour_object_dir(&hour));
+            }
+        }
+        hours.sort();
+        Ok(hours)
+    }
+
+    /// The record objects of `hour`: (name within the hour's directory, size), sorted by name.
+    pub async fn hour_objects(&self, hour: Hour) -> Result<Vec<(String, u64)>, ObjectError> {
+        let dir = layout::hour_object_dir(hour);
+        let path = self.path(&dir);
+        let listed = self
+            .request(&dir, || async {
+                let mut objects = Vec::new();
+                let mut pages = self.store.list(Some(&path));
+                while let Some(meta) = futures_util::TryStreamExt::try_next(&mut pages).await? {
+                    objects.push(meta);
+                }
+                Ok(objects)
+            })
+            .await?;
+        let mut objects: Vec<(String, u64)> = listed
+            .into_iter()
+            .filter_map(|meta| {
+                let key = meta.location.as_ref().strip_prefix(&self.prefix)?;
+                let (_, name) = key.rsplit_once('/')?;
+                (layout::parse_records_object(key) == Some(hour))
+                    .then(|| (name.to_owned(), meta.size))
+            })
+            .collect();
+        objects.sort();
+        Ok(objects)
+    }
+
+    /// The "subdirectories" of `dir` (a key prefix below our prefix, without the trailing `/`),
+    /// as keys below our prefix.
+    async fn children(&self, dir: &str) -> Result<Vec<String>, ObjectError> {
+        let path = self.path(dir);
+        let listed = self
+            .request(dir, || self.store.list_with_delimiter(Some(&path)))
+            .await?;
+        Ok(listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.as_ref().strip_prefix(&self.prefix).map(str::to_owned))
+            .collect())
     }
 
     /// Runs `attempt` up to [`ATTEMPTS`] times, each within `storage.s3.requestTimeout`.

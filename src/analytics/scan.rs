@@ -192,11 +192,29 @@ fn scan_part(
         filled -= line_start;
         outcome.end += line_start as u64;
     }
-    // Once per distinct user agent; those in the overflow bucket were classified on their lines.
+    classify(&mut outcome, classifier);
+    Ok(outcome)
+}
+
+/// Counts the complete lines of `bytes` (a whole object of the bucket), on this thread.
+pub fn scan_bytes(bytes: &[u8], cap: usize, classifier: &BotClassifier) -> ScanOutcome {
+    let mut outcome = ScanOutcome::empty(cap, 0, classifier);
+    let mut line_start = 0;
+    for newline in memchr::memchr_iter(b'\n', bytes) {
+        count_line(&bytes[line_start..newline], &mut outcome, classifier);
+        line_start = newline + 1;
+    }
+    outcome.end = line_start as u64;
+    classify(&mut outcome, classifier);
+    outcome
+}
+
+/// Splits the counted user agents into bots and humans: once per distinct user agent; those in
+/// the overflow bucket were classified on their lines.
+fn classify(outcome: &mut ScanOutcome, classifier: &BotClassifier) {
     for (agent, n) in outcome.agents.entries() {
         outcome.bots.add(agent, classifier.is_bot(agent), n);
     }
-    Ok(outcome)
 }
 
 fn count_line(line: &[u8], outcome: &mut ScanOutcome, classifier: &BotClassifier) {

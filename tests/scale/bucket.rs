@@ -88,6 +88,24 @@ impl Bucket {
         )
     }
 
+    /// Lines per hour across the records objects, by hour as the analytics name it
+    /// (`2025-11-22T14:00:00Z`).
+    pub async fn lines_per_hour(&self) -> BTreeMap<String, u64> {
+        let mut hours = BTreeMap::new();
+        for key in self.keys("logs").await {
+            let mut dirs = key.rsplit('/').skip(1);
+            let (hh, day) = (dirs.next().expect("an hour"), dirs.next().expect("a day"));
+            let bytes = (self.store.get(&ObjectPath::from(key.as_str())).await)
+                .expect("a listed object reads")
+                .bytes()
+                .await
+                .expect("its body reads");
+            *hours.entry(format!("{day}T{hh}:00:00Z")).or_insert(0) +=
+                memchr::memchr_iter(b'\n', &bytes).count() as u64;
+        }
+        hours
+    }
+
     /// Per partition of `topic`: the offset after the last records object's range.
     pub async fn stored_positions(&self, topic: &str) -> BTreeMap<i32, i64> {
         let mut stored = BTreeMap::new();
@@ -161,6 +179,28 @@ fn parse_records_key(key: &str, topic: &str) -> Option<(i32, i64, i64)> {
     let first = parts.next()?.parse().ok()?;
     let last = parts.next()?.parse().ok()?;
     parts.next().is_none().then_some((partition, first, last))
+}
+
+/// What `GET /analytics/hours` of the instance at `addr` answers: requests per hour, and whether
+/// the answer says it is complete.
+pub async fn analytics_hours(addr: SocketAddr) -> (BTreeMap<String, u64>, bool) {
+    let body: serde_json::Value = reqwest::get(format!("http://{addr}/analytics/hours"))
+        .await
+        .expect("GET /analytics/hours")
+        .error_for_status()
+        .expect("/analytics/hours answers 200")
+        .json()
+        .await
+        .expect("a JSON body");
+    let hours = (body["hours"].as_array().expect("hours is a list").iter())
+        .map(|hour| {
+            (
+                hour["hour"].as_str().expect("an hour").to_owned(),
+                hour["totalRequests"].as_u64().expect("a total"),
+            )
+        })
+        .collect();
+    (hours, body["complete"] == serde_json::Value::Bool(true))
 }
 
 /// The configuration of one instance in `dir`: v2 on `broker`, writing to `bucket`; small

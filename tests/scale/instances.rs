@@ -15,7 +15,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::bucket::{
-    Bucket, Instances, show_warnings, start_instances, stop_all, wait_joined_or_show,
+    Bucket, Instances, analytics_hours, show_warnings, start_instances, stop_all,
+    wait_joined_or_show,
 };
 use crate::load::{Batch, Load, tally};
 use crate::support::{
@@ -82,6 +83,25 @@ async fn three_instances_one_bucket_kill_9_rounds() {
                 .await;
                 assert!(written > 0.0, "{addr} wrote no records object");
             }
+            // Every instance answers the analytics for everything in the bucket, whoever
+            // wrote it, counted once.
+            let in_bucket = bucket.lines_per_hour().await;
+            for addr in &addrs {
+                let (hours, complete) = analytics_hours(*addr).await;
+                assert!(complete, "{addr}: the analytics say they are incomplete");
+                assert_eq!(
+                    hours, in_bucket,
+                    "{addr}: requests per hour against the bucket's lines per hour"
+                );
+            }
+            let mut read = 0.0;
+            for addr in &addrs {
+                read +=
+                    metric_now(*addr, "object_store_objects_read_total{kind=\"records\"}").await;
+            }
+            eprintln!(
+                "analytics: {in_bucket:?} requests per hour; the three instances read {read} records objects to summarise them"
+            );
             stop_all(children).await;
             topic = read_topic_to(&broker, &names.topic, &ends).await;
             break;

@@ -1,0 +1,420 @@
+//! Summaries of the bucket's hours (`storage.backend: s3`), shared by every instance.
+//!
+//! An hour of the bucket is the set of its record objects (`logs/YYYY-MM-DD/HH/*.log.json`), and
+//! they never change once written: a replay rewrites an object with the same bytes. So an hour's
+//! summary is kept in the bucket with the names of the objects it counted,
+//! `analytics/YYYY-MM-DD/summary_HH.json`, and bringing it up to date lists the hour's objects and
+//! reads only those it does not name yet: every object is read once, by whichever instance gets
+//! to it first, and the counts of one object are never added twice, because the summary and the
+//! names it covers are one object, written whole.
+//!
+//! Any instance answers for all the data: it keeps a copy of each bucket summary in its own
+//! `storage.analyticsDir` (without the names), which the queries read like local summaries.
+//! Two instances updating the same hour at once both read what is new and the later write wins;
+//! each summary counts exactly the objects it names, so the other's objects are counted again by
+//! the next update, never twice. Checking an hour that nothing was added to since this instance
+//! last looked costs one listing.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+
+use futures_util::future::try_join_all;
+use hashbrown::HashMap;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use tokio::runtime::Handle;
+
+use super::summary::{HourSummary, SourceState, write_summary};
+use super::{Aggregator, HourOutcome, scan};
+use crate::layout;
+use crate::metrics::{OBJECT_RECORDS, OBJECT_SUMMARY};
+use crate::objects::{Fetched, ObjectError, Objects};
+use crate::record::Hour;
+
+/// Record objects read at once while summarising (each at most `storage.s3.maxObjectBytes`).
+const READ_CONCURRENCY: usize = 4;
+/// How many recently updated bucket summaries stay parsed in memory.
+const CACHED_ROLLUPS: usize = 4;
+
+/// The bucket the summaries count, and the runtime its requests run on (the aggregator runs on
+/// blocking threads).
+pub struct Bucket {
+    objects: Arc<Objects>,
+    runtime: Handle,
+}
+
+impl Bucket {
+    /// `objects`, reached through the current Tokio runtime.
+    pub fn new(objects: Arc<Objects>) -> Bucket {
+        Bucket {
+            objects,
+            runtime: Handle::current(),
+        }
+    }
+
+    fn block_on<T>(&self, request: impl Future<Output = Result<T, ObjectError>>) -> io::Result<T> {
+        self.runtime.block_on(request).map_err(io::Error::other)
+    }
+
+    /// Every hour that has record objects.
+    pub(super) fn hours(&self) -> io::Result<Vec<Hour>> {
+        self.block_on(self.objects.hours())
+    }
+}
+
+/// What the aggregator remembers of the bucket's hours between updates.
+#[derive(Default)]
+pub(super) struct BucketStates {
+    /// Per hour: how many record objects the local copy of its summary covers, and whether it is
+    /// split with this binary's bot list.
+    seen: HashMap<Hour, (usize, bool)>,
+    /// Recently updated summaries and their entity tags, most recent last.
+    cache: Vec<(Rollup, Option<String>)>,
+}
+
+/// An hour's summary as the bucket holds it: the counts and the objects they cover.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Rollup {
+    /// Names of the counted record objects within the hour's directory.
+    objects: BTreeSet<String>,
+    summary: HourSummary,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RollupFile<'a> {
+    objects: BTreeSet<String>,
+    #[serde(borrow)]
+    summary: &'a RawValue,
+}
+
+impl Rollup {
+    fn to_json(&self) -> Vec<u8> {
+        let summary = String::from_utf8(self.summary.to_json()).expect("JSON is UTF-8");
+        let summary = RawValue::from_string(summary).expect("a summary is JSON");
+        serde_json::to_vec(&RollupFile {
+            objects: self.objects.clone(),
+            summary: &summary,
+        })
+        .expect("a rollup serializes")
+    }
+
+    fn from_json(bytes: &[u8], cap: usize) -> Result<Rollup, serde_json::Error> {
+        let file: RollupFile<'_> = serde_json::from_slice(bytes)?;
+        Ok(Rollup {
+            objects: file.objects,
+            summary: HourSummary::from_json(file.summary.get().as_bytes(), cap)?,
+        })
+    }
+}
+
+impl Aggregator {
+    /// Brings `hour`'s summary in the bucket up to date with the hour's record objects, and this
+    /// instance's copy with it. `NotFound` if the hour has no objects.
+    pub(super) fn update_bucket_hour(
+        &self,
+        bucket: &Bucket,
+        hour: Hour,
+    ) -> io::Result<HourOutcome> {
+        let listed = bucket.block_on(bucket.objects.hour_objects(hour))?;
+        if listed.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no record objects for hour {hour}"),
+            ));
+        }
+        let mut state = self.state.lock().expect("aggregator state lock");
+        let states = &mut state.bucket;
+        // Objects are only ever added, so as many as the copy covers means these very ones.
+        if states.seen.get(&hour) == Some(&(listed.len(), true)) {
+            return Ok(HourOutcome::Unchanged);
+        }
+        let cached = states
+            .cache
+            .iter()
+            .position(|(rollup, _)| rollup.summary.hour == hour)
+            .map(|at| states.cache.remove(at));
+        let key = layout::summary_object(hour);
+        let known = cached.as_ref().and_then(|(_, e_tag)| e_tag.as_deref());
+        let (stored, e_tag) = match bucket.block_on(bucket.objects.fetch(
+            &key,
+            known,
+            OBJECT_SUMMARY,
+        ))? {
+            Fetched::Unchanged => cached.expect("an entity tag comes with a cached summary"),
+            Fetched::Found { bytes, e_tag } => match Rollup::from_json(&bytes, self.max_keys) {
+                Ok(rollup) if rollup.summary.hour == hour => (rollup, e_tag),
+                Ok(_) | Err(_) => {
+                    tracing::warn!(object = %key, "the hour's summary in the bucket cannot be read; rebuilding it from the hour's objects");
+                    (self.empty_rollup(hour), None)
+                }
+            },
+            Fetched::Missing => (
+                cached.map_or_else(|| self.empty_rollup(hour), |(rollup, _)| rollup),
+                None,
+            ),
+        };
+        let mut reclassified = false;
+        let mut rollup = if stored.summary.bots.list.as_deref() == Some(self.classifier.id()) {
+            stored
+        } else {
+            let mut split = stored.clone();
+            reclassified = split
+                .summary
+                .reclassify(self.classifier.id(), |agent| self.classifier.is_bot(agent));
+            if reclassified {
+                split
+            } else {
+                tracing::info!(object = %key, "the hour's bot split cannot be redone from its summary; rebuilding it from the hour's objects");
+                self.empty_rollup(hour)
+            }
+        };
+        let rebuilt = rollup.objects.is_empty();
+        let new: Vec<&(String, u64)> = listed
+            .iter()
+            .filter(|(name, _)| !rollup.objects.contains(name))
+            .collect();
+        let (mut records, mut skipped, mut bytes_read) = (0, 0, 0);
+        let dir = layout::hour_object_dir(hour);
+        for group in new.chunks(READ_CONCURRENCY) {
+            let bodies = bucket.block_on(try_join_all(group.iter().map(|(name, _)| {
+                let key = format!("{dir}/{name}");
+                async move { bucket.objects.fetch(&key, None, OBJECT_RECORDS).await }
+            })))?;
+            for (&(name, size), body) in group.iter().zip(bodies) {
+                let Fetched::Found { bytes, .. } = body else {
+                    continue; // listed, then gone: not counted, and so not named either
+                };
+                let outcome = scan::scan_bytes(&bytes, self.max_keys, self.classifier);
+                for skip in &outcome.first_skips {
+                    tracing::warn!(object = %format!("{dir}/{name}"), line = skip.line + 1, reason = skip.reason, "skipping a line that is not a valid record");
+                }
+                self.count_requests(&outcome.bots);
+                let summary = &mut rollup.summary;
+                summary.paths.merge(&outcome.paths);
+                summary.agents.merge(&outcome.agents);
+                summary.bots.merge(&outcome.bots);
+                summary.total += outcome.records;
+                summary.source = SourceState {
+                    bytes: summary.source.bytes + size,
+                    lines: summary.source.lines + outcome.lines,
+                    skipped_lines: summary.source.skipped_lines + outcome.skipped,
+                    tail_crc32: 0,
+                };
+                rollup.objects.insert(name.clone());
+                records += outcome.records;
+                skipped += outcome.skipped;
+                bytes_read += size;
+            }
+        }
+        let changed = !new.is_empty() || reclassified || e_tag.is_none();
+        let e_tag = if changed {
+            bucket.block_on(
+                bucket
+                    .objects
+                    .put(&key, rollup.to_json().into(), OBJECT_SUMMARY),
+            )?
+        } else {
+            e_tag
+        };
+        write_summary(&self.analytics_dir, &rollup.summary)?;
+        let states = &mut state.bucket;
+        states.seen.insert(hour, (rollup.objects.len(), true));
+        if states.cache.len() == CACHED_ROLLUPS {
+            states.cache.remove(0);
+        }
+        states.cache.push((rollup, e_tag));
+        Ok(HourOutcome::Updated {
+            rebuilt,
+            reclassified,
+            records,
+            skipped,
+            bytes: bytes_read,
+        })
+    }
+
+    fn empty_rollup(&self, hour: Hour) -> Rollup {
+        Rollup {
+            objects: BTreeSet::new(),
+            summary: HourSummary::new(hour, self.max_keys, self.classifier.id()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use object_store::ObjectStoreExt as _;
+    use object_store::memory::InMemory;
+
+    use super::*;
+    use crate::analytics::{CancelFlag, PassReport};
+    use crate::metrics::Metrics;
+    use crate::objects::Range;
+    use crate::record::EncodedBatch;
+
+    const HOUR: i64 = 490_000;
+
+    fn line(path: &str, agent: &str) -> String {
+        format!(
+            "{{\"timestamp\":\"{}\",\"path\":\"{path}\",\"userAgent\":\"{agent}\"}}",
+            Hour::from_index(HOUR).start().to_rfc3339()
+        )
+    }
+
+    fn range(partition: i32, first: i64, lines: &[String]) -> Range {
+        let mut batch = EncodedBatch::default();
+        for line in lines {
+            batch.push_line(Hour::from_index(HOUR), line.as_bytes());
+        }
+        Range {
+            partition,
+            first,
+            last: first + lines.len() as i64 - 1,
+            batch,
+        }
+    }
+
+    /// One instance: its bucket handle, its own analytics directory and metrics.
+    struct Instance {
+        aggregator: Arc<Aggregator>,
+        metrics: Metrics,
+        _analytics: tempfile::TempDir,
+    }
+
+    fn instance(store: &Arc<InMemory>) -> Instance {
+        let metrics = Metrics::new();
+        let objects = Arc::new(Objects::new(
+            store.clone(),
+            "team",
+            Duration::from_secs(5),
+            metrics.clone(),
+        ));
+        let analytics = tempfile::tempdir().unwrap();
+        Instance {
+            aggregator: Arc::new(Aggregator::with_bucket(
+                Bucket::new(objects),
+                analytics.path().to_owned(),
+                100,
+                metrics.clone(),
+            )),
+            metrics,
+            _analytics: analytics,
+        }
+    }
+
+    async fn update(instance: &Instance) -> PassReport {
+        let aggregator = instance.aggregator.clone();
+        tokio::task::spawn_blocking(move || aggregator.update_all_hours(&CancelFlag::new()))
+            .await
+            .unwrap()
+            .unwrap()
+    }
+
+    fn local_copy(instance: &Instance) -> HourSummary {
+        let path = instance
+            .aggregator
+            .analytics_dir()
+            .join(layout::summary_file(Hour::from_index(HOUR)));
+        HourSummary::from_json(&std::fs::read(path).unwrap(), 100).unwrap()
+    }
+
+    fn records_read(instance: &Instance) -> u64 {
+        instance
+            .metrics
+            .objects_read
+            .with_label_values(&[OBJECT_RECORDS])
+            .get()
+    }
+
+    async fn write(store: &Arc<InMemory>, ranges: Vec<Range>) {
+        let objects = Objects::new(
+            store.clone(),
+            "team",
+            Duration::from_secs(5),
+            Metrics::new(),
+        );
+        objects.write("logs", ranges).await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_instance_answers_for_all_objects_and_each_object_is_read_once() {
+        let store = Arc::new(InMemory::new());
+        let a = [
+            line("/a", "curl/8"),
+            line(
+                "/a",
+                "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0",
+            ),
+        ];
+        let b = [line("/b", "Googlebot/2.1")];
+        write(&store, vec![range(0, 0, &a), range(1, 0, &b)]).await;
+
+        let first = instance(&store);
+        let report = update(&first).await;
+        assert_eq!((report.updated, report.records), (1, 3));
+        assert_eq!(records_read(&first), 2);
+        let summary = local_copy(&first);
+        assert_eq!(summary.total, 3);
+        assert_eq!(summary.source.lines, 3);
+        assert_eq!(summary.bots.bot_requests, 2, "curl and Googlebot");
+
+        // Another instance, with nothing of its own, answers from the bucket's summary.
+        let second = instance(&store);
+        assert_eq!(update(&second).await.records, 0);
+        assert_eq!(records_read(&second), 0, "summarised once, by the first");
+        assert_eq!(local_copy(&second), summary);
+
+        // A new object: only it is read, by whoever looks first; the other catches up from the
+        // bucket's summary.
+        write(&store, vec![range(0, 2, &[line("/c", "x")])]).await;
+        assert_eq!(update(&second).await.records, 1);
+        assert_eq!(records_read(&second), 1);
+        assert_eq!(update(&first).await.records, 0);
+        assert_eq!(records_read(&first), 2);
+        assert_eq!(local_copy(&first).total, 4);
+        assert_eq!(local_copy(&first), local_copy(&second));
+
+        // Nothing new: no object is read, and the bucket's summary is not even fetched.
+        let summaries_read = first
+            .metrics
+            .objects_read
+            .with_label_values(&[OBJECT_SUMMARY])
+            .get();
+        assert_eq!(update(&first).await.updated, 0);
+        assert_eq!(
+            first
+                .metrics
+                .objects_read
+                .with_label_values(&[OBJECT_SUMMARY])
+                .get(),
+            summaries_read
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unreadable_summary_in_the_bucket_is_rebuilt_from_the_objects() {
+        let store = Arc::new(InMemory::new());
+        write(
+            &store,
+            vec![range(3, 10, &[line("/a", "x"), line("/b", "y")])],
+        )
+        .await;
+        store
+            .put(
+                &object_store::path::Path::from(format!(
+                    "team/{}",
+                    layout::summary_object(Hour::from_index(HOUR))
+                )),
+                object_store::PutPayload::from_static(b"{half a summ"),
+            )
+            .await
+            .unwrap();
+        let instance = instance(&store);
+        let report = update(&instance).await;
+        assert_eq!((report.rebuilt, report.records), (1, 2));
+        assert_eq!(local_copy(&instance).total, 2);
+    }
+}
