@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 
 /// Command-line flags, each with an environment variable of the same meaning.
 #[derive(Parser, Debug, Default, Clone)]
@@ -19,8 +19,12 @@ use clap::Parser;
     long_about = None
 )]
 pub struct Cli {
+    /// What to do instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// YAML config file (the original service's keys load unchanged).
-    #[arg(long, env = "LOG_PIPELINE_CONFIG", value_name = "PATH")]
+    #[arg(long, global = true, env = "LOG_PIPELINE_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
 
     /// Pipeline version, overriding `version`: 1 writes hourly files directly, 2 goes through Kafka.
@@ -133,6 +137,29 @@ pub struct Cli {
         help = "Address of the /debug/pprof/ listener, host:port or :port for all interfaces [default: 127.0.0.1:6060]"
     )]
     pub profile_addr: Option<String>,
+}
+
+/// The commands; without one, the service runs.
+#[derive(Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Copy what the hour files under storage.logsDir hold beyond what was shipped before to the
+    /// bucket of storage.s3, as objects named by the byte ranges they hold (run it again any
+    /// time: nothing is shipped twice); then exit.
+    Ship(ShipArgs),
+}
+
+/// `log-pipeline ship`.
+#[derive(Args, Debug, Clone)]
+pub struct ShipArgs {
+    /// This machine's name in the object names, the same at every run and different from every
+    /// other machine shipping to the bucket: letters, digits, `.`, `_` and `-`.
+    #[arg(long, value_name = "NAME")]
+    pub source: String,
+
+    /// Ship an hour file only once nothing was written to it for this long (Go-style duration),
+    /// so that no write is in progress.
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = humantime::parse_duration)]
+    pub quiet_for: std::time::Duration,
 }
 
 /// Every environment variable the binary reads, as declared on [`Cli`] (so the list cannot

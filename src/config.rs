@@ -1856,6 +1856,7 @@ auth: { tokens: [""] }
 
         // Flags/env over the file; keys not overridden keep the file's value.
         let overridden = Config::load(&Cli {
+            command: None,
             config: Some(file.path().to_owned()),
             pipeline_version: Some(2),
             addr: Some("127.0.0.1:0".into()),

@@ -192,6 +192,30 @@ pub fn parse_records_object(key: &str) -> Option<Hour> {
     parse_hour_object_dir(dir)
 }
 
+/// The object key (below the prefix) of the bytes `start..end` of `hour`'s file shipped by
+/// `source` (`log-pipeline ship`): `logs/YYYY-MM-DD/HH/v1-<source>-<start>-<end>.log.json`.
+pub fn shipped_object(hour: Hour, source: &str, start: u64, end: u64) -> String {
+    format!(
+        "{}/v1-{source}-{start:020}-{end:020}.log.json",
+        hour_object_dir(hour)
+    )
+}
+
+/// The byte range of a shipped object's name (within its hour's directory), if `source`
+/// shipped it.
+pub fn parse_shipped_object(name: &str, source: &str) -> Option<(u64, u64)> {
+    let range = name
+        .strip_prefix("v1-")?
+        .strip_prefix(source)?
+        .strip_prefix('-')?
+        .strip_suffix(".log.json")?;
+    let (start, end) = range.split_once('-')?;
+    if start.len() != 20 || end.len() != 20 {
+        return None;
+    }
+    Some((start.parse().ok()?, end.parse().ok()?))
+}
+
 /// The object key (below the prefix) of the intent of the range starting at `first`.
 pub fn intent_object(topic: &str, partition: i32, first: i64) -> String {
     format!("intents/{topic}/{partition:05}/{first:020}.json")
@@ -208,6 +232,26 @@ mod tests {
                 .unwrap()
                 .with_timezone(&Utc),
         )
+    }
+
+    #[test]
+    fn shipped_objects_name_their_source_and_byte_range() {
+        let h = hour("2025-11-22T14:00:00Z");
+        let key = shipped_object(h, "web-1", 4, 19);
+        assert_eq!(
+            key,
+            "logs/2025-11-22/14/v1-web-1-00000000000000000004-00000000000000000019.log.json"
+        );
+        assert_eq!(parse_records_object(&key), Some(h));
+        let name = key.rsplit('/').next().unwrap();
+        assert_eq!(parse_shipped_object(name, "web-1"), Some((4, 19)));
+        // Another source, even one whose name starts the same, is not ours.
+        assert_eq!(parse_shipped_object(name, "web"), None);
+        let other = shipped_object(h, "web-1-2", 0, 7);
+        assert_eq!(
+            parse_shipped_object(other.rsplit('/').next().unwrap(), "web-1"),
+            None
+        );
     }
 
     #[test]

@@ -27,6 +27,8 @@
 //! - [`objects`]: the bucket of `storage.backend: s3` (v2 on several machines): ranges of offsets
 //!   written as objects whose names their messages fix, after an intent; exactly once with no
 //!   local state.
+//! - [`ship`]: `log-pipeline ship`, which copies the hour files to the bucket (v1 on several
+//!   machines), named by byte range; nothing shipped twice, no local state.
 //! - [`store`]: the durable hourly file store: group commit, fsync, rollback, torn-line repair,
 //!   directory lock, caller checkpoints and the idempotency journal.
 //! - [`analytics`]: incremental hourly summaries of the hour files (bots and humans split with the
@@ -53,5 +55,6 @@ pub mod pipeline;
 pub mod profiling;
 pub mod record;
 pub mod server;
+pub mod ship;
 pub mod store;
 pub mod telemetry;

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use log_pipeline::app::{Application, shutdown_signal};
-use log_pipeline::cli::Cli;
+use log_pipeline::cli::{Cli, Command};
 use log_pipeline::config::Config;
 use log_pipeline::profiling::{Profiling, ProfilingSettings};
 use log_pipeline::telemetry;
@@ -38,6 +38,9 @@ fn main() -> ExitCode {
         }
     };
     telemetry::init();
+    if let Some(Command::Ship(args)) = &cli.command {
+        return ship(&config, args);
+    }
     let profiling = match Profiling::start(profiling) {
         Ok(profiling) => profiling,
         Err(err) => {
@@ -67,6 +70,29 @@ fn main() -> ExitCode {
         Err(err) => {
             tracing::error!(error = format!("{err:#}"), "log-pipeline stopped");
             eprintln!("log-pipeline: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `log-pipeline ship`: 0 when every hour file was shipped (or was up to date, or written to too
+/// recently), 1 otherwise.
+fn ship(config: &Config, args: &log_pipeline::cli::ShipArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("log-pipeline ship: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(log_pipeline::ship::run(config, args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(err) => {
+            eprintln!("log-pipeline ship: {err:#}");
             ExitCode::FAILURE
         }
     }

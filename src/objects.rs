@@ -251,9 +251,7 @@ impl Objects {
             let limit = &limit;
             async move {
                 let _permit = limit.acquire().await.expect("never closed");
-                let size = bytes.len();
                 self.put(&key, bytes, OBJECT_RECORDS).await?;
-                self.metrics.object_bytes_written.inc_by(size as u64);
                 Ok::<(), ObjectError>(())
             }
         }))
@@ -304,7 +302,8 @@ impl Objects {
     }
 
     /// Writes `bytes` at `key`, an object of `kind` (an `object_store_objects_written_total`
-    /// label); returns its entity tag.
+    /// label; records objects count in `object_store_bytes_written_total` too); returns its
+    /// entity tag.
     pub async fn put(
         &self,
         key: &str,
@@ -312,6 +311,7 @@ impl Objects {
         kind: &str,
     ) -> Result<Option<String>, ObjectError> {
         let path = self.path(key);
+        let size = bytes.len() as u64;
         let payload = PutPayload::from(bytes);
         let started = Instant::now();
         let put = self
@@ -324,6 +324,9 @@ impl Objects {
             .objects_written
             .with_label_values(&[kind])
             .inc();
+        if kind == OBJECT_RECORDS {
+            self.metrics.object_bytes_written.inc_by(size);
+        }
         Ok(put.e_tag)
     }
 

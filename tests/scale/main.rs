@@ -7,6 +7,8 @@
 //! - [`instances`]: three instances under load through all three; `kill -9` of one, then of
 //!   another, ten rounds.
 //! - [`paused`]: the object store paused (SIGSTOP) under load, then resumed.
+//! - [`ship`]: v1's hour files shipped to the bucket by `log-pipeline ship`, three times, with
+//!   late records in between; a v2 instance's analytics count them.
 
 // The harness is shared with the API tests and the fault suite; this suite uses part of it.
 #[allow(dead_code, unused_imports)]
@@ -23,3 +25,4 @@ mod bucket;
 
 mod instances;
 mod paused;
+mod ship;
