@@ -52,9 +52,12 @@ RUN --mount=type=cache,target=/src/target,sharing=locked \
 # ---- runtime -------------------------------------------------------------------------------------
 FROM debian:bookworm-slim
 
-# Nothing to install: the binary's shared libraries (libz, libgcc_s, libm, libc) are part of
-# bookworm-slim, it makes no TLS connections (librdkafka is built without SSL), and the
-# HEALTHCHECK needs only bash.
+# The binary's shared libraries (libz, libgcc_s, libm, libc) are part of bookworm-slim and the
+# HEALTHCHECK needs only bash. The CA certificates are for storage.backend: s3 (HTTPS to the
+# bucket; the S3 client will not even start without a CA store, whatever the endpoint's scheme).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
 
 # A fixed non-root uid/gid so that bind-mounted data directories can be chowned to it on the host.
 RUN groupadd --system --gid 10001 app \

@@ -8,7 +8,7 @@ RUN_RELEASE := $(CARGO) run --release --locked --quiet --bin log-pipeline --
 
 .DEFAULT_GOAL := help
 .PHONY: help build run run-v1 run-v2 test test-faults test-scale fmt lint bench bench-ingest bench-analytics bench-v2 bench-scale bench-properties bench-idempotency kafka-local
-.PHONY: stack-up stack-down stack-clean stack-test infra-up infra-down kafka-topic loadtest-v1 loadtest-v2 check-ops
+.PHONY: stack-up stack-down stack-clean stack-test scale-up scale-down infra-up infra-down kafka-topic loadtest-v1 loadtest-v2 check-ops
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-28s %s\n", $$1, $$2}'
@@ -79,6 +79,12 @@ stack-clean: ## Stop the stack and delete its data (./data/v1, ./data/v2, the Ka
 
 stack-test: ## Build and run the stack with podman and check it end to end (scripts/stack-test.sh; CI runs it)
 	bash scripts/stack-test.sh
+
+scale-up: ## After stack-up: three v2 instances on one bucket (profile scale): garage (S3 :3900), app-s3-1..3 (:8091-8093)
+	bash scripts/stack.sh scale-up
+
+scale-down: ## Stop and remove garage and app-s3-1..3 (keeps the garage-data volume)
+	bash scripts/stack.sh scale-down
 
 infra-up: ## Start only kafka (localhost:19092), kafka-init and prometheus (:9090)
 	bash scripts/stack.sh infra-up

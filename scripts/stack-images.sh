@@ -7,15 +7,17 @@
 #   docker.io/library/rust:1-bookworm          the host's Rust toolchain on that base
 #   localhost/log-pipeline/tansu:0.6.0         tansu, the Kafka-protocol broker of `make test`
 #   localhost/log-pipeline/prometheus:debian   Debian's prometheus package
+#   localhost/log-pipeline/garage:2.5.0        garage, the object store of `make test-scale`
+#                                              (for the compose profile "scale")
 #
 # The first two keep the upstream names so that the Dockerfile builds unchanged (podman uses a
-# local image before pulling); docker-compose.local-images.yml names the other two.
+# local image before pulling); docker-compose.local-images.yml names the others.
 #
 #   scripts/stack-images.sh ensure   build the missing ones
-#   scripts/stack-images.sh remove   remove all four (and so let podman pull the upstream ones)
+#   scripts/stack-images.sh remove   remove them all (and so let podman pull the upstream ones)
 #
 # Run it through `scripts/stack.sh local-images` (or `up`), which sets podman up for this host.
-# Needs podman, mmdebstrap, the host's Rust toolchain, and tansu (installed if missing).
+# Needs podman, mmdebstrap, the host's Rust toolchain, and tansu and garage (installed if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +25,7 @@ DEBIAN_IMAGE=docker.io/library/debian:bookworm-slim
 RUST_IMAGE=docker.io/library/rust:1-bookworm
 TANSU_IMAGE=localhost/log-pipeline/tansu:0.6.0
 PROMETHEUS_IMAGE=localhost/log-pipeline/prometheus:debian
+GARAGE_IMAGE=localhost/log-pipeline/garage:2.5.0
 # The host's apt sources, so that the images' apt reaches the same mirror the host does.
 DEBIAN_SOURCES=${DEBIAN_SOURCES:-/etc/apt/sources.list.d/debian.sources}
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -90,6 +93,14 @@ build_tansu() {
     build_image "$TANSU_IMAGE" local-images/tansu.Containerfile "$context"
 }
 
+build_garage() {
+    local context
+    context=$(new_context garage)
+    bash scripts/garage-local.sh install
+    cp "$(command -v garage)" "$context/"
+    build_image "$GARAGE_IMAGE" local-images/garage.Containerfile "$context"
+}
+
 build_prometheus() {
     build_image "$PROMETHEUS_IMAGE" local-images/prometheus.Containerfile "$(new_context prometheus)"
 }
@@ -116,10 +127,11 @@ case ${1:-} in
         ensure_image "$RUST_IMAGE" build_rust
         ensure_image "$TANSU_IMAGE" build_tansu
         ensure_image "$PROMETHEUS_IMAGE" build_prometheus
+        ensure_image "$GARAGE_IMAGE" build_garage
         ;;
     remove)
         # Untag: images built on them (log-pipeline:local) keep their layers.
-        for image in "$DEBIAN_IMAGE" "$RUST_IMAGE" "$TANSU_IMAGE" "$PROMETHEUS_IMAGE"; do
+        for image in "$DEBIAN_IMAGE" "$RUST_IMAGE" "$TANSU_IMAGE" "$PROMETHEUS_IMAGE" "$GARAGE_IMAGE"; do
             if podman image exists "$image"; then podman untag "$image" "$image"; fi
         done
         ;;

@@ -14,7 +14,11 @@
 #   5. `make stack-down`, then `make stack-up`: the containers go, the data and the Kafka volume
 #      stay, and the apps serve the same data (analytics included) and store new batches (v2 too,
 #      although the stand-in broker lost its topic: the consumer must notice);
-#   6. `make stack-clean`: the containers, ./data/v1, ./data/v2 and the Kafka volume are gone.
+#   6. `make scale-up` (the compose profile "scale"): three v2 instances, app-s3-1..3, in one
+#      consumer group with one bucket of the stack's Garage; batches POSTed to all three are in the
+#      bucket exactly once (listed and read back over the S3 API), and each instance's
+#      /analytics/hours counts all of them; `make scale-down` removes just those containers;
+#   7. `make stack-clean`: the containers, ./data/v1, ./data/v2 and the volumes are gone.
 #
 # Every step has a deadline; on exit everything the test created (containers, pod, network,
 # volume, data) is removed; the images stay for the next run. It runs as its own compose project
@@ -27,9 +31,14 @@ source scripts/podman-host.sh
 
 export COMPOSE_PROJECT_NAME=log-pipeline-stack-test STACK_ENGINE=podman
 PROJECT=$COMPOSE_PROJECT_NAME
-PORTS=(8082 8083 9090)
+PORTS=(8082 8083 9090 8091 8092 8093 3900)
 V1=http://127.0.0.1:8082
 V2=http://127.0.0.1:8083
+S3_APPS=(http://127.0.0.1:8091 http://127.0.0.1:8092 http://127.0.0.1:8093)
+S3=http://127.0.0.1:3900
+# The example key docker-compose.yml gives Garage and the app-s3 instances.
+S3_KEY=$(awk '/GARAGE_DEFAULT_ACCESS_KEY:/ { print $3 }' docker-compose.yml)
+S3_SECRET=$(awk '/GARAGE_DEFAULT_SECRET_KEY:/ { print $3 }' docker-compose.yml)
 PROMETHEUS=http://127.0.0.1:9090
 # The user the app containers run as (scripts/stack.sh): the image's `app` when run by root.
 if [[ $(id -u) -eq 0 ]]; then APP_OWNER=10001:10001; else APP_OWNER=$(id -u):$(id -g); fi
@@ -121,10 +130,32 @@ stored_paths() {
         | cut -d'"' -f4 | sort
 }
 
-# True when every acked record ($2) is stored exactly once under $1; says what is wrong otherwise.
+# GET $1 (a path and query below the bucket "logs") from the stack's Garage, signed.
+s3_get() {
+    curl -sf -m 10 --aws-sigv4 "aws:amz:garage:s3" --user "$S3_KEY:$S3_SECRET" \
+        -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$S3/logs$1"
+}
+
+# The paths of every stored test record in the bucket (prefix stack/ of config.v2.s3.docker.yaml),
+# sorted, duplicates kept.
+bucket_paths() {
+    local listing key
+    listing=$(s3_get '?list-type=2&prefix=stack%2Flogs%2F') || return 1
+    [[ $listing == *'<IsTruncated>false</IsTruncated>'* ]] || { say "more than 1000 objects"; return 1; }
+    for key in $(grep -o '<Key>[^<]*</Key>' <<<"$listing" | sed 's/<[^>]*>//g'); do
+        s3_get "/$key" || return 1
+    done | { grep -o '"path":"/stack-test/[^"]*"' || true; } | cut -d'"' -f4 | sort
+}
+
+# True when every acked record ($2) is stored exactly once under $1 (a logs directory, or
+# "bucket"); says what is wrong otherwise.
 stored_exactly_once() {
     local logs=$1 acked=$2 missing duplicated
-    stored_paths "$logs" >"$WORK/stored"
+    if [[ $logs == bucket ]]; then
+        bucket_paths >"$WORK/stored" || { REPORT="the bucket cannot be read"; return 1; }
+    else
+        stored_paths "$logs" >"$WORK/stored"
+    fi
     acked_paths "$acked" >"$WORK/expected"
     missing=$(comm -23 "$WORK/expected" <(uniq "$WORK/stored") | wc -l)
     duplicated=$(uniq -d "$WORK/stored" | wc -l)
@@ -179,6 +210,11 @@ analytics_match_files() {
     local stored
     stored=$(find "$2" -name '*.log.json' -exec cat {} + | wc -l)
     curl -sf -m 5 "$1/analytics/hours" | python3 -c "import json, sys; sys.exit(0 if sum(h['totalRequests'] for h in json.load(sys.stdin)['hours']) == $stored else 1)"
+}
+
+# /analytics/hours of the app at $1 counts $2 records in all.
+analytics_total_is() {
+    curl -sf -m 5 "$1/analytics/hours" | python3 -c "import json, sys; sys.exit(0 if sum(h['totalRequests'] for h in json.load(sys.stdin)['hours']) == $2 else 1)"
 }
 
 # ---- the steps -----------------------------------------------------------------------------------
@@ -280,12 +316,45 @@ check_restart() {
     check_stored "v2 takes new batches after a restart" data/v2/logs "$WORK/v2.acked"
 }
 
+check_scale() {
+    local url i n=0 records written
+    stack scale-up
+    for url in "${S3_APPS[@]}"; do
+        wait_until 180 answers_200 "$url/ready" || fail "$url not ready within 180 s"
+    done
+    pass "make scale-up: garage and app-s3-1..3 started and ready"
+    for i in $(seq 1 5); do
+        for url in "${S3_APPS[@]}"; do
+            n=$((n + 1))
+            post_batch "$url" "s3-$n" 50 "$WORK/s3.acked"
+        done
+    done
+    [[ $(wc -l <"$WORK/s3.acked") == 15 ]] || fail "not every batch was answered 202 by app-s3-1..3 ($(wc -l <"$WORK/s3.acked") of 15)"
+    pass "15 batches of 50 records answered 202, 5 by each of app-s3-1..3"
+    check_stored "one bucket, three instances" bucket "$WORK/s3.acked" 90
+    records=$(acked_paths "$WORK/s3.acked" | wc -l)
+    for url in "${S3_APPS[@]}"; do
+        wait_until 60 analytics_total_is "$url" "$records" || fail "$url/analytics/hours does not count the $records records in the bucket"
+    done
+    written=$(for url in "${S3_APPS[@]}"; do
+        curl -sf -m 5 "$url/metrics" | awk '/^object_store_objects_written_total\{kind="records"\}/ { printf "%d ", $2 }'
+    done)
+    pass "each of app-s3-1..3 answers /analytics/hours with all $records records (records objects written per instance: $written)"
+    stack scale-down
+    for service in garage app-s3-1 app-s3-2 app-s3-3; do
+        [[ -z $(container_of "$service") ]] || fail "make scale-down left $service"
+    done
+    [[ -n $(container_of app-v1) ]] || fail "make scale-down removed app-v1"
+    pass "make scale-down: garage and app-s3-1..3 removed, the rest of the stack kept"
+}
+
 check_clean() {
     stack clean
     [[ -z $(project_containers) ]] || fail "containers left after stack clean"
     if timeout 30 podman volume exists "${PROJECT}_kafka-data"; then fail "stack clean left the Kafka volume"; fi
+    if timeout 30 podman volume exists "${PROJECT}_garage-data"; then fail "stack clean left the Garage volume"; fi
     [[ ! -e data/v1 && ! -e data/v2 ]] || fail "stack clean left ./data/v1 or ./data/v2"
-    pass "make stack-clean: containers, ./data/v1, ./data/v2 and the Kafka volume removed"
+    pass "make stack-clean: containers, ./data/v1, ./data/v2, the Kafka and Garage volumes removed"
 }
 
 # On any exit: stop the posters, show the containers' logs if something failed, remove all the
@@ -304,7 +373,7 @@ clean_up() {
         for container in $(project_containers); do timeout 60 podman rm -f "$container" >/dev/null; done
         timeout 60 podman pod rm -f "pod_$PROJECT" >/dev/null 2>&1
         timeout 60 podman network rm -f "${PROJECT}_default" >/dev/null 2>&1
-        timeout 60 podman volume rm -f "${PROJECT}_kafka-data" >/dev/null 2>&1
+        timeout 60 podman volume rm -f "${PROJECT}_kafka-data" "${PROJECT}_garage-data" >/dev/null 2>&1
         rm -rf data/v1 data/v2
     fi
     ((status == 0)) || echo "stack-test: $PASSED passed, 1 failed"
@@ -327,6 +396,7 @@ check_prometheus
 check_sigterm app-v1 "$V1"
 check_sigterm app-v2 "$V2"
 check_restart
+check_scale
 check_clean
 say "done in $((SECONDS - STARTED)) s"
 echo "stack-test: $PASSED passed, 0 failed"

@@ -11,7 +11,11 @@
 #   scripts/stack.sh kafka-topic   create TOPIC (default logs) with PARTITIONS (default 3) in the
 #                                  compose broker, if missing
 #   scripts/stack.sh local-images  build the stand-in images (scripts/stack-images.sh) if missing
+#   scripts/stack.sh scale-up      after up: also start the profile "scale", garage and
+#                                  app-s3-1..3, three v2 instances writing to one bucket
+#   scripts/stack.sh scale-down    stop and remove only those; keep the garage-data volume
 #
+# down and clean take the profile "scale" down too.
 # Engine: Docker when its engine answers (`docker compose` v2, else `docker-compose` v1), else
 # podman with podman-compose; STACK_ENGINE=docker|podman forces one. With podman, the upstream
 # images are replaced by local stand-ins (docker-compose.local-images.yml) when
@@ -26,6 +30,7 @@ PODMAN_HOST_CONF=""
 trap 'rm -f "$PODMAN_HOST_CONF"' EXIT
 
 INFRA=(kafka kafka-init prometheus)
+SCALE=(garage app-s3-1 app-s3-2 app-s3-3)
 DATA_DIRS=(data/v1/logs data/v1/analytics data/v2/logs data/v2/analytics)
 COMPOSE_FILES=(-f docker-compose.yml)
 LOCAL_IMAGES_FILE=docker-compose.local-images.yml
@@ -157,10 +162,12 @@ case "$action" in
         ;;
     down)
         select_engine
+        COMPOSE+=(--profile scale)
         compose down --remove-orphans
         ;;
     clean)
         select_engine
+        COMPOSE+=(--profile scale)
         compose down --remove-orphans --volumes
         # The files may belong to uid 10001 (see prepare_data_dirs); a non-root user may need sudo.
         rm -rf data/v1 data/v2
@@ -187,12 +194,31 @@ case "$action" in
             --if-not-exists --topic "$topic" --partitions "$partitions" --replication-factor 1
         compose exec -T kafka kafka-topics --bootstrap-server kafka:9092 --describe --topic "$topic"
         ;;
+    scale-up)
+        select_engine
+        choose_images
+        prepare_data_dirs
+        COMPOSE+=(--profile scale)
+        "$ENGINE" image inspect log-pipeline:local >/dev/null 2>&1 || compose build app-v1
+        compose up -d "${SCALE[@]}"
+        compose ps
+        echo "app-s3-1 http://127.0.0.1:8091  app-s3-2 http://127.0.0.1:8092  app-s3-3 http://127.0.0.1:8093  garage (S3) http://127.0.0.1:3900" >&2
+        ;;
+    scale-down)
+        select_engine
+        COMPOSE+=(--profile scale)
+        if [[ $ENGINE == podman ]]; then
+            compose down "${SCALE[@]}"
+        else
+            compose rm --stop --force "${SCALE[@]}"
+        fi
+        ;;
     local-images)
         STACK_ENGINE=podman select_engine
         bash scripts/stack-images.sh ensure
         ;;
     *)
-        echo "usage: $0 up|down|clean|infra-up|infra-down|kafka-topic|local-images" >&2
+        echo "usage: $0 up|down|clean|infra-up|infra-down|kafka-topic|scale-up|scale-down|local-images" >&2
         exit 2
         ;;
 esac

@@ -2017,6 +2017,7 @@ auth: { tokens: [""] }
                 "config.v1.local.yaml",
                 "config.v2.docker.yaml",
                 "config.v2.local.yaml",
+                "config.v2.s3.docker.yaml",
             ]
         );
     }
