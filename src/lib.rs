@@ -31,9 +31,10 @@
 //!   machines), named by byte range; nothing shipped twice, no local state.
 //! - [`store`]: the durable hourly file store: group commit, fsync, rollback, torn-line repair,
 //!   directory lock, caller checkpoints and the idempotency journal.
-//! - [`analytics`]: incremental hourly summaries of the hour files (bots and humans split with the
-//!   vendored isbot list) and the analytics API's bounded queries; reads what the store wrote,
-//!   shares no locks with it.
+//! - [`analytics`]: incremental hourly summaries of the hour files, or of the bucket's objects
+//!   (bots and humans split with the vendored isbot list) and the analytics API's bounded
+//!   queries; reads what the store (or the consumers, through [`objects`]) wrote, shares no locks
+//!   with it.
 //! - [`metrics`]: every metric name, label and help text.
 //! - [`telemetry`]: structured JSON logs.
 //! - [`profiling`]: CPU, heap and task-dump profiles, off unless `profiling.*` (or the original's
