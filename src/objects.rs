@@ -6,17 +6,18 @@
 //! A consumer cuts each partition's messages into **ranges** of consecutive offsets (closed at
 //! `storage.s3.maxObjectRecords`, `maxObjectBytes` or `maxObjectAge`). A range is written as:
 //!
-//! 1. its **intent**, `intents/<topic>/<partition>/<first>.json`, saying where it ends;
+//! 1. its **intent**, `intents/<topic>/<partition>/<first>.json`, saying where it ends (and which
+//!    of its offsets are copies of keyed records, not stored: see `kafka::keyed::KeptCopies`);
 //! 2. one **records object** per event hour it holds, named by topic, partition, first and last
 //!    offset and hour ([`crate::layout::records_object`]);
 //! 3. then, and only then, its end is committed to Kafka.
 //!
 //! Whoever reads the partition from `first` again (the same process after a failed write, another
 //! instance after a crash or a rebalance) first reads the intent at `first` and, if there is one,
-//! closes its range exactly there. The same messages give the same lines, so it rewrites the same
-//! objects with the same bytes: a record is in exactly one object whatever crashed when. Time and
-//! size decide where a range ends only the first time, and the intent makes that decision
-//! permanent before anything depends on it.
+//! closes its range exactly there, dropping the same copies. The same messages give the same
+//! lines, so it rewrites the same objects with the same bytes: a record is in exactly one object
+//! whatever crashed when. Time and size decide where a range ends only the first time, and the
+//! intent makes that decision permanent before anything depends on it.
 //!
 //! The limit: a process that was frozen longer than `kafka.sessionTimeout` (its partitions went to
 //! another instance) and wakes up in the middle of starting a new range can race the new owner for
@@ -65,6 +66,17 @@ pub struct Range {
     pub first: i64,
     pub last: i64,
     pub batch: EncodedBatch,
+    /// Offsets not stored because they were copies of keyed records kept before (see
+    /// `kafka::keyed::KeptCopies`), in order.
+    pub copies: Vec<i64>,
+}
+
+/// What the writer of a range decided, read from its intent: where it ends, and which of its
+/// offsets are copies not stored; whoever reads the range again does the same.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decision {
+    pub last: i64,
+    pub copies: Vec<i64>,
 }
 
 /// Why a range was not written.
@@ -107,6 +119,9 @@ struct Intent {
     /// The hours (`YYYY-MM-DDTHH:00:00Z`) it has records of.
     hours: Vec<String>,
     records: usize,
+    /// Offsets of copies of keyed records, not stored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    copies: Vec<i64>,
 }
 
 /// The bucket, shared by every consumer of this process; cheap to clone through an `Arc`.
@@ -186,13 +201,13 @@ impl Objects {
         Path::from(format!("{}{key}", self.prefix))
     }
 
-    /// Where the range starting at `first` of `partition` ends, if a writer decided it.
+    /// What a writer decided for the range starting at `first` of `partition`, if one did.
     pub async fn decided(
         &self,
         topic: &str,
         partition: i32,
         first: i64,
-    ) -> Result<Option<i64>, ObjectError> {
+    ) -> Result<Option<Decision>, ObjectError> {
         let key = layout::intent_object(topic, partition, first);
         let path = self.path(&key);
         let found = self
@@ -216,13 +231,26 @@ impl Objects {
                 key: key.clone(),
                 reason: err.to_string(),
             })?;
-        if intent.first != first || intent.partition != partition || intent.last < first {
+        if intent.first != first
+            || intent.partition != partition
+            || intent.last < first
+            || intent
+                .copies
+                .iter()
+                .any(|c| !(first..=intent.last).contains(c))
+        {
             return Err(ObjectError::BadIntent {
                 key,
-                reason: format!("it names offsets {}..={}", intent.first, intent.last),
+                reason: format!(
+                    "it names offsets {}..={} (copies {:?})",
+                    intent.first, intent.last, intent.copies
+                ),
             });
         }
-        Ok(Some(intent.last))
+        Ok(Some(Decision {
+            last: intent.last,
+            copies: intent.copies,
+        }))
     }
 
     /// Writes `ranges` of `topic` (see the module's protocol): each range's intent, unless the
@@ -273,13 +301,15 @@ impl Objects {
 
     /// Makes `range`'s end the decided one: writes its intent, or finds the same one there.
     async fn decide(&self, topic: &str, range: &Range) -> Result<(), ObjectError> {
+        // Its copies were dropped as the intent says (the consumer follows it), so only the end
+        // is compared: an offset the broker no longer delivers is no line either way.
         match self.decided(topic, range.partition, range.first).await? {
-            Some(last) if last == range.last => return Ok(()),
-            Some(last) => {
+            Some(decided) if decided.last == range.last => return Ok(()),
+            Some(decided) => {
                 return Err(ObjectError::Decided {
                     partition: range.partition,
                     first: range.first,
-                    last,
+                    last: decided.last,
                     ours: range.last,
                 });
             }
@@ -294,6 +324,7 @@ impl Objects {
                 .map(|chunk| chunk.hour.to_string())
                 .collect(),
             records: range.batch.records(),
+            copies: range.copies.clone(),
         };
         let body = serde_json::to_vec(&intent).expect("an intent serializes");
         let key = layout::intent_object(topic, range.partition, range.first);
@@ -468,6 +499,7 @@ mod tests {
             first,
             last,
             batch,
+            copies: Vec::new(),
         }
     }
 
@@ -520,7 +552,13 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(&body[..], b"a\nc\n");
-        assert_eq!(objects.decided("logs", 2, 10).await.unwrap(), Some(14));
+        assert_eq!(
+            objects.decided("logs", 2, 10).await.unwrap(),
+            Some(Decision {
+                last: 14,
+                copies: Vec::new()
+            })
+        );
         assert_eq!(objects.decided("logs", 2, 15).await.unwrap(), None);
         assert_eq!(objects.written()[&2], 15);
     }

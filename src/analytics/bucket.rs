@@ -274,6 +274,7 @@ mod tests {
             first,
             last: first + lines.len() as i64 - 1,
             batch,
+            copies: Vec::new(),
         }
     }
 

@@ -32,8 +32,9 @@
 //!
 //! Instead of one buffer for the store, each partition's messages are cut into offset ranges
 //! ([`ranges`](super::ranges)); a flush writes the sealed ranges through
-//! [`Objects`] (intent, then records objects) and then commits. No checkpoint and no ledger are
-//! kept here: a partition starts at its committed offset, and the first range opened there (after
+//! [`Objects`] (intent, then records objects) and then commits. Keyed records are deduplicated
+//! by where their kept copy is ([`KeptCopies`]), or as the range's intent says when it was
+//! decided before. No checkpoint and no ledger are kept here: a partition starts at its committed offset, and the first range opened there (after
 //! an assignment or a rewind) asks the bucket whether an earlier writer decided where it ends,
 //! and so on range after range until one was not decided. That makes every record land in exactly
 //! one object whichever process reads it, which removes the limit above (see [`crate::objects`]).
@@ -62,7 +63,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 
 use super::dead_letter::{DeadLetter, DeadLetters};
-use super::keyed::KeyedRecord;
+use super::keyed::{KeptCopies, KeyedRecord};
 use super::ranges::{RangeLimits, Ranges};
 use super::resume::{self, Admission, Resume, Start};
 use super::{KafkaSettings, base_config, checkpoint_key};
@@ -353,6 +354,8 @@ struct State {
     /// With [`Destination::Objects`]: the partitions whose next range must first look for the
     /// end an earlier writer decided (after an assignment or a rewind, until one has none).
     lookups: BTreeSet<i32>,
+    /// With [`Destination::Objects`]: where the kept copy of each recent keyed record is.
+    kept: KeptCopies,
 }
 
 /// A buffer being written by the store.
@@ -506,16 +509,16 @@ impl Shared {
             }
             state.buffer.ranges.open(partition, first, decided);
         }
-        // Keyed batches are deduplicated against this machine's ledger: with the bucket there is
-        // none, and a retried batch is kept as often as the broker has it.
-        let keyed = objects
-            .is_none()
-            .then(|| KeyedRecord::of(message))
-            .flatten();
+        // Keyed batches are deduplicated against this machine's ledger, or with the bucket by
+        // where each record's kept copy is (`KeptCopies`).
+        let keyed = KeyedRecord::of(message);
         if let Some(record) = &keyed
-            && self.already_stored(&state, record)
+            && self.already_stored(&state, record, partition, offset)
         {
             // Produced again by a retry of its batch: consumed, not stored twice.
+            if objects.is_some() {
+                state.buffer.ranges.copy_dropped(partition, offset);
+            }
             self.consumed(&mut state, partition, offset);
             self.metrics.kafka_consumed_messages.inc();
             self.metrics.idempotency_duplicates_dropped.inc();
@@ -537,14 +540,18 @@ impl Shared {
                     None => state.buffer.produced_at.push(produced),
                 }
                 self.consumed(&mut state, partition, offset);
-                if let Some(record) = keyed {
-                    state
+                match keyed {
+                    Some(record) if objects.is_some() => {
+                        state.kept.keep(&record, partition, offset)
+                    }
+                    Some(record) => state
                         .buffer
                         .keyed
                         .entry(record.key)
                         .or_insert_with(|| (record.fingerprint, record.records, Written::default()))
                         .2
-                        .insert(record.index);
+                        .insert(record.index),
+                    None => {}
                 }
                 self.metrics.kafka_consumed_messages.inc();
             }
@@ -580,8 +587,20 @@ impl Shared {
         matches!(self.destination, Destination::Objects(..))
     }
 
-    /// Whether a record of a keyed batch is stored, or being stored, already.
-    fn already_stored(&self, state: &State, record: &KeyedRecord) -> bool {
+    /// Whether a record of a keyed batch (at `offset` of `partition`) is stored, or being stored,
+    /// already: with the bucket, whether another copy of it was kept.
+    fn already_stored(
+        &self,
+        state: &State,
+        record: &KeyedRecord,
+        partition: i32,
+        offset: i64,
+    ) -> bool {
+        if self.writes_objects() {
+            // A range read again does what its first writer did; otherwise, by position.
+            return (state.buffer.ranges.decided_copy(partition, offset))
+                .unwrap_or_else(|| state.kept.is_copy(record, partition, offset));
+        }
         if holds(&state.buffer.keyed, record)
             || state
                 .flushing

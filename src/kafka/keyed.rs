@@ -9,6 +9,14 @@
 //! | header `idempotency-records` | how many records the batch has |
 //!
 //! A message without all four is an ordinary record.
+//!
+//! With the hour files, the store's ledger says which keyed records are stored. With the bucket
+//! there is no ledger on the machine; [`KeptCopies`] remembers, per keyed record a consumer kept,
+//! where (partition and offset), so that a later copy (the batch produced again, e.g. retried
+//! through another instance: its records go to the same partition, after the first copy) is
+//! dropped, while the kept copy itself, read again after a rewind, is kept again.
+
+use std::collections::{HashMap, VecDeque};
 
 use rdkafka::Message;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
@@ -73,6 +81,83 @@ pub fn headers(update: &Update, index: u32) -> OwnedHeaders {
         })
 }
 
+/// Where the kept copy of each keyed record is, for the most recent keyed records a consumer
+/// kept (at most [`KeptCopies::new`]'s `max_records`; older keys are forgotten first).
+///
+/// Deciding by position makes the decision the same however often a range is read: a record is
+/// dropped only if a copy at another position was kept, and that copy is at a lower offset of the
+/// same partition, so it is written before (or with) anything after it is committed. A forgotten
+/// key, or a consumer that starts after the first copy (another instance took the partition
+/// over), keeps the later copy too: stored twice, never lost.
+#[derive(Debug)]
+pub struct KeptCopies {
+    /// Per key: the batch's fingerprint, and per record index where its kept copy is.
+    keys: HashMap<Key, (Fingerprint, HashMap<u32, Position>)>,
+    /// Keys in the order they were first kept, for forgetting the oldest.
+    order: VecDeque<Key>,
+    records: usize,
+    max_records: usize,
+}
+
+/// A message's partition and offset.
+type Position = (i32, i64);
+
+/// How many keyed records a consumer remembers the position of with the bucket: about 50 bytes
+/// each, so at most ~10 MB.
+pub const KEPT_RECORDS: usize = 200_000;
+
+impl Default for KeptCopies {
+    fn default() -> KeptCopies {
+        KeptCopies::new(KEPT_RECORDS)
+    }
+}
+
+impl KeptCopies {
+    pub fn new(max_records: usize) -> KeptCopies {
+        KeptCopies {
+            keys: HashMap::new(),
+            order: VecDeque::new(),
+            records: 0,
+            max_records,
+        }
+    }
+
+    /// Whether `record`, at `offset` of `partition`, is another copy of one kept elsewhere.
+    pub fn is_copy(&self, record: &KeyedRecord, partition: i32, offset: i64) -> bool {
+        self.keys
+            .get(&record.key)
+            .filter(|(fingerprint, _)| *fingerprint == record.fingerprint)
+            .and_then(|(_, at)| at.get(&record.index))
+            .is_some_and(|kept| *kept != (partition, offset))
+    }
+
+    /// Remembers that `record` was kept at `offset` of `partition`, unless a copy was kept first.
+    pub fn keep(&mut self, record: &KeyedRecord, partition: i32, offset: i64) {
+        let (fingerprint, at) = self.keys.entry(record.key).or_insert_with(|| {
+            self.order.push_back(record.key);
+            (record.fingerprint, HashMap::new())
+        });
+        if *fingerprint != record.fingerprint {
+            // Another batch under the same key (the API refuses that; a forged message): the
+            // latest one is remembered.
+            self.records -= at.len();
+            *fingerprint = record.fingerprint;
+            at.clear();
+        }
+        if let std::collections::hash_map::Entry::Vacant(vacant) = at.entry(record.index) {
+            vacant.insert((partition, offset));
+            self.records += 1;
+        }
+        while self.records > self.max_records
+            && let Some(oldest) = self.order.pop_front()
+        {
+            if let Some((_, at)) = self.keys.remove(&oldest) {
+                self.records -= at.len();
+            }
+        }
+    }
+}
+
 fn parse_hex(bytes: &[u8]) -> Option<u128> {
     if bytes.len() != 32 {
         return None;
@@ -84,6 +169,48 @@ fn parse_hex(bytes: &[u8]) -> Option<u128> {
 mod tests {
     use super::*;
     use rdkafka::message::{OwnedMessage, Timestamp};
+
+    fn record(key: u128, fingerprint: u128, index: u32) -> KeyedRecord {
+        KeyedRecord {
+            key: Key(key),
+            fingerprint: Fingerprint(fingerprint),
+            index,
+            records: 2,
+        }
+    }
+
+    #[test]
+    fn a_later_copy_is_dropped_and_the_kept_one_is_kept_again() {
+        let mut kept = KeptCopies::new(100);
+        let first = record(1, 9, 0);
+        assert!(!kept.is_copy(&first, 3, 10));
+        kept.keep(&first, 3, 10);
+        // Read again after a rewind: the same position, kept again.
+        assert!(!kept.is_copy(&first, 3, 10));
+        kept.keep(&first, 3, 10);
+        // A later copy kept anyway (its range's writer decided so) does not move the kept one.
+        kept.keep(&first, 3, 40);
+        assert!(!kept.is_copy(&first, 3, 10));
+        // The batch produced again: a later offset, dropped.
+        assert!(kept.is_copy(&first, 3, 57));
+        // Its other record was not kept yet; another batch under the key is not a copy.
+        assert!(!kept.is_copy(&record(1, 9, 1), 3, 58));
+        assert!(!kept.is_copy(&record(1, 8, 0), 3, 59));
+        assert!(!kept.is_copy(&record(2, 9, 0), 3, 60));
+    }
+
+    #[test]
+    fn the_oldest_keys_are_forgotten_beyond_the_bound() {
+        let mut kept = KeptCopies::new(3);
+        for (key, index, offset) in [(1, 0, 0), (1, 1, 1), (2, 0, 2), (3, 0, 3)] {
+            kept.keep(&record(key, 9, index), 0, offset);
+        }
+        // Four records kept, at most three remembered: key 1 (two records) is forgotten whole.
+        assert!(!kept.is_copy(&record(1, 9, 0), 0, 100));
+        assert!(kept.is_copy(&record(2, 9, 0), 0, 100));
+        assert!(kept.is_copy(&record(3, 9, 0), 0, 100));
+        assert_eq!(kept.records, 2);
+    }
 
     #[test]
     fn a_keyed_record_reads_back_what_was_sent() {

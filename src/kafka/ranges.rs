@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::config::S3Config;
-use crate::objects::Range;
+use crate::objects::{Decision, Range};
 use crate::record::EncodedBatch;
 
 /// When an undecided range is sealed.
@@ -51,6 +51,10 @@ struct Building {
     opened: Instant,
     /// The last offset an earlier writer decided for it.
     decided: Option<i64>,
+    /// The offsets that writer did not store as copies of keyed records.
+    decided_copies: Vec<i64>,
+    /// The offsets not stored here as copies of keyed records.
+    copies: Vec<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -117,11 +121,15 @@ impl Ranges {
         self.partitions.entry(partition).or_default().next_first = Some(offset);
     }
 
-    /// Opens a range of `partition` at `first` (from [`Ranges::first_for`]); `decided` is the end
-    /// an earlier writer chose.
-    pub fn open(&mut self, partition: i32, first: i64, decided: Option<i64>) {
+    /// Opens a range of `partition` at `first` (from [`Ranges::first_for`]); `decided` is what an
+    /// earlier writer chose for it.
+    pub fn open(&mut self, partition: i32, first: i64, decided: Option<Decision>) {
         let entry = self.partitions.entry(partition).or_default();
         debug_assert!(entry.open.is_none(), "one open range per partition");
+        let (decided, decided_copies) = match decided {
+            Some(Decision { last, copies }) => (Some(last), copies),
+            None => (None, Vec::new()),
+        };
         entry.open = Some(Building {
             first,
             next: first,
@@ -129,7 +137,23 @@ impl Ranges {
             produced_at: Vec::new(),
             opened: Instant::now(),
             decided,
+            decided_copies,
+            copies: Vec::new(),
         });
+    }
+
+    /// For a keyed record at `offset` of `partition`'s open range: if an earlier writer decided
+    /// the range, whether it did not store that offset as a copy; `None` if nobody decided.
+    pub fn decided_copy(&self, partition: i32, offset: i64) -> Option<bool> {
+        let open = self.partitions.get(&partition)?.open.as_ref()?;
+        open.decided?;
+        Some(open.decided_copies.binary_search(&offset).is_ok())
+    }
+
+    /// Notes that `offset` of `partition`'s open range is not stored, as a copy of a keyed record
+    /// kept before (it still counts as taken: call [`Ranges::consumed`] too).
+    pub fn copy_dropped(&mut self, partition: i32, offset: i64) {
+        self.open_range(partition).copies.push(offset);
     }
 
     /// The open range's lines of `partition` (it must be open).
@@ -215,6 +239,7 @@ impl Ranges {
                     first: range.first,
                     last,
                     batch: range.batch,
+                    copies: range.copies,
                 });
             }
         }
@@ -253,6 +278,13 @@ impl Ranges {
 mod tests {
     use super::*;
     use crate::record::Hour;
+
+    fn decided(last: i64) -> Option<Decision> {
+        Some(Decision {
+            last,
+            copies: Vec::new(),
+        })
+    }
 
     const LIMITS: RangeLimits = RangeLimits {
         max_messages: 3,
@@ -298,7 +330,7 @@ mod tests {
     fn a_decided_range_closes_exactly_at_its_end_and_not_before() {
         let mut ranges = Ranges::default();
         assert!(!ranges.ready_for(0, 10));
-        ranges.open(0, 10, Some(14));
+        ranges.open(0, 10, decided(14));
         for offset in 10..=14 {
             assert!(ranges.ready_for(0, offset));
             ranges.batch(0).push_line(Hour::from_index(1), b"x");
@@ -307,7 +339,7 @@ mod tests {
         // Longer than maxObjectRecords (3), yet one range, and age does not close it early.
         assert_eq!(bounds(&ranges.take_sealed()), [(0, 10, 14)]);
 
-        ranges.open(0, 20, Some(30));
+        ranges.open(0, 20, decided(30));
         ranges.consumed(0, 20, &LIMITS);
         assert!(!ranges.seal_due(Duration::ZERO, true));
         // Offsets after its end (a gap in the partition) close it before they are taken.
@@ -315,6 +347,40 @@ mod tests {
         assert_eq!(bounds(&ranges.take_sealed()), [(0, 20, 30)]);
         // ... and the next range begins right after it, not at the first offset that came.
         assert_eq!(ranges.first_for(0, 33), 31);
+    }
+
+    #[test]
+    fn copies_are_dropped_as_the_ranges_writer_decided_and_carried_to_its_intent() {
+        let mut ranges = Ranges::default();
+        ranges.open(
+            0,
+            10,
+            Some(Decision {
+                last: 13,
+                copies: vec![11, 13],
+            }),
+        );
+        assert_eq!(ranges.decided_copy(0, 11), Some(true));
+        assert_eq!(ranges.decided_copy(0, 12), Some(false));
+        assert_eq!(ranges.decided_copy(1, 12), None, "no range open");
+        for offset in 10..=13 {
+            if ranges.decided_copy(0, offset) == Some(true) {
+                ranges.copy_dropped(0, offset);
+            } else {
+                ranges.batch(0).push_line(Hour::from_index(1), b"x");
+            }
+            ranges.consumed(0, offset, &LIMITS);
+        }
+        let taken = ranges.take_sealed();
+        assert_eq!(taken.ranges[0].copies, [11, 13]);
+        assert_eq!(taken.ranges[0].batch.records(), 2);
+        // Nobody decided the next one: the caller decides by position.
+        ranges.open(0, 14, None);
+        assert_eq!(ranges.decided_copy(0, 14), None);
+        ranges.copy_dropped(0, 14);
+        ranges.consumed(0, 14, &LIMITS);
+        assert!(ranges.seal_due(Duration::ZERO, true));
+        assert_eq!(ranges.take_sealed().ranges[0].copies, [14]);
     }
 
     #[test]
@@ -335,7 +401,7 @@ mod tests {
     fn age_seals_only_undecided_ranges_and_drop_open_leaves_decided_ones_to_the_next_reader() {
         let mut ranges = Ranges::default();
         take(&mut ranges, 0, 0);
-        ranges.open(1, 5, Some(9));
+        ranges.open(1, 5, decided(9));
         ranges.consumed(1, 5, &LIMITS);
         assert!(ranges.seal_due(Duration::ZERO, false));
         assert_eq!(bounds(&ranges.take_sealed()), [(0, 0, 0)]);

@@ -7,6 +7,7 @@
 //! - [`instances`]: three instances under load through all three; `kill -9` of one, then of
 //!   another, ten rounds.
 //! - [`paused`]: the object store paused (SIGSTOP) under load, then resumed.
+//! - [`keyed`]: batches with an `Idempotency-Key` sent again through another instance.
 //! - [`ship`]: v1's hour files shipped to the bucket by `log-pipeline ship`, three times, with
 //!   late records in between; a v2 instance's analytics count them.
 
@@ -24,5 +25,6 @@ mod summary;
 mod bucket;
 
 mod instances;
+mod keyed;
 mod paused;
 mod ship;

@@ -1,0 +1,84 @@
+//! Batches sent with an `Idempotency-Key` and sent again with the same key and body through
+//! another instance (a client whose first answer was lost, retrying through the load balancer):
+//! the other instance does not know the key and produces the batch again, into the same partition;
+//! the partition's consumer drops the second copy. Every record is in the bucket once.
+
+use std::net::SocketAddr;
+
+use reqwest::Method;
+
+use crate::bucket::{Bucket, start_instances, stop_all, wait_joined_or_show};
+use crate::load::{Batch, load_client, tally};
+use crate::support::{Names, kafka_broker, line, mark_ends, metric_now, test_bucket, try_send};
+
+/// Keyed batches, each sent twice.
+const BATCHES: usize = 60;
+const RECORDS: usize = 20;
+
+/// POSTs `body` with `key` to `addr`; it must be answered 202.
+async fn post_keyed(client: &reqwest::Client, addr: SocketAddr, key: &str, body: &[u8]) {
+    let response = try_send(
+        client,
+        addr,
+        Method::POST,
+        "/logs",
+        &[
+            ("content-type", "application/json"),
+            ("idempotency-key", key),
+        ],
+        body.to_vec(),
+    )
+    .await
+    .expect("an answer");
+    assert_eq!(response.status(), 202, "{key} to {addr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_retried_through_another_instance_is_stored_once() {
+    let broker = kafka_broker();
+    let names = Names::new("scale-keyed");
+    let bucket = Bucket::new(&test_bucket(), &names.topic);
+    let instances = start_instances(3, &broker, &names, &bucket).await;
+    let addrs = instances.addrs.clone();
+    wait_joined_or_show(&addrs, &instances.children.iter().collect::<Vec<_>>()).await;
+    let client = load_client();
+    let mut batches = Vec::new();
+    for n in 0..BATCHES {
+        let lines: Vec<String> = (0..RECORDS)
+            .map(|i| {
+                line(
+                    &format!("2025-11-22T14:{:02}:00Z", i % 60),
+                    &format!("/keyed/{n}/{i}"),
+                    "retrier",
+                )
+            })
+            .collect();
+        let body = format!("[{}]", lines.join(","));
+        let key = format!("{}-{n}", names.topic);
+        post_keyed(&client, addrs[n % 3], &key, body.as_bytes()).await;
+        post_keyed(&client, addrs[(n + 1) % 3], &key, body.as_bytes()).await;
+        batches.push(Batch::accepted_now(lines));
+    }
+    let (marks, ends) = mark_ends(&broker, &names.topic).await;
+    batches.push(Batch::accepted_now(marks.lines));
+    bucket.wait_stored_to(&names.topic, &ends).await;
+    let mut dropped = 0.0;
+    for addr in &addrs {
+        dropped += metric_now(*addr, "idempotency_duplicates_dropped_total").await;
+    }
+    stop_all(instances.children).await;
+    let (in_bucket, _) = bucket.read().await;
+    eprintln!("{dropped} records dropped as copies");
+    assert_eq!(
+        dropped,
+        (BATCHES * RECORDS) as f64,
+        "every record of every second copy is dropped"
+    );
+    tally(
+        "keyed batch retried through another instance (s3)",
+        1,
+        &batches,
+        &in_bucket,
+    )
+    .record_and_check();
+}
