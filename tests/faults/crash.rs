@@ -7,8 +7,8 @@ use std::path::Path;
 
 use crate::load::{Batch, Disk, Load, tally};
 use crate::support::{
-    ChildGuard, KAFKA_DEADLINE, KAFKA_POLL, Names, kafka_broker, mark_ends, poll_within,
-    start_binary_ready, wait_joined, wait_stored_to, write_v2_config,
+    ChildGuard, Names, kafka_broker, mark_ends, start_binary_ready, wait_joined, wait_stored_to,
+    write_v2_config,
 };
 
 /// Kills per mode.
@@ -94,16 +94,7 @@ async fn kill_9_rounds(mode: Mode) {
     for round in 0..=ROUNDS {
         let (mut child, addr) = start_ready(dir.path(), &config, mode).await;
         let load = Load::start(addr, CLIENTS, &format!("/crash/{round}"));
-        poll_within(
-            KAFKA_DEADLINE,
-            KAFKA_POLL,
-            "batches acknowledged in this round",
-            async || match load.accepted() {
-                n if n >= BATCHES_BEFORE_KILL => Ok(()),
-                n => Err(n),
-            },
-        )
-        .await;
+        load.wait_accepted(BATCHES_BEFORE_KILL).await;
         if round < ROUNDS {
             child.kill();
             batches.extend(load.stop().await);

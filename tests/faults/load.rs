@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::summary::Row;
 use crate::support::{CSV, JSON, NDJSON, gzip, hour_files, line, try_send};
+use crate::support::{KAFKA_DEADLINE, KAFKA_POLL, poll_within};
 
 /// The user agent of every record the suite sends.
 const AGENT: &str = "fault-suite/1.0";
@@ -94,6 +95,20 @@ impl Load {
     /// Batches answered 202 so far.
     pub fn accepted(&self) -> usize {
         self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Waits (at most the Kafka deadline) until at least `n` batches were answered 202.
+    pub async fn wait_accepted(&self, n: usize) {
+        poll_within(
+            KAFKA_DEADLINE,
+            KAFKA_POLL,
+            &format!("{n} batches acknowledged"),
+            async || match self.accepted() {
+                accepted if accepted >= n => Ok(()),
+                accepted => Err(accepted),
+            },
+        )
+        .await;
     }
 
     /// Stops the clients and returns every batch they sent.

@@ -206,30 +206,47 @@ pub async fn analytics_hours(addr: SocketAddr) -> (BTreeMap<String, u64>, bool) 
 /// The configuration of one instance in `dir`: v2 on `broker`, writing to `bucket`; small
 /// objects so that a scenario makes many.
 pub fn write_config(dir: &Path, broker: &str, names: &Names, bucket: &Bucket) -> PathBuf {
-    let quoted = |value: &str| serde_json::to_string(value).expect("a string serializes");
-    let path_of = |name: &str| quoted(dir.join(name).to_str().expect("UTF-8 temporary path"));
-    let yaml = format!(
-        "version: 2\n\
-         server:\n  addr: 127.0.0.1:0\n\
-         storage:\n  logsDir: {logs}\n  analyticsDir: {analytics}\n  backend: s3\n  s3:\n    \
-         endpoint: {endpoint}\n    bucket: {bucket_name}\n    prefix: {prefix}\n    region: garage\n    \
-         maxObjectRecords: 300\n    maxObjectAge: 200ms\n    requestTimeout: 2s\n\
-         aggregation:\n  interval: 100ms\n\
+    let rest = format!(
+        "aggregation:\n  interval: 100ms\n\
          kafka:\n  brokers: [{broker}]\n  topic: {topic}\n  deadLetterTopic: {dead_letters}\n  \
          groupID: {group}\n  partitions: {PARTITIONS}\n  batchTimeout: 5ms\n  sessionTimeout: 6s\n",
-        logs = path_of("logs"),
-        analytics = path_of("analytics"),
-        endpoint = quoted(&bucket.endpoint),
-        bucket_name = quoted(&bucket.bucket),
-        prefix = quoted(&bucket.prefix),
         broker = quoted(broker),
         topic = quoted(&names.topic),
         dead_letters = quoted(&names.dead_letter_topic),
         group = quoted(&names.group_id),
     );
+    write_yaml(
+        dir,
+        "version: 2\nstorage:\n  backend: s3\n",
+        bucket,
+        "maxObjectRecords: 300\n    maxObjectAge: 200ms\n    requestTimeout: 2s",
+        &rest,
+    )
+}
+
+/// Writes `dir/config.yaml`: `head` (which must end inside `storage:`), the logs and analytics
+/// directories in `dir`, `storage.s3` of `bucket` with the keys `s3_extra` (one per line,
+/// indented by 4), a listener on a free port, then `rest`.
+pub fn write_yaml(dir: &Path, head: &str, bucket: &Bucket, s3_extra: &str, rest: &str) -> PathBuf {
+    let path_of = |name: &str| quoted(dir.join(name).to_str().expect("UTF-8 temporary path"));
+    let yaml = format!(
+        "{head}  logsDir: {logs}\n  analyticsDir: {analytics}\n  s3:\n    \
+         endpoint: {endpoint}\n    bucket: {bucket_name}\n    prefix: {prefix}\n    region: garage\n    \
+         {s3_extra}\n\
+         server:\n  addr: 127.0.0.1:0\n{rest}",
+        logs = path_of("logs"),
+        analytics = path_of("analytics"),
+        endpoint = quoted(&bucket.endpoint),
+        bucket_name = quoted(&bucket.bucket),
+        prefix = quoted(&bucket.prefix),
+    );
     let path = dir.join("config.yaml");
     std::fs::write(&path, yaml).expect("write config.yaml");
     path
+}
+
+fn quoted(value: &str) -> String {
+    serde_json::to_string(value).expect("a string serializes")
 }
 
 /// The instances of a scenario: their directories, processes and addresses.

@@ -6,32 +6,22 @@
 use std::path::Path;
 use std::process::Output;
 
-use crate::bucket::{Bucket, analytics_hours, start_instances, stop_all};
+use crate::bucket::{Bucket, analytics_hours, start_instances, stop_all, write_yaml};
 use crate::load::{Batch, Disk, Load, tally};
-use crate::support::{
-    KAFKA_DEADLINE, KAFKA_POLL, Names, kafka_broker, pipeline, poll_within, start_binary_ready,
-    test_bucket,
-};
+use crate::support::{Names, kafka_broker, pipeline, start_binary_ready, test_bucket};
 
 /// Batches acknowledged before each shipping.
 const BATCHES: usize = 60;
 
 /// A v1 instance's configuration in `dir`, with the bucket `log-pipeline ship` ships to.
 fn v1_config(dir: &Path, bucket: &Bucket) -> std::path::PathBuf {
-    let quoted = |value: &str| serde_json::to_string(value).expect("a string serializes");
-    let yaml = format!(
-        "version: 1\nserver:\n  addr: 127.0.0.1:0\n\
-         storage:\n  logsDir: {logs}\n  analyticsDir: {analytics}\n  s3:\n    endpoint: {endpoint}\n    \
-         bucket: {name}\n    prefix: {prefix}\n    region: garage\n    maxObjectBytes: 4096\n",
-        logs = quoted(dir.join("logs").to_str().expect("UTF-8 path")),
-        analytics = quoted(dir.join("analytics").to_str().expect("UTF-8 path")),
-        endpoint = quoted(&bucket.endpoint),
-        name = quoted(&bucket.bucket),
-        prefix = quoted(&bucket.prefix),
-    );
-    let path = dir.join("config.yaml");
-    std::fs::write(&path, yaml).expect("write config.yaml");
-    path
+    write_yaml(
+        dir,
+        "version: 1\nstorage:\n",
+        bucket,
+        "maxObjectBytes: 4096",
+        "",
+    )
 }
 
 /// Runs `log-pipeline ship` and returns what it printed; it must exit 0.
@@ -58,16 +48,7 @@ fn ship(dir: &Path, config: &Path, quiet_for: &str) -> String {
 
 async fn load(addr: std::net::SocketAddr, prefix: &str) -> Vec<Batch> {
     let load = Load::start(addr, 2, prefix);
-    poll_within(
-        KAFKA_DEADLINE,
-        KAFKA_POLL,
-        "batches acknowledged",
-        async || match load.accepted() {
-            n if n >= BATCHES => Ok(()),
-            n => Err(n),
-        },
-    )
-    .await;
+    load.wait_accepted(BATCHES).await;
     load.stop().await
 }
 
