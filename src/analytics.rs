@@ -505,7 +505,8 @@ fn tail_crc32(file: &File, end: u64) -> io::Result<u32> {
     Ok(crc32fast::hash(&tail))
 }
 
-/// The background task that runs passes: at start, every `interval`, and a last one when stopped.
+/// The background task that runs passes: at start, every `interval`, and a last one when stopped
+/// (hour files only).
 pub struct AggregationTask {
     stop: oneshot::Sender<()>,
     handle: JoinHandle<()>,
@@ -523,12 +524,16 @@ impl AggregationTask {
                     _ = &mut stopped => break,
                 }
             }
-            run_blocking(aggregator).await;
+            // The bucket's summaries are brought up to date by whichever instance looks next; a
+            // last pass there could hold the shutdown for as long as the bucket does not answer.
+            if matches!(aggregator.source, Source::Files(_)) {
+                run_blocking(aggregator).await;
+            }
         });
         AggregationTask { stop, handle }
     }
 
-    /// Runs the final pass (call after the store flushed) and waits for it.
+    /// Runs the final pass (call after the store flushed; hour files only) and waits for it.
     pub async fn finish(self) {
         let _ = self.stop.send(());
         if let Err(e) = self.handle.await {

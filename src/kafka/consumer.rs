@@ -34,9 +34,10 @@
 //! ([`ranges`](super::ranges)); a flush writes the sealed ranges through
 //! [`Objects`] (intent, then records objects) and then commits. Keyed records are deduplicated
 //! by where their kept copy is ([`KeptCopies`]), or as the range's intent says when it was
-//! decided before. No checkpoint and no ledger are kept here: a partition starts at its committed offset, and the first range opened there (after
-//! an assignment or a rewind) asks the bucket whether an earlier writer decided where it ends,
-//! and so on range after range until one was not decided. That makes every record land in exactly
+//! decided before. No checkpoint and no ledger are kept here: a partition starts at its
+//! committed offset, and the first range opened there (after an assignment or a rewind) asks the
+//! bucket whether an earlier writer decided where it ends, and so on range after range until one
+//! was not decided. That makes every record land in exactly
 //! one object whichever process reads it, which removes the limit above (see [`crate::objects`]).
 //!
 //! # Threads and locks
