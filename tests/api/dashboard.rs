@@ -78,54 +78,6 @@ fn release_binary() -> PathBuf {
     PathBuf::from(path)
 }
 
-/// The browser driver (`tests/browser/dashboard.mjs`) with Node and its installed packages.
-/// Fails the test, saying what to install, when Node, the packages or Chromium are missing.
-fn browser_driver() -> (PathBuf, PathBuf, PathBuf) {
-    let node = external_binary("LOG_PIPELINE_TEST_NODE", "node", "nodejs");
-    let chromium = external_binary("LOG_PIPELINE_TEST_CHROMIUM", "chromium", "chromium");
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    assert!(
-        dir.join("node_modules/playwright-core/package.json")
-            .is_file(),
-        "the browser test needs playwright-core: run `npm ci --prefix tests/browser` (make test does)"
-    );
-    (node, chromium, dir.join("dashboard.mjs"))
-}
-
-/// Where screenshots go: the cargo target directory (`CARGO_TARGET_DIR` or `target/`).
-fn target_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("the target directory holds tmp/")
-        .to_owned()
-}
-
-/// Runs the driver against `url` and returns what it saw (see `tests/browser/dashboard.mjs`).
-fn look_at(url: &str, viewport: &str, screenshot: &Path, token: Option<&str>) -> Value {
-    let (node, chromium, script) = browser_driver();
-    let mut command = Command::new(node);
-    command
-        .arg(script)
-        .args(["--url", url, "--viewport", viewport])
-        .arg("--chromium")
-        .arg(chromium)
-        .arg("--screenshot")
-        .arg(screenshot);
-    if let Some(token) = token {
-        command.args(["--token", token]);
-    }
-    let output = command.output().expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the browser driver failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
-    serde_json::from_str(stdout.trim())
-        .unwrap_or_else(|e| panic!("the driver's report is not JSON ({e}):\n{stdout}\n{stderr}"))
-}
-
 /// Records of the last hours before now, so that the page's default range (the last 24 hours)
 /// shows them: per hour offset, (path, user agent, count).
 const SEED: &[(i64, &str, &str, usize)] = &[
@@ -238,18 +190,6 @@ async fn api_answer(addr: std::net::SocketAddr, token: Option<&str>) -> Value {
     let response = send(&client(), addr, Method::GET, &path, &headers, Vec::new()).await;
     assert_eq!(response.status(), StatusCode::OK);
     body_json(response).await
-}
-
-fn with_commas(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// What a person sees must be what the API says: totals, the bot share, the top paths and user

@@ -1,7 +1,8 @@
 //! Batches sent with an `Idempotency-Key` and sent again with the same key and body through
 //! another instance (a client whose first answer was lost, retrying through the load balancer):
 //! the other instance does not know the key and produces the batch again, into the same partition;
-//! the partition's consumer drops the second copy. Every record is in the bucket once.
+//! the partition's consumer drops the second copy. Every record is in the bucket once, and the
+//! dashboard of any instance, in a real browser, shows them all.
 
 use std::net::SocketAddr;
 
@@ -9,7 +10,10 @@ use reqwest::Method;
 
 use crate::bucket::{Bucket, start_instances, stop_all, wait_joined_or_show};
 use crate::load::{Batch, load_client, tally};
-use crate::support::{Names, kafka_broker, line, mark_ends, metric_now, test_bucket, try_send};
+use crate::support::{
+    Names, kafka_broker, line, look_at, mark_ends, metric_now, target_dir, test_bucket, try_send,
+    with_commas,
+};
 
 /// Keyed batches, each sent twice.
 const BATCHES: usize = 60;
@@ -43,11 +47,13 @@ async fn a_batch_retried_through_another_instance_is_stored_once() {
     wait_joined_or_show(&addrs, &instances.children.iter().collect::<Vec<_>>()).await;
     let client = load_client();
     let mut batches = Vec::new();
+    // The last full hour: inside the dashboard's default range (the last 24 hours).
+    let hour = (chrono::Utc::now() - chrono::Duration::hours(1)).format("%Y-%m-%dT%H");
     for n in 0..BATCHES {
         let lines: Vec<String> = (0..RECORDS)
             .map(|i| {
                 line(
-                    &format!("2025-11-22T14:{:02}:00Z", i % 60),
+                    &format!("{hour}:{:02}:00Z", i % 60),
                     &format!("/keyed/{n}/{i}"),
                     "retrier",
                 )
@@ -66,6 +72,19 @@ async fn a_batch_retried_through_another_instance_is_stored_once() {
     for addr in &addrs {
         dropped += metric_now(*addr, "idempotency_duplicates_dropped_total").await;
     }
+    // Any instance's page shows every record of the bucket (the end marks are of 2025).
+    let seen = look_at(
+        &format!("http://{}/dashboard", addrs[2]),
+        "1280x900",
+        &target_dir().join("dashboard-s3.png"),
+        None,
+    );
+    assert_eq!(
+        seen["total"],
+        with_commas((BATCHES * RECORDS) as u64),
+        "the dashboard of {}: {seen}",
+        addrs[2]
+    );
     stop_all(instances.children).await;
     let (in_bucket, _) = bucket.read().await;
     eprintln!("{dropped} records dropped as copies");

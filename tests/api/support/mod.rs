@@ -8,8 +8,10 @@
 //! - [`tmpfs`]: a small filesystem of a test's own, for disk-full faults.
 //! - [`kafka`]: the Kafka tests' names, batches and exact storage checks.
 //! - [`external`]: the broker and programs the tests need; missing ones fail the test.
+//! - [`browser`]: the dashboard in a real browser, as a person sees it.
 
 mod app;
+mod browser;
 mod child;
 mod external;
 mod http;
@@ -19,6 +21,7 @@ mod tmpfs;
 mod wait;
 
 pub use app::*;
+pub use browser::*;
 pub use child::*;
 pub use external::*;
 pub use http::*;
