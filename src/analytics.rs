@@ -151,6 +151,8 @@ pub struct Aggregator {
     classifier: &'static BotClassifier,
     /// Taken for one hour at a time: whoever holds it is the only writer of summaries.
     state: Mutex<HourStates>,
+    /// Set at shutdown: a pass in progress stops after the hour it is on.
+    stopping: AtomicBool,
 }
 
 /// What the aggregator remembers between hours and passes.
@@ -214,6 +216,7 @@ impl Aggregator {
             metrics,
             classifier: BotClassifier::embedded(),
             state: Mutex::new(HourStates::default()),
+            stopping: AtomicBool::new(false),
         }
     }
 
@@ -240,12 +243,19 @@ impl Aggregator {
             }
         };
         for hour in hours {
+            if self.stopping.load(Ordering::Relaxed) {
+                break;
+            }
             report.hours += 1;
             match self.update_hour(hour) {
                 Ok(outcome) => report.add(&outcome),
                 Err(e) => {
                     report.errors += 1;
                     tracing::error!(%hour, source = %self.source_name(), error = %e, "cannot update the hour's summary; retrying next pass");
+                    if matches!(self.source, Source::Bucket(_)) {
+                        // Each hour would wait out the same tries: the rest waits for the next pass.
+                        break;
+                    }
                 }
             }
         }
@@ -510,13 +520,16 @@ fn tail_crc32(file: &File, end: u64) -> io::Result<u32> {
 pub struct AggregationTask {
     stop: oneshot::Sender<()>,
     handle: JoinHandle<()>,
+    aggregator: Arc<Aggregator>,
 }
 
 impl AggregationTask {
     /// Starts the task; the first pass runs at once.
     pub fn spawn(aggregator: Arc<Aggregator>, interval: Duration) -> AggregationTask {
         let (stop, mut stopped) = oneshot::channel();
+        let task_aggregator = aggregator.clone();
         let handle = tokio::spawn(async move {
+            let aggregator = task_aggregator;
             loop {
                 run_blocking(aggregator.clone()).await;
                 tokio::select! {
@@ -530,11 +543,19 @@ impl AggregationTask {
                 run_blocking(aggregator).await;
             }
         });
-        AggregationTask { stop, handle }
+        AggregationTask {
+            stop,
+            handle,
+            aggregator,
+        }
     }
 
     /// Runs the final pass (call after the store flushed; hour files only) and waits for it.
     pub async fn finish(self) {
+        if matches!(self.aggregator.source, Source::Bucket(_)) {
+            // A pass in progress stops after its current hour.
+            self.aggregator.stopping.store(true, Ordering::Relaxed);
+        }
         let _ = self.stop.send(());
         if let Err(e) = self.handle.await {
             tracing::error!(error = %e, "aggregation task failed");
