@@ -31,7 +31,7 @@ test: ## Run every test (starts a local tansu broker for the Kafka tests, stops 
 test-faults: ## The fault suite against the release binary (kill -9, paused broker, full disk, hostile clients); prints a summary table. Needs root
 	bash scripts/test-faults.sh
 
-test-scale: ## The scale suite: 3 instances, one consumer group, one bucket (Garage), kill -9 rounds and a paused store; prints a summary table
+test-scale: ## The scale suite: instances sharing one bucket (Garage): kill -9 rounds, a paused store, keyed retries across instances, log-pipeline ship; prints a summary table
 	bash scripts/test-scale.sh
 
 kafka-local: ## Run a local Kafka-protocol broker (tansu) on 127.0.0.1:19092, installing it if missing
