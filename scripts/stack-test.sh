@@ -107,6 +107,26 @@ post_batch() {
     if [[ $status == 202 ]]; then echo "$id $count" >>"$acked"; fi
 }
 
+# Like post_batch, with an Idempotency-Key, tried again (same key and body, as the README tells
+# clients) until answered 202, at most 10 times: a batch is acknowledged once however often it
+# was sent, and stored once.
+post_keyed_batch() {
+    local url=$1 id=$2 count=$3 acked=$4 body status i try
+    body="["
+    for ((i = 1; i <= count; i++)); do
+        body+="{\"timestamp\":\"$STAMP\",\"path\":\"/stack-test/$id/$i\",\"userAgent\":\"stack-test\"},"
+    done
+    body="${body%,}]"
+    for ((try = 1; try <= 10; try++)); do
+        status=$(curl -s -o /dev/null -m 20 -w '%{http_code}' -X POST "$url/logs" \
+            -H 'Content-Type: application/json' -H "Idempotency-Key: stack-test-$id" \
+            --data-binary "$body") || true
+        if [[ $status == 202 ]]; then echo "$id $count" >>"$acked"; return; fi
+        say "batch $id to $url answered $status (try $try); sending it again with its key"
+        sleep 1
+    done
+}
+
 # Posts batches to $1, named $2-1, $2-2, ..., until the file $3 exists.
 post_until_told() {
     local url=$1 prefix=$2 stop=$3 acked=$4 n=0
@@ -326,7 +346,7 @@ check_scale() {
     for i in $(seq 1 5); do
         for url in "${S3_APPS[@]}"; do
             n=$((n + 1))
-            post_batch "$url" "s3-$n" 50 "$WORK/s3.acked"
+            post_keyed_batch "$url" "s3-$n" 50 "$WORK/s3.acked"
         done
     done
     [[ $(wc -l <"$WORK/s3.acked") == 15 ]] || fail "not every batch was answered 202 by app-s3-1..3 ($(wc -l <"$WORK/s3.acked") of 15)"
