@@ -209,23 +209,11 @@ impl Objects {
         first: i64,
     ) -> Result<Option<Decision>, ObjectError> {
         let key = layout::intent_object(topic, partition, first);
-        let path = self.path(&key);
-        let found = self
-            .request(&key, || async {
-                match self.store.get(&path).await {
-                    Ok(got) => got.bytes().await.map(Some),
-                    Err(object_store::Error::NotFound { .. }) => Ok(None),
-                    Err(err) => Err(err),
-                }
-            })
-            .await?;
-        let Some(bytes) = found else {
-            return Ok(None);
+        let bytes = match self.fetch(&key, None, OBJECT_INTENT).await? {
+            Fetched::Found { bytes, .. } => bytes,
+            Fetched::Missing => return Ok(None),
+            Fetched::Unchanged => unreachable!("no entity tag was given"),
         };
-        self.metrics
-            .objects_read
-            .with_label_values(&[OBJECT_INTENT])
-            .inc();
         let intent: Intent =
             serde_json::from_slice(&bytes).map_err(|err| ObjectError::BadIntent {
                 key: key.clone(),
