@@ -348,6 +348,9 @@ for s in "${SHAPE_LIST[@]}"; do
                          'BEGIN { if (c > 0) printf "%.0f", ok * n / c; else print "n/a" }')
     fi
     [[ "$KEEP_TMP" == 1 ]] || rm -rf "$dir/logs" # can be GBs; keep the disk bounded between runs
+    # What this server left unwritten (the original never syncs) is written now, not during the
+    # next one's measurement.
+    sync
   done
 done
 

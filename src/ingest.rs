@@ -133,7 +133,30 @@ pub struct RecordError {
 }
 
 /// Decodes and validates `body` (already decompressed) as `format`.
+///
+/// JSON records already written exactly as the store writes them are checked and copied as they
+/// are, not decoded and encoded again (see `json::decode_array`); the result is the same.
 pub fn decode(format: Format, body: &[u8], limits: &Limits) -> Result<EncodedBatch, DecodeError> {
+    decode_with(format, body, limits, true)
+}
+
+/// [`decode`] without its fast path for records in the stored form: each one is decoded and
+/// encoded again. The property tests check that both give the same answer on any body.
+#[doc(hidden)]
+pub fn decode_in_full(
+    format: Format,
+    body: &[u8],
+    limits: &Limits,
+) -> Result<EncodedBatch, DecodeError> {
+    decode_with(format, body, limits, false)
+}
+
+fn decode_with(
+    format: Format,
+    body: &[u8],
+    limits: &Limits,
+    stored_form: bool,
+) -> Result<EncodedBatch, DecodeError> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(DecodeError::Empty);
@@ -141,8 +164,8 @@ pub fn decode(format: Format, body: &[u8], limits: &Limits) -> Result<EncodedBat
     let expected_output = expected_output(format, body.len());
     let mut validator = Validator::new(limits, expected_output);
     match format {
-        Format::JsonArray => json::decode_array(body, &mut validator)?,
-        Format::Ndjson => json::decode_lines(body, &mut validator)?,
+        Format::JsonArray => json::decode_array(body, &mut validator, stored_form)?,
+        Format::Ndjson => json::decode_lines(body, &mut validator, stored_form)?,
         Format::Csv => csv::decode(body, &mut validator)?,
     }
     validator.finish()
@@ -177,19 +200,20 @@ pub fn append_record(
 /// The event hour of `value` if it is a line exactly as [`crate::record::write_line`] would write
 /// it for a valid record: valid fields, canonical UTC timestamp, nothing to trim or escape.
 fn canonical_line_hour(value: &[u8], limits: &Limits) -> Option<Hour> {
-    let (timestamp, path, agent) = crate::record::split_stored_line(value)?;
-    let plain = |field: &str| {
-        field.len() <= limits.max_field_bytes
-            && field.trim().len() == field.len()
-            && !field.bytes().any(|b| b < 0x20)
-    };
-    if !plain(path) || !plain(agent) || timestamp.len() > 40 {
+    canonical_hour(crate::record::split_stored_line(value)?, limits)
+}
+
+/// The event hour of a record whose values were found in the stored form
+/// ([`crate::record::stored_line_at`]) if the line is exactly what encoding the record would
+/// write: each value valid and written as it is, the timestamp canonical.
+fn canonical_hour((timestamp, path, agent): (&str, &str, &str), limits: &Limits) -> Option<Hour> {
+    // (`stored_line_at` found no escape and no control character in them.)
+    let plain = |field: &str| field.len() <= limits.max_field_bytes && field.trim() == field;
+    if !plain(path) || !plain(agent) {
         return None;
     }
-    let ts = DateTime::parse_from_rfc3339(timestamp).ok()?.to_utc();
-    let mut canonical = Vec::with_capacity(40);
-    crate::record::write_timestamp(&mut canonical, &ts);
-    (canonical == timestamp.as_bytes()).then(|| Hour::of(&ts))
+    let ts = crate::record::parse_canonical_timestamp(timestamp)?;
+    Some(Hour::of(&ts))
 }
 
 fn append_decoded_record(
@@ -207,7 +231,7 @@ fn append_decoded_record(
     let mark = batch.mark();
     let mut validator = Validator::new(&limits, 0);
     validator.batch = std::mem::take(batch);
-    let outcome = json::decode_lines(value, &mut validator);
+    let outcome = json::decode_lines(value, &mut validator, false);
     let failed = outcome.is_err() || validator.total_errors > 0;
     let errors = std::mem::take(&mut validator.errors);
     let total = validator.total_errors;
@@ -298,18 +322,37 @@ impl<'l> Validator<'l> {
         let timestamp = self.timestamp(at, timestamp);
         let path = self.text(at, "path", path);
         let agent = self.text(at, "userAgent", agent);
-        if let (Some(ts), Some(path), Some(agent)) = (timestamp, path, agent)
-            && self.total_errors == 0
-        {
-            if self.batch.chunks.is_empty() {
-                let first = self.batch.chunk_for(Hour::of(&ts));
-                first.lines.reserve(self.expected_output);
-            }
-            if !self.too_many_hours {
-                self.batch.push(&ts, &path, &agent);
-                // The batch is refused as a whole; the rest is still validated, not encoded.
-                self.too_many_hours = self.batch.chunks.len() > self.limits.max_hours;
-            }
+        if let (Some(ts), Some(path), Some(agent)) = (timestamp, path, agent) {
+            self.encode(Hour::of(&ts), |batch| batch.push(&ts, &path, &agent));
+        }
+    }
+
+    /// A record found laid out as a stored line, `line`, with the values `fields` (no escapes):
+    /// kept as it is when that is exactly its encoding ([`canonical_hour`]), else validated and
+    /// encoded like any record.
+    fn stored_form(&mut self, at: Position, fields: (&str, &str, &str), line: &[u8]) {
+        if let Some(hour) = canonical_hour(fields, self.limits) {
+            self.encode(hour, |batch| batch.push_line(hour, line));
+            return;
+        }
+        let text = |value| Field::Text(Cow::Borrowed(value));
+        let (timestamp, path, agent) = fields;
+        self.record(at, text(timestamp), text(path), text(agent));
+    }
+
+    /// Adds a valid record of `hour` with `push`, while the batch is still clean.
+    fn encode(&mut self, hour: Hour, push: impl FnOnce(&mut EncodedBatch)) {
+        if self.total_errors > 0 {
+            return;
+        }
+        if self.batch.chunks.is_empty() {
+            let first = self.batch.chunk_for(hour);
+            first.lines.reserve(self.expected_output);
+        }
+        if !self.too_many_hours {
+            push(&mut self.batch);
+            // The batch is refused as a whole; the rest is still validated, not encoded.
+            self.too_many_hours = self.batch.chunks.len() > self.limits.max_hours;
         }
     }
 
@@ -353,6 +396,9 @@ impl<'l> Validator<'l> {
                 format!("{text:?} has {fraction_digits} fractional-second digits; at most 9 (nanoseconds)"),
             );
             return None;
+        }
+        if let Some(ts) = crate::record::parse_canonical_timestamp(&text) {
+            return Some(ts);
         }
         let ts = match DateTime::parse_from_rfc3339(&text) {
             Ok(ts) => ts.with_timezone(&Utc),

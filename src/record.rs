@@ -107,30 +107,86 @@ pub fn write_line(out: &mut Vec<u8>, ts: &DateTime<Utc>, path: &str, user_agent:
 }
 
 /// Splits a line in exactly the stored format, `{"timestamp":"…","path":"…","userAgent":"…"}`
-/// (no newline), into its three values, if none of them holds an escape and none is empty.
+/// (no newline), into its three values, if none of them holds an escape or a control character
+/// and none is empty.
 /// Lines that are not in that exact form return `None` (a JSON parser must judge them).
 pub fn split_stored_line(line: &[u8]) -> Option<(&str, &str, &str)> {
-    let rest = line.strip_prefix(b"{\"timestamp\":\"")?;
+    match stored_line_at(line)? {
+        (fields, length) if length == line.len() => Some(fields),
+        _ => None,
+    }
+}
+
+/// [`split_stored_line`] for a line at the start of `bytes` (an element of a JSON array, say):
+/// its three values and its length in bytes.
+pub fn stored_line_at(bytes: &[u8]) -> Option<((&str, &str, &str), usize)> {
+    let rest = bytes.strip_prefix(b"{\"timestamp\":\"")?;
     let (timestamp, rest) = plain_string(rest)?;
     let rest = rest.strip_prefix(b",\"path\":\"")?;
     let (path, rest) = plain_string(rest)?;
     let rest = rest.strip_prefix(b",\"userAgent\":\"")?;
     let (agent, rest) = plain_string(rest)?;
-    if rest != b"}" || timestamp.is_empty() || path.is_empty() || agent.is_empty() {
+    let rest = rest.strip_prefix(b"}")?;
+    if timestamp.is_empty() || path.is_empty() || agent.is_empty() {
         return None;
     }
-    Some((
+    let fields = (
         std::str::from_utf8(timestamp).ok()?,
         std::str::from_utf8(path).ok()?,
         std::str::from_utf8(agent).ok()?,
-    ))
+    );
+    Some((fields, bytes.len() - rest.len()))
 }
 
-/// Splits off a JSON string body up to its closing quote; `None` if it has escapes.
+/// Reads a timestamp written exactly as [`write_timestamp`] writes it (`2025-11-22T14:23:00Z`,
+/// `2025-11-22T14:23:00.5Z`: UTC, no trailing zero in the fraction) in one pass, without the
+/// general RFC 3339 parser. `None` for any other text, valid or not, and for dates and times
+/// that do not exist (leap seconds included): the caller then asks chrono.
+pub fn parse_canonical_timestamp(text: &str) -> Option<DateTime<Utc>> {
+    let b = text.as_bytes();
+    if b.len() < 20 || b[b.len() - 1] != b'Z' {
+        return None;
+    }
+    let shape = b[4] == b'-' && b[7] == b'-' && b[10] == b'T' && b[13] == b':' && b[16] == b':';
+    let digits = |range: std::ops::Range<usize>| -> Option<u32> {
+        b[range].iter().try_fold(0u32, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    if !shape {
+        return None;
+    }
+    let nanos = match &b[19..b.len() - 1] {
+        [] => 0,
+        [b'.', fraction @ ..]
+            if (1..=9).contains(&fraction.len()) && fraction.last() != Some(&b'0') =>
+        {
+            let value = digits(20..b.len() - 1)?;
+            value * 10u32.pow(9 - fraction.len() as u32)
+        }
+        _ => return None,
+    };
+    let date =
+        chrono::NaiveDate::from_ymd_opt(digits(0..4)? as i32, digits(5..7)?, digits(8..10)?)?;
+    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    // chrono takes second 59 with a nanosecond past 1e9 as a leap second: never one here.
+    if second > 59 {
+        return None;
+    }
+    let time = chrono::NaiveTime::from_hms_nano_opt(hour, minute, second, nanos)?;
+    Some(date.and_time(time).and_utc())
+}
+
+/// Splits off a JSON string body up to its closing quote; `None` if it has an escape or a raw
+/// control character (which JSON does not allow in a string).
 fn plain_string(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
     let quote = memchr::memchr(b'"', bytes)?;
     let value = &bytes[..quote];
-    if memchr::memchr(b'\\', value).is_some() {
+    // No early exit: the scan is vectorised.
+    if value
+        .iter()
+        .fold(false, |odd, &b| odd | (b < 0x20) | (b == b'\\'))
+    {
         return None;
     }
     Some((value, &bytes[quote + 1..]))
@@ -300,6 +356,64 @@ mod tests {
             let mut out = Vec::new();
             write_timestamp(&mut out, &utc(input));
             assert_eq!(String::from_utf8(out).unwrap(), expected, "input {input}");
+        }
+    }
+
+    #[test]
+    fn canonical_timestamps_are_read_without_chrono_and_others_are_left_to_it() {
+        for text in [
+            "2025-11-22T14:23:00Z",
+            "2025-11-22T14:23:00.5Z",
+            "2025-11-22T14:23:00.123456789Z",
+            "0000-01-01T00:00:00Z",
+            "2024-02-29T23:59:59.000000001Z",
+            "9999-12-31T23:59:59.999999999Z",
+        ] {
+            assert_eq!(parse_canonical_timestamp(text), Some(utc(text)), "{text}");
+        }
+        for text in [
+            "2025-11-22T14:23:00.500Z",
+            "2025-11-22T14:23:00.0Z",
+            "2025-11-22T14:23:00.1234567891Z",
+            "2025-11-22T14:23:00.Z",
+            "2025-11-22T14:23:00+00:00",
+            "2025-11-22t14:23:00Z",
+            "2025-11-22T14:23:00z",
+            "2025-11-22 14:23:00Z",
+            "2025-02-29T14:23:00Z",
+            "2025-11-22T24:00:00Z",
+            "2016-12-31T23:59:60Z",
+            "2025-11-22T14:60:00Z",
+            "2025-1-22T14:23:00Z",
+            "+2025-11-22T14:23:00Z",
+            "2025-11-22T14:23:0aZ",
+            "",
+        ] {
+            assert_eq!(parse_canonical_timestamp(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_stored_line_is_found_at_the_start_of_bytes_without_escapes_or_control_characters() {
+        let line = r#"{"timestamp":"2025-11-22T14:00:00Z","path":"/a","userAgent":"curl"}"#;
+        let bytes = format!("{line},\n{line}]");
+        assert_eq!(
+            stored_line_at(bytes.as_bytes()),
+            Some((("2025-11-22T14:00:00Z", "/a", "curl"), line.len()))
+        );
+        assert_eq!(
+            split_stored_line(bytes.as_bytes()),
+            None,
+            "more after the line"
+        );
+        for odd in [
+            r#"{"timestamp":"2025-11-22T14:00:00Z","path":"/a\"b","userAgent":"curl"}"#,
+            "{\"timestamp\":\"2025-11-22T14:00:00Z\",\"path\":\"/a\tb\",\"userAgent\":\"curl\"}",
+            r#"{"timestamp":"2025-11-22T14:00:00Z","path":"","userAgent":"curl"}"#,
+            r#"{"timestamp":"2025-11-22T14:00:00Z", "path":"/a","userAgent":"curl"}"#,
+            r#"{"path":"/a","timestamp":"2025-11-22T14:00:00Z","userAgent":"curl"}"#,
+        ] {
+            assert_eq!(stored_line_at(odd.as_bytes()), None, "{odd}");
         }
     }
 

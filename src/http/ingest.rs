@@ -105,7 +105,8 @@ pub(super) async fn post_logs(
         Ok::<_, ApiError>((batch, fingerprint))
     };
     let (batch, fingerprint) = if size <= INLINE_DECODE_BYTES {
-        decode()?
+        // Called by value, so the body goes as soon as it is decoded, not when the answer does.
+        call_once(decode)?
     } else {
         let decoding = tokio::task::spawn_blocking(decode);
         match tokio::time::timeout_at(deadline, decoding).await {
@@ -177,6 +178,11 @@ pub(super) async fn post_logs(
             Err(ApiError::IdempotencyKeyReused)
         }
     }
+}
+
+/// Runs `f`, consuming it: what it captured is dropped on return.
+fn call_once<T>(f: impl FnOnce() -> T) -> T {
+    f()
 }
 
 /// The request's `Idempotency-Key`, if it has one (400 if it is not a valid key).

@@ -48,3 +48,8 @@ fn stored_lines_append_like_ndjson() {
 fn append_record_agrees_with_ndjson_on_any_line() {
     check("append_record_agrees_with_ndjson_on_any_line");
 }
+
+#[test]
+fn stored_form_bodies_decode_as_in_full() {
+    check("stored_form_bodies_decode_as_in_full");
+}

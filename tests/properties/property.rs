@@ -12,6 +12,7 @@ use log_pipeline::ingest::{self, DecodeError, Format, Limits, MAX_REPORTED_ERROR
 use log_pipeline::record::{self, EncodedBatch};
 use proptest::collection::vec;
 use proptest::prelude::*;
+use proptest::sample::select;
 use proptest::test_runner::{TestCaseError, TestRunner};
 
 use crate::oracle::{self, HourLines};
@@ -24,7 +25,7 @@ pub struct Property {
     pub check: fn(&mut TestRunner) -> Result<(), String>,
 }
 
-pub const ALL: [Property; 5] = [
+pub const ALL: [Property; 6] = [
     Property {
         name: "any_bytes_decode_to_a_batch_or_an_error",
         check: any_bytes_decode_to_a_batch_or_an_error,
@@ -44,6 +45,10 @@ pub const ALL: [Property; 5] = [
     Property {
         name: "append_record_agrees_with_ndjson_on_any_line",
         check: append_record_agrees_with_ndjson_on_any_line,
+    },
+    Property {
+        name: "stored_form_bodies_decode_as_in_full",
+        check: stored_form_bodies_decode_as_in_full,
     },
 ];
 
@@ -157,7 +162,8 @@ fn valid_records_decode_alike_in_every_format(runner: &mut TestRunner) -> Result
 }
 
 /// `record::write_timestamp` prints every instant of years 0000-9999 as chrono's RFC 3339 in UTC
-/// with Go's trimming of fractions, and the text reads back to the same instant.
+/// with Go's trimming of fractions, and the text reads back to the same instant, through chrono
+/// and through `record::parse_canonical_timestamp`.
 fn timestamps_print_like_go_rfc3339nano(runner: &mut TestRunner) -> Result<(), String> {
     run(runner, strategies::utc_instant(), |instant| {
         let mut out = Vec::new();
@@ -166,6 +172,7 @@ fn timestamps_print_like_go_rfc3339nano(runner: &mut TestRunner) -> Result<(), S
         prop_assert_eq!(&text, &oracle::go_rfc3339_nano(&instant));
         let back = DateTime::parse_from_rfc3339(&text).map_err(|e| fail(e.to_string()))?;
         prop_assert_eq!(back.to_utc(), instant);
+        prop_assert_eq!(record::parse_canonical_timestamp(&text), Some(instant));
         Ok(())
     })
 }
@@ -286,4 +293,96 @@ fn lines_read_back(hours: &[HourLines]) -> Result<(), TestCaseError> {
         prop_assert_eq!(user_agent.trim(), &user_agent);
     }
     Ok(())
+}
+
+/// A JSON array or NDJSON body of records in (or near) the stored form, which `ingest::decode`
+/// copies as they are when it can, gets exactly the answer of decoding every record in full
+/// (`ingest::decode_in_full`): the same batch, or the same error. The lines are stored lines
+/// (escapes included), or text in the stored shape with any content (see
+/// `strategies::stored_shape`), between any JSON whitespace (and now and then a form feed, which
+/// is not JSON whitespace), with up to two changes; a third of the bodies are left whole and
+/// plain, so that the fast path takes them all.
+fn stored_form_bodies_decode_as_in_full(runner: &mut TestRunner) -> Result<(), String> {
+    let line = prop_oneof![
+        2 => stored_record().prop_map(|record| {
+            let line = write_lines(&[record]).concat();
+            line[..line.len() - 1].to_vec()
+        }),
+        1 => strategies::stored_shape(),
+    ];
+    let gap = select(vec!["", " ", "\n", "\r\n", "\t ", "\x0c"]);
+    let mixed = (
+        prop_oneof![Just(Format::JsonArray), Just(Format::Ndjson)],
+        vec((line, gap), 1..=12),
+        strategies::damage(2),
+    )
+        .prop_map(|(format, lines, damage)| {
+            let body = stored_form_body(format, &lines);
+            (format, strategies::damaged(body, &damage))
+        });
+    let plain = (
+        prop_oneof![Just(Format::JsonArray), Just(Format::Ndjson)],
+        vec(
+            (
+                strategies::utc_instant(),
+                "[ -!#-\\[\\]-~]{1,40}",
+                "[ -!#-\\[\\]-~]{1,40}",
+            ),
+            1..=12,
+        ),
+    )
+        .prop_filter_map(
+            "fields with surrounding spaces are not plain",
+            |(format, records)| {
+                let records: Vec<_> = records
+                    .into_iter()
+                    .map(|(ts, path, agent)| (ts, path.trim().to_owned(), agent.trim().to_owned()))
+                    .collect();
+                if records
+                    .iter()
+                    .any(|(_, path, agent)| path.is_empty() || agent.is_empty())
+                {
+                    return None;
+                }
+                let lines: Vec<_> = write_lines(&records)
+                    .into_iter()
+                    .map(|line| (line[..line.len() - 1].to_vec(), "\n"))
+                    .collect();
+                Some((format, stored_form_body(format, &lines)))
+            },
+        );
+    run(
+        runner,
+        prop_oneof![2 => mixed, 1 => plain],
+        |(format, body)| {
+            for limits in [&ROOMY, &TIGHT] {
+                let fast = ingest::decode(format, &body, limits);
+                let full = ingest::decode_in_full(format, &body, limits);
+                prop_assert_eq!(fast, full, "{:?}", String::from_utf8_lossy(&body));
+            }
+            Ok(())
+        },
+    )
+}
+
+/// `lines` as a JSON array (each gap before a comma) or as NDJSON (each gap after a newline).
+fn stored_form_body(format: Format, lines: &[(Vec<u8>, &str)]) -> Vec<u8> {
+    let mut body = Vec::new();
+    if format == Format::JsonArray {
+        body.push(b'[');
+    }
+    for (i, (line, gap)) in lines.iter().enumerate() {
+        if format == Format::JsonArray && i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(line);
+        body.extend_from_slice(gap.as_bytes());
+        if format == Format::Ndjson {
+            body.push(b'\n');
+        }
+    }
+    if format == Format::JsonArray {
+        body.push(b']');
+    }
+    body
 }
