@@ -203,11 +203,11 @@ fn canonical_line_hour(value: &[u8], limits: &Limits) -> Option<Hour> {
     canonical_hour(crate::record::split_stored_line(value)?, limits)
 }
 
-/// The event hour of a record whose values were found in the stored form
-/// ([`crate::record::stored_line_at`]) if the line is exactly what encoding the record would
-/// write: each value valid and written as it is, the timestamp canonical.
+/// The event hour of a record whose values were found in the stored form, with no escape and no
+/// control character ([`crate::record::stored_line_at`], [`json::StoredRecord`]), if the line is
+/// exactly what encoding the record would write: each value valid and written as it is, the
+/// timestamp canonical.
 fn canonical_hour((timestamp, path, agent): (&str, &str, &str), limits: &Limits) -> Option<Hour> {
-    // (`stored_line_at` found no escape and no control character in them.)
     let plain = |field: &str| field.len() <= limits.max_field_bytes && field.trim() == field;
     if !plain(path) || !plain(agent) {
         return None;
@@ -327,17 +327,28 @@ impl<'l> Validator<'l> {
         }
     }
 
-    /// A record found laid out as a stored line, `line`, with the values `fields` (no escapes):
-    /// kept as it is when that is exactly its encoding ([`canonical_hour`]), else validated and
-    /// encoded like any record.
-    fn stored_form(&mut self, at: Position, fields: (&str, &str, &str), line: &[u8]) {
-        if let Some(hour) = canonical_hour(fields, self.limits) {
-            self.encode(hour, |batch| batch.push_line(hour, line));
+    /// A record found laid out as a stored line: kept as it is when that is exactly its encoding
+    /// ([`canonical_hour`]), else validated and encoded like any record.
+    fn stored_form(&mut self, at: Position, record: json::StoredRecord<'_>) {
+        let fields = (&*record.timestamp, &*record.path, &*record.agent);
+        if record.plain
+            && let Some(hour) = canonical_hour(fields, self.limits)
+        {
+            self.encode(hour, |batch| batch.push_line(hour, record.line));
             return;
         }
-        let text = |value| Field::Text(Cow::Borrowed(value));
-        let (timestamp, path, agent) = fields;
-        self.record(at, text(timestamp), text(path), text(agent));
+        let json::StoredRecord {
+            timestamp,
+            path,
+            agent,
+            ..
+        } = record;
+        self.record(
+            at,
+            Field::Text(timestamp),
+            Field::Text(path),
+            Field::Text(agent),
+        );
     }
 
     /// Adds a valid record of `hour` with `push`, while the batch is still clean.

@@ -120,22 +120,54 @@ pub fn split_stored_line(line: &[u8]) -> Option<(&str, &str, &str)> {
 /// [`split_stored_line`] for a line at the start of `bytes` (an element of a JSON array, say):
 /// its three values and its length in bytes.
 pub fn stored_line_at(bytes: &[u8]) -> Option<((&str, &str, &str), usize)> {
-    let rest = bytes.strip_prefix(b"{\"timestamp\":\"")?;
-    let (timestamp, rest) = plain_string(rest)?;
-    let rest = rest.strip_prefix(b",\"path\":\"")?;
-    let (path, rest) = plain_string(rest)?;
-    let rest = rest.strip_prefix(b",\"userAgent\":\"")?;
-    let (agent, rest) = plain_string(rest)?;
-    let rest = rest.strip_prefix(b"}")?;
-    if timestamp.is_empty() || path.is_empty() || agent.is_empty() {
-        return None;
+    let layout = stored_layout_at(bytes)?;
+    let [timestamp, path, agent] = layout.values.map(|value| {
+        (!value.escaped && !value.text().is_empty()).then(|| std::str::from_utf8(value.text()))
+    });
+    let fields = (timestamp?.ok()?, path?.ok()?, agent?.ok()?);
+    Some((fields, layout.len))
+}
+
+/// A line laid out as the store writes one, `{"timestamp":"…","path":"…","userAgent":"…"}` (those
+/// keys in that order, no whitespace), found by [`stored_layout_at`]; its values may hold escapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredLayout<'a> {
+    /// The timestamp, path and user agent, in that order.
+    pub values: [StoredValue<'a>; 3],
+    /// Bytes from the opening brace to the closing one, included.
+    pub len: usize,
+}
+
+/// One value of a [`StoredLayout`]: a JSON string as it stands in the line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredValue<'a> {
+    /// The string with its quotes.
+    pub quoted: &'a [u8],
+    /// Whether it holds a backslash escape (which is not checked: a JSON parser must read it).
+    pub escaped: bool,
+}
+
+impl<'a> StoredValue<'a> {
+    /// The bytes between the quotes, escapes not undone.
+    pub fn text(&self) -> &'a [u8] {
+        &self.quoted[1..self.quoted.len() - 1]
     }
-    let fields = (
-        std::str::from_utf8(timestamp).ok()?,
-        std::str::from_utf8(path).ok()?,
-        std::str::from_utf8(agent).ok()?,
-    );
-    Some((fields, bytes.len() - rest.len()))
+}
+
+/// The line laid out as the store writes one at the start of `bytes`, if there is one: no raw
+/// control character in its values (JSON allows none), nothing after its closing brace checked.
+pub fn stored_layout_at(bytes: &[u8]) -> Option<StoredLayout<'_>> {
+    let rest = bytes.strip_prefix(b"{\"timestamp\":")?;
+    let (timestamp, rest) = json_string(rest)?;
+    let rest = rest.strip_prefix(b",\"path\":")?;
+    let (path, rest) = json_string(rest)?;
+    let rest = rest.strip_prefix(b",\"userAgent\":")?;
+    let (agent, rest) = json_string(rest)?;
+    let rest = rest.strip_prefix(b"}")?;
+    Some(StoredLayout {
+        values: [timestamp, path, agent],
+        len: bytes.len() - rest.len(),
+    })
 }
 
 /// Reads a timestamp written exactly as [`write_timestamp`] writes it (`2025-11-22T14:23:00Z`,
@@ -177,19 +209,41 @@ pub fn parse_canonical_timestamp(text: &str) -> Option<DateTime<Utc>> {
     Some(date.and_time(time).and_utc())
 }
 
-/// Splits off a JSON string body up to its closing quote; `None` if it has an escape or a raw
-/// control character (which JSON does not allow in a string).
-fn plain_string(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
-    let quote = memchr::memchr(b'"', bytes)?;
-    let value = &bytes[..quote];
-    // No early exit: the scan is vectorised.
-    if value
-        .iter()
-        .fold(false, |odd, &b| odd | (b < 0x20) | (b == b'\\'))
-    {
+/// Splits off the JSON string at the start of `bytes`, up to its closing quote (the first one not
+/// escaped); `None` if there is none, or if the string holds a raw control character.
+fn json_string(bytes: &[u8]) -> Option<(StoredValue<'_>, &[u8])> {
+    const CONTROL: u8 = 1;
+    const BACKSLASH: u8 = 2;
+    let mut from = 1;
+    let mut escaped = false;
+    if bytes.first() != Some(&b'"') {
         return None;
     }
-    Some((value, &bytes[quote + 1..]))
+    loop {
+        let quote = from + memchr::memchr(b'"', &bytes[from..])?;
+        let segment = &bytes[from..quote];
+        // No early exit: the scan is vectorised.
+        let found = segment.iter().fold(0, |found, &b| {
+            found | (u8::from(b < 0x20) * CONTROL) | (u8::from(b == b'\\') * BACKSLASH)
+        });
+        if found & CONTROL != 0 {
+            return None;
+        }
+        // The quote is escaped when an odd run of backslashes comes right before it.
+        let backslashes = match found & BACKSLASH {
+            0 => 0,
+            _ => segment.iter().rev().take_while(|&&b| b == b'\\').count(),
+        };
+        escaped |= found & BACKSLASH != 0;
+        if backslashes % 2 == 0 {
+            let value = StoredValue {
+                quoted: &bytes[..=quote],
+                escaped,
+            };
+            return Some((value, &bytes[quote + 1..]));
+        }
+        from = quote + 1;
+    }
 }
 
 fn write_json_string(out: &mut Vec<u8>, value: &str) {
@@ -414,6 +468,32 @@ mod tests {
             r#"{"path":"/a","timestamp":"2025-11-22T14:00:00Z","userAgent":"curl"}"#,
         ] {
             assert_eq!(stored_line_at(odd.as_bytes()), None, "{odd}");
+        }
+    }
+
+    #[test]
+    fn a_stored_layout_ends_each_value_at_its_first_quote_not_escaped() {
+        let line = r#"{"timestamp":"2025-11-22T14:00:00Z","path":"/a?b=1\u0026c=\"d\\","userAgent":"x\\\"y"}"#;
+        let bytes = format!("{line},");
+        let layout = stored_layout_at(bytes.as_bytes()).unwrap();
+        assert_eq!(layout.len, line.len());
+        let texts = layout.values.map(|value| (value.text(), value.escaped));
+        assert_eq!(
+            texts,
+            [
+                (&b"2025-11-22T14:00:00Z"[..], false),
+                (&br#"/a?b=1\u0026c=\"d\\"#[..], true),
+                (&br#"x\\\"y"#[..], true),
+            ]
+        );
+        for odd in [
+            // The path's quote is escaped, so the path runs on and the layout breaks.
+            r#"{"timestamp":"2025-11-22T14:00:00Z","path":"/a\","userAgent":"curl"}"#,
+            "{\"timestamp\":\"2025-11-22T14:00:00Z\",\"path\":\"/a\nb\",\"userAgent\":\"curl\"}",
+            r#"{"timestamp":"2025-11-22T14:00:00Z","path":"/a","userAgent":"curl""#,
+            r#"{"timestamp":2025,"path":"/a","userAgent":"curl"}"#,
+        ] {
+            assert_eq!(stored_layout_at(odd.as_bytes()), None, "{odd}");
         }
     }
 

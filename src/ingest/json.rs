@@ -33,28 +33,69 @@ pub(super) fn decode_array(
 
 /// The fast path of [`decode_array`], for an array whose every element is laid out as the store
 /// writes a line, `{"timestamp":"…","path":"…","userAgent":"…"}`: those keys in that order, no
-/// whitespace inside, no escapes (what our own producer sends, and what most clients' JSON
-/// encoders write for this record). The values are then known without a JSON parser: each
-/// record is validated as the full path would ([`Validator::stored_form`]). `None` as soon as
-/// an element is laid out otherwise (or the batch is over `maxRecords`): the body is then decoded
-/// in full, which gives the same answer for the same records.
+/// whitespace inside (what our own producer sends, and what most clients' JSON encoders write for
+/// this record). The values are then found without a JSON parser ([`StoredRecord`]) and each
+/// record is validated as the full path would ([`Validator::stored_form`]). `None` as soon as an
+/// element is laid out otherwise, holds an escape serde_json refuses, or the batch is over
+/// `maxRecords`: the body is then decoded in full, which gives the same answer for the same
+/// records.
 fn stored_array<'l>(body: &[u8], validator: &Validator<'l>) -> Option<Validator<'l>> {
     let mut stored = Validator::new(validator.limits, validator.expected_output);
     let mut rest = skip_whitespace(body).strip_prefix(b"[")?;
     loop {
         rest = skip_whitespace(rest);
-        let (fields, length) = crate::record::stored_line_at(rest)?;
+        let record = StoredRecord::at(rest)?;
+        let length = record.line.len();
         let at = Position {
             index: stored.admit().ok()?,
             line: None,
         };
-        stored.stored_form(at, fields, &rest[..length]);
+        stored.stored_form(at, record);
         rest = skip_whitespace(&rest[length..]);
         match rest.split_first()? {
             (b',', after) => rest = after,
             (b']', after) => return skip_whitespace(after).is_empty().then_some(stored),
             _ => return None,
         }
+    }
+}
+
+/// A record laid out as the store writes a line (`record::stored_layout_at`), its values read:
+/// borrowed from the body, or unescaped by serde_json when they hold an escape (Go's encoder
+/// writes `&` as `\u0026`, say).
+pub(super) struct StoredRecord<'b> {
+    /// The record's text, from its opening brace to its closing one.
+    pub line: &'b [u8],
+    pub timestamp: Cow<'b, str>,
+    pub path: Cow<'b, str>,
+    pub agent: Cow<'b, str>,
+    /// No value held an escape or was empty: `line` may be what encoding the record writes.
+    pub plain: bool,
+}
+
+impl<'b> StoredRecord<'b> {
+    /// The record at the start of `bytes`; `None` if it is not laid out as a stored line, or a
+    /// value is not valid UTF-8 or holds an escape that JSON does not allow (a full parse then
+    /// reports where).
+    fn at(bytes: &'b [u8]) -> Option<StoredRecord<'b>> {
+        let layout = crate::record::stored_layout_at(bytes)?;
+        let plain = layout
+            .values
+            .iter()
+            .all(|value| !value.escaped && !value.text().is_empty());
+        let [timestamp, path, agent] = layout.values.map(|value| match value.escaped {
+            false => std::str::from_utf8(value.text()).ok().map(Cow::Borrowed),
+            true => serde_json::from_slice::<String>(value.quoted)
+                .ok()
+                .map(Cow::Owned),
+        });
+        Some(StoredRecord {
+            line: &bytes[..layout.len],
+            timestamp: timestamp?,
+            path: path?,
+            agent: agent?,
+            plain,
+        })
     }
 }
 
@@ -112,10 +153,10 @@ pub(super) fn decode_lines(
         };
         let trimmed = trim_whitespace(line);
         if stored_form
-            && let Some((fields, length)) = crate::record::stored_line_at(trimmed)
-            && length == trimmed.len()
+            && let Some(record) = StoredRecord::at(trimmed)
+            && record.line.len() == trimmed.len()
         {
-            validator.stored_form(at, fields, trimmed);
+            validator.stored_form(at, record);
             continue;
         }
         // As in `decode_array`: a line that is UTF-8 is read as text, not checked string by string.

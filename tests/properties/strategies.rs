@@ -173,6 +173,21 @@ fn raw_field() -> impl Strategy<Value = String> {
     let plain = vec(plain_char, 1..24).prop_map(String::from_iter);
     let space = select(vec![' ', '\t', '\u{85}', '\u{a0}', '\u{2028}', '\u{3000}']);
     let odd = select(vec!['"', '\\', '\0', '\n', '\u{1f}', '\u{7f}']);
+    let escape = select(vec![
+        "\\u0026",
+        "\\u003c",
+        "\\/",
+        "\\\"",
+        "\\\\",
+        "\\t",
+        "\\u00e9",
+        "\\ud83d\\ude00",
+        "\\ud800",
+        "\\u0020",
+        "\\x",
+        "\\u12",
+        "\\\\\\",
+    ]);
     prop_oneof![
         4 => plain.clone(),
         2 => (plain.clone(), space, any::<bool>()).prop_map(|(text, space, front)| match front {
@@ -180,7 +195,10 @@ fn raw_field() -> impl Strategy<Value = String> {
             false => format!("{text}{space}"),
         }),
         1 => vec(proptest::char::range('a', 'z'), 240..330).prop_map(String::from_iter),
-        1 => (plain.clone(), odd, plain).prop_map(|(a, odd, b)| format!("{a}{odd}{b}")),
+        1 => (plain.clone(), odd, plain.clone()).prop_map(|(a, odd, b)| format!("{a}{odd}{b}")),
+        // Escapes JSON allows (Go writes `&` as `\u0026`), and some it does not.
+        1 => (plain.clone(), vec(escape, 1..3), plain)
+            .prop_map(|(a, escapes, b)| format!("{a}{}{b}", escapes.concat())),
         1 => Just(String::new()),
     ]
 }
