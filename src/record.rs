@@ -212,29 +212,27 @@ pub fn parse_canonical_timestamp(text: &str) -> Option<DateTime<Utc>> {
 /// Splits off the JSON string at the start of `bytes`, up to its closing quote (the first one not
 /// escaped); `None` if there is none, or if the string holds a raw control character.
 fn json_string(bytes: &[u8]) -> Option<(StoredValue<'_>, &[u8])> {
-    const CONTROL: u8 = 1;
-    const BACKSLASH: u8 = 2;
-    let mut from = 1;
-    let mut escaped = false;
     if bytes.first() != Some(&b'"') {
         return None;
     }
+    let mut from = 1;
+    let mut escaped = false;
     loop {
         let quote = from + memchr::memchr(b'"', &bytes[from..])?;
         let segment = &bytes[from..quote];
-        // No early exit: the scan is vectorised.
-        let found = segment.iter().fold(0, |found, &b| {
-            found | (u8::from(b < 0x20) * CONTROL) | (u8::from(b == b'\\') * BACKSLASH)
-        });
-        if found & CONTROL != 0 {
-            return None;
-        }
+        // No early exit: the scan is vectorised. Most values end here.
+        let odd = segment
+            .iter()
+            .fold(false, |odd, &b| odd | (b < 0x20) | (b == b'\\'));
         // The quote is escaped when an odd run of backslashes comes right before it.
-        let backslashes = match found & BACKSLASH {
-            0 => 0,
-            _ => segment.iter().rev().take_while(|&&b| b == b'\\').count(),
+        let backslashes = match odd {
+            false => 0,
+            true if segment.iter().any(|&b| b < 0x20) => return None,
+            true => {
+                escaped |= memchr::memchr(b'\\', segment).is_some();
+                segment.iter().rev().take_while(|&&b| b == b'\\').count()
+            }
         };
-        escaped |= found & BACKSLASH != 0;
         if backslashes % 2 == 0 {
             let value = StoredValue {
                 quoted: &bytes[..=quote],
