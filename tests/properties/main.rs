@@ -53,3 +53,8 @@ fn append_record_agrees_with_ndjson_on_any_line() {
 fn stored_form_bodies_decode_as_in_full() {
     check("stored_form_bodies_decode_as_in_full");
 }
+
+#[test]
+fn csv_bodies_decode_as_in_full() {
+    check("csv_bodies_decode_as_in_full");
+}

@@ -428,7 +428,7 @@ fn csv_body(records: &[ClientRecord], layout: &Layout) -> String {
 
 /// A CSV field as RFC 4180 section 2 describes it: quoted when asked, or when it holds a comma,
 /// quote or line break; quotes inside doubled.
-fn csv_cell(text: &str, quote: bool) -> String {
+pub fn csv_cell(text: &str, quote: bool) -> String {
     if quote || text.contains([',', '"', '\r', '\n']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
