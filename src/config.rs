@@ -512,7 +512,16 @@ pub struct KafkaConfig {
     /// tansu 0.6 the group then stays closed to every member, see README). Default `45s`.
     #[serde(deserialize_with = "go_duration::deserialize")]
     pub session_timeout: Duration,
+    /// `kafka.fetchMaxBytes`: most bytes (compressed) a consumer asks the broker for in one
+    /// fetch (librdkafka `fetch.max.bytes`; `max.partition.fetch.bytes` is the smaller of it and
+    /// 8 MiB). Fetched messages and their decompressed copies are most of v2's memory: larger
+    /// reads faster and takes more. From 1 MiB to 64 MiB. Default 4 MiB (see README, Benchmarks).
+    pub fetch_max_bytes: usize,
 }
+
+/// Bounds of `kafka.fetchMaxBytes`: librdkafka needs at least `message.max.bytes` (1 MB), and
+/// its `receive.message.max.bytes` (100 MB) must exceed it.
+pub const FETCH_MAX_BYTES: std::ops::RangeInclusive<usize> = 1 << 20..=64 << 20;
 
 impl Default for KafkaConfig {
     fn default() -> Self {
@@ -531,6 +540,7 @@ impl Default for KafkaConfig {
             partitions: 3,
             dead_letter_topic: "logs.dlq".to_owned(),
             session_timeout: Duration::from_secs(45),
+            fetch_max_bytes: 4 << 20,
         }
     }
 }
@@ -921,6 +931,16 @@ impl Config {
             problem("storage.analyticsDir", "must not be empty".to_owned());
         }
 
+        if !FETCH_MAX_BYTES.contains(&self.kafka.fetch_max_bytes) {
+            problem(
+                "kafka.fetchMaxBytes",
+                format!(
+                    "must be from {} to {} bytes (1 MiB to 64 MiB)",
+                    FETCH_MAX_BYTES.start(),
+                    FETCH_MAX_BYTES.end()
+                ),
+            );
+        }
         if self.ingestion.max_hours_per_batch > MAX_HOURS_PER_BATCH {
             problem(
                 "ingestion.maxHoursPerBatch",
@@ -1382,6 +1402,7 @@ kafka:
   partitions: 12
   deadLetterTopic: events.dead
   sessionTimeout: 10s
+  fetchMaxBytes: 16777216
 auth:
   tokens: [alpha, beta]
   protect: [metrics]
@@ -1477,6 +1498,7 @@ profiling:
                 partitions: 12,
                 dead_letter_topic: "events.dead".to_owned(),
                 session_timeout: Duration::from_secs(10),
+                fetch_max_bytes: 16 << 20,
             }
         );
         assert_eq!(c.auth.tokens, vec!["alpha".to_owned(), "beta".to_owned()]);
@@ -1654,6 +1676,10 @@ profiling:
             ("kafka: { batchSize: 0 }", "kafka.batchSize: must be"),
             ("kafka: { consumers: 0 }", "kafka.consumers: must be"),
             ("kafka: { partitions: 0 }", "kafka.partitions: must be"),
+            (
+                "kafka: { fetchMaxBytes: 1000000 }",
+                "kafka.fetchMaxBytes: must be from 1048576 to 67108864 bytes",
+            ),
             (
                 "server: { readHeaderTimeout: 0s }",
                 "server.readHeaderTimeout: must be greater than 0s",

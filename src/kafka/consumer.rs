@@ -82,6 +82,8 @@ const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 const FLUSHING_POLL_TIMEOUT: Duration = Duration::from_millis(2);
 /// Messages the buffer may hold while a flush is in flight, at least.
 const MIN_BUFFER_CAP: usize = 50_000;
+/// librdkafka `max.partition.fetch.bytes`, unless `kafka.fetchMaxBytes` is smaller.
+const MAX_PARTITION_FETCH_BYTES: usize = 8 << 20;
 /// Back-off after a failed flush before trying again.
 const RETRY_BACKOFF: Duration = Duration::from_millis(500);
 /// The first back-off after a failed dead-letter send; it doubles up to the maximum.
@@ -244,9 +246,17 @@ pub fn consumer_config(kafka: &KafkaConfig, index: usize) -> ClientConfig {
         )
         .set("heartbeat.interval.ms", "1000")
         .set("statistics.interval.ms", "1000")
-        // Keep the fetcher busy: bigger fetches, and no 1 s back-off when the local queue is
-        // momentarily full (librdkafka's default `fetch.queue.backoff.ms`).
-        .set("max.partition.fetch.bytes", "8388608")
+        // Keep the fetcher busy: no 1 s back-off when the local queue is momentarily full
+        // (librdkafka's default `fetch.queue.backoff.ms`). The fetch size bounds most of the
+        // memory (see `kafka.fetchMaxBytes`).
+        .set("fetch.max.bytes", kafka.fetch_max_bytes.to_string())
+        .set(
+            "max.partition.fetch.bytes",
+            kafka
+                .fetch_max_bytes
+                .min(MAX_PARTITION_FETCH_BYTES)
+                .to_string(),
+        )
         .set("fetch.queue.backoff.ms", "5")
         .set("queued.max.messages.kbytes", "32768");
     client
