@@ -79,6 +79,9 @@ fn main() {
     config.kafka.topic = topic.clone();
     config.kafka.dead_letter_topic = format!("{topic}.dlq");
     config.kafka.group_id = format!("{topic}-group");
+    if let Some(bytes) = env("FETCH_MAX_BYTES") {
+        config.kafka.fetch_max_bytes = bytes.parse().expect("FETCH_MAX_BYTES: a number");
+    }
     let kafka = &config.kafka;
 
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");

@@ -12,6 +12,7 @@
 # prints our durable rate as a share of the broker alone's (target >= 70%).
 #
 # Usage: bash bench/v2.sh     Knobs (env): DURATION=15s CONCURRENCY=50 RECORDS=1000 KEEP_TMP=1
+#   FETCH_MAX_BYTES=<bytes> (kafka.fetchMaxBytes, for ours and the broker alone; default 4 MiB)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -19,6 +20,7 @@ cd "$ROOT"
 DURATION="${DURATION:-15s}"
 CONCURRENCY="${CONCURRENCY:-50}"
 RECORDS="${RECORDS:-1000}"
+FETCH_MAX_BYTES="${FETCH_MAX_BYTES:-4194304}"
 KEEP_TMP="${KEEP_TMP:-0}"
 TARGET=400000
 
@@ -44,7 +46,7 @@ cat >"$TMP/config.yaml" <<EOF
 version: 2
 server: { addr: "127.0.0.1:$PORT" }
 storage: { logsDir: "$TMP/logs", analyticsDir: "$TMP/analytics", fsync: always }
-kafka: { brokers: ["$LOG_PIPELINE_TEST_KAFKA"], topic: bench, deadLetterTopic: bench.dlq, groupID: bench }
+kafka: { brokers: ["$LOG_PIPELINE_TEST_KAFKA"], topic: bench, deadLetterTopic: bench.dlq, groupID: bench, fetchMaxBytes: $FETCH_MAX_BYTES }
 EOF
 "$BIN" --config "$TMP/config.yaml" 2>"$TMP/server.log" &
 SERVER_PID=$!
@@ -98,7 +100,7 @@ echo "target: >= $TARGET durable records/s: $( ((e2e_rate >= TARGET)) && echo me
 
 echo
 echo "== the broker alone (bench/broker.rs): $expected records, our client settings, no HTTP, no files" >&2
-BROKER="$LOG_PIPELINE_TEST_KAFKA" PAYLOAD="$TMP/batch.json" TOTAL="$expected" \
+BROKER="$LOG_PIPELINE_TEST_KAFKA" PAYLOAD="$TMP/batch.json" TOTAL="$expected" FETCH_MAX_BYTES="$FETCH_MAX_BYTES" \
   cargo bench --locked --bench broker 2>"$TMP/broker.log" >"$TMP/broker.txt" \
   || { cat "$TMP/broker.log" "$TMP/broker.txt" >&2; exit 1; }
 cat "$TMP/broker.txt"
