@@ -121,9 +121,9 @@ pub fn split_stored_line(line: &[u8]) -> Option<(&str, &str, &str)> {
 /// its three values and its length in bytes.
 pub fn stored_line_at(bytes: &[u8]) -> Option<((&str, &str, &str), usize)> {
     let layout = stored_layout_at(bytes)?;
-    let [timestamp, path, agent] = layout.values.map(|value| {
-        (!value.escaped && !value.text().is_empty()).then(|| std::str::from_utf8(value.text()))
-    });
+    let [timestamp, path, agent] = layout
+        .values
+        .map(|value| value.is_plain().then(|| std::str::from_utf8(value.text())));
     let fields = (timestamp?.ok()?, path?.ok()?, agent?.ok()?);
     Some((fields, layout.len))
 }
@@ -151,6 +151,11 @@ impl<'a> StoredValue<'a> {
     /// The bytes between the quotes, escapes not undone.
     pub fn text(&self) -> &'a [u8] {
         &self.quoted[1..self.quoted.len() - 1]
+    }
+
+    /// No escape and not empty: the text is the value, and may be what encoding it writes.
+    pub fn is_plain(&self) -> bool {
+        !self.escaped && !self.text().is_empty()
     }
 }
 
@@ -228,8 +233,9 @@ fn json_string(bytes: &[u8]) -> Option<(StoredValue<'_>, &[u8])> {
         let backslashes = match odd {
             false => 0,
             true if segment.iter().any(|&b| b < 0x20) => return None,
+            // No control character, so a backslash.
             true => {
-                escaped |= memchr::memchr(b'\\', segment).is_some();
+                escaped = true;
                 segment.iter().rev().take_while(|&&b| b == b'\\').count()
             }
         };

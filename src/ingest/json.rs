@@ -79,10 +79,7 @@ impl<'b> StoredRecord<'b> {
     /// reports where).
     fn at(bytes: &'b [u8]) -> Option<StoredRecord<'b>> {
         let layout = crate::record::stored_layout_at(bytes)?;
-        let plain = layout
-            .values
-            .iter()
-            .all(|value| !value.escaped && !value.text().is_empty());
+        let plain = layout.values.iter().all(|value| value.is_plain());
         let [timestamp, path, agent] = layout.values.map(|value| match value.escaped {
             false => std::str::from_utf8(value.text()).ok().map(Cow::Borrowed),
             true => serde_json::from_slice::<String>(value.quoted)
