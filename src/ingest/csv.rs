@@ -226,7 +226,8 @@ impl Drop for Rows<'_> {
 struct SimpleRows<'b> {
     body: &'b [u8],
     at: usize,
-    /// Line feeds before `at`.
+    /// Line feeds before `at`, counted in the bytes it skips and the quoted fields it reads
+    /// (what [`Lines`] does for `csv_core` by searching each row again, 2% of the CPU here).
     feeds: usize,
     spans: Vec<Range<usize>>,
 }
