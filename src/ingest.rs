@@ -281,6 +281,13 @@ struct Position {
     line: Option<usize>,
 }
 
+/// A valid timestamp, and its text when that already is its canonical form (which encoding
+/// the record then copies).
+struct Timestamp<'v> {
+    instant: DateTime<Utc>,
+    canonical: Option<Cow<'v, str>>,
+}
+
 /// Checks records one by one, encodes the valid ones and collects the errors.
 struct Validator<'l> {
     limits: &'l Limits,
@@ -326,7 +333,11 @@ impl<'l> Validator<'l> {
         let path = self.text(at, "path", path);
         let agent = self.text(at, "userAgent", agent);
         if let (Some(ts), Some(path), Some(agent)) = (timestamp, path, agent) {
-            self.encode(Hour::of(&ts), |batch| batch.push(&ts, &path, &agent));
+            let hour = Hour::of(&ts.instant);
+            self.encode(hour, |batch| match &ts.canonical {
+                Some(text) => batch.push_canonical(hour, text, &path, &agent),
+                None => batch.push(&ts.instant, &path, &agent),
+            });
         }
     }
 
@@ -384,7 +395,7 @@ impl<'l> Validator<'l> {
         }
     }
 
-    fn timestamp(&mut self, at: Position, value: Field<'_>) -> Option<DateTime<Utc>> {
+    fn timestamp<'v>(&mut self, at: Position, value: Field<'v>) -> Option<Timestamp<'v>> {
         let text = self.present(at, "timestamp", value)?;
         if text.len() > 64 {
             self.reject(
@@ -411,8 +422,11 @@ impl<'l> Validator<'l> {
             );
             return None;
         }
-        if let Some(ts) = crate::record::parse_canonical_timestamp(&text) {
-            return Some(ts);
+        if let Some(instant) = crate::record::parse_canonical_timestamp(&text) {
+            return Some(Timestamp {
+                instant,
+                canonical: Some(text),
+            });
         }
         let ts = match DateTime::parse_from_rfc3339(&text) {
             Ok(ts) => ts.with_timezone(&Utc),
@@ -444,7 +458,10 @@ impl<'l> Validator<'l> {
             );
             return None;
         }
-        Some(ts)
+        Some(Timestamp {
+            instant: ts,
+            canonical: None,
+        })
     }
 
     /// Validates a text field: present, a string, non-empty after trimming, within the size limit.

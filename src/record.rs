@@ -97,8 +97,18 @@ fn put2(out: &mut [u8], value: u32) {
 
 /// Appends one NDJSON line (with its trailing newline) for a validated record.
 pub fn write_line(out: &mut Vec<u8>, ts: &DateTime<Utc>, path: &str, user_agent: &str) {
+    write_line_with(out, |out| write_timestamp(out, ts), path, user_agent);
+}
+
+/// [`write_line`], the timestamp written by `timestamp`.
+fn write_line_with(
+    out: &mut Vec<u8>,
+    timestamp: impl FnOnce(&mut Vec<u8>),
+    path: &str,
+    user_agent: &str,
+) {
     out.extend_from_slice(b"{\"timestamp\":\"");
-    write_timestamp(out, ts);
+    timestamp(out);
     out.extend_from_slice(b"\",\"path\":");
     write_json_string(out, path);
     out.extend_from_slice(b",\"userAgent\":");
@@ -143,6 +153,8 @@ pub struct StoredLayout<'a> {
 pub struct StoredValue<'a> {
     /// The string with its quotes.
     pub quoted: &'a [u8],
+    /// Where its text (after the opening quote) starts in the line.
+    pub text_start: usize,
     /// Whether it holds a backslash escape (which is not checked: a JSON parser must read it).
     pub escaped: bool,
 }
@@ -151,6 +163,13 @@ impl<'a> StoredValue<'a> {
     /// The bytes between the quotes, escapes not undone.
     pub fn text(&self) -> &'a [u8] {
         &self.quoted[1..self.quoted.len() - 1]
+    }
+
+    /// [`StoredValue::text`] as a slice of `line`, the line's bytes already known to be UTF-8 (one
+    /// check for a whole body costs less than one per value). `None` if `line` is not the text
+    /// the layout was found in.
+    pub fn text_in<'t>(&self, line: &'t str) -> Option<&'t str> {
+        line.get(self.text_start..self.text_start + self.quoted.len() - 2)
     }
 
     /// No escape and not empty: the text is the value, and may be what encoding it writes.
@@ -162,12 +181,13 @@ impl<'a> StoredValue<'a> {
 /// The line laid out as the store writes one at the start of `bytes`, if there is one: no raw
 /// control character in its values (JSON allows none), nothing after its closing brace checked.
 pub fn stored_layout_at(bytes: &[u8]) -> Option<StoredLayout<'_>> {
+    let at = |rest: &[u8]| bytes.len() - rest.len();
     let rest = bytes.strip_prefix(b"{\"timestamp\":")?;
-    let (timestamp, rest) = json_string(rest)?;
+    let (timestamp, rest) = json_string(rest, at(rest))?;
     let rest = rest.strip_prefix(b",\"path\":")?;
-    let (path, rest) = json_string(rest)?;
+    let (path, rest) = json_string(rest, at(rest))?;
     let rest = rest.strip_prefix(b",\"userAgent\":")?;
-    let (agent, rest) = json_string(rest)?;
+    let (agent, rest) = json_string(rest, at(rest))?;
     let rest = rest.strip_prefix(b"}")?;
     Some(StoredLayout {
         values: [timestamp, path, agent],
@@ -215,8 +235,9 @@ pub fn parse_canonical_timestamp(text: &str) -> Option<DateTime<Utc>> {
 }
 
 /// Splits off the JSON string at the start of `bytes`, up to its closing quote (the first one not
-/// escaped); `None` if there is none, or if the string holds a raw control character.
-fn json_string(bytes: &[u8]) -> Option<(StoredValue<'_>, &[u8])> {
+/// escaped); `None` if there is none, or if the string holds a raw control character. `offset`
+/// is where `bytes` starts in the line.
+fn json_string(bytes: &[u8], offset: usize) -> Option<(StoredValue<'_>, &[u8])> {
     if bytes.first() != Some(&b'"') {
         return None;
     }
@@ -242,6 +263,7 @@ fn json_string(bytes: &[u8]) -> Option<(StoredValue<'_>, &[u8])> {
         if backslashes % 2 == 0 {
             let value = StoredValue {
                 quoted: &bytes[..=quote],
+                text_start: offset + 1,
                 escaped,
             };
             return Some((value, &bytes[quote + 1..]));
@@ -367,6 +389,16 @@ impl EncodedBatch {
     pub fn push(&mut self, ts: &DateTime<Utc>, path: &str, user_agent: &str) {
         let chunk = self.chunk_for(Hour::of(ts));
         write_line(&mut chunk.lines, ts, path, user_agent);
+        chunk.records += 1;
+    }
+
+    /// [`EncodedBatch::push`] for a record of `hour` whose timestamp is given as `canonical`, text
+    /// that [`parse_canonical_timestamp`] reads (so exactly what [`write_timestamp`] writes for
+    /// it): copied, not formatted again.
+    pub fn push_canonical(&mut self, hour: Hour, canonical: &str, path: &str, user_agent: &str) {
+        let chunk = self.chunk_for(hour);
+        let timestamp = |out: &mut Vec<u8>| out.extend_from_slice(canonical.as_bytes());
+        write_line_with(&mut chunk.lines, timestamp, path, user_agent);
         chunk.records += 1;
     }
 }

@@ -18,14 +18,18 @@ pub(super) fn decode_array(
     validator: &mut Validator<'_>,
     stored_form: bool,
 ) -> Result<(), DecodeError> {
-    if stored_form && let Some(stored) = stored_array(body, validator) {
+    // A body that is UTF-8 as a whole (one fast pass) is read as text: neither the fast path nor
+    // serde_json then checks each string again. Another body is read as bytes, so that its
+    // invalid string is reported where it is.
+    let text = std::str::from_utf8(body);
+    if stored_form
+        && let Ok(text) = text
+        && let Some(stored) = stored_array(text, validator)
+    {
         *validator = stored;
         return Ok(());
     }
-    // A body that is UTF-8 as a whole (one fast pass) is read as text: serde_json then does not
-    // check each string again. Another body is read as bytes, so that its invalid string is
-    // reported where it is.
-    match std::str::from_utf8(body) {
+    match text {
         Ok(text) => decode_array_from(serde_json::Deserializer::from_str(text), validator),
         Err(_) => decode_array_from(serde_json::Deserializer::from_slice(body), validator),
     }
@@ -39,9 +43,9 @@ pub(super) fn decode_array(
 /// element is laid out otherwise, holds an escape serde_json refuses, or the batch is over
 /// `maxRecords`: the body is then decoded in full, which gives the same answer for the same
 /// records.
-fn stored_array<'l>(body: &[u8], validator: &Validator<'l>) -> Option<Validator<'l>> {
+fn stored_array<'l>(body: &str, validator: &Validator<'l>) -> Option<Validator<'l>> {
     let mut stored = Validator::new(validator.limits, validator.expected_output);
-    let mut rest = skip_whitespace(body).strip_prefix(b"[")?;
+    let mut rest = skip_whitespace(body).strip_prefix('[')?;
     loop {
         rest = skip_whitespace(rest);
         let record = StoredRecord::at(rest)?;
@@ -51,11 +55,13 @@ fn stored_array<'l>(body: &[u8], validator: &Validator<'l>) -> Option<Validator<
             line: None,
         };
         stored.stored_form(at, record);
+        // The record ends with its closing brace, so `length` is a character boundary.
         rest = skip_whitespace(&rest[length..]);
-        match rest.split_first()? {
-            (b',', after) => rest = after,
-            (b']', after) => return skip_whitespace(after).is_empty().then_some(stored),
-            _ => return None,
+        if let Some(after) = rest.strip_prefix(',') {
+            rest = after;
+        } else {
+            let after = rest.strip_prefix(']')?;
+            return skip_whitespace(after).is_empty().then_some(stored);
         }
     }
 }
@@ -74,14 +80,14 @@ pub(super) struct StoredRecord<'b> {
 }
 
 impl<'b> StoredRecord<'b> {
-    /// The record at the start of `bytes`; `None` if it is not laid out as a stored line, or a
-    /// value is not valid UTF-8 or holds an escape that JSON does not allow (a full parse then
-    /// reports where).
-    fn at(bytes: &'b [u8]) -> Option<StoredRecord<'b>> {
+    /// The record at the start of `text`; `None` if it is not laid out as a stored line, or a
+    /// value holds an escape that JSON does not allow (a full parse then reports where).
+    fn at(text: &'b str) -> Option<StoredRecord<'b>> {
+        let bytes = text.as_bytes();
         let layout = crate::record::stored_layout_at(bytes)?;
         let plain = layout.values.iter().all(|value| value.is_plain());
         let [timestamp, path, agent] = layout.values.map(|value| match value.escaped {
-            false => std::str::from_utf8(value.text()).ok().map(Cow::Borrowed),
+            false => value.text_in(text).map(Cow::Borrowed),
             true => serde_json::from_slice::<String>(value.quoted)
                 .ok()
                 .map(Cow::Owned),
@@ -97,21 +103,11 @@ impl<'b> StoredRecord<'b> {
 }
 
 /// JSON whitespace: space, tab, line feed, carriage return (not form feed).
-fn is_whitespace(byte: &u8) -> bool {
-    matches!(byte, b' ' | b'\t' | b'\n' | b'\r')
-}
+const WHITESPACE: [char; 4] = [' ', '\t', '\n', '\r'];
 
-/// `bytes` after any JSON whitespace.
-fn skip_whitespace(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|b| !is_whitespace(b));
-    &bytes[start.unwrap_or(bytes.len())..]
-}
-
-/// `bytes` without JSON whitespace at either end.
-fn trim_whitespace(bytes: &[u8]) -> &[u8] {
-    let bytes = skip_whitespace(bytes);
-    let end = bytes.iter().rposition(|b| !is_whitespace(b));
-    &bytes[..end.map_or(0, |end| end + 1)]
+/// `text` after any JSON whitespace.
+fn skip_whitespace(text: &str) -> &str {
+    text.trim_start_matches(WHITESPACE)
 }
 
 fn decode_array_from<'de, R: serde_json::de::Read<'de>>(
@@ -140,7 +136,13 @@ pub(super) fn decode_lines(
     validator: &mut Validator<'_>,
     stored_form: bool,
 ) -> Result<(), DecodeError> {
+    // As in `decode_array`: a line that is UTF-8 is read as text, not checked string by string;
+    // a body that is UTF-8 as a whole is checked once, not line by line.
+    let text = std::str::from_utf8(body).ok();
+    let mut start = 0;
     for (number, line) in body.split(|&b| b == b'\n').enumerate() {
+        let span = start..start + line.len();
+        start = span.end + 1;
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
@@ -148,22 +150,27 @@ pub(super) fn decode_lines(
             index: validator.admit()?,
             line: Some(number + 1),
         };
-        let trimmed = trim_whitespace(line);
+        // A line ends at a line feed, so `span` is a character boundary of `text`.
+        let line_text = match text {
+            Some(text) => text.get(span),
+            None => std::str::from_utf8(line).ok(),
+        };
         if stored_form
+            && let Some(line_text) = line_text
+            && let trimmed = line_text.trim_matches(WHITESPACE)
             && let Some(record) = StoredRecord::at(trimmed)
             && record.line.len() == trimmed.len()
         {
             validator.stored_form(at, record);
             continue;
         }
-        // As in `decode_array`: a line that is UTF-8 is read as text, not checked string by string.
         let seed = RecordSeed {
             validator: &mut *validator,
             at,
         };
-        let outcome = match std::str::from_utf8(line) {
-            Ok(text) => read_whole(seed, serde_json::Deserializer::from_str(text)),
-            Err(_) => read_whole(seed, serde_json::Deserializer::from_slice(line)),
+        let outcome = match line_text {
+            Some(text) => read_whole(seed, serde_json::Deserializer::from_str(text)),
+            None => read_whole(seed, serde_json::Deserializer::from_slice(line)),
         };
         if let Err(err) = outcome {
             validator.reject(
