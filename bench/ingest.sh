@@ -27,6 +27,9 @@
 #   KEEP_TMP=1         keep the temp dir (payloads, server logs, hey output, written logs)
 #   ORIGINAL_BIN=path  the original's binary (built by ../shared/tools/original/build.sh)
 #   TARGETS="ceiling original ours"   subset, in this order
+#   ROUNDS=1           rounds per shape; round r runs the targets in that order rotated r times (with
+#                      3 rounds of 3 targets, each target runs once first, once second, once last),
+#                      and the report gives each target's median (peak RSS: the highest)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -40,12 +43,14 @@ EXTRA_ARGS="${EXTRA_ARGS:-}"
 KEEP_TMP="${KEEP_TMP:-0}"
 ORIGINAL_BIN="${ORIGINAL_BIN:-}"
 TARGETS="${TARGETS:-ceiling original ours}"
+ROUNDS="${ROUNDS:-1}"
 BASE_PORT=18090
 
 die() { echo "ingest.sh: error: $*" >&2; exit 1; }
 
 case "$FSYNC" in always|interval|never) ;; *) die "FSYNC must be always, interval or never (got '$FSYNC')" ;; esac
 [[ "$CONCURRENCY" =~ ^[1-9][0-9]*$ ]] || die "CONCURRENCY must be a positive integer (got '$CONCURRENCY')"
+[[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer (got '$ROUNDS')"
 read -r -a EXTRA <<<"$EXTRA_ARGS"
 SHAPES="${SHAPES//,/ }"
 read -r -a SHAPE_LIST <<<"$SHAPES"
@@ -268,15 +273,18 @@ for s in "${SHAPE_LIST[@]}"; do
   records=$(shape_records "$s")
   ctype=$(shape_ctype "$s")
   payload=$(shape_file "$s")
-  for t in "${TARGET_LIST[@]}"; do
-    k="$s/$t"
-    dir="$TMP/run-$s-$t"
+  for ((round = 1; round <= ROUNDS; round++)); do
+  n=${#TARGET_LIST[@]}
+  for ((slot = 0; slot < n; slot++)); do
+    t=${TARGET_LIST[$(( (slot + round - 1) % n ))]}
+    k="$s/$t/$round"
+    dir="$TMP/run-$s-$t-$round"
     mkdir -p "$dir/logs" "$dir/analytics"
     port=$(pick_port $((BASE_PORT + i)))
     i=$((i + 1))
     url="http://127.0.0.1:$port/logs"
 
-    echo "== $s, $t: 127.0.0.1:$port, $records records/request ($(wc -c <"$payload") bytes)" >&2
+    echo "== $s, $t (round $round of $ROUNDS): 127.0.0.1:$port, $records records/request ($(wc -c <"$payload") bytes)" >&2
     start_server "$t" "$port" "$dir"
     wait_healthy "$port" "$dir/server.log"
 
@@ -352,19 +360,50 @@ for s in "${SHAPE_LIST[@]}"; do
     # next one's measurement.
     sync
   done
+  done
+done
+
+# --- each target's figures over its rounds ----------------------------------------------------
+median() { # FORMAT: the median of the numbers on stdin, printed with FORMAT; nothing if none
+  sort -g | awk -v f="$1\n" '{ v[NR] = $1 } END {
+    if (NR) printf f, (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+over_rounds() { # ARRAY-NAME KEY: the values of its rounds, one per line
+  local -n values=$1
+  for ((round = 1; round <= ROUNDS; round++)); do [[ -n "${values[$2/$round]}" ]] && echo "${values[$2/$round]}"; done
+  return 0
+}
+for s in "${SHAPE_LIST[@]}"; do
+  for t in "${TARGET_LIST[@]}"; do
+    k="$s/$t"
+    for name in R_REQS R_RECS R_P50 R_P99 R_COMMITS R_PERGROUP; do
+      format="%.0f"
+      [[ $name == R_P50 || $name == R_P99 ]] && format="%.1f"
+      declare -n agg=$name
+      agg[$k]=$(over_rounds "$name" "$k" | median "$format")
+      unset -n agg
+    done
+    R_RSS[$k]=$(over_rounds R_RSS "$k" | sort -g | tail -1)
+    R_NON202[$k]=$(over_rounds R_NON202 "$k" | awk '{ n += $1 } END { print n + 0 }')
+  done
 done
 
 # --- report -----------------------------------------------------------------------------------
 echo
 echo "ingest, side by side: fsync=$FSYNC (ours; the original never syncs) duration=$DURATION" \
-     "concurrency=$CONCURRENCY cores=$(nproc)${EXTRA_ARGS:+ extra_args='$EXTRA_ARGS'}"
-fmt="%-9s %-9s %10s %12s %8s %8s %8s %8s %9s %13s\n"
-printf "$fmt" shape server "req/s" "records/s" "p50 ms" "p99 ms" "RSS MB" non-202 commits "records/group"
+     "rounds=$ROUNDS concurrency=$CONCURRENCY cores=$(nproc)${EXTRA_ARGS:+ extra_args='$EXTRA_ARGS'}"
+fmt="%-9s %-9s %-6s %10s %12s %8s %8s %8s %8s %9s %13s\n"
+printf "$fmt" shape server round "req/s" "records/s" "p50 ms" "p99 ms" "RSS MB" non-202 commits "records/group"
 for s in "${SHAPE_LIST[@]}"; do
   for t in "${TARGET_LIST[@]}"; do
-    k="$s/$t"
-    printf "$fmt" "$s" "$t" "${R_REQS[$k]}" "${R_RECS[$k]}" "${R_P50[$k]}" "${R_P99[$k]}" \
-      "${R_RSS[$k]}" "${R_NON202[$k]}" "${R_COMMITS[$k]}" "${R_PERGROUP[$k]}"
+    rounds=$(seq "$ROUNDS")
+    ((ROUNDS > 1)) && rounds="$rounds median"
+    for round in $rounds; do
+      k="$s/$t/$round"
+      [[ $round == median ]] && k="$s/$t"
+      printf "$fmt" "$s" "$t" "$round" "${R_REQS[$k]}" "${R_RECS[$k]}" "${R_P50[$k]}" "${R_P99[$k]}" \
+        "${R_RSS[$k]}" "${R_NON202[$k]}" "${R_COMMITS[$k]}" "${R_PERGROUP[$k]}"
+    done
   done
 done
 
@@ -381,6 +420,7 @@ else
   GO_P99=([json100]=67 [json1000]=361 [csv100]=46)
 fi
 echo
+((ROUNDS > 1)) && source_note="$source_note; medians of $ROUNDS rounds, peak RSS the highest"
 echo "ours vs the original ($source_note): targets records/s >= 5x, p99 below the original's, peak RSS <= 32 MB"
 fmt2="%-9s %12s %12s %7s %5s %8s %8s %5s %7s %5s %14s\n"
 printf "$fmt2" shape "records/s" "orig rec/s" ratio ">=5x" "p99 ms" "orig p99" "below" "RSS MB" "<=32" "req/s/ceiling"
