@@ -27,7 +27,7 @@
 #   KEEP_TMP=1         keep the temp dir (payloads, server logs, hey output, written logs)
 #   ORIGINAL_BIN=path  the original's binary (built by ../shared/tools/original/build.sh)
 #   TARGETS="ceiling original ours"   subset, in this order
-#   ROUNDS=1           rounds per shape; round r runs the targets in that order rotated r times (with
+#   ROUNDS=1           rounds per shape; round r runs the targets in that order rotated r-1 times (with
 #                      3 rounds of 3 targets, each target runs once first, once second, once last),
 #                      and the report gives each target's median (peak RSS: the highest)
 set -euo pipefail
@@ -267,16 +267,21 @@ start_server() { # start_server TARGET PORT DIR: starts it in the background as 
   SERVER_PID=$!
 }
 
+runs() { # ROUND/TARGET for every run of a shape: round r runs TARGET_LIST rotated r-1 times
+  local n=${#TARGET_LIST[@]} round slot
+  for ((round = 1; round <= ROUNDS; round++)); do
+    for ((slot = 0; slot < n; slot++)); do echo "$round/${TARGET_LIST[$(( (slot + round - 1) % n ))]}"; done
+  done
+}
+
 declare -A R_REQS R_RECS R_P50 R_P99 R_RSS R_NON202 R_COMMITS R_PERGROUP
 i=0
 for s in "${SHAPE_LIST[@]}"; do
   records=$(shape_records "$s")
   ctype=$(shape_ctype "$s")
   payload=$(shape_file "$s")
-  for ((round = 1; round <= ROUNDS; round++)); do
-  n=${#TARGET_LIST[@]}
-  for ((slot = 0; slot < n; slot++)); do
-    t=${TARGET_LIST[$(( (slot + round - 1) % n ))]}
+  for run in $(runs); do
+    round=${run%%/*} t=${run#*/}
     k="$s/$t/$round"
     dir="$TMP/run-$s-$t-$round"
     mkdir -p "$dir/logs" "$dir/analytics"
@@ -359,7 +364,6 @@ for s in "${SHAPE_LIST[@]}"; do
     # What this server left unwritten (the original never syncs) is written now, not during the
     # next one's measurement.
     sync
-  done
   done
 done
 

@@ -340,7 +340,7 @@ fn check_quotes(body: &[u8]) -> Result<Quoting, DecodeError> {
         let line_start = memchr::memrchr(b'\n', &body[..at]).map_or(0, |i| i + 1);
         DecodeError::Malformed {
             format: "CSV",
-            line: memchr::memchr_iter(b'\n', &body[..at]).count() + 1,
+            line: Lines::default().at(body, at),
             column: at - line_start + 1,
             message: message.to_owned(),
         }
