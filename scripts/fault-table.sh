@@ -5,9 +5,9 @@ python3 - "$1" <<'PY'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 columns = ["scenario", "runs", "acknowledged", "refused", "lost", "duplicated",
-           "refused_yet_stored", "torn", "server_errors"]
+           "refused_yet_stored", "torn", "never_sent", "server_errors"]
 titles = ["scenario", "runs", "acknowledged", "refused", "lost", "duplicated",
-          "refused yet stored", "torn", "5xx"]
+          "refused yet stored", "torn", "never sent", "5xx"]
 print()
 print("| " + " | ".join(titles) + " |")
 print("|" + "|".join("---" for _ in titles) + "|")

@@ -5,9 +5,9 @@
 //! (JSON, CSV, NDJSON, gzipped NDJSON) over two hours, and remember each batch's answer. The
 //! check reads every line of every hour file: each must be exactly one record; every record of an
 //! accepted batch must be there once; none of a batch whose answer said nothing was stored may
-//! be there; and nothing may be there twice.
+//! be there; nothing may be there twice; and nothing may be there that no client sent.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -287,6 +287,11 @@ impl Disk {
     pub fn count(&self, line: &str) -> usize {
         self.counts.get(line).copied().unwrap_or(0)
     }
+
+    /// Every record on disk, once each.
+    pub fn records(&self) -> impl Iterator<Item = &str> {
+        self.counts.keys().map(String::as_str)
+    }
 }
 
 /// Whether `line` is exactly one record object with the three fields in the stored order (a torn
@@ -337,7 +342,33 @@ pub fn tally(scenario: &str, runs: usize, batches: &[Batch], disk: &Disk) -> Row
             }
         }
     }
+    for (line, batch) in lost_lines(batches, disk).iter().take(10) {
+        eprintln!(
+            "{scenario}: lost {line}, of a batch of {} answered {} in {:?}",
+            batch.lines.len(),
+            batch.status,
+            batch.answered_at - batch.sent_at
+        );
+    }
+    let sent: HashSet<&str> = (batches.iter())
+        .flat_map(|batch| batch.lines.iter().map(String::as_str))
+        .collect();
+    let never_sent: Vec<&str> = disk.records().filter(|line| !sent.contains(line)).collect();
+    for line in never_sent.iter().take(10) {
+        eprintln!("{scenario}: stored, yet no client sent it: {line}");
+    }
+    row.never_sent = never_sent.len();
     row
+}
+
+/// The lines of accepted batches that are not on `disk`, each with its batch: what a test prints
+/// to tell where a lost record went.
+pub fn lost_lines<'a>(batches: &'a [Batch], disk: &Disk) -> Vec<(&'a str, &'a Batch)> {
+    (batches.iter())
+        .filter(|batch| batch.answer == Answer::Accepted)
+        .flat_map(|batch| batch.lines.iter().map(move |line| (line.as_str(), batch)))
+        .filter(|(line, _)| disk.count(line) == 0)
+        .collect()
 }
 
 /// Fails the test if a 503 came without `Retry-After`.

@@ -25,6 +25,8 @@ pub struct Row {
     pub refused_yet_stored: usize,
     /// Lines that are not exactly one record (torn or glued).
     pub torn: usize,
+    /// Records on disk that no client sent.
+    pub never_sent: usize,
     /// 5xx answers (503 is expected under faults; 500 only as `outcome_unknown`).
     pub server_errors: usize,
 }
@@ -54,10 +56,11 @@ impl Row {
                 self.lost,
                 self.duplicated,
                 self.refused_yet_stored,
-                self.torn
+                self.torn,
+                self.never_sent
             ),
-            (0, 0, 0, 0),
-            "{}: lost, duplicated, refused yet stored, torn: {self:?}",
+            (0, 0, 0, 0, 0),
+            "{}: lost, duplicated, refused yet stored, torn, never sent: {self:?}",
             self.scenario
         );
     }

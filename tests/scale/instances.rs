@@ -18,7 +18,7 @@ use crate::bucket::{
     Bucket, Instances, analytics_hours, show_warnings, start_instances, stop_all,
     wait_joined_or_show,
 };
-use crate::load::{Batch, Load, tally};
+use crate::load::{Batch, Load, lost_lines, tally};
 use crate::support::{
     KAFKA_DEADLINE, KAFKA_POLL, Names, TopicContents, kafka_broker, mark_ends, metric_now,
     poll_within, read_topic_to, test_bucket,
@@ -140,6 +140,9 @@ async fn three_instances_one_bucket_kill_9_rounds() {
         not_as_in_topic.is_empty(),
         "records in the bucket not as often as in the topic: {not_as_in_topic:?}"
     );
+    for (line, _) in lost_lines(&batches, &disk).iter().take(10) {
+        eprintln!("lost {line}: in the topic at {:?}", topic.get(*line));
+    }
     let overlaps = bucket.overlaps(&names.topic).await;
     assert!(
         overlaps.is_empty(),
