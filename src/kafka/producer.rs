@@ -84,6 +84,9 @@ pub(super) struct Tracker {
     persisted: AtomicUsize,
     not_persisted: AtomicUsize,
     possibly_persisted: AtomicUsize,
+    /// Of `persisted`: reported without an offset, which is how librdkafka reports a batch the
+    /// broker answered with DUPLICATE_SEQUENCE_NUMBER ("an earlier attempt wrote it").
+    without_offset: AtomicUsize,
     first_error: Mutex<Option<String>>,
     done: Notify,
 }
@@ -199,6 +202,9 @@ impl ProducerContext for Reports {
         match result {
             Ok(message) => {
                 tracker.persisted.fetch_add(1, Ordering::AcqRel);
+                if message.offset() < 0 {
+                    tracker.without_offset.fetch_add(1, Ordering::AcqRel);
+                }
                 let mut acknowledged = self.acknowledged.lock().expect("acknowledged lock");
                 let next = acknowledged.entry(message.partition()).or_default();
                 *next = (*next).max(message.offset() + 1);
@@ -544,6 +550,15 @@ impl IngestProducer {
             .metrics
             .kafka_produce_errors
             .inc_by((total - delivered) as u64);
+        let without_offset = tracker.without_offset.load(Ordering::Acquire);
+        if without_offset > 0 {
+            // Normal after a retried request; named so that a record missing downstream can be
+            // traced to the broker's word that an earlier attempt had written it.
+            tracing::warn!(
+                records = without_offset,
+                "the broker acknowledged records as written by an earlier attempt (duplicate sequence number), without their offsets"
+            );
+        }
         let outcome = tracker.outcome(total, all_reported);
         if outcome.is_err() {
             self.renew_if_failed();

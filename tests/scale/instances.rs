@@ -102,6 +102,9 @@ async fn three_instances_one_bucket_kill_9_rounds() {
             eprintln!(
                 "analytics: {in_bucket:?} requests per hour; the three instances read {read} records objects to summarise them"
             );
+            for child in &children {
+                show_warnings(child);
+            }
             stop_all(children).await;
             topic = read_topic_to(&broker, &names.topic, &ends).await;
             break;
