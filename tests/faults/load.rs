@@ -323,12 +323,7 @@ pub fn tally(scenario: &str, runs: usize, batches: &[Batch], disk: &Disk) -> Row
         for line in &batch.lines {
             let stored = disk.count(line);
             match &batch.answer {
-                Answer::Accepted => {
-                    row.acknowledged += 1;
-                    if stored == 0 {
-                        row.lost += 1;
-                    }
-                }
+                Answer::Accepted => row.acknowledged += 1,
                 Answer::NothingStored { .. } => {
                     row.refused += 1;
                     if stored > 0 {
@@ -342,7 +337,9 @@ pub fn tally(scenario: &str, runs: usize, batches: &[Batch], disk: &Disk) -> Row
             }
         }
     }
-    for (line, batch) in lost_lines(batches, disk).iter().take(10) {
+    let lost = lost_lines(batches, disk);
+    row.lost = lost.len();
+    for (line, batch) in lost.iter().take(10) {
         eprintln!(
             "{scenario}: lost {line}, of a batch of {} answered {} in {:?}",
             batch.lines.len(),

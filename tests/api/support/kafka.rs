@@ -408,8 +408,8 @@ pub async fn read_topic_to(broker: &str, topic: &str, ends: &[i64]) -> TopicCont
         let deadline = Instant::now() + KAFKA_DEADLINE;
         let mut contents = TopicContents::new();
         let mut next = vec![0; ends.len()];
-        // Per partition: the offset a gap started at, and how often it was read again from there.
-        let mut rereads: BTreeMap<i32, (i64, usize)> = BTreeMap::new();
+        // How often each (partition, offset where a gap started) was read again.
+        let mut rereads: BTreeMap<(i32, i64), usize> = BTreeMap::new();
         while next != ends {
             assert!(
                 Instant::now() < deadline,
@@ -424,12 +424,9 @@ pub async fn read_topic_to(broker: &str, topic: &str, ends: &[i64]) -> TopicCont
                         continue;
                     }
                     if offset > expected {
-                        let tries = rereads.entry(partition).or_insert((expected, 0));
-                        if tries.0 != expected {
-                            *tries = (expected, 0);
-                        }
-                        tries.1 += 1;
-                        if tries.1 <= 3 {
+                        let tries = rereads.entry((partition, expected)).or_default();
+                        *tries += 1;
+                        if *tries <= 3 {
                             eprintln!(
                                 "reading {topic}: partition {partition} went from {expected} to {offset}; reading it again from the beginning"
                             );
