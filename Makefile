@@ -7,7 +7,7 @@ CARGO ?= cargo
 RUN_RELEASE := $(CARGO) run --release --locked --quiet --bin log-pipeline --
 
 .DEFAULT_GOAL := help
-.PHONY: help build run run-v1 run-v2 test test-faults test-scale fmt lint bench bench-ingest bench-analytics bench-v2 bench-scale bench-properties bench-idempotency kafka-local
+.PHONY: help build run run-v1 run-v2 test test-faults test-scale fmt lint bench bench-ingest bench-analytics bench-v2 bench-scale bench-properties bench-idempotency bench-decode kafka-local
 .PHONY: stack-up stack-down stack-clean stack-test scale-up scale-down infra-up infra-down kafka-topic loadtest-v1 loadtest-v2 check-ops
 
 help: ## List the targets
@@ -45,7 +45,7 @@ lint: ## Check formatting and clippy (warnings are errors)
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) clippy --locked --test faults --test scale -- -D warnings
 
-bench: bench-ingest bench-analytics bench-v2 bench-scale bench-properties bench-idempotency ## Every benchmark
+bench: bench-ingest bench-analytics bench-v2 bench-scale bench-properties bench-idempotency bench-decode ## Every benchmark
 
 bench-ingest: ## Ingest throughput side by side: a do-nothing axum ceiling, the original (ORIGINAL_BIN=...) and ours (fsync always), hey -c 50
 	bash bench/ingest.sh
@@ -61,6 +61,9 @@ bench-scale: ## v2 with storage.backend: s3 on 1, 2 and 3 instances (local Garag
 
 bench-idempotency: ## Idempotency-Key: ingest with and without keys side by side, replays, key-index memory
 	$(CARGO) bench --locked --bench idempotency
+
+bench-decode: ## Decoders alone, in process: ns per record at each ingest shape, with and without fast paths
+	$(CARGO) bench --locked --bench decode
 
 bench-properties: ## Decoder and line-format properties (tests/properties) with CASES=100000 cases in all
 	$(CARGO) bench --locked --bench properties

@@ -15,7 +15,7 @@ use chrono::{DateTime, Datelike, Timelike, Utc};
 use serde::Serialize;
 
 use crate::config::IngestionConfig;
-use crate::record::{EncodedBatch, Hour};
+use crate::record::{CanonicalHours, EncodedBatch, Hour};
 
 /// How many invalid records an error body lists; the total is always reported.
 pub const MAX_REPORTED_ERRORS: usize = 100;
@@ -203,20 +203,24 @@ pub fn append_record(
 /// The event hour of `value` if it is a line exactly as [`crate::record::write_line`] would write
 /// it for a valid record: valid fields, canonical UTC timestamp, nothing to trim or escape.
 fn canonical_line_hour(value: &[u8], limits: &Limits) -> Option<Hour> {
-    canonical_hour(crate::record::split_stored_line(value)?, limits)
+    let fields = crate::record::split_stored_line(value)?;
+    canonical_hour(fields, limits, &mut CanonicalHours::default())
 }
 
 /// The event hour of a record whose values were found in the stored form, with no escape and no
 /// control character ([`crate::record::stored_line_at`], [`json::StoredRecord`]), if the line is
 /// exactly what encoding the record would write: each value valid and written as it is, the
 /// timestamp canonical.
-fn canonical_hour((timestamp, path, agent): (&str, &str, &str), limits: &Limits) -> Option<Hour> {
+fn canonical_hour(
+    (timestamp, path, agent): (&str, &str, &str),
+    limits: &Limits,
+    hours: &mut CanonicalHours,
+) -> Option<Hour> {
     let plain = |field: &str| field.len() <= limits.max_field_bytes && field.trim() == field;
     if !plain(path) || !plain(agent) {
         return None;
     }
-    let ts = crate::record::parse_canonical_timestamp(timestamp)?;
-    Some(Hour::of(&ts))
+    hours.hour(timestamp)
 }
 
 fn append_decoded_record(
@@ -281,11 +285,11 @@ struct Position {
     line: Option<usize>,
 }
 
-/// A valid timestamp, and its text when that already is its canonical form (which encoding
-/// the record then copies).
-struct Timestamp<'v> {
-    instant: DateTime<Utc>,
-    canonical: Option<Cow<'v, str>>,
+/// A valid timestamp: its text when that already is its canonical form (which encoding the
+/// record then copies, with the hour read from it), else its instant.
+enum Timestamp<'v> {
+    Canonical(Hour, Cow<'v, str>),
+    Other(DateTime<Utc>),
 }
 
 /// Checks records one by one, encodes the valid ones and collects the errors.
@@ -300,6 +304,7 @@ struct Validator<'l> {
     expected_output: usize,
     /// The records span more hours than the limit allows.
     too_many_hours: bool,
+    hours: CanonicalHours,
 }
 
 impl<'l> Validator<'l> {
@@ -312,6 +317,7 @@ impl<'l> Validator<'l> {
             errors: Vec::new(),
             total_errors: 0,
             too_many_hours: false,
+            hours: CanonicalHours::default(),
         }
     }
 
@@ -332,12 +338,18 @@ impl<'l> Validator<'l> {
         let timestamp = self.timestamp(at, timestamp);
         let path = self.text(at, "path", path);
         let agent = self.text(at, "userAgent", agent);
-        if let (Some(ts), Some(path), Some(agent)) = (timestamp, path, agent) {
-            let hour = Hour::of(&ts.instant);
-            self.encode(hour, |batch| match &ts.canonical {
-                Some(text) => batch.push_canonical(hour, text, &path, &agent),
-                None => batch.push(&ts.instant, &path, &agent),
-            });
+        match (timestamp, path, agent) {
+            (Some(Timestamp::Canonical(hour, text)), Some(path), Some(agent)) => {
+                self.encode(hour, |batch| {
+                    batch.push_canonical(hour, &text, &path, &agent)
+                });
+            }
+            (Some(Timestamp::Other(instant)), Some(path), Some(agent)) => {
+                self.encode(Hour::of(&instant), |batch| {
+                    batch.push(&instant, &path, &agent)
+                });
+            }
+            _ => {}
         }
     }
 
@@ -346,7 +358,7 @@ impl<'l> Validator<'l> {
     fn stored_form(&mut self, at: Position, record: json::StoredRecord<'_>) {
         let fields = (&*record.timestamp, &*record.path, &*record.agent);
         if record.plain
-            && let Some(hour) = canonical_hour(fields, self.limits)
+            && let Some(hour) = canonical_hour(fields, self.limits, &mut self.hours)
         {
             self.encode(hour, |batch| batch.push_line(hour, record.line));
             return;
@@ -406,6 +418,9 @@ impl<'l> Validator<'l> {
             );
             return None;
         }
+        if let Some(hour) = self.hours.hour(&text) {
+            return Some(Timestamp::Canonical(hour, text));
+        }
         // chrono reads any number of fraction digits and drops those past nanoseconds.
         let fraction_digits = memchr::memchr(b'.', text.as_bytes()).map_or(0, |dot| {
             text.as_bytes()[dot + 1..]
@@ -421,12 +436,6 @@ impl<'l> Validator<'l> {
                 format!("{text:?} has {fraction_digits} fractional-second digits; at most 9 (nanoseconds)"),
             );
             return None;
-        }
-        if let Some(instant) = crate::record::parse_canonical_timestamp(&text) {
-            return Some(Timestamp {
-                instant,
-                canonical: Some(text),
-            });
         }
         let ts = match DateTime::parse_from_rfc3339(&text) {
             Ok(ts) => ts.with_timezone(&Utc),
@@ -458,10 +467,7 @@ impl<'l> Validator<'l> {
             );
             return None;
         }
-        Some(Timestamp {
-            instant: ts,
-            canonical: None,
-        })
+        Some(Timestamp::Other(ts))
     }
 
     /// Validates a text field: present, a string, non-empty after trimming, within the size limit.

@@ -234,6 +234,51 @@ pub fn parse_canonical_timestamp(text: &str) -> Option<DateTime<Utc>> {
     Some(date.and_time(time).and_utc())
 }
 
+/// Reads the hour of canonical timestamps, as `parse_canonical_timestamp` and [`Hour::of`] would,
+/// remembering the last date and hour (`2025-11-22T14`) it read in full: the records of a batch
+/// mostly share them, and then only the minutes, seconds and fraction are left to check.
+#[derive(Debug, Default)]
+pub struct CanonicalHours {
+    last: Option<([u8; 13], Hour)>,
+}
+
+impl CanonicalHours {
+    /// The hour of `text` if [`parse_canonical_timestamp`] reads it, else `None`.
+    pub fn hour(&mut self, text: &str) -> Option<Hour> {
+        let b = text.as_bytes();
+        if let Some((prefix, hour)) = &self.last
+            && b.len() >= 20
+            && b[..13] == prefix[..]
+        {
+            return canonical_minute_on(&b[13..]).then_some(*hour);
+        }
+        let hour = Hour::of(&parse_canonical_timestamp(text)?);
+        let prefix = b[..13]
+            .try_into()
+            .expect("a canonical timestamp is 20 bytes or more");
+        self.last = Some((prefix, hour));
+        Some(hour)
+    }
+}
+
+/// Whether `tail` is the rest of a canonical timestamp after its hour: `:MM:SS`, then nothing
+/// or `.` and 1 to 9 digits not ending in 0, then `Z` (as [`parse_canonical_timestamp`] wants).
+fn canonical_minute_on(tail: &[u8]) -> bool {
+    // 00 to 59: no leap second, as `parse_canonical_timestamp`.
+    let two_digits = |at: usize| matches!((tail[at], tail[at + 1]), (b'0'..=b'5', b'0'..=b'9'));
+    let [b':', _, _, b':', _, _, fraction @ .., b'Z'] = tail else {
+        return false;
+    };
+    let fraction_ok = match fraction {
+        [] => true,
+        [b'.', digits @ .., last] => {
+            digits.len() < 9 && digits.iter().all(u8::is_ascii_digit) && matches!(last, b'1'..=b'9')
+        }
+        _ => false,
+    };
+    two_digits(1) && two_digits(4) && fraction_ok
+}
+
 /// Splits off the JSON string at the start of `bytes`, up to its closing quote (the first one not
 /// escaped); `None` if there is none, or if the string holds a raw control character. `offset`
 /// is where `bytes` starts in the line.
@@ -480,6 +525,26 @@ mod tests {
             "",
         ] {
             assert_eq!(parse_canonical_timestamp(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn canonical_hours_check_what_follows_a_remembered_hour() {
+        let mut hours = CanonicalHours::default();
+        let hour = Hour::of(&utc("2025-11-22T14:00:00Z"));
+        for (text, expected) in [
+            ("2025-11-22T14:23:00Z", Some(hour)),
+            ("2025-11-22T14:59:59.5Z", Some(hour)),
+            ("2025-11-22T14:59:60Z", None),
+            ("2025-11-22T14:60:00Z", None),
+            ("2025-11-22T14:23:00.50Z", None),
+            ("2025-11-22T14:23:00.1234567891Z", None),
+            ("2025-11-22T14:23:00+00:00", None),
+            ("2025-11-22T14:23Z", None),
+            ("2025-11-22T15:00:00Z", Some(Hour(hour.0 + 1))),
+            ("2025-11-22T14:00:00.000000001Z", Some(hour)),
+        ] {
+            assert_eq!(hours.hour(text), expected, "{text}");
         }
     }
 

@@ -388,17 +388,16 @@ fn cell<'r>(row: &Row<'r>, column: usize) -> Field<'r> {
 /// Reads `row` as a header if it names a `timestamp` column; `Err` names a record field it has
 /// no column for.
 fn header(row: &Row<'_>) -> Result<Option<Columns>, &'static str> {
-    let names: Vec<String> = row
-        .iter()
-        .map(|cell| {
-            String::from_utf8_lossy(cell)
-                .chars()
-                .filter(|c| !matches!(c, '_' | '-' | ' ' | '\t'))
-                .flat_map(char::to_lowercase)
-                .collect()
-        })
-        .collect();
-    let find = |name: &str| names.iter().position(|n| n == name);
+    // Compared character by character, so a record row (the first row of a body without a
+    // header) is told apart at its first characters, not lowercased in full.
+    let names = |cell: &[u8], name: &str| {
+        String::from_utf8_lossy(cell)
+            .chars()
+            .filter(|c| !matches!(c, '_' | '-' | ' ' | '\t'))
+            .flat_map(char::to_lowercase)
+            .eq(name.chars())
+    };
+    let find = |name: &str| row.iter().position(|cell| names(cell, name));
     let Some(timestamp) = find("timestamp") else {
         return Ok(None);
     };

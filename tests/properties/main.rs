@@ -40,6 +40,11 @@ fn timestamps_print_like_go_rfc3339nano() {
 }
 
 #[test]
+fn canonical_hours_agree_with_parse_canonical_timestamp() {
+    check("canonical_hours_agree_with_parse_canonical_timestamp");
+}
+
+#[test]
 fn stored_lines_append_like_ndjson() {
     check("stored_lines_append_like_ndjson");
 }

@@ -25,7 +25,7 @@ pub struct Property {
     pub check: fn(&mut TestRunner) -> Result<(), String>,
 }
 
-pub const ALL: [Property; 7] = [
+pub const ALL: [Property; 8] = [
     Property {
         name: "any_bytes_decode_to_a_batch_or_an_error",
         check: any_bytes_decode_to_a_batch_or_an_error,
@@ -37,6 +37,10 @@ pub const ALL: [Property; 7] = [
     Property {
         name: "timestamps_print_like_go_rfc3339nano",
         check: timestamps_print_like_go_rfc3339nano,
+    },
+    Property {
+        name: "canonical_hours_agree_with_parse_canonical_timestamp",
+        check: canonical_hours_agree_with_parse_canonical_timestamp,
     },
     Property {
         name: "stored_lines_append_like_ndjson",
@@ -177,6 +181,48 @@ fn timestamps_print_like_go_rfc3339nano(runner: &mut TestRunner) -> Result<(), S
         let back = DateTime::parse_from_rfc3339(&text).map_err(|e| fail(e.to_string()))?;
         prop_assert_eq!(back.to_utc(), instant);
         prop_assert_eq!(record::parse_canonical_timestamp(&text), Some(instant));
+        Ok(())
+    })
+}
+
+/// `record::CanonicalHours`, read over a run of timestamps that share dates and hours (as a
+/// batch's do) and differ after them, valid or not, gives the hour of exactly those that
+/// `record::parse_canonical_timestamp` reads, whatever it read before.
+fn canonical_hours_agree_with_parse_canonical_timestamp(
+    runner: &mut TestRunner,
+) -> Result<(), String> {
+    let prefix = prop_oneof![
+        3 => strategies::utc_instant().prop_map(|instant| {
+            let mut out = Vec::new();
+            record::write_timestamp(&mut out, &instant);
+            String::from_utf8(out).expect("ASCII")[..13].to_owned()
+        }),
+        1 => vec(select(b"0123456789-T:".to_vec()), 13).prop_map(|b| String::from_utf8(b).expect("ASCII")),
+    ];
+    let tail = prop_oneof![
+        // Fractions of 0 to 11 digits, trailing zeros included.
+        (
+            0..=61u32,
+            0..=61u32,
+            vec(select(b"0123456789".to_vec()), 0..12),
+            select(vec!["Z", "z", "+00:00", ""])
+        )
+            .prop_map(|(m, s, digits, end)| {
+                let fraction = String::from_utf8(digits).expect("ASCII");
+                let dot = if fraction.is_empty() { "" } else { "." };
+                format!(":{m:02}:{s:02}{dot}{fraction}{end}")
+            }),
+        vec(select(b":0123456789.Zz+-".to_vec()), 0..16)
+            .prop_map(|b| String::from_utf8(b).expect("ASCII")),
+    ];
+    let cases = (vec(prefix, 1..4), vec((0..4usize, tail), 1..24));
+    run(runner, cases, |(prefixes, tails)| {
+        let mut hours = record::CanonicalHours::default();
+        for (which, tail) in tails {
+            let text = format!("{}{tail}", prefixes[which % prefixes.len()]);
+            let expected = record::parse_canonical_timestamp(&text).map(|ts| record::Hour::of(&ts));
+            prop_assert_eq!(hours.hour(&text), expected, "{}", text);
+        }
         Ok(())
     })
 }
