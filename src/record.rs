@@ -201,35 +201,28 @@ pub fn stored_layout_at(bytes: &[u8]) -> Option<StoredLayout<'_>> {
 /// that do not exist (leap seconds included): the caller then asks chrono.
 pub fn parse_canonical_timestamp(text: &str) -> Option<DateTime<Utc>> {
     let b = text.as_bytes();
-    if b.len() < 20 || b[b.len() - 1] != b'Z' {
+    // `canonical_minute_on` checks everything after the hour, so minutes and seconds are 00-59
+    // and the fraction has 1 to 9 digits: no leap second, nothing past nanoseconds.
+    if b.len() < 20
+        || !(b[4] == b'-' && b[7] == b'-' && b[10] == b'T')
+        || !canonical_minute_on(&b[13..])
+    {
         return None;
     }
-    let shape = b[4] == b'-' && b[7] == b'-' && b[10] == b'T' && b[13] == b':' && b[16] == b':';
     let digits = |range: std::ops::Range<usize>| -> Option<u32> {
         b[range].iter().try_fold(0u32, |n, &d| {
             d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
         })
     };
-    if !shape {
-        return None;
-    }
-    let nanos = match &b[19..b.len() - 1] {
-        [] => 0,
-        [b'.', fraction @ ..]
-            if (1..=9).contains(&fraction.len()) && fraction.last() != Some(&b'0') =>
-        {
-            let value = digits(20..b.len() - 1)?;
-            value * 10u32.pow(9 - fraction.len() as u32)
-        }
-        _ => return None,
+    let fraction = b.len() - 1 - 19;
+    let nanos = match fraction {
+        0 => 0,
+        // `.` and the digits.
+        _ => digits(20..b.len() - 1)? * 10u32.pow(10 - fraction as u32),
     };
     let date =
         chrono::NaiveDate::from_ymd_opt(digits(0..4)? as i32, digits(5..7)?, digits(8..10)?)?;
     let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
-    // chrono takes second 59 with a nanosecond past 1e9 as a leap second: never one here.
-    if second > 59 {
-        return None;
-    }
     let time = chrono::NaiveTime::from_hms_nano_opt(hour, minute, second, nanos)?;
     Some(date.and_time(time).and_utc())
 }
@@ -261,10 +254,10 @@ impl CanonicalHours {
     }
 }
 
-/// Whether `tail` is the rest of a canonical timestamp after its hour: `:MM:SS`, then nothing
-/// or `.` and 1 to 9 digits not ending in 0, then `Z` (as [`parse_canonical_timestamp`] wants).
+/// Whether `tail` is the rest of a canonical timestamp after its hour: `:MM:SS` (each 00 to 59),
+/// then nothing or `.` and 1 to 9 digits not ending in 0, then `Z`. The one definition of that
+/// part, for [`parse_canonical_timestamp`] and [`CanonicalHours`].
 fn canonical_minute_on(tail: &[u8]) -> bool {
-    // 00 to 59: no leap second, as `parse_canonical_timestamp`.
     let two_digits = |at: usize| matches!((tail[at], tail[at + 1]), (b'0'..=b'5', b'0'..=b'9'));
     let [b':', _, _, b':', _, _, fraction @ .., b'Z'] = tail else {
         return false;
