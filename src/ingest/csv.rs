@@ -268,7 +268,7 @@ impl<'b> SimpleRows<'b> {
     fn new(body: &'b [u8]) -> SimpleRows<'b> {
         SimpleRows {
             body,
-            utf8: std::str::from_utf8(body).ok(),
+            utf8: super::utf8(body),
             at: 0,
             spans: Vec::with_capacity(8),
         }

@@ -21,17 +21,17 @@ pub(super) fn decode_array(
     // A body that is UTF-8 as a whole (one fast pass) is read as text: neither the fast path nor
     // serde_json then checks each string again. Another body is read as bytes, so that its
     // invalid string is reported where it is.
-    let text = std::str::from_utf8(body);
+    let text = super::utf8(body);
     if stored_form
-        && let Ok(text) = text
+        && let Some(text) = text
         && let Some(stored) = stored_array(text, validator)
     {
         *validator = stored;
         return Ok(());
     }
     match text {
-        Ok(text) => decode_array_from(serde_json::Deserializer::from_str(text), validator),
-        Err(_) => decode_array_from(serde_json::Deserializer::from_slice(body), validator),
+        Some(text) => decode_array_from(serde_json::Deserializer::from_str(text), validator),
+        None => decode_array_from(serde_json::Deserializer::from_slice(body), validator),
     }
 }
 
@@ -138,7 +138,7 @@ pub(super) fn decode_lines(
 ) -> Result<(), DecodeError> {
     // As in `decode_array`: a line that is UTF-8 is read as text, not checked string by string;
     // a body that is UTF-8 as a whole is checked once, not line by line.
-    let text = std::str::from_utf8(body).ok();
+    let text = super::utf8(body);
     let mut start = 0;
     for (number, line) in body.split(|&b| b == b'\n').enumerate() {
         let span = start..start + line.len();
