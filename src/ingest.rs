@@ -279,7 +279,8 @@ enum Field<'a> {
     Unreadable(&'static str),
 }
 
-/// `bytes` as text, if it is UTF-8: a whole body is checked in one pass, with SIMD (`simdutf8`).
+/// `bytes` as text, if it is UTF-8: the decoders' one UTF-8 check (of a whole body in one pass,
+/// else of a line or a field), with SIMD (`simdutf8`).
 fn utf8(bytes: &[u8]) -> Option<&str> {
     simdutf8::basic::from_utf8(bytes).ok()
 }

@@ -379,9 +379,9 @@ fn cell<'r>(row: &Row<'r>, column: usize) -> Field<'r> {
     let known = row
         .utf8
         .and_then(|text| text.get(row.spans[column].clone()));
-    match known.map_or_else(|| std::str::from_utf8(row.get(column)), Ok) {
-        Ok(text) => Field::Text(Cow::Borrowed(text)),
-        Err(_) => Field::Unreadable("is not valid UTF-8"),
+    match known.or_else(|| super::utf8(row.get(column))) {
+        Some(text) => Field::Text(Cow::Borrowed(text)),
+        None => Field::Unreadable("is not valid UTF-8"),
     }
 }
 

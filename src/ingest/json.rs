@@ -153,7 +153,7 @@ pub(super) fn decode_lines(
         // A line ends at a line feed, so `span` is a character boundary of `text`.
         let line_text = match text {
             Some(text) => text.get(span),
-            None => std::str::from_utf8(line).ok(),
+            None => super::utf8(line),
         };
         if stored_form
             && let Some(line_text) = line_text
