@@ -372,6 +372,24 @@ impl<'l> Validator<'l> {
         }
     }
 
+    /// [`Validator::record`] in fewer steps for a record whose fields are text and plain: the
+    /// timestamp canonical and the path and user agent non-empty, with nothing to trim, within
+    /// the size limit ([`canonical_hour`]). `false`, with nothing done, for any other record: the
+    /// caller then calls [`Validator::record`], which finds what is wrong.
+    fn plain_record(&mut self, timestamp: &str, path: &str, agent: &str) -> bool {
+        if path.is_empty() || agent.is_empty() {
+            return false;
+        }
+        let fields = (timestamp, path, agent);
+        let Some(hour) = canonical_hour(fields, self.limits, &mut self.hours) else {
+            return false;
+        };
+        self.encode(hour, |batch| {
+            batch.push_canonical(hour, timestamp, path, agent)
+        });
+        true
+    }
+
     /// A record found laid out as a stored line: kept as it is when that is exactly its encoding
     /// ([`canonical_hour`]), else validated and encoded like any record.
     fn stored_form(&mut self, at: Position, record: json::StoredRecord<'_>) {

@@ -116,6 +116,15 @@ fn read_row(
         validator.reject(at, None, "record", reason);
         return;
     }
+    let text = |column: usize| row.utf8?.get(row.spans[column].clone());
+    if let (Some(timestamp), Some(path), Some(agent)) = (
+        text(columns.timestamp),
+        text(columns.path),
+        text(columns.agent),
+    ) && validator.plain_record(timestamp, path, agent)
+    {
+        return;
+    }
     validator.record(
         at,
         cell(row, columns.timestamp),
@@ -566,6 +575,51 @@ mod tests {
             r#"{"timestamp":"2025-11-22T14:23:00Z","path":"/a,\"b\"","userAgent":"x\r\ny"}"#
         );
         assert_eq!(batch.records(), 2);
+    }
+
+    #[test]
+    fn plain_looking_rows_are_still_validated_in_full() {
+        // A canonical timestamp with plain fields takes the short path; with an empty or too long
+        // field the row is refused all the same, by the field that is wrong.
+        let long = "/".repeat(LIMITS.max_field_bytes + 1);
+        let cases = [
+            (
+                "2025-11-22T14:23:00Z,,u\n".to_owned(),
+                "path",
+                "is empty or only whitespace",
+            ),
+            (
+                "2025-11-22T14:23:00Z,/a,\"\"\n".to_owned(),
+                "userAgent",
+                "is empty or only whitespace",
+            ),
+            (
+                format!("2025-11-22T14:23:00Z,{long},u\n"),
+                "path",
+                "is 65 bytes, more than",
+            ),
+        ];
+        for (body, field, reason) in cases {
+            let Err(DecodeError::Invalid { total: 1, errors }) =
+                decode(Format::Csv, body.as_bytes(), &LIMITS)
+            else {
+                panic!("{body:?} was not refused for one record");
+            };
+            assert_eq!(errors[0].field, field, "{body:?}");
+            assert!(
+                errors[0].reason.starts_with(reason),
+                "{body:?}: {}",
+                errors[0].reason
+            );
+        }
+        let body = "2025-11-22T14:23:00Z,/home,Mozilla/5.0\n2025-11-22T14:23:00.5Z,/b,u\n";
+        assert_eq!(
+            lines(&decode(Format::Csv, body.as_bytes(), &LIMITS).unwrap()),
+            [
+                r#"{"timestamp":"2025-11-22T14:23:00Z","path":"/home","userAgent":"Mozilla/5.0"}"#,
+                r#"{"timestamp":"2025-11-22T14:23:00.5Z","path":"/b","userAgent":"u"}"#,
+            ]
+        );
     }
 
     #[test]
