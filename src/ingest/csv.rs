@@ -116,11 +116,10 @@ fn read_row(
         validator.reject(at, None, "record", reason);
         return;
     }
-    let text = |column: usize| row.utf8?.get(row.spans[column].clone());
     if let (Some(timestamp), Some(path), Some(agent)) = (
-        text(columns.timestamp),
-        text(columns.path),
-        text(columns.agent),
+        known_text(row, columns.timestamp),
+        known_text(row, columns.path),
+        known_text(row, columns.agent),
     ) && validator.plain_record(timestamp, path, agent)
     {
         return;
@@ -385,13 +384,15 @@ fn check_quotes(body: &[u8]) -> Result<Quoting, DecodeError> {
     Ok(quoting)
 }
 
-fn cell<'r>(row: &Row<'r>, column: usize) -> Field<'r> {
+/// The field at `column` as text, when the row's text is known to be UTF-8 as a whole.
+fn known_text<'r>(row: &Row<'r>, column: usize) -> Option<&'r str> {
     // A field ends at ASCII (a quote, a comma, a line break), so its span is a character
     // boundary of a UTF-8 body.
-    let known = row
-        .utf8
-        .and_then(|text| text.get(row.spans[column].clone()));
-    match known.or_else(|| super::utf8(row.get(column))) {
+    row.utf8?.get(row.spans[column].clone())
+}
+
+fn cell<'r>(row: &Row<'r>, column: usize) -> Field<'r> {
+    match known_text(row, column).or_else(|| super::utf8(row.get(column))) {
         Some(text) => Field::Text(Cow::Borrowed(text)),
         None => Field::Unreadable("is not valid UTF-8"),
     }
