@@ -418,17 +418,20 @@ fn stored_form_bodies_decode_as_in_full(runner: &mut TestRunner) -> Result<(), S
 /// A CSV body gets from `ingest::decode`, which splits simply quoted bodies without `csv_core`,
 /// exactly the answer of `ingest::decode_in_full`, which reads every body with `csv_core`: the
 /// same batch, or the same error with the same lines. The bodies: a header or not, rows of a
-/// timestamp (valid or not) and two values (mostly without quotes, commas included; now and then
-/// with quotes, doubled in their field, which `csv_core` must read), a column more or less now and then,
+/// timestamp (valid or not; canonical often, as the plain-record path takes only those) and two
+/// values (mostly without quotes, commas included; now and then with quotes, doubled in their
+/// field, which `csv_core` must read; now and then empty), a column more or less now and then,
 /// each row ended by LF, CRLF, a lone CR or blank lines, or not at all for the last; up to two
 /// changes.
 fn csv_bodies_decode_as_in_full(runner: &mut TestRunner) -> Result<(), String> {
     let text = prop_oneof![
         4 => "[ -!#-~]{0,30}",
         1 => strategies::field_text(),
+        1 => Just(String::new()),
     ];
     let timestamp = prop_oneof![
         4 => strategies::client_timestamp().prop_map(|(text, _)| text),
+        2 => strategies::utc_instant().prop_map(|instant| oracle::go_rfc3339_nano(&instant)),
         1 => strategies::edge_timestamp(),
         1 => "[ -!#-~]{0,12}",
     ];
