@@ -207,17 +207,21 @@ fn canonical_line_hour(value: &[u8], limits: &Limits) -> Option<Hour> {
     canonical_hour(fields, limits, &mut CanonicalHours::default())
 }
 
-/// The event hour of a record whose values were found in the stored form, with no escape and no
-/// control character ([`crate::record::stored_line_at`], [`json::StoredRecord`]), if the line is
-/// exactly what encoding the record would write: each value valid and written as it is, the
-/// timestamp canonical.
+/// The event hour of a record whose values are valid as they are, with nothing to change before
+/// encoding: the path and user agent non-empty, within the size limit, with nothing to trim, and
+/// the timestamp canonical. `None` otherwise. For values found in the stored form with no escape
+/// ([`crate::record::stored_line_at`], [`json::StoredRecord`]), the line is then exactly what
+/// encoding the record would write.
 fn canonical_hour(
     (timestamp, path, agent): (&str, &str, &str),
     limits: &Limits,
     hours: &mut CanonicalHours,
 ) -> Option<Hour> {
-    let plain =
-        |field: &str| field.len() <= limits.max_field_bytes && trim(field).len() == field.len();
+    let plain = |field: &str| {
+        !field.is_empty()
+            && field.len() <= limits.max_field_bytes
+            && trim(field).len() == field.len()
+    };
     if !plain(path) || !plain(agent) {
         return None;
     }
@@ -372,14 +376,10 @@ impl<'l> Validator<'l> {
         }
     }
 
-    /// [`Validator::record`] in fewer steps for a record whose fields are text and plain: the
-    /// timestamp canonical and the path and user agent non-empty, with nothing to trim, within
-    /// the size limit ([`canonical_hour`]). `false`, with nothing done, for any other record: the
-    /// caller then calls [`Validator::record`], which finds what is wrong.
+    /// [`Validator::record`] in fewer steps for a record whose fields are text and valid as they
+    /// are ([`canonical_hour`]). `false`, with nothing done, for any other record: the caller then
+    /// calls [`Validator::record`], which finds what is wrong.
     fn plain_record(&mut self, timestamp: &str, path: &str, agent: &str) -> bool {
-        if path.is_empty() || agent.is_empty() {
-            return false;
-        }
         let fields = (timestamp, path, agent);
         let Some(hour) = canonical_hour(fields, self.limits, &mut self.hours) else {
             return false;
