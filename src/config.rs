@@ -12,6 +12,11 @@
 //!
 //! Every error names the dotted key (`kafka.brokers: required when version is 2`), and validation
 //! reports all problems at once so a file is fixed in one round.
+//!
+//! - [`ranges`]: the range of every number and duration, one table that validation, the README
+//!   and the tests read.
+//! - [`Config::prepare_directories`] (in `directories`): the directories a serving run writes,
+//!   checked (and created when missing) at start-up, before anything is bound.
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
@@ -22,8 +27,12 @@ use serde::{Deserialize, Deserializer};
 
 use crate::cli::{self, Cli};
 
+mod directories;
+pub mod ranges;
+
 /// The whole configuration. YAML: the top-level mapping.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default, rename_all = "camelCase")]
 pub struct Config {
     /// `version`: which pipeline runs, `1` (batches written straight to hourly files) or `2`
@@ -78,6 +87,14 @@ impl PipelineVersion {
     }
 }
 
+// As the number it is written as, so that the tests' walk of the serialized tree sees a number.
+#[cfg(test)]
+impl serde::Serialize for PipelineVersion {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u8(self.as_u8())
+    }
+}
+
 impl fmt::Display for PipelineVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.as_u8())
@@ -95,6 +112,7 @@ impl<'de> Deserialize<'de> for PipelineVersion {
 
 /// When appended records are fsynced to disk. YAML: `always`, `interval` or `never`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(rename_all = "lowercase")]
 pub enum FsyncPolicy {
     /// Before a batch is acknowledged: an acknowledged batch survives a power loss.
@@ -119,6 +137,7 @@ impl FsyncPolicy {
 
 /// Compression of produced Kafka batches. YAML: `none`, `gzip`, `snappy`, `lz4` or `zstd`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     /// No compression.
@@ -149,6 +168,7 @@ impl Compression {
 
 /// `server`: the HTTP listener and its limits.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default, rename_all = "camelCase")]
 pub struct ServerConfig {
     /// `server.addr`: listen address, `host:port`, `[v6]:port`, or Go-style `:port` for all
@@ -199,6 +219,7 @@ impl Default for ServerConfig {
 
 /// `storage`: where and how durably records are written.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default, rename_all = "camelCase")]
 pub struct StorageConfig {
     /// `storage.logsDir`: directory of the hourly NDJSON log files, relative to the working
@@ -238,6 +259,7 @@ pub struct StorageConfig {
 
 /// Where v2's consumers write. YAML: `local` or `s3`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(rename_all = "lowercase")]
 pub enum StorageBackend {
     /// The hour files of `storage.logsDir`, on this machine.
@@ -261,6 +283,7 @@ impl StorageBackend {
 /// the usual environment variables (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
 /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), then to the AWS defaults.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default, rename_all = "camelCase")]
 pub struct S3Config {
     /// `storage.s3.endpoint`: the S3 API's URL, e.g. `http://127.0.0.1:3900` (path-style
@@ -327,6 +350,7 @@ impl Default for StorageConfig {
 
 /// `aggregation`: the hourly analytics.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default, rename_all = "camelCase")]
 pub struct AggregationConfig {
     /// `aggregation.interval`: how often the hourly analytics are recomputed and written.
@@ -349,6 +373,7 @@ impl Default for AggregationConfig {
 
 /// `ingestion`: limits on incoming batches and, for v2, the in-flight queue.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default, rename_all = "camelCase")]
 pub struct IngestionConfig {
     /// `ingestion.queueBufferSize` (original's key): v2, most batches in flight to Kafka at
@@ -406,6 +431,7 @@ impl Default for IngestionConfig {
 /// `idempotency`: how long and how many `Idempotency-Key`s are kept (see the README's
 /// "Idempotent retries").
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default, rename_all = "camelCase")]
 pub struct IdempotencyConfig {
     /// `idempotency.retention`: how long after its batch was stored a key is remembered; a key
@@ -428,6 +454,7 @@ impl Default for IdempotencyConfig {
 
 /// `consumer`: v2 only, the Kafka consumer that writes the hourly files.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default, rename_all = "camelCase")]
 pub struct ConsumerConfig {
     /// `consumer.flushSize`: records buffered before they are written and offsets committed.
@@ -458,6 +485,7 @@ impl Default for ConsumerConfig {
 /// `kafka`: v2 only, brokers, topics and producer settings. Validated in v1 as well so that a
 /// file stays valid when its `version` is flipped.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default, rename_all = "camelCase")]
 pub struct KafkaConfig {
     /// `kafka.brokers`: bootstrap brokers as `host:port`; required (non-empty) when `version`
@@ -519,10 +547,6 @@ pub struct KafkaConfig {
     pub fetch_max_bytes: usize,
 }
 
-/// Bounds of `kafka.fetchMaxBytes`: librdkafka needs at least `message.max.bytes` (1 MB), and
-/// its `receive.message.max.bytes` (100 MB) must exceed it.
-pub const FETCH_MAX_BYTES: std::ops::RangeInclusive<usize> = 1 << 20..=64 << 20;
-
 impl Default for KafkaConfig {
     fn default() -> Self {
         KafkaConfig {
@@ -547,11 +571,13 @@ impl Default for KafkaConfig {
 
 /// `auth`: bearer tokens, and which routes need one.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default, rename_all = "camelCase")]
 pub struct AuthConfig {
     /// `auth.tokens`: bearer tokens accepted (`Authorization: Bearer <token>`); empty turns auth
-    /// off everywhere. Default empty. Env `LOG_PIPELINE_TOKENS`, flag `--tokens`
-    /// (comma-separated).
+    /// off everywhere. Each must be one a client can send ([`check_token`]: printable ASCII,
+    /// spaces and tabs, none at either end). Default empty. Env `LOG_PIPELINE_TOKENS`, flag
+    /// `--tokens` (comma-separated).
     pub tokens: Vec<String>,
     /// `auth.protect`: which routes need a token when tokens are set: `ingest` (`POST /logs`,
     /// always protected, listing it changes nothing), `analytics` (`/analytics*`: top paths can
@@ -578,6 +604,7 @@ impl AuthConfig {
 
 /// A group of routes `auth.protect` can name. YAML: `ingest`, `analytics`, `metrics`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(rename_all = "lowercase")]
 pub enum Protected {
     /// `POST /logs`.
@@ -598,12 +625,10 @@ impl fmt::Debug for AuthConfig {
     }
 }
 
-/// The largest `ingestion.maxHoursPerBatch`.
-pub const MAX_HOURS_PER_BATCH: usize = 1024;
-
 /// `profiling`: CPU, heap and task ("goroutine") profiles, off unless asked for. The original
 /// service read these from the environment only; its variables still work.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, default, rename_all = "camelCase")]
 pub struct ProfilingConfig {
     /// `profiling.capture`: profile the whole run and write `cpu_<name>.prof`, `heap_<name>.prof`
@@ -707,13 +732,7 @@ impl Config {
 
         let mut problems = Vec::new();
         let overridden = config.apply_overrides(cli, &mut problems);
-        for mut problem in config.problems() {
-            // A value from the environment is invisible in the file; say where it came from.
-            if let Some((_, source)) = overridden.iter().find(|(key, _)| *key == problem.key) {
-                problem.message.push_str(&format!(" (from {source})"));
-            }
-            problems.push(format!("{}: {}", problem.key, problem.message));
-        }
+        problems.extend(attributed(config.problems(), &overridden));
         if problems.is_empty() {
             Ok(config)
         } else {
@@ -857,71 +876,13 @@ impl Config {
             problem("server.addr", message);
         }
 
-        let counts: [(&'static str, usize); 16] = [
-            (
-                "storage.s3.maxObjectRecords",
-                self.storage.s3.max_object_records,
-            ),
-            (
-                "storage.s3.maxObjectBytes",
-                self.storage.s3.max_object_bytes,
-            ),
-            ("idempotency.maxKeys", self.idempotency.max_keys),
-            ("server.maxBodyBytes", self.server.max_body_bytes),
-            ("server.maxConnections", self.server.max_connections),
-            ("server.maxInflightBytes", self.server.max_inflight_bytes),
-            ("storage.maxPendingBytes", self.storage.max_pending_bytes),
-            (
-                "aggregation.maxKeysPerHour",
-                self.aggregation.max_keys_per_hour,
-            ),
-            (
-                "ingestion.queueBufferSize",
-                self.ingestion.queue_buffer_size,
-            ),
-            ("ingestion.maxRecords", self.ingestion.max_records),
-            ("ingestion.maxFieldBytes", self.ingestion.max_field_bytes),
-            (
-                "ingestion.maxHoursPerBatch",
-                self.ingestion.max_hours_per_batch,
-            ),
-            ("consumer.flushSize", self.consumer.flush_size),
-            ("kafka.batchSize", self.kafka.batch_size),
-            ("kafka.consumers", self.kafka.consumers),
-            ("kafka.partitions", self.kafka.partitions as usize),
-        ];
-        for (key, value) in counts {
-            if value == 0 {
-                problem(key, "must be greater than 0".to_owned());
+        for ranged in ranges::RANGES {
+            if let Err(message) = ranged.check(self) {
+                problem(ranged.key, message);
             }
         }
-
-        let durations: [(&'static str, Duration); 17] = [
-            ("storage.s3.maxObjectAge", self.storage.s3.max_object_age),
-            ("storage.s3.requestTimeout", self.storage.s3.request_timeout),
-            ("idempotency.retention", self.idempotency.retention),
-            ("server.readHeaderTimeout", self.server.read_header_timeout),
-            ("server.readBodyTimeout", self.server.read_body_timeout),
-            ("server.requestTimeout", self.server.request_timeout),
-            ("server.shutdownTimeout", self.server.shutdown_timeout),
-            ("storage.fsyncInterval", self.storage.fsync_interval),
-            ("storage.idleFileTimeout", self.storage.idle_file_timeout),
-            ("storage.writeTimeout", self.storage.write_timeout),
-            ("aggregation.interval", self.aggregation.interval),
-            (
-                "ingestion.producerWriteTimeout",
-                self.ingestion.producer_write_timeout,
-            ),
-            ("consumer.flushInterval", self.consumer.flush_interval),
-            ("consumer.persistTimeout", self.consumer.persist_timeout),
-            ("kafka.batchTimeout", self.kafka.batch_timeout),
-            ("kafka.produceTimeout", self.kafka.produce_timeout),
-            ("kafka.sessionTimeout", self.kafka.session_timeout),
-        ];
-        for (key, value) in durations {
-            if value.is_zero() {
-                problem(key, "must be greater than 0s".to_owned());
-            }
+        if let Err(message) = ranges::check_produce_timeout(self) {
+            problem("kafka.produceTimeout", message);
         }
 
         if self.storage.logs_dir.as_os_str().is_empty() {
@@ -929,34 +890,6 @@ impl Config {
         }
         if self.storage.analytics_dir.as_os_str().is_empty() {
             problem("storage.analyticsDir", "must not be empty".to_owned());
-        }
-
-        if !FETCH_MAX_BYTES.contains(&self.kafka.fetch_max_bytes) {
-            problem(
-                "kafka.fetchMaxBytes",
-                format!(
-                    "must be from {} to {} bytes (1 MiB to 64 MiB)",
-                    FETCH_MAX_BYTES.start(),
-                    FETCH_MAX_BYTES.end()
-                ),
-            );
-        }
-        if self.ingestion.max_hours_per_batch > MAX_HOURS_PER_BATCH {
-            problem(
-                "ingestion.maxHoursPerBatch",
-                format!(
-                    "must be at most {MAX_HOURS_PER_BATCH} (each hour is an open file while its batch is written)"
-                ),
-            );
-        }
-
-        let high_water = self.ingestion.queue_high_water_percent;
-        // Written so that NaN fails too.
-        if !(high_water > 0.0 && high_water <= 1.0) {
-            problem(
-                "ingestion.queueHighWaterPercent",
-                format!("must be in (0, 1], a fraction (0.9 means 90%), got {high_water}"),
-            );
         }
 
         if self.storage.backend == StorageBackend::S3 {
@@ -1011,17 +944,9 @@ impl Config {
         }
 
         for (index, token) in self.auth.tokens.iter().enumerate() {
-            // The token itself is never echoed: it is a secret.
-            if token.trim().is_empty() {
-                problem(
-                    "auth.tokens",
-                    format!("entry {index} is empty, remove it (an empty list turns auth off)"),
-                );
-            } else if token.trim() != token {
-                problem(
-                    "auth.tokens",
-                    format!("entry {index} has leading or trailing whitespace"),
-                );
+            // Named by position: the token itself is a secret, never echoed.
+            if let Err(message) = check_token(token) {
+                problem("auth.tokens", format!("entry {index} {message}"));
             }
         }
 
@@ -1049,6 +974,43 @@ impl Config {
         }
 
         found
+    }
+}
+
+/// Each problem as `key: message`, saying which flag or environment variable set the key when one
+/// of `overridden` did: a value from the environment is invisible in the file.
+fn attributed(problems: Vec<Problem>, overridden: &[(&'static str, &'static str)]) -> Vec<String> {
+    problems
+        .into_iter()
+        .map(|Problem { key, message }| {
+            match overridden.iter().find(|(overridden, _)| *overridden == key) {
+                Some((_, source)) => format!("{key}: {message} (from {source})"),
+                None => format!("{key}: {message}"),
+            }
+        })
+        .collect()
+}
+
+/// Whether a client can present `token` in `Authorization: Bearer <token>` and have it match, as
+/// `crate::http`'s auth middleware reads the header (its test checks the two agree): the header
+/// must be visible ASCII text, so only printable ASCII, spaces and tabs travel; and the
+/// middleware trims the presented token, so it cannot begin or end with whitespace. The error
+/// never quotes the token: it is a secret.
+pub fn check_token(token: &str) -> Result<(), &'static str> {
+    if token.trim().is_empty() {
+        Err("is empty, remove it (an empty list turns auth off)")
+    } else if !token
+        .chars()
+        .all(|c| c == '\t' || c == ' ' || c.is_ascii_graphic())
+    {
+        Err(
+            "holds a character no client can send in an Authorization header \
+             (only printable ASCII, spaces and tabs)",
+        )
+    } else if token.trim() != token {
+        Err("has leading or trailing whitespace")
+    } else {
+        Ok(())
     }
 }
 
@@ -1622,7 +1584,7 @@ profiling:
         let cases = [
             (
                 "server: { maxBodyBytes: 0 }",
-                "server.maxBodyBytes: must be greater than 0",
+                "server.maxBodyBytes: must be from 1 to 2147483648 (2 GiB: held in memory whole",
             ),
             (
                 "storage: { maxPendingBytes: 0 }",
@@ -1642,11 +1604,11 @@ profiling:
             ),
             (
                 "storage: { s3: { maxObjectAge: 0s } }",
-                "storage.s3.maxObjectAge: must be greater than 0s",
+                "storage.s3.maxObjectAge: must be from 1ms to 7days",
             ),
             (
                 "storage: { s3: { maxObjectRecords: 0 } }",
-                "storage.s3.maxObjectRecords: must be greater than 0",
+                "storage.s3.maxObjectRecords: must be from 1 to 100000000",
             ),
             (
                 "aggregation: { maxKeysPerHour: 0 }",
@@ -1666,11 +1628,11 @@ profiling:
             ),
             (
                 "ingestion: { maxHoursPerBatch: 0 }",
-                "ingestion.maxHoursPerBatch: must be greater than 0",
+                "ingestion.maxHoursPerBatch: must be from 1 to 1024",
             ),
             (
                 "ingestion: { maxHoursPerBatch: 1025 }",
-                "ingestion.maxHoursPerBatch: must be at most 1024",
+                "ingestion.maxHoursPerBatch: must be from 1 to 1024 (each hour is an open file",
             ),
             ("consumer: { flushSize: 0 }", "consumer.flushSize: must be"),
             ("kafka: { batchSize: 0 }", "kafka.batchSize: must be"),
@@ -1678,11 +1640,11 @@ profiling:
             ("kafka: { partitions: 0 }", "kafka.partitions: must be"),
             (
                 "kafka: { fetchMaxBytes: 1000000 }",
-                "kafka.fetchMaxBytes: must be from 1048576 to 67108864 bytes",
+                "kafka.fetchMaxBytes: must be from 1048576 to 67108864",
             ),
             (
                 "server: { readHeaderTimeout: 0s }",
-                "server.readHeaderTimeout: must be greater than 0s",
+                "server.readHeaderTimeout: must be from 1ms to 7days",
             ),
             (
                 "server: { readBodyTimeout: 0s }",
@@ -1784,6 +1746,43 @@ profiling:
                 "kafka.groupID: must not be empty",
             ),
             ("kafka: { brokers: [\"\"] }", "kafka.brokers: entry 0"),
+            // Values at their type's extremes, which would fail at run time if accepted.
+            (
+                "server: { maxBodyBytes: 18446744073709551615 }",
+                "server.maxBodyBytes: must be from 1 to 2147483648",
+            ),
+            (
+                "server: { requestTimeout: 9223372036854775807s }",
+                "server.requestTimeout: must be from 1ms to 7days",
+            ),
+            (
+                "server: { readBodyTimeout: 9223372036854775807s }",
+                "server.readBodyTimeout: must be from 1ms to 7days",
+            ),
+            (
+                "kafka: { partitions: 4294967295 }",
+                "kafka.partitions: must be from 1 to 10000",
+            ),
+            (
+                "kafka: { sessionTimeout: 10m }",
+                "kafka.sessionTimeout: must be from 6s to 5m",
+            ),
+            (
+                "kafka: { batchTimeout: 10s }",
+                "kafka.produceTimeout: must be longer than kafka.batchTimeout (10s)",
+            ),
+            (
+                "ingestion: { queueBufferSize: 18446744073709551615 }",
+                "ingestion.queueBufferSize: must be from 1 to 10000000",
+            ),
+            (
+                "auth: { tokens: [ok, \"tökén-1\"] }",
+                "auth.tokens: entry 1 holds a character no client can send",
+            ),
+            (
+                "auth: { tokens: [\"del\\x7Fin-it\"] }",
+                "auth.tokens: entry 0 holds a character no client can send",
+            ),
         ];
         for (text, expected) in cases {
             assert_contains(&yaml_err(text), expected);
@@ -1817,9 +1816,10 @@ auth: { tokens: [""] }
 
     #[test]
     fn tokens_stay_out_of_debug_and_errors() {
-        let c = Config::from_yaml_str("auth: { tokens: [s3cret, \" t0psecret\"] }");
-        let err = c.expect_err("padded token").to_string();
-        assert!(!err.contains("t0psecret"), "{err}");
+        let c = Config::from_yaml_str("auth: { tokens: [s3cret, \" t0psecret\", \"sécret\"] }");
+        let err = c.expect_err("padded and non-ASCII tokens").to_string();
+        assert_eq!(err.matches("auth.tokens: entry").count(), 2, "{err}");
+        assert!(!err.contains("t0psecret") && !err.contains("cret"), "{err}");
 
         let mut c = Config::default();
         c.auth.tokens = vec!["s3cret".to_owned()];
@@ -1985,6 +1985,64 @@ auth: { tokens: [""] }
         .expect_err("no brokers")
         .to_string();
         assert_eq!(err, "kafka.brokers: required when version is 2");
+    }
+
+    #[test]
+    fn written_directories_are_checked_before_any_is_created() {
+        let root = tempfile::tempdir().expect("temporary directory");
+        let file = root.path().join("a-file");
+        std::fs::write(&file, "").expect("write a file");
+        let (logs, analytics) = (root.path().join("new/logs"), root.path().join("analytics"));
+        let cli = Cli {
+            analytics_dir: Some(file.join("below-a-file")),
+            ..Default::default()
+        };
+        let mut config = Config::load(&cli).expect("valid");
+        config.storage.logs_dir = logs.clone();
+        let err = config
+            .prepare_directories(&cli)
+            .expect_err("refused")
+            .to_string();
+        assert_eq!(
+            err,
+            format!(
+                "storage.analyticsDir: cannot create {0}/below-a-file: {0} is not a directory \
+                 (from --analytics-dir/ANALYTICS_DIR)",
+                file.display()
+            )
+        );
+        assert!(!logs.exists(), "nothing is created when one is refused");
+
+        config.storage.analytics_dir = file.clone();
+        let err = config
+            .prepare_directories(&Cli::default())
+            .expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "storage.analyticsDir: {} is not a directory",
+                file.display()
+            )
+        );
+
+        config.storage.analytics_dir = analytics.clone();
+        config.profiling.capture = true;
+        config.profiling.dir = file.clone();
+        let err = config
+            .prepare_directories(&Cli::default())
+            .expect_err("refused");
+        assert!(err.to_string().starts_with("profiling.dir: "), "{err}");
+
+        config.profiling.dir = root.path().join("profiles");
+        config
+            .prepare_directories(&Cli::default())
+            .expect("all can be created");
+        for dir in [&logs, &analytics, &config.profiling.dir] {
+            assert!(dir.is_dir(), "{} created", dir.display());
+        }
+        config
+            .prepare_directories(&Cli::default())
+            .expect("and used again");
     }
 
     #[test]

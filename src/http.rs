@@ -198,14 +198,7 @@ async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
 /// token is compared in constant time, so the answer time does not reveal how much of a guess
 /// matched.
 async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim().as_bytes());
-    let Some(presented) = presented else {
+    let Some(presented) = bearer_token(request.headers()) else {
         return ApiError::Unauthorized.into_response();
     };
     let matched = state
@@ -220,6 +213,18 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
     } else {
         ApiError::Unauthorized.into_response()
     }
+}
+
+/// The token of `Authorization: Bearer <token>` (scheme in any case), trimmed. The header must be
+/// visible ASCII text: [`crate::config::check_token`] accepts at start-up exactly the tokens that
+/// can be presented this way (checked by `accepted_tokens_are_the_ones_a_client_can_present`).
+fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&[u8]> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().as_bytes())
 }
 
 /// Records `http_request_duration_seconds` and counts body-caused rejections of `/logs`. The
@@ -271,4 +276,53 @@ async fn json_error_bodies(response: Response) -> Response {
     parts.status = new_parts.status;
     parts.headers.extend(new_parts.headers);
     Response::from_parts(parts, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, HeaderValue, header};
+    use proptest::prelude::*;
+
+    use super::bearer_token;
+    use crate::config::check_token;
+
+    /// Whether `token` can be presented: a client can send the header (hyper takes what
+    /// `HeaderValue::from_bytes` takes: no control byte but tab, no DEL), and the middleware then
+    /// reads exactly `token` from it.
+    fn presentable(token: &str) -> bool {
+        let Ok(value) = HeaderValue::from_bytes(format!("Bearer {token}").as_bytes()) else {
+            return false;
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, value);
+        bearer_token(&headers) == Some(token.as_bytes())
+    }
+
+    proptest! {
+        #[test]
+        fn accepted_tokens_are_the_ones_a_client_can_present(
+            token in prop_oneof![
+                any::<String>(),
+                "[ -~\t]{0,12}",
+                "[ -~\t\u{7f}\u{80}-\u{ff}é\u{a0}\u{2003}\r\n]{0,12}",
+            ]
+        ) {
+            // A blank entry could be "presented" as an empty token, but is refused as a mistake.
+            let expected = presentable(&token) && !token.trim().is_empty();
+            prop_assert_eq!(check_token(&token).is_ok(), expected, "{:?}", token);
+        }
+    }
+
+    #[test]
+    fn the_reported_tokens_are_refused_and_ordinary_ones_accepted() {
+        for refused in ["tökén-1", "del\u{7f}in-it", " padded", "padded\t"] {
+            assert!(check_token(refused).is_err(), "{refused:?}");
+            assert!(!presentable(refused), "{refused:?}");
+        }
+        assert!(check_token("").is_err() && check_token("  ").is_err());
+        for accepted in ["t0k3n", "two words", "tab\there~!", "a:b/c+d=="] {
+            assert!(check_token(accepted).is_ok(), "{accepted:?}");
+            assert!(presentable(accepted), "{accepted:?}");
+        }
+    }
 }

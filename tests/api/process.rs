@@ -11,8 +11,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::support::{
-    ChildGuard, HOUR_14, NDJSON, RawPost, assert_accepted, client, line, ndjson, pipeline,
-    read_lines, record, send, try_send, wait_until,
+    ChildGuard, HOUR_14, NDJSON, RawPost, assert_accepted, client, expect_config_error, line,
+    ndjson, pipeline, read_lines, record, send, try_send, wait_until, write_config,
 };
 
 /// POSTs one record with path `path` to a child and expects 202.
@@ -43,25 +43,6 @@ async fn serve_one_record(mut child: ChildGuard, path: &str) -> SocketAddr {
     let status = child.wait_exit().await;
     assert!(status.success(), "{status}; stderr:\n{}", child.stderr());
     addr
-}
-
-/// Runs a child that must refuse to start; returns its stderr.
-async fn expect_config_error(mut child: ChildGuard) -> String {
-    let status = child.wait_exit().await;
-    let stderr = child.stderr();
-    assert_eq!(status.code(), Some(2), "{status}; stderr:\n{stderr}");
-    assert!(
-        stderr.contains("log-pipeline: invalid configuration: "),
-        "{stderr}"
-    );
-    assert!(!stderr.contains("log-pipeline listening"), "{stderr}");
-    stderr
-}
-
-fn write_config(dir: &Path, yaml: &str) -> String {
-    let path = dir.join("config.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    path.to_str().unwrap().to_owned()
 }
 
 fn hour_14(logs_dir: &Path) -> Vec<String> {

@@ -1,8 +1,10 @@
 //! Property-based tests of the body decoders and the stored line format, with proptest's default
 //! number of cases (256; `PROPTEST_CASES` changes it). `make bench-properties` runs the same
 //! properties with many more cases. Each test names its property in `property.rs`, which says
-//! what it asserts.
+//! what it asserts. The configuration's numbers and durations at their extremes are in
+//! `config.rs`.
 
+mod config;
 mod oracle;
 mod property;
 mod strategies;

@@ -103,6 +103,26 @@ impl ChildGuard {
         }
     }
 
+    /// Waits until the process either listens (its address) or exits (its status), whichever
+    /// comes first: for a start that may be refused.
+    pub async fn listening_or_exit(&mut self) -> Result<SocketAddr, ExitStatus> {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if self.stderr().contains("log-pipeline listening") {
+                return Ok(self.listening_addr().await);
+            }
+            if self.child.try_wait().expect("try_wait").is_some() {
+                return Err(self.wait_exit().await);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "neither listening nor exited; stderr:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// Waits for the "log-pipeline listening" log line and returns the address it names.
     pub async fn listening_addr(&mut self) -> SocketAddr {
         self.wait_for_stderr("log-pipeline listening").await;
@@ -195,6 +215,27 @@ fn capture(
         }
         captured.lock().expect("capture lock").open_streams -= 1;
     });
+}
+
+/// Runs a child that must refuse to start as configured (exit status 2, before listening); returns
+/// its stderr.
+pub async fn expect_config_error(mut child: ChildGuard) -> String {
+    let status = child.wait_exit().await;
+    let stderr = child.stderr();
+    assert_eq!(status.code(), Some(2), "{status}; stderr:\n{stderr}");
+    assert!(
+        stderr.contains("log-pipeline: invalid configuration: "),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("log-pipeline listening"), "{stderr}");
+    stderr
+}
+
+/// Writes `yaml` to `dir/config.yaml`; returns its path, for `--config`.
+pub fn write_config(dir: &Path, yaml: &str) -> String {
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, yaml).expect("write the config file");
+    path.to_str().expect("a UTF-8 path").to_owned()
 }
 
 /// A TCP port on 127.0.0.1 that is free now (for a server that cannot be told to bind port 0).

@@ -1,5 +1,6 @@
 //! A small tmpfs mounted for one test: a real filesystem that runs out of space (ENOSPC) when the
-//! test says. Mounting needs root, as CI has; without it the test fails saying so.
+//! test says, or that is read-only. Mounting needs root, as CI has; without it the test fails
+//! saying so.
 
 use std::io::Write;
 use std::path::Path;
@@ -15,9 +16,18 @@ pub struct Tmpfs {
 impl Tmpfs {
     /// Mounts a tmpfs of `size` (e.g. `1m`) on a new temporary directory.
     pub fn mount(size: &str) -> Tmpfs {
+        Tmpfs::mount_with(&format!("size={size}"))
+    }
+
+    /// Mounts a small read-only tmpfs: a directory nobody can write, root included.
+    pub fn read_only() -> Tmpfs {
+        Tmpfs::mount_with("size=1m,ro")
+    }
+
+    fn mount_with(options: &str) -> Tmpfs {
         let dir = tempfile::tempdir().expect("temporary mount point");
         let output = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
             .arg(dir.path())
             .output()
             .expect("mount runs");
