@@ -7,8 +7,8 @@
 //!
 //! - byte sizes at most 2 GiB: a body or a batch is held in memory whole, and a batch's share of
 //!   a budget is counted in 32-bit units;
-//! - counts of records and keys held in memory at most 100,000,000 (the largest body cannot carry
-//!   more records);
+//! - counts of records and keys held in memory at most 100,000,000 (beyond that the memory is
+//!   the limit, not the count; stored record counts are 32-bit);
 //! - timeouts and periods from 1 ms (the timers' resolution; Kafka's settings are whole
 //!   milliseconds) to 7 days;
 //! - the Kafka settings within what librdkafka accepts for the properties they set.
@@ -73,7 +73,7 @@ const COUNT: Range = Range::Number {
     min: 1,
     max: 100_000_000,
 };
-const COUNT_WHY: &str = "held in memory, and the largest body cannot carry more records";
+const COUNT_WHY: &str = "held in memory: beyond 10^8 the memory is the limit, not the count";
 const PERIOD: Range = Range::Duration {
     min: MILLISECOND,
     max: Duration::from_secs(7 * 24 * 3600),

@@ -10,8 +10,9 @@ use log_pipeline::config::ranges::{RANGES, yaml_document};
 use reqwest::{Method, StatusCode};
 
 use crate::support::{
-    ChildGuard, HOUR_14, NDJSON, Tmpfs, assert_accepted, client, expect_config_error, gzip, ndjson,
-    pipeline, read_lines, record, send, write_config,
+    ChildGuard, HOUR_14, KAFKA_DEADLINE, KAFKA_POLL, NDJSON, Names, PARTITIONS, Tmpfs,
+    assert_accepted, client, expect_config_error, gzip, kafka_broker, ndjson, pipeline,
+    poll_within, read_lines, record, send, wait_counter, write_config,
 };
 
 /// The binary on 127.0.0.1:0 with its directories under `cwd`, plus `args`.
@@ -199,41 +200,77 @@ async fn tokens_no_client_can_present_are_refused_without_printing_them() {
     assert!(child.wait_exit().await.success(), "{}", child.stderr());
 }
 
-#[tokio::test]
-async fn every_key_at_its_largest_value_is_served() {
-    let root = tempfile::tempdir().unwrap();
-    let cwd = root.path();
+/// Starts the binary in `cwd` with every numeric and duration key at its largest accepted value,
+/// but for `except` (the settings that cannot combine with them here, and the test's own), and
+/// checks it serves: `/ready` 200, plain, gzip and keyed `POST /logs` 202, the analytics 200, a
+/// clean exit at SIGTERM (a week's `shutdownTimeout` is a bound, not a wait) with the three
+/// records in their hour file, and no panic.
+async fn serves_at_the_largest_values(cwd: &Path, except: &[(&str, &str)], version: u8) {
     let mut settings: Vec<(&str, String)> = RANGES.iter().map(|r| (r.key, r.largest())).collect();
-    // The one that cannot combine here: version 2 needs a broker. Kafka's settings at their
-    // largest are checked against librdkafka by tests/properties/config.rs.
-    settings.push(("version", "1".to_owned()));
+    settings.extend(except.iter().map(|(key, value)| (*key, value.to_string())));
     // So that `storage.fsyncInterval` is the one the store runs by.
     settings.push(("storage.fsync", "interval".to_owned()));
+    settings.push(("version", version.to_string()));
     let config = write_config(cwd, &yaml_document(&settings));
     let mut child = start(cwd, &["--config", &config], &[]);
     let addr = child.listening_addr().await;
-
     let get = async |path: &str| {
         send(&client(), addr, Method::GET, path, &[], Vec::new())
             .await
             .status()
     };
-    assert_eq!(get("/ready").await, StatusCode::OK);
+    poll_within(KAFKA_DEADLINE, KAFKA_POLL, "/ready", async || {
+        match get("/ready").await {
+            StatusCode::OK => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await;
     post_plain_and_gzip(addr, &[]).await;
     // Keyed: the gzipped copy is a replay of the plain one, answered alike and not stored again.
     post_plain_and_gzip(addr, &[("idempotency-key", "largest-values-1")]).await;
-    assert_eq!(read_lines(&cwd.join("logs").join(HOUR_14)).len(), 3);
     assert_eq!(
         get("/analytics?hour=2025-11-22T14:00:00Z").await,
         StatusCode::OK
     );
     assert_eq!(get("/analytics/hours").await, StatusCode::OK);
     assert_eq!(get("/ready").await, StatusCode::OK);
+    if version == 2 {
+        // Read from Kafka, they wait in the consumer's buffer (a week's flushInterval) until the
+        // shutdown writes them.
+        wait_counter(&[addr], "kafka_consumed_messages_total", 3.0).await;
+    }
 
-    // A week's shutdown timeout is a bound, not a wait: idle connections close at once.
     child.terminate();
     let status = child.wait_exit().await;
     let stderr = child.stderr();
     assert!(status.success(), "{status}; stderr:\n{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(read_lines(&cwd.join("logs").join(HOUR_14)).len(), 3);
+}
+
+#[tokio::test]
+async fn every_key_at_its_largest_value_is_served() {
+    let root = tempfile::tempdir().unwrap();
+    serves_at_the_largest_values(root.path(), &[], 1).await;
+}
+
+#[tokio::test]
+async fn v2_every_key_at_its_largest_value_is_served() {
+    let root = tempfile::tempdir().unwrap();
+    let broker = kafka_broker();
+    let names = Names::new("largest");
+    let brokers = format!("[{broker:?}]");
+    let partitions = PARTITIONS.to_string();
+    let except = [
+        ("kafka.brokers", brokers.as_str()),
+        ("kafka.topic", names.topic.as_str()),
+        ("kafka.deadLetterTopic", names.dead_letter_topic.as_str()),
+        ("kafka.groupID", names.group_id.as_str()),
+        // At its largest, each acknowledged request waits 15 minutes (librdkafka's linger).
+        ("kafka.batchTimeout", "5ms"),
+        // At its largest, the topics would be created with 10000 partitions on the test broker.
+        ("kafka.partitions", partitions.as_str()),
+    ];
+    serves_at_the_largest_values(root.path(), &except, 2).await;
 }
