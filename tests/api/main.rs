@@ -13,5 +13,6 @@ mod process;
 mod profiling;
 mod prometheus;
 mod rejections;
+mod squatting;
 mod storage;
 mod support;
