@@ -11,8 +11,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::support::{
-    HOUR_14, JSON, NDJSON, RawAnswer, RawPost, SlowBody, assert_accepted, assert_error, body_json,
-    client, header, hour_files, json_array, ndjson, poll, record, spawn_app, try_post_logs,
+    HOUR_14, JSON, NDJSON, RawAnswer, RawPost, SlowBody, TestApp, assert_accepted, assert_error,
+    body_json, client, header, hour_files, json_array, ndjson, poll, record, spawn_app,
+    try_post_logs,
 };
 
 /// How long a normal client's one-record batch may take while others squat (it takes a few
@@ -22,6 +23,21 @@ const SERVED_WITHIN: Duration = Duration::from_secs(1);
 /// A one-record batch in hour 14, at `path`.
 fn one_record(path: &str) -> Vec<u8> {
     ndjson(&[record("2025-11-22T14:00:00Z", path, "curl/8.5.0")])
+}
+
+/// Sends the normal client's batch `i` (one record in hour 14) and checks that it is stored
+/// within [`SERVED_WITHIN`] `beside` the squatters.
+async fn assert_served(app: &TestApp, i: usize, beside: &str) {
+    let started = Instant::now();
+    let answer = app
+        .post_logs(NDJSON, one_record(&format!("/normal/{i}")))
+        .await;
+    assert_accepted(answer, 1).await;
+    let took = started.elapsed();
+    assert!(
+        took < SERVED_WITHIN,
+        "batch {i} took {took:?} beside {beside}"
+    );
 }
 
 /// Issue 28, defect 3: four clients declare 16 MiB bodies (together the whole default
@@ -45,16 +61,7 @@ async fn slow_bodies_do_not_hold_the_inflight_budget() {
         squatters.push(squatter);
     }
     for i in 0..20 {
-        let started = Instant::now();
-        let answer = app
-            .post_logs(NDJSON, one_record(&format!("/normal/{i}")))
-            .await;
-        assert_accepted(answer, 1).await;
-        assert!(
-            started.elapsed() < SERVED_WITHIN,
-            "batch {i} took {:?} beside 4 slow bodies",
-            started.elapsed()
-        );
+        assert_served(&app, i, "4 slow bodies").await;
     }
     // A byte a second is below the minimum rate: each squatter is told so within two windows.
     for squatter in squatters {
@@ -168,16 +175,7 @@ async fn idle_and_half_open_connections_do_not_hold_the_connection_cap() {
         for half_open in [false, true] {
             later.push(idle_connection(app.addr, half_open).await);
         }
-        let started = Instant::now();
-        let answer = app
-            .post_logs(NDJSON, one_record(&format!("/normal/{i}")))
-            .await;
-        assert_accepted(answer, 1).await;
-        assert!(
-            started.elapsed() < SERVED_WITHIN,
-            "batch {i} took {:?} beside 20 idle connections",
-            started.elapsed()
-        );
+        assert_served(&app, i, "20 idle connections").await;
     }
     // The oldest went first: every one of the first twenty is closed.
     for (i, stream) in first.iter_mut().enumerate() {

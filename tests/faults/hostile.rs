@@ -59,6 +59,24 @@ fn proc_status_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 
+/// Fails the test if the peak resident memory is above `bound` (both in bytes).
+pub(crate) fn assert_peak_within(peak: u64, bound: u64) {
+    assert!(
+        peak <= bound,
+        "peak RSS {} MB above the bound {} MB",
+        peak >> 20,
+        bound >> 20
+    );
+}
+
+/// Fails the test if a client's p99 `beside` a load is more than 5× (+50 ms) its p99 `alone`.
+pub(crate) fn assert_p99_near(p99: Duration, alone: Duration, beside: &str) {
+    assert!(
+        p99 <= alone * 5 + Duration::from_millis(50),
+        "p99 {p99:?} beside {beside} vs {alone:?} alone"
+    );
+}
+
 /// Lines in every hour file under `logs`.
 fn stored_lines(logs: &Path) -> usize {
     hour_files(logs).values().map(Vec::len).sum()
@@ -342,12 +360,7 @@ async fn concurrent_huge_bodies_stay_within_the_memory_bound() {
         baseline >> 20,
         bound >> 20
     );
-    assert!(
-        peak <= bound,
-        "peak RSS {} MB above the bound {} MB",
-        peak >> 20,
-        bound >> 20
-    );
+    assert_peak_within(peak, bound);
     for batch in &batches {
         assert!(
             matches!(&batch.answer, Answer::Accepted)
@@ -501,17 +514,8 @@ async fn a_thousand_slow_clients_do_not_slow_a_normal_one() {
         "normal client p99: unloaded {unloaded:?}, beside 1,000 slow clients {loaded:?}; peak RSS {} MB",
         peak >> 20
     );
-    assert!(
-        loaded <= unloaded * 5 + Duration::from_millis(50),
-        "p99 {loaded:?} beside slow clients vs {unloaded:?} unloaded"
-    );
-    let bound = baseline + 1000 * (64 << 10) + (64 << 20);
-    assert!(
-        peak <= bound,
-        "peak RSS {} MB above {} MB",
-        peak >> 20,
-        bound >> 20
-    );
+    assert_p99_near(loaded, unloaded, "1,000 slow clients");
+    assert_peak_within(peak, baseline + 1000 * (64 << 10) + (64 << 20));
     stop_within(child, Duration::from_secs(5)).await;
     held(
         "1,000 slow or idle clients beside a normal one",

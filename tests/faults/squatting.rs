@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
-use crate::hostile::{peak_rss, rss, start_v1, stop_within};
+use crate::hostile::{assert_p99_near, assert_peak_within, peak_rss, rss, start_v1, stop_within};
 use crate::load::{Answer, Batch, Disk, nearest_rank_p99, tally};
 use crate::support::{
     DEADLINE, NDJSON, RawAnswer, SlowBody, client, line, ndjson, record, try_post_logs, wait_until,
@@ -192,21 +192,12 @@ async fn squatters_do_not_slow_a_normal_client() {
         started.elapsed()
     );
     for (size, p99) in &beside {
-        assert!(
-            *p99 <= alone * 5 + Duration::from_millis(50),
-            "p99 {p99:?} beside {size} squatters vs {alone:?} alone"
-        );
+        assert_p99_near(*p99, alone, &format!("{size} squatters"));
     }
     assert!(answers.len() >= 100, "{} answers", answers.len());
     assert_eq!(too_slow, answers.len(), "{answers:?}");
     // The squatters hold what they sent: a few bytes each, nothing near their 16 MiB.
-    let bound = baseline + 100 * (64 << 10) + (64 << 20);
-    assert!(
-        peak <= bound,
-        "peak RSS {} MB above {} MB",
-        peak >> 20,
-        bound >> 20
-    );
+    assert_peak_within(peak, baseline + 100 * (64 << 10) + (64 << 20));
     stop_within(child, Duration::from_secs(5)).await;
     tally(
         "budget squatting: a normal client beside 4 and 100 slow 16 MiB bodies",
