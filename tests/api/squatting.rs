@@ -162,7 +162,8 @@ async fn closed(stream: &mut TcpStream) -> bool {
 /// Connections that hold a place under `server.maxConnections` without using it, silent or with
 /// a request head sent half-way, and more of them opened before every normal request: the normal
 /// client is served at once, each of its connections taking the place of the one idle longest.
-/// Before the fix it got 503 `too_many_connections` until `server.readHeaderTimeout` closed them.
+/// Before the fix it was refused at once (the canned 503 `too_many_connections`, which reqwest
+/// reports as no answer) until `server.readHeaderTimeout` closed the squatters.
 #[tokio::test]
 async fn idle_and_half_open_connections_do_not_hold_the_connection_cap() {
     let app = spawn_app(|config| config.server.max_connections = 20).await;
