@@ -184,6 +184,10 @@ pub struct ServerConfig {
     /// `server.readBodyTimeout`: time a client has to send the whole request body. Default `30s`.
     #[serde(deserialize_with = "go_duration::deserialize")]
     pub read_body_timeout: Duration,
+    /// `server.minBodyRate`: bytes per second a request body must keep arriving at, measured
+    /// over each 5 s while it is read; a slower body gets 408 `body_too_slow` and gives back what
+    /// it held. Default 500 (Apache `mod_reqtimeout`'s `MinRate`).
+    pub min_body_rate: usize,
     /// `server.requestTimeout`: time for a whole request, including storing the batch; past it
     /// the client gets 503. Default `60s`.
     #[serde(deserialize_with = "go_duration::deserialize")]
@@ -192,13 +196,15 @@ pub struct ServerConfig {
     /// before they are cut off. Default `30s`.
     #[serde(deserialize_with = "go_duration::deserialize")]
     pub shutdown_timeout: Duration,
-    /// `server.maxConnections`: most open connections; beyond it a new connection gets 503 and
-    /// is closed at once. Lowered at start-up to what the open-file limit allows (logged).
-    /// Default 10000.
+    /// `server.maxConnections`: most open connections. At the cap a new connection takes the
+    /// place of the one idle longest (no request in flight); when every one has a request in
+    /// flight, it gets 503 and is closed at once. Lowered at start-up to what the open-file limit
+    /// allows (logged). Default 10000.
     pub max_connections: usize,
     /// `server.maxInflightBytes`: most bytes of request bodies being received and decoded at
-    /// once, across all requests. A request that would exceed it gets 503 `overloaded` (with
-    /// `Retry-After`) before its body is read. Default 67108864 (64 MiB).
+    /// once, across all requests; a body takes its share as its bytes arrive. A request whose
+    /// next bytes would exceed it gets 503 `overloaded` (with `Retry-After`), before its body is
+    /// read when its `Content-Length` is already more than is free. Default 67108864 (64 MiB).
     pub max_inflight_bytes: usize,
 }
 
@@ -209,6 +215,7 @@ impl Default for ServerConfig {
             max_body_bytes: 16 * 1024 * 1024,
             read_header_timeout: Duration::from_secs(10),
             read_body_timeout: Duration::from_secs(30),
+            min_body_rate: 500,
             request_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(30),
             max_connections: 10_000,
@@ -1385,6 +1392,7 @@ profiling:
                 max_body_bytes: 1_048_576,
                 read_header_timeout: Duration::from_secs(2),
                 read_body_timeout: Duration::from_secs(3),
+                min_body_rate: 500,
                 request_timeout: Duration::from_secs(90),
                 shutdown_timeout: Duration::from_secs(7200),
                 max_connections: 77,

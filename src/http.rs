@@ -13,10 +13,10 @@
 //! | `GET /analytics/ingest` | the ingest counters, for the dashboard's rates |
 //! | `GET /`, `GET /dashboard` | the dashboard page and its assets (public: they hold no data) |
 //!
-//! `POST /logs` is in [`ingest`] (its `Content-Encoding` in [`encoding`]), the analytics handlers
-//! in [`analytics`], the dashboard's assets in [`dashboard`], [`ApiError`] in [`error`]. Responses
-//! that layers produce without a body (405 from routing, the request timeout) get the same JSON
-//! error shape in [`json_error_bodies`].
+//! `POST /logs` is in [`ingest`] (its `Content-Encoding` in [`encoding`], the pace its body must
+//! keep in [`pace`]), the analytics handlers in [`analytics`], the dashboard's assets in
+//! [`dashboard`], [`ApiError`] in [`error`]. Responses that layers produce without a body (405
+//! from routing, the request timeout) get the same JSON error shape in [`json_error_bodies`].
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -39,6 +39,7 @@ mod dashboard;
 mod encoding;
 mod error;
 mod ingest;
+mod pace;
 
 pub use analytics::{Analytics, MAX_CONCURRENT_QUERIES, SETTLE_TIMEOUT};
 pub use error::ApiError;
@@ -70,6 +71,8 @@ pub struct Shared {
     pub limits: Limits,
     pub max_body_bytes: usize,
     pub read_body_timeout: Duration,
+    /// `server.minBodyRate`: bytes a second a request body must keep arriving at.
+    pub min_body_rate: usize,
     /// `server.requestTimeout`: for `POST /logs`, the time until its batch is handed over.
     pub request_timeout: Duration,
     /// `server.maxInflightBytes`: request bodies being read and decoded, across requests.
@@ -97,6 +100,7 @@ impl AppState {
             limits: Limits::from_config(&config.ingestion),
             max_body_bytes: config.server.max_body_bytes,
             read_body_timeout: config.server.read_body_timeout,
+            min_body_rate: config.server.min_body_rate,
             request_timeout: config.server.request_timeout,
             inflight: Arc::new(tokio::sync::Semaphore::new(
                 config

@@ -39,8 +39,11 @@ pub struct Metrics {
     pub http_duration: HistogramVec,
     /// Open HTTP connections.
     pub http_open_connections: IntGauge,
-    /// Connections refused because `server.maxConnections` were open.
+    /// Connections refused because `server.maxConnections` were open, each with a request in
+    /// flight.
     pub http_connections_refused: IntCounter,
+    /// Idle connections closed to make room for a new one at `server.maxConnections`.
+    pub http_connections_evicted: IntCounter,
     /// `POST /logs` requests refused because request bodies in flight reached
     /// `server.maxInflightBytes`.
     pub inflight_rejections: IntCounter,
@@ -203,11 +206,15 @@ impl Metrics {
         );
         let http_connections_refused = counter(
             "http_connections_refused_total",
-            "Total number of connections refused because server.maxConnections were open.",
+            "Total number of connections refused because server.maxConnections were open, each with a request in flight.",
+        );
+        let http_connections_evicted = counter(
+            "http_connections_evicted_total",
+            "Total number of idle connections closed to make room for a new one at server.maxConnections.",
         );
         let inflight_rejections = counter(
             "ingest_inflight_rejections_total",
-            "Total number of /logs requests answered 503 before their body was read because request bodies in flight reached server.maxInflightBytes.",
+            "Total number of /logs requests answered 503 overloaded because request bodies in flight reached server.maxInflightBytes.",
         );
         let kafka_dead_letter_failures = counter(
             "kafka_dead_letter_failures_total",
@@ -427,6 +434,7 @@ impl Metrics {
             http_duration,
             http_open_connections,
             http_connections_refused,
+            http_connections_evicted,
             inflight_rejections,
             batch_records,
             store_commits,

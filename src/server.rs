@@ -2,8 +2,13 @@
 //! draining them at shutdown. The router ([`crate::http`]) only sees requests.
 //!
 //! - **Cap.** At most `server.maxConnections` are open (lowered to what the process's file
-//!   descriptor limit allows, which is raised to its hard limit at start-up). Beyond it a new
-//!   connection gets a canned 503 `too_many_connections` and is closed at once.
+//!   descriptor limit allows, which is raised to its hard limit at start-up). At the cap a new
+//!   connection takes the place of the one idle longest, as nginx does when it runs out of
+//!   connections: idle is no request in flight (silent since accepted, a request head still
+//!   arriving, or keep-alive between requests), so connections that hold a place without using it
+//!   cannot keep others out. One that never had a request is closed at once; one that had is
+//!   shut down gracefully, as at the idle limit. Only when every open connection has a request in
+//!   flight does a new one get a canned 503 `too_many_connections`, and it is closed at once.
 //! - **Silent connections.** A connection must send its first bytes within
 //!   `server.readHeaderTimeout`; hyper's HTTP/1-or-2 detection would otherwise wait for them
 //!   forever. HTTP/1 then bounds each request head by the same timeout.
@@ -18,6 +23,7 @@
 //!   accepted, without keep-alive, so that their requests hear 503 `shutting_down` from the router
 //!   rather than finding the port closed.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -123,11 +129,10 @@ impl Server {
     /// 503 `shutting_down`), drains the open connections (at most `server.shutdownTimeout`) and
     /// returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>, draining: impl FnOnce()) {
-        let open = Arc::new(OpenConnections {
-            count: AtomicUsize::new(0),
-            max: self.settings.max_connections,
-            metrics: self.metrics.clone(),
-        });
+        let open = Arc::new(OpenConnections::new(
+            self.settings.max_connections,
+            self.metrics.clone(),
+        ));
         let stop = CancellationToken::new();
         let tracker = TaskTracker::new();
         let serving = Connections {
@@ -214,40 +219,80 @@ async fn accept(listener: &TcpListener) -> TcpStream {
     }
 }
 
-/// The count of open connections against the cap.
+/// The open connections, each with its [`Activity`], against the cap.
 struct OpenConnections {
-    count: AtomicUsize,
     max: usize,
     metrics: Metrics,
+    open: Mutex<OpenSet>,
+}
+
+/// The connections that hold a place under the cap, by a number of their own.
+#[derive(Default)]
+struct OpenSet {
+    next: u64,
+    places: HashMap<u64, Arc<Activity>>,
 }
 
 impl OpenConnections {
-    /// A slot for `stream`, or `None` (after telling it 503) when the cap is reached.
-    fn enter(self: &Arc<Self>, stream: &TcpStream) -> Option<Slot> {
-        let admitted = self
-            .count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
-                (open < self.max).then_some(open + 1)
-            })
-            .is_ok();
-        if !admitted {
-            self.metrics.http_connections_refused.inc();
-            // Best effort: the socket's send buffer is empty, so this does not block.
-            let _ = stream.try_write(TOO_MANY_CONNECTIONS);
-            return None;
+    fn new(max: usize, metrics: Metrics) -> OpenConnections {
+        OpenConnections {
+            max,
+            metrics,
+            open: Mutex::new(OpenSet::default()),
         }
+    }
+
+    /// A place for `stream`. At the cap, the connection idle longest is told to close and
+    /// gives up its place; when none is idle, `None` (after telling `stream` 503).
+    fn enter(self: &Arc<Self>, stream: &TcpStream) -> Option<Slot> {
+        let mut open = self.open.lock().expect("open connections lock");
+        if open.places.len() >= self.max {
+            // A scan, only at the cap: it costs microseconds against the thousands of places.
+            let idlest = open
+                .places
+                .iter()
+                .filter_map(|(place, activity)| Some((*place, activity.idle_since()?)))
+                .min_by_key(|(_, since)| *since)
+                .map(|(place, _)| place);
+            let Some(place) = idlest else {
+                drop(open);
+                self.metrics.http_connections_refused.inc();
+                // Best effort: the socket's send buffer is empty, so this does not block.
+                let _ = stream.try_write(TOO_MANY_CONNECTIONS);
+                return None;
+            };
+            let evicted = open.places.remove(&place).expect("found above");
+            evicted.evict.cancel();
+            self.metrics.http_open_connections.dec();
+            self.metrics.http_connections_evicted.inc();
+        }
+        let place = open.next;
+        open.next += 1;
+        let activity = Arc::new(Activity::new());
+        open.places.insert(place, activity.clone());
         self.metrics.http_open_connections.inc();
-        Some(Slot(self.clone()))
+        Some(Slot {
+            connections: self.clone(),
+            place,
+            activity,
+        })
     }
 }
 
-/// One open connection, counted until dropped.
-struct Slot(Arc<OpenConnections>);
+/// One open connection's place under the cap, held until dropped (or given to a newer one).
+struct Slot {
+    connections: Arc<OpenConnections>,
+    place: u64,
+    activity: Arc<Activity>,
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.count.fetch_sub(1, Ordering::AcqRel);
-        self.0.metrics.http_open_connections.dec();
+        let connections = &self.connections;
+        let mut open = connections.open.lock().expect("open connections lock");
+        if open.places.remove(&self.place).is_some() {
+            connections.metrics.http_open_connections.dec();
+        }
     }
 }
 
@@ -263,8 +308,9 @@ struct Connections {
 
 impl Connections {
     /// Serves one connection to its end, as the module documentation says.
-    async fn serve(self, stream: TcpStream, _slot: Slot) {
+    async fn serve(self, stream: TcpStream, slot: Slot) {
         let timeout = self.settings.read_header_timeout;
+        let activity = slot.activity.clone();
         let mut first = [0u8; 1];
         tokio::select! {
             peeked = tokio::time::timeout(timeout, stream.peek(&mut first)) => {
@@ -273,8 +319,8 @@ impl Connections {
                 }
             }
             () = self.stop.cancelled() => return,
+            () = activity.evict.cancelled() => return,
         }
-        let activity = Arc::new(Activity::new());
         let service = TowerToHyperService::new(Tracked {
             router: self.router,
             activity: activity.clone(),
@@ -287,6 +333,13 @@ impl Connections {
         let finished = tokio::select! {
             _ = connection.as_mut() => true,
             () = activity.idle_for(timeout) => false,
+            () = activity.evict.cancelled() => {
+                if !activity.has_begun() {
+                    // No request reached the router: nothing to finish, nothing to answer.
+                    return;
+                }
+                false
+            }
             () = self.stop.cancelled() => false,
         };
         if !finished {
@@ -299,23 +352,42 @@ impl Connections {
     }
 }
 
-/// Requests in flight on one connection, and since when it has had none.
+/// Requests in flight on one connection, since when it has had none, and whether it must give
+/// up its place.
 struct Activity {
     in_flight: AtomicUsize,
+    /// Requests begun on the connection, ever.
+    begun: AtomicUsize,
     idle_since: Mutex<Instant>,
+    /// Cancelled when a newer connection takes this one's place under the cap.
+    evict: CancellationToken,
 }
 
 impl Activity {
     fn new() -> Activity {
         Activity {
             in_flight: AtomicUsize::new(0),
+            begun: AtomicUsize::new(0),
             idle_since: Mutex::new(Instant::now()),
+            evict: CancellationToken::new(),
         }
     }
 
     fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.begun.fetch_add(1, Ordering::AcqRel);
         InFlight(self.clone())
+    }
+
+    /// Whether a request ever reached the router on this connection.
+    fn has_begun(&self) -> bool {
+        self.begun.load(Ordering::Acquire) > 0
+    }
+
+    /// Since when the connection has had no request in flight; `None` while it has one.
+    fn idle_since(&self) -> Option<Instant> {
+        let since = *self.idle_since.lock().expect("activity lock");
+        (self.in_flight.load(Ordering::Acquire) == 0).then_some(since)
     }
 
     /// Completes once the connection has had no request in flight for `limit`.

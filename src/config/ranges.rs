@@ -103,6 +103,15 @@ pub const RANGES: &[Ranged] = &[
         value: Read::Size(|c| c.server.max_connections),
     },
     bytes("server.maxInflightBytes", |c| c.server.max_inflight_bytes),
+    Ranged {
+        key: "server.minBodyRate",
+        range: Range::Number {
+            min: 1,
+            max: 1 << 31,
+        },
+        why: "bytes per second: 2 GiB/s is beyond any client's link, so every body would be too slow",
+        value: Read::Size(|c| c.server.min_body_rate),
+    },
     period("storage.fsyncInterval", |c| c.storage.fsync_interval),
     bytes("storage.maxPendingBytes", |c| c.storage.max_pending_bytes),
     period("storage.idleFileTimeout", |c| c.storage.idle_file_timeout),

@@ -31,6 +31,11 @@ pub enum ApiError {
     UnreadableBody(String),
     #[error("request body was not received within {0:?} (server.readBodyTimeout)")]
     BodyTimeout(Duration),
+    #[error(
+        "request body arrived at less than {min_rate} bytes/s over {window:?} \
+         (server.minBodyRate); nothing from this batch was stored"
+    )]
+    BodyTooSlow { min_rate: usize, window: Duration },
     #[error("unsupported Content-Encoding; supported: {}", SUPPORTED_ENCODINGS.join(", "))]
     UnsupportedEncoding,
     #[error("missing or invalid bearer token")]
@@ -98,7 +103,7 @@ impl ApiError {
             | ApiError::InvalidIdempotencyKey(_) => StatusCode::BAD_REQUEST,
             ApiError::IdempotencyKeyInFlight => StatusCode::CONFLICT,
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::BodyTimeout(_) | ApiError::BodyTooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) | ApiError::NoSummary(_) => StatusCode::NOT_FOUND,
             ApiError::SummaryTooLarge { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -133,6 +138,7 @@ impl ApiError {
             ApiError::BodyTooLarge { .. } => "body_too_large",
             ApiError::UnreadableBody(_) => "unreadable_body",
             ApiError::BodyTimeout(_) => "body_timeout",
+            ApiError::BodyTooSlow { .. } => "body_too_slow",
             ApiError::UnsupportedEncoding => "unsupported_content_encoding",
             ApiError::Unauthorized => "unauthorized",
             ApiError::NotFound(_) => "not_found",
@@ -225,6 +231,9 @@ impl ApiError {
                 json!({"supported": SUPPORTED_MEDIA_TYPES})
             }
             ApiError::UnsupportedEncoding => json!({"supported": SUPPORTED_ENCODINGS}),
+            ApiError::BodyTooSlow { min_rate, window } => {
+                json!({"minBodyRate": min_rate, "windowSeconds": window.as_secs()})
+            }
             ApiError::SummaryTooLarge { hour, bytes, limit } => {
                 json!({"hour": hour, "bytes": bytes, "limit": limit})
             }

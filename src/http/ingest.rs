@@ -1,11 +1,16 @@
 //! `POST /logs`: admit, read, decode, hand over, answer.
 //!
-//! - **Memory.** Bodies in flight share one budget, `server.maxInflightBytes`. A request whose
-//!   `Content-Length` does not fit gets 503 `overloaded` before a byte of its body is read; a
-//!   body without a length (or a compressed one) takes its share as its bytes arrive, and is
-//!   refused the same way once the budget is spent. Decoding takes the encoded batch's expected
-//!   size too. The share is given back once the batch is handed over (the store's
+//! - **Memory.** Bodies in flight share one budget, `server.maxInflightBytes`. A body takes its
+//!   share as its bytes arrive, never for bytes it has only announced: a client that declares a
+//!   large `Content-Length` and sends slowly holds what it sent, not what it declared (declared
+//!   lengths let four idle clients hold the whole default budget). A body whose next bytes do not
+//!   fit gets 503 `overloaded`; one whose `Content-Length` is more than is free when it comes is
+//!   refused so before a byte of it is read. Decoding takes the encoded batch's expected size
+//!   too. The share is given back once the batch is handed over (the store's
 //!   `storage.maxPendingBytes` bounds it from then on).
+//! - **Pace.** A body must keep arriving at `server.minBodyRate` ([`pace`]): a slower one gets
+//!   408 `body_too_slow` and gives its share back, so what a client holds it holds only while
+//!   it sends.
 //! - **Deadlines.** `server.requestTimeout` bounds reading and decoding; a batch not handed over
 //!   by then is refused (503 `timeout`, nothing stored). Once handed over, the answer is the
 //!   batch's real outcome: the store withdraws a batch still waiting for its writer when the
@@ -15,7 +20,8 @@
 //!   413, 415, 503), [`linger`] reads and discards the rest of what the client is sending
 //!   (bounded in bytes and time) before answering and closing, so that a client that sends its
 //!   whole body before reading (as many do) reads the answer instead of a connection reset. A
-//!   client that asked `Expect: 100-continue` is answered at once: it has not sent the body.
+//!   client that asked `Expect: 100-continue` is answered at once: it has not sent the body. A
+//!   408 is answered at once too: its client sends too slowly for lingering to help it.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,6 +45,7 @@ use tokio::time::Instant;
 use super::AppState;
 use super::encoding::{self, Coding, Source};
 use super::error::{ApiError, Refusal};
+use super::pace::Pace;
 use crate::idempotency::{self, Fingerprint, Key, KeyError};
 use crate::ingest::{self, Format};
 use crate::metrics::{CONFLICT_IN_FLIGHT, CONFLICT_REUSED};
@@ -48,8 +55,6 @@ use crate::pipeline::KeyedOutcome;
 const INLINE_DECODE_BYTES: usize = 512 * 1024;
 /// A coded body is decoded this much at a time.
 const DECODE_STEP: usize = 64 * 1024;
-/// A body's share of the in-flight budget grows by at least this much at a time.
-const BUDGET_STEP: usize = 64 * 1024;
 /// After an early answer, at most this much of the rest of the body is read and discarded...
 const LINGER_BYTES: u64 = 64 * 1024 * 1024;
 /// ... for at most this long.
@@ -78,11 +83,22 @@ pub(super) async fn post_logs(
             limit: state.max_body_bytes,
         });
     }
-    let mut share = BudgetShare::take(&state.inflight, declared.unwrap_or(0))
-        .inspect_err(|_| state.metrics.inflight_rejections.inc())?;
+    // Advisory, reserving nothing: a body that plainly does not fit is told before it is sent.
+    if declared.is_some_and(|length| length > state.inflight.available_permits()) {
+        state.metrics.inflight_rejections.inc();
+        return Err(ApiError::Overloaded);
+    }
+    let mut share = BudgetShare::new(&state.inflight);
 
     let read_by = deadline.min(Instant::now() + state.read_body_timeout);
-    let read = read_body(body, coding, state.max_body_bytes, &mut share);
+    let pace = Pace::new(state.min_body_rate);
+    let body = pace.count(body);
+    let read = async {
+        tokio::select! {
+            bytes = read_body(body, coding, state.max_body_bytes, &mut share) => bytes,
+            too_slow = pace.too_slow() => Err(too_slow),
+        }
+    };
     let bytes = match tokio::time::timeout_at(read_by, read).await {
         Ok(bytes) => bytes.inspect_err(|err| {
             if matches!(err, ApiError::Overloaded) {
@@ -279,24 +295,24 @@ struct BudgetShare {
 }
 
 impl BudgetShare {
-    /// A share of `bytes` (clamped to the budget), or 503 `overloaded` if they are not free.
-    fn take(budget: &Arc<Semaphore>, bytes: usize) -> Result<BudgetShare, ApiError> {
-        let mut share = BudgetShare {
+    /// An empty share of `budget`.
+    fn new(budget: &Arc<Semaphore>) -> BudgetShare {
+        BudgetShare {
             budget: budget.clone(),
             held: None,
             bytes: 0,
-        };
-        share.grow_to(bytes)?;
-        Ok(share)
+        }
     }
 
-    /// Grows the share to cover `bytes`, in steps of at least [`BUDGET_STEP`].
+    /// Grows the share to cover `bytes` exactly (a body's frames are at most a connection's
+    /// read buffer, so this is one step per 16 KiB at most), or 503 `overloaded` if they are not
+    /// free.
     fn grow_to(&mut self, bytes: usize) -> Result<(), ApiError> {
         if bytes <= self.bytes {
             return Ok(());
         }
         let capacity = Semaphore::MAX_PERMITS.min(u32::MAX as usize);
-        let wanted = (bytes - self.bytes).max(BUDGET_STEP).min(capacity) as u32;
+        let wanted = (bytes - self.bytes).min(capacity) as u32;
         let more = self
             .budget
             .clone()
@@ -333,9 +349,10 @@ pub(super) async fn linger(request: Request, next: Next) -> Response {
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        // A client that asked to continue and was never told to has not sent the body.
+        // A client that asked to continue and was never told to has not sent the body; one
+        // answered 408 sends too slowly to finish within the linger.
         let sending = !expects_continue || polled.load(Ordering::Relaxed);
-        if sending {
+        if sending && response.status() != StatusCode::REQUEST_TIMEOUT {
             discard(rest).await;
         }
     }

@@ -13,6 +13,7 @@ mod process;
 mod profiling;
 mod prometheus;
 mod rejections;
+mod squatting;
 mod startup;
 mod storage;
 mod support;

@@ -381,3 +381,14 @@ pub fn assert_503s_say_when_to_retry(batches: &[Batch]) {
         without.first().map(|batch| &batch.answer)
     );
 }
+
+/// The 99th percentile of `latencies` by nearest rank: the value at rank ⌈0.99 n⌉ in increasing
+/// order (the 198th of 200, index 197). Sorts `latencies`.
+pub fn nearest_rank_p99(latencies: &mut [Duration]) -> Duration {
+    assert!(
+        latencies.len() >= 100,
+        "a 99th percentile needs 100 samples at least"
+    );
+    latencies.sort();
+    latencies[(latencies.len() * 99).div_ceil(100) - 1]
+}

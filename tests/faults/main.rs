@@ -13,6 +13,7 @@
 //! - [`hostile`]: the reproductions of issue 9 (silent connections, a batch over many hours, a
 //!   batch that outlives its request, bodies that would take the memory, an oversized body sent
 //!   whole) and slow or idle clients next to a normal one.
+//! - [`squatting`]: clients holding the in-flight budget with slow bodies next to a normal one.
 
 // The harness is shared with the API tests; this suite uses part of it.
 #[allow(dead_code, unused_imports)]
@@ -27,3 +28,4 @@ mod crash;
 mod disk;
 mod hostile;
 mod keyed;
+mod squatting;

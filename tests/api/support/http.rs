@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{Client, Method, Response, StatusCode};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::wait::DEADLINE;
@@ -178,21 +178,7 @@ impl RawPost {
             .write_all(head.as_bytes())
             .await
             .expect("send request head");
-        let mut interim = Vec::new();
-        let mut byte = [0u8; 1];
-        while !interim.ends_with(b"\r\n\r\n") {
-            let read = tokio::time::timeout(DEADLINE, stream.read(&mut byte))
-                .await
-                .expect("100 Continue in time")
-                .expect("read interim answer");
-            assert_eq!(
-                read,
-                1,
-                "connection closed before 100 Continue: {}",
-                String::from_utf8_lossy(&interim)
-            );
-            interim.push(byte[0]);
-        }
+        let interim = read_head(&mut stream).await;
         let interim = String::from_utf8_lossy(&interim);
         assert!(
             interim.starts_with("HTTP/1.1 100 Continue\r\n"),
@@ -218,7 +204,41 @@ impl RawPost {
             .await
             .expect("answer in time")
             .expect("read answer");
-        let answer = String::from_utf8(answer).expect("UTF-8 answer");
+        RawAnswer::parse(&answer)
+    }
+}
+
+/// Reads an answer's status line and headers off a raw connection, up to the blank line (or the
+/// end of the stream).
+pub async fn read_head(stream: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let read = tokio::time::timeout(DEADLINE, stream.read(&mut byte))
+            .await
+            .expect("an answer in time")
+            .expect("read an answer");
+        if read == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    head
+}
+
+/// A final answer read off a raw connection.
+#[derive(Debug)]
+pub struct RawAnswer {
+    pub status: u16,
+    /// Status line and headers, lowercased.
+    pub head: String,
+    pub body: Value,
+}
+
+impl RawAnswer {
+    /// The answer in `bytes`: a status line, headers and a JSON body (fails the test otherwise).
+    pub fn parse(bytes: &[u8]) -> RawAnswer {
+        let answer = String::from_utf8_lossy(bytes);
         let (head, body) = answer
             .split_once("\r\n\r\n")
             .unwrap_or_else(|| panic!("no header end: {answer}"));
@@ -235,13 +255,4 @@ impl RawPost {
             body,
         }
     }
-}
-
-/// A final answer read off a raw connection.
-#[derive(Debug)]
-pub struct RawAnswer {
-    pub status: u16,
-    /// Status line and headers, lowercased.
-    pub head: String,
-    pub body: Value,
 }

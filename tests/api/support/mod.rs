@@ -5,6 +5,7 @@
 //! - [`http`]: requests ([`try_send`]), answer checks, metric scraping, a raw HTTP/1 client.
 //! - [`records`]: record builders and bodies; hour files read back from disk.
 //! - [`wait`]: polling with deadlines.
+//! - [`squatters`]: clients that hold a budget without using it ([`SlowBody`]).
 //! - [`tmpfs`]: a small filesystem of a test's own, for disk-full faults.
 //! - [`kafka`]: the Kafka tests' names, batches and exact storage checks.
 //! - [`external`]: the broker and programs the tests need; missing ones fail the test.
@@ -17,6 +18,7 @@ mod external;
 mod http;
 mod kafka;
 mod records;
+mod squatters;
 mod tmpfs;
 mod wait;
 
@@ -27,5 +29,6 @@ pub use external::*;
 pub use http::*;
 pub use kafka::*;
 pub use records::*;
+pub use squatters::*;
 pub use tmpfs::*;
 pub use wait::*;
