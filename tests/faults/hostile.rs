@@ -19,7 +19,7 @@ use crate::support::{
 };
 
 /// Starts the binary with a v1 configuration (`extra` YAML lines under the top level).
-async fn start_v1(dir: &Path, extra: &str) -> (ChildGuard, SocketAddr) {
+pub async fn start_v1(dir: &Path, extra: &str) -> (ChildGuard, SocketAddr) {
     let config = write_v1_config(dir, extra);
     let mut child = start_binary(dir, &config);
     let addr = child.listening_addr().await;
@@ -27,7 +27,7 @@ async fn start_v1(dir: &Path, extra: &str) -> (ChildGuard, SocketAddr) {
 }
 
 /// Stops the binary with SIGTERM and expects exit 0 within `within`.
-async fn stop_within(mut child: ChildGuard, within: Duration) {
+pub async fn stop_within(mut child: ChildGuard, within: Duration) {
     let started = Instant::now();
     child.terminate();
     let status = child.wait_exit().await;
@@ -40,13 +40,19 @@ async fn stop_within(mut child: ChildGuard, within: Duration) {
 }
 
 /// The peak resident memory of a process so far, in bytes (`VmHWM`).
-fn peak_rss(pid: u32) -> u64 {
+pub fn peak_rss(pid: u32) -> u64 {
     proc_status_kib(pid, "VmHWM:") * 1024
 }
 
 /// The resident memory of a process now, in bytes (`VmRSS`).
-fn rss(pid: u32) -> u64 {
+pub fn rss(pid: u32) -> u64 {
     proc_status_kib(pid, "VmRSS:") * 1024
+}
+
+/// Resets a process's peak resident memory (`VmHWM`) to what it holds now, so that a later
+/// [`peak_rss`] measures one phase of a scenario (`/proc/<pid>/clear_refs`, value 5).
+pub fn reset_peak_rss(pid: u32) {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset the peak RSS");
 }
 
 fn proc_status_kib(pid: u32, field: &str) -> u64 {

@@ -5,6 +5,7 @@
 //! - [`http`]: requests ([`try_send`]), answer checks, metric scraping, a raw HTTP/1 client.
 //! - [`records`]: record builders and bodies; hour files read back from disk.
 //! - [`wait`]: polling with deadlines.
+//! - [`racing`]: readers racing writers across hour boundaries, for the analytics' promises.
 //! - [`tmpfs`]: a small filesystem of a test's own, for disk-full faults.
 //! - [`kafka`]: the Kafka tests' names, batches and exact storage checks.
 //! - [`external`]: the broker and programs the tests need; missing ones fail the test.
@@ -16,6 +17,7 @@ mod child;
 mod external;
 mod http;
 mod kafka;
+mod racing;
 mod records;
 mod tmpfs;
 mod wait;
@@ -26,6 +28,7 @@ pub use child::*;
 pub use external::*;
 pub use http::*;
 pub use kafka::*;
+pub use racing::*;
 pub use records::*;
 pub use tmpfs::*;
 pub use wait::*;
