@@ -3,6 +3,7 @@
 //! huge distinct keys (the byte budget, said in the answer), and query slots held by clients that
 //! do not use them.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -13,7 +14,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::support::{
-    Race, TestApp, body_json, line, race_hour, race_hour_file, run_race, send, spawn_app,
+    JSON, Race, TestApp, assert_accepted, body_json, hour_files, json_array, line, race_hour,
+    race_hour_file, record, run_race, send, spawn_app,
 };
 
 /// Every answer counts at least what was acknowledged before it was asked, and no summary file
@@ -57,6 +59,14 @@ async fn answers_never_go_back_while_writers_cross_hours() {
         &report.went_back[..report.went_back.len().min(10)]
     );
     assert_totals_equal_hour_files(&app, race.hours).await;
+    // And those lines are exactly the acknowledged records, once each.
+    let mut stored: HashMap<String, usize> = HashMap::new();
+    for line in hour_files(app.logs_dir.path()).into_values().flatten() {
+        *stored.entry(line).or_default() += 1;
+    }
+    let sent: Vec<&String> = report.batches.iter().flat_map(|b| &b.lines).collect();
+    assert_eq!(stored.len(), sent.len());
+    assert!(sent.iter().all(|line| stored.get(*line) == Some(&1)));
     app.stop().await;
 }
 
@@ -183,12 +193,84 @@ async fn query_slots_held_by_long_or_vanishing_clients_leave_a_normal_query_serv
     eprintln!(
         "normal hour query p99: {p99_unloaded:?} alone, {p99_loaded:?} beside 4 month-long loops ({month_answers} answered), 8 clients never reading and 48 vanishing"
     );
-    assert!(month_answers > 0);
     // The long queries held every slot they may: some of them were turned away as busy.
     assert!(app.metric("analytics_queries_busy_total").await > 0.0);
     assert!(
         p99_loaded <= p99_unloaded * 10 + Duration::from_millis(500),
         "p99 {p99_loaded:?} beside squatters, {p99_unloaded:?} alone"
     );
+    app.stop().await;
+}
+
+/// An hour whose distinct keys take more than `aggregation.maxSummaryBytes` (here its smallest,
+/// 64 KiB): its summary stays within it, keeps the first keys, counts the rest under `(other)`
+/// and says `"truncated": true`; totals and the bot/human split stay exact; the range answer
+/// says it too; an hour within the budget has no marker.
+#[tokio::test]
+async fn an_hour_over_the_byte_budget_is_answered_truncated_with_exact_totals() {
+    let budget = 64 << 10;
+    let app = spawn_app(|config| {
+        config.aggregation.interval = Duration::from_secs(3600);
+        config.aggregation.max_summary_bytes = budget;
+    })
+    .await;
+    let long_path = |i: usize| format!("/long/{i:04}/{}", "p".repeat(2000));
+    let flood: Vec<Value> = (0..100)
+        .map(|i| {
+            record(
+                "2025-11-22T14:00:00Z",
+                &long_path(i),
+                if i % 2 == 0 {
+                    "curl/8.5.0"
+                } else {
+                    "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
+                },
+            )
+        })
+        .collect();
+    assert_accepted(app.post_logs(JSON, json_array(&flood)).await, 100).await;
+    let normal = [record("2025-11-22T15:00:00Z", "/home", "curl/8.5.0")];
+    assert_accepted(app.post_logs(JSON, json_array(&normal)).await, 1).await;
+
+    let answer = app.get("/analytics?hour=2025-11-22T14:00:00Z").await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    let hour = body_json(answer).await;
+    assert_eq!(hour["truncated"], true, "{hour}");
+    assert_eq!(hour["totalRequests"], 100);
+    assert_eq!(
+        (&hour["botRequests"], &hour["humanRequests"]),
+        (&Value::from(50), &Value::from(50))
+    );
+    let paths = hour["requestsPerPath"].as_object().unwrap();
+    let kept: Vec<&String> = paths.keys().filter(|k| *k != "(other)").collect();
+    // The first keys in the file's order are kept: each one of them once.
+    assert!(
+        kept.len() >= 20 && kept.len() < 100,
+        "{} paths kept",
+        kept.len()
+    );
+    for (i, key) in kept.iter().enumerate() {
+        assert_eq!(**key, long_path(i));
+    }
+    assert_eq!(paths["(other)"], 100 - kept.len() as u64);
+    let file = std::fs::metadata(app.analytics_dir().join("2025-11-22/summary_14.json")).unwrap();
+    assert!(file.len() <= budget as u64 + 1024, "{} bytes", file.len());
+
+    let answer = app.get("/analytics?hour=2025-11-22T15:00:00Z").await;
+    let within = body_json(answer).await;
+    assert!(within.get("truncated").is_none(), "{within}");
+    let answer = app
+        .get("/analytics?from=2025-11-22T14:00:00Z&to=2025-11-22T16:00:00Z&top=3")
+        .await;
+    let range = body_json(answer).await;
+    assert_eq!(
+        (&range["totalRequests"], &range["truncated"]),
+        (&Value::from(101), &Value::Bool(true)),
+        "{range}"
+    );
+    let answer = app
+        .get("/analytics?from=2025-11-22T15:00:00Z&to=2025-11-22T16:00:00Z")
+        .await;
+    assert_eq!(body_json(answer).await["truncated"], false);
     app.stop().await;
 }

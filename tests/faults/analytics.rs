@@ -7,12 +7,14 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 use crate::hostile::{peak_rss, reset_peak_rss, rss, start_v1, stop_within};
 use crate::load::{Answer, Batch, Disk, tally};
 use crate::support::{
-    NDJSON, Race, client, hour_files, line, race_hour, race_hour_file, run_race, try_post_logs,
-    try_send,
+    NDJSON, Race, client, hour_files, line, poll, race_hour, race_hour_file, run_race, sample,
+    scrape, try_post_logs, try_send,
 };
 
 /// 16 writers and 4 readers for 12 s, the writers' hour moving on every 2 s, passes every 250 ms
@@ -106,6 +108,9 @@ const HUGE_POSTS: usize = 26;
 const SUMMARY_BUDGET: u64 = 16 << 20;
 /// What the README documents the analytics may hold beyond the idle process: 6 summaries' worth.
 const ANALYTICS_MEMORY: u64 = 6 * SUMMARY_BUDGET;
+/// The count of `GET /analytics` answers with a 2xx status.
+const ANALYTICS_2XX: &str =
+    "http_request_duration_seconds_count{route=\"/analytics\",status_class=\"2xx\"}";
 
 /// The lines of POST `n`: distinct paths of [`HUGE_PATH_BYTES`].
 fn huge_lines(n: usize) -> Vec<String> {
@@ -120,7 +125,8 @@ fn huge_lines(n: usize) -> Vec<String> {
 
 /// Before the fix (issue 28): one `GET /analytics?hour` of such an hour took the process to
 /// 1.24-1.29 GB and answered 422 `summary_too_large`; each later one-record append to the hour
-/// cost 2.2 s and rewrote a 396 MB summary.
+/// cost 2.2 s and rewrote a 396 MB summary. Also: 50 clients that ask for the hour and never read
+/// their answer (each answer is the summary file) hold no copy of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_hour_of_huge_distinct_keys_stays_within_the_summary_budget() {
     let dir = tempfile::tempdir().unwrap();
@@ -169,7 +175,29 @@ async fn one_hour_of_huge_distinct_keys_stays_within_the_summary_budget() {
     assert_eq!(answer.status(), StatusCode::ACCEPTED);
     batches.push(Batch::accepted_now(vec![one]));
     let (after_status, after, append_took) = get(&hour_query).await;
+    // 50 clients ask for the hour's summary and never read it: they hold no copy of it.
+    let answered = async || {
+        let text = scrape(addr).await;
+        sample(&text, ANALYTICS_2XX).unwrap_or(0.0)
+    };
+    let before_unread = answered().await;
+    let mut unread = Vec::new();
+    for _ in 0..50 {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let head = format!("GET {hour_query} HTTP/1.1\r\nHost: never-reads\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.expect("send");
+        unread.push(stream);
+    }
+    poll(
+        "50 answers handed to clients that never read",
+        async || match answered().await {
+            n if n >= before_unread + 50.0 => Ok(()),
+            n => Err(n),
+        },
+    )
+    .await;
     let peak = peak.max(peak_rss(pid));
+    drop(unread);
     eprintln!(
         "huge keys: hour file {} MB; first hour answer {status} in {first_took:?}, range {range_status}; summary {} MB (budget {} MB); after a one-record append {after_status} in {append_took:?}; RSS {} MB before the analytics, peak {} MB (bound {} MB)",
         file_bytes >> 20,
