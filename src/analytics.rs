@@ -53,7 +53,7 @@ use crate::record::Hour;
 use bots::BotClassifier;
 use bucket::{Bucket, BucketStates};
 pub use summary::Bounds;
-use summary::{BotCounts, HourSummary, SourceState, TAIL_BYTES, read_head, write_summary};
+use summary::{HourSummary, SourceState, TAIL_BYTES, read_head, write_summary};
 
 /// How many recently updated summaries stay parsed in memory (the current hour and late data),
 /// so the hour being appended to is not re-read from disk every pass; together they take at most
@@ -371,16 +371,17 @@ impl Aggregator {
         }
     }
 
-    /// Adds a scan's bot/human split to `aggregation_requests_total`.
-    fn count_requests(&self, bots: &BotCounts) {
+    /// Adds a scan's bot/human split (bot requests, human requests) to
+    /// `aggregation_requests_total`.
+    fn count_requests(&self, (bots, humans): (u64, u64)) {
         self.metrics
             .aggregation_requests
             .with_label_values(&[crate::metrics::CLASS_BOT])
-            .inc_by(bots.bot_requests);
+            .inc_by(bots);
         self.metrics
             .aggregation_requests
             .with_label_values(&[crate::metrics::CLASS_HUMAN])
-            .inc_by(bots.human_requests);
+            .inc_by(humans);
     }
 
     /// Adds what `report` read to the aggregation counters.
@@ -440,20 +441,27 @@ impl Aggregator {
             return Ok(HourOutcome::Unchanged);
         }
         log_skips(path, summary.source.lines, &outcome);
-        summary.add_counts(
-            &outcome.paths,
-            &outcome.agents,
-            &outcome.bots,
-            outcome.records,
-        );
+        let scan::ScanOutcome {
+            paths,
+            agents,
+            bots,
+            records,
+            lines,
+            skipped,
+            end,
+            ..
+        } = outcome;
+        let split = (bots.bot_requests, bots.human_requests);
+        // Taken, not copied, by a summary rebuilt from nothing: one hour's maps in memory.
+        summary.absorb(paths, agents, bots, records);
         summary.source = SourceState {
-            bytes: outcome.end,
-            lines: summary.source.lines + outcome.lines,
-            skipped_lines: summary.source.skipped_lines + outcome.skipped,
-            tail_crc32: tail_crc32(&file, outcome.end)?,
+            bytes: end,
+            lines: summary.source.lines + lines,
+            skipped_lines: summary.source.skipped_lines + skipped,
+            tail_crc32: tail_crc32(&file, end)?,
         };
         write_summary(&self.analytics_dir, &summary)?;
-        self.count_requests(&outcome.bots);
+        self.count_requests(split);
         state.covered.insert(
             hour,
             Covered {
@@ -465,9 +473,9 @@ impl Aggregator {
         Ok(HourOutcome::Updated {
             rebuilt,
             reclassified,
-            records: outcome.records,
-            skipped: outcome.skipped,
-            bytes: outcome.end - start,
+            records,
+            skipped,
+            bytes: end - start,
         })
     }
 

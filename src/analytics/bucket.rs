@@ -197,7 +197,7 @@ impl Aggregator {
                 for skip in &outcome.first_skips {
                     tracing::warn!(object = %format!("{dir}/{name}"), line = skip.line + 1, reason = skip.reason, "skipping a line that is not a valid record");
                 }
-                self.count_requests(&outcome.bots);
+                self.count_requests((outcome.bots.bot_requests, outcome.bots.human_requests));
                 let summary = &mut rollup.summary;
                 summary.add_counts(
                     &outcome.paths,

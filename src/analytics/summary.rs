@@ -385,6 +385,28 @@ impl HourSummary {
         self.total += records;
     }
 
+    /// [`HourSummary::add_counts`] of maps made within the same bounds, taken as they are when
+    /// this summary has counted nothing yet (no copy of their keys).
+    pub fn absorb(&mut self, paths: Counts, agents: Counts, bots: BotCounts, records: u64) {
+        let nothing_yet = self.total == 0
+            && self.bytes() == 0
+            && !self.paths.overflowed()
+            && !self.agents.overflowed()
+            && !self.bots.per_agent.overflowed();
+        let fits = paths.cap == self.paths.cap
+            && agents.cap == self.agents.cap
+            && bots.per_agent.cap == self.bots.per_agent.cap
+            && paths.bytes() + agents.bytes() + bots.per_agent.bytes() <= self.max_bytes
+            && bots.list == self.bots.list
+            && self.bots.bot_requests + self.bots.human_requests == 0;
+        if nothing_yet && fits {
+            (self.paths, self.agents, self.bots) = (paths, agents, bots);
+            self.total = records;
+        } else {
+            self.add_counts(&paths, &agents, &bots, records);
+        }
+    }
+
     /// Adds every count of `other` (same hour, same bot list).
     pub fn merge(&mut self, other: &HourSummary) {
         self.add_counts(&other.paths, &other.agents, &other.bots, other.total);
@@ -410,6 +432,14 @@ impl HourSummary {
 
     /// The summary as the file holds it: pretty JSON, 2-space indent, sorted keys.
     pub fn to_json(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write_json(&mut out)
+            .expect("a summary always serializes into memory");
+        out
+    }
+
+    /// [`HourSummary::to_json`] written to `out` as it is made, not held whole in memory.
+    pub fn write_json(&self, mut out: impl Write) -> io::Result<()> {
         let classified = self.bots.list.is_some();
         let file = SummaryFile {
             bot_list: self.bots.list.as_deref(),
@@ -423,9 +453,8 @@ impl HourSummary {
             total_requests: self.total,
             truncated: self.truncated(),
         };
-        let mut out = serde_json::to_vec_pretty(&file).expect("a summary always serializes");
-        out.push(b'\n');
-        out
+        serde_json::to_writer_pretty(&mut out, &file)?;
+        out.write_all(b"\n")
     }
 
     /// Parses a summary file, keeping its maps within `bounds` (a summary written with larger
@@ -473,8 +502,10 @@ pub fn write_summary(analytics_dir: &Path, summary: &HourSummary) -> io::Result<
     let dir = path.parent().expect("a summary path has a parent");
     fs::create_dir_all(dir)?;
     let temp = path.with_extension("json.tmp");
-    let mut file = File::create(&temp)?;
-    file.write_all(&summary.to_json())?;
+    let mut file = io::BufWriter::new(File::create(&temp)?);
+    summary.write_json(&mut file)?;
+    file.flush()?;
+    drop(file);
     fs::rename(&temp, &path)
 }
 

@@ -117,39 +117,7 @@ pub(super) async fn get_analytics(
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::BadQuery(e.body_text()))?;
     match (params.hour, params.from, params.to) {
-        (Some(hour), None, None) => {
-            let hour = parse_hour("hour", &hour)?;
-            let (complete, file) = read(&state, Length::Short, move |aggregator, cancel| {
-                aggregator.update_hours([hour], cancel)?;
-                let limit = aggregator.bounds().max_file_bytes();
-                query::open_summary(aggregator.analytics_dir(), hour, limit)
-            })
-            .await?;
-            let Some((file, length)) = file else {
-                return Err(ApiError::NoSummary(format!("no summary for hour {hour}")));
-            };
-            let mut file = tokio::fs::File::from_std(file);
-            if complete {
-                // Streamed: a client that reads slowly (or never) holds a buffer, not the summary.
-                let body = Body::from_stream(ReaderStream::new(file));
-                let headers = [
-                    (header::CONTENT_TYPE, "application/json".to_owned()),
-                    (header::CONTENT_LENGTH, length.to_string()),
-                ];
-                return Ok((headers, body).into_response());
-            }
-            let mut bytes = Vec::with_capacity(length as usize);
-            (&mut file)
-                .take(length)
-                .read_to_end(&mut bytes)
-                .await
-                .map_err(|_| ApiError::Internal)?;
-            let mut summary: Value =
-                serde_json::from_slice(&bytes).map_err(|_| ApiError::Internal)?;
-            summary["complete"] = Value::Bool(false);
-            let bytes = serde_json::to_vec_pretty(&summary).map_err(|_| ApiError::Internal)?;
-            Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
-        }
+        (Some(hour), None, None) => hour_answer(&state, parse_hour("hour", &hour)?).await,
         (None, Some(from), Some(to)) => {
             let (from, to) = (parse_hour("from", &from)?, parse_hour("to", &to)?);
             let span = to.index() - from.index();
@@ -194,6 +162,40 @@ pub(super) async fn get_analytics(
             "give either hour=<RFC 3339 hour> or from=<hour>&to=<hour> (optional top=N)".into(),
         )),
     }
+}
+
+/// The summary of `hour`, as stored (streamed from its file), or with `"complete": false` added
+/// when not everything acknowledged was stored in time.
+async fn hour_answer(state: &AppState, hour: Hour) -> Result<Response, ApiError> {
+    let (complete, file) = read(state, Length::Short, move |aggregator, cancel| {
+        aggregator.update_hours([hour], cancel)?;
+        let limit = aggregator.bounds().max_file_bytes();
+        query::open_summary(aggregator.analytics_dir(), hour, limit)
+    })
+    .await?;
+    let Some((file, length)) = file else {
+        return Err(ApiError::NoSummary(format!("no summary for hour {hour}")));
+    };
+    let mut file = tokio::fs::File::from_std(file);
+    if complete {
+        // Streamed: a client that reads slowly (or never) holds a buffer, not the summary.
+        let body = Body::from_stream(ReaderStream::new(file));
+        let headers = [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::CONTENT_LENGTH, length.to_string()),
+        ];
+        return Ok((headers, body).into_response());
+    }
+    let mut bytes = Vec::with_capacity(length as usize);
+    (&mut file)
+        .take(length)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|_| ApiError::Internal)?;
+    let mut summary: Value = serde_json::from_slice(&bytes).map_err(|_| ApiError::Internal)?;
+    summary["complete"] = Value::Bool(false);
+    let bytes = serde_json::to_vec_pretty(&summary).map_err(|_| ApiError::Internal)?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
 }
 
 /// `GET /analytics/hours`: every hour that has data, with its totals (every hour file is brought

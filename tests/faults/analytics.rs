@@ -3,6 +3,7 @@
 //! rebuilt), and one hour of huge distinct keys (memory and summary size within
 //! `aggregation.maxSummaryBytes`, answers 200 saying they are truncated, a later append cheap).
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
@@ -123,6 +124,48 @@ fn huge_lines(n: usize) -> Vec<String> {
         .collect()
 }
 
+/// The [`HUGE_POSTS`] POSTs of [`huge_lines`], each answered 202.
+async fn post_the_flood(http: &reqwest::Client, addr: SocketAddr) -> Vec<Batch> {
+    let mut batches = Vec::new();
+    for n in 0..HUGE_POSTS {
+        let lines = huge_lines(n);
+        let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        let answer = try_post_logs(http, addr, NDJSON, body)
+            .await
+            .expect("an answer");
+        assert_eq!(answer.status(), StatusCode::ACCEPTED, "POST {n}");
+        batches.push(Batch::accepted_now(lines));
+    }
+    batches
+}
+
+/// `n` connections that each ask `path` and never read the answer, one at a time: each is
+/// answered (a 2xx `/analytics` answer counted in the metrics) before the next asks, so every one
+/// gets a query slot.
+async fn unread_answers(addr: SocketAddr, path: &str, n: usize) -> Vec<TcpStream> {
+    let answered = async || {
+        let text = scrape(addr).await;
+        sample(&text, ANALYTICS_2XX).unwrap_or(0.0)
+    };
+    let mut unread = Vec::new();
+    for _ in 0..n {
+        let before = answered().await;
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let head = format!("GET {path} HTTP/1.1\r\nHost: never-reads\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.expect("send");
+        unread.push(stream);
+        poll(
+            "an answer to a client that never reads it",
+            async || match answered().await {
+                answers if answers > before => Ok(()),
+                answers => Err(answers),
+            },
+        )
+        .await;
+    }
+    unread
+}
+
 /// Before the fix (issue 28): one `GET /analytics?hour` of such an hour took the process to
 /// 1.24-1.29 GB and answered 422 `summary_too_large`; each later one-record append to the hour
 /// cost 2.2 s and rewrote a 396 MB summary. Also: 50 clients that ask for the hour and never read
@@ -135,16 +178,7 @@ async fn one_hour_of_huge_distinct_keys_stays_within_the_summary_budget() {
     let (child, addr) = start_v1(dir.path(), "aggregation:\n  interval: 1h\n").await;
     let pid = child.pid();
     let http = client();
-    let mut batches = Vec::new();
-    for n in 0..HUGE_POSTS {
-        let lines = huge_lines(n);
-        let body: String = lines.iter().map(|l| format!("{l}\n")).collect();
-        let answer = try_post_logs(&http, addr, NDJSON, body)
-            .await
-            .expect("an answer");
-        assert_eq!(answer.status(), StatusCode::ACCEPTED, "POST {n}");
-        batches.push(Batch::accepted_now(lines));
-    }
+    let mut batches = post_the_flood(&http, addr).await;
     let hour_file = dir.path().join("logs/2025-11-22/14.log.json");
     let file_bytes = std::fs::metadata(&hour_file).unwrap().len();
 
@@ -176,26 +210,7 @@ async fn one_hour_of_huge_distinct_keys_stays_within_the_summary_budget() {
     batches.push(Batch::accepted_now(vec![one]));
     let (after_status, after, append_took) = get(&hour_query).await;
     // 50 clients ask for the hour's summary and never read it: they hold no copy of it.
-    let answered = async || {
-        let text = scrape(addr).await;
-        sample(&text, ANALYTICS_2XX).unwrap_or(0.0)
-    };
-    let before_unread = answered().await;
-    let mut unread = Vec::new();
-    for _ in 0..50 {
-        let mut stream = TcpStream::connect(addr).await.expect("connect");
-        let head = format!("GET {hour_query} HTTP/1.1\r\nHost: never-reads\r\n\r\n");
-        stream.write_all(head.as_bytes()).await.expect("send");
-        unread.push(stream);
-    }
-    poll(
-        "50 answers handed to clients that never read",
-        async || match answered().await {
-            n if n >= before_unread + 50.0 => Ok(()),
-            n => Err(n),
-        },
-    )
-    .await;
+    let unread = unread_answers(addr, &hour_query, 50).await;
     let peak = peak.max(peak_rss(pid));
     drop(unread);
     eprintln!(
