@@ -7,11 +7,11 @@
 //! any length are handled: the buffer grows to hold the longest line. Large ranges are split at
 //! line boundaries and counted on several threads.
 //!
-//! The counts of a scan are bounded like a summary ([`Bounds`]). A range counted on several threads
-//! gives each part an equal share of the byte budget, so the parts together hold no more than one
-//! summary may; if a part ran out of its share, the range is counted again on one thread with the
-//! whole budget (only an hour whose keys overflow the budget pays for that), so which keys are kept
-//! never depends on the number of threads.
+//! The counts of a scan are bounded like a summary ([`Bounds`]). A range is counted on at most
+//! [`MAX_PARTS`] threads, each part within the whole budget (a part of a normal hour holds most of
+//! the hour's keys, so a share of the budget would not do), and the parts are merged into the first
+//! within the same budget: while a range is read, at most [`MAX_PARTS`] budgets are held. Where the
+//! budget is reached, which keys are kept can depend on the number of parts.
 //!
 //! Each record's user agent is classified as bot or human once per distinct user agent and range
 //! part, after counting; a user agent beyond the key cap (counted under the overflow bucket, so
@@ -32,6 +32,8 @@ use crate::record::split_stored_line;
 const READ_BYTES: usize = 4 << 20;
 /// Ranges at least this large are split across threads.
 const PARALLEL_MIN_BYTES: u64 = 32 << 20;
+/// The most parts (threads) a range is split into: each may hold a whole budget of keys.
+pub const MAX_PARTS: usize = 4;
 /// How many skipped lines per scan are kept for logging (all are counted).
 pub const MAX_REPORTED_SKIPS: usize = 10;
 
@@ -85,11 +87,6 @@ impl ScanOutcome {
             .saturating_sub(self.paths.bytes() + self.agents.bytes() + self.bots.per_agent.bytes())
     }
 
-    /// Whether a map ran out of its byte budget (rather than of keys).
-    fn out_of_room(&self) -> bool {
-        self.paths.out_of_room() || self.agents.out_of_room() || self.bots.per_agent.out_of_room()
-    }
-
     /// Appends `next`, which covers the range right after this one.
     fn append(&mut self, next: ScanOutcome) {
         let mut room = self.room();
@@ -112,7 +109,7 @@ impl ScanOutcome {
 }
 
 /// Counts the complete lines of `file` in `[start, end)` within `bounds`, on up to `threads`
-/// threads, splitting them into bots and humans with `classifier`.
+/// threads (at most [`MAX_PARTS`]), splitting them into bots and humans with `classifier`.
 pub fn scan(
     file: &File,
     start: u64,
@@ -121,25 +118,10 @@ pub fn scan(
     threads: usize,
     classifier: &BotClassifier,
 ) -> io::Result<ScanOutcome> {
+    let threads = threads.min(MAX_PARTS);
     if threads <= 1 || end - start < PARALLEL_MIN_BYTES {
         return scan_part(file, start, end, bounds, classifier);
     }
-    match scan_parallel(file, start, end, bounds, threads, classifier)? {
-        Some(outcome) => Ok(outcome),
-        None => scan_part(file, start, end, bounds, classifier),
-    }
-}
-
-/// [`scan`] on `threads` threads, each part with an equal share of `budget`'s bytes; `None` if a
-/// part ran out of its share.
-fn scan_parallel(
-    file: &File,
-    start: u64,
-    end: u64,
-    budget: Bounds,
-    threads: usize,
-    classifier: &BotClassifier,
-) -> io::Result<Option<ScanOutcome>> {
     let mut cuts = vec![start];
     for i in 1..threads as u64 {
         let target = start + (end - start) * i / threads as u64;
@@ -149,16 +131,12 @@ fn scan_parallel(
         }
     }
     cuts.push(end);
-    let share = Bounds {
-        max_bytes: budget.max_bytes / (cuts.len() - 1),
-        ..budget
-    };
     let parts: Vec<io::Result<ScanOutcome>> = std::thread::scope(|scope| {
         let handles: Vec<_> = cuts
             .windows(2)
             .map(|w| {
                 let (from, to) = (w[0], w[1]);
-                scope.spawn(move || scan_part(file, from, to, share, classifier))
+                scope.spawn(move || scan_part(file, from, to, bounds, classifier))
             })
             .collect();
         handles
@@ -166,22 +144,20 @@ fn scan_parallel(
             .map(|h| h.join().expect("scan thread panicked"))
             .collect()
     });
-    let parts = parts
-        .into_iter()
-        .collect::<io::Result<Vec<ScanOutcome>>>()?;
-    if parts.iter().any(ScanOutcome::out_of_room) {
-        return Ok(None);
-    }
-    let mut total = ScanOutcome::empty(budget, start, classifier);
+    let mut total: Option<ScanOutcome> = None;
     for (part, planned_end) in parts.into_iter().zip(&cuts[1..]) {
+        let part = part?;
         // A part that stopped short (torn last line, or the file shrank under us) ends the scan.
         let complete = part.end == *planned_end;
-        total.append(part);
+        match &mut total {
+            None => total = Some(part),
+            Some(total) => total.append(part),
+        }
         if !complete {
             break;
         }
     }
-    Ok(Some(total))
+    Ok(total.unwrap_or_else(|| ScanOutcome::empty(bounds, start, classifier)))
 }
 
 /// The offset just after the first newline at or after `from` (or `end` if there is none).
@@ -462,11 +438,24 @@ mod tests {
                 (one.records, one.lines, one.skipped, one.end)
             );
             assert_eq!(three.first_skips, one.first_skips);
-            assert_eq!(three.paths, one.paths, "{max_bytes}");
-            assert_eq!(three.agents, one.agents);
-            assert_eq!(three.bots, one.bots);
             assert_eq!(one.bots.bot_requests + one.bots.human_requests, one.records);
+            assert_eq!(
+                (three.bots.bot_requests, three.bots.human_requests),
+                (one.bots.bot_requests, one.bots.human_requests)
+            );
             assert_eq!(one.paths.folded(), max_bytes < fits, "{max_bytes}");
+            assert_eq!(three.paths.folded(), max_bytes < fits, "{max_bytes}");
+            if max_bytes >= fits {
+                // Within the budget the parts keep every key, as one thread does.
+                assert_eq!(three.paths, one.paths, "{max_bytes}");
+                assert_eq!(three.agents, one.agents);
+                assert_eq!(three.bots, one.bots);
+            } else {
+                // Beyond it, both hold no more than the budget.
+                let held =
+                    |o: &ScanOutcome| o.paths.bytes() + o.agents.bytes() + o.bots.per_agent.bytes();
+                assert!(held(&three) <= max_bytes && held(&one) <= max_bytes);
+            }
         }
     }
 

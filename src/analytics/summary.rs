@@ -55,8 +55,6 @@ pub struct Counts {
     bytes: usize,
     /// Some key's count went to the overflow bucket because a bound was reached.
     folded: bool,
-    /// ... because its entry did not fit the room given.
-    out_of_room: bool,
 }
 
 /// Equal when they count the same (how they got there, e.g. whether a bound was reached, is not
@@ -123,7 +121,6 @@ impl Counts {
         } else {
             self.overflow += n;
             self.folded = true;
-            self.out_of_room |= self.map.len() < self.cap;
             false
         }
     }
@@ -135,7 +132,6 @@ impl Counts {
         }
         self.overflow += other.overflow;
         self.folded |= other.folded;
-        self.out_of_room |= other.out_of_room;
     }
 
     /// Every key with its count, the overflow bucket included when non-zero.
@@ -159,11 +155,6 @@ impl Counts {
     /// Whether a bound (keys or bytes) sent some key's counts to the overflow bucket.
     pub fn folded(&self) -> bool {
         self.folded
-    }
-
-    /// Whether the room given (bytes) sent some key's counts to the overflow bucket.
-    pub fn out_of_room(&self) -> bool {
-        self.out_of_room
     }
 
     /// [`entry_bytes`] of the keys held.
