@@ -19,13 +19,24 @@ use std::time::{Duration, Instant};
 
 use log_pipeline::analytics::bots::BotClassifier;
 use log_pipeline::analytics::query;
-use log_pipeline::analytics::{Aggregator, CancelFlag};
+use log_pipeline::analytics::summary::entry_bytes;
+use log_pipeline::analytics::{Aggregator, Bounds, CancelFlag};
+use log_pipeline::config::AggregationConfig;
 use log_pipeline::layout;
 use log_pipeline::metrics::Metrics;
 use log_pipeline::record::Hour;
 
 /// The original's CPU time for one pass over the 7M-line hour (measured on this machine kind).
 const ORIGINAL_CPU_SECS: f64 = 14.0;
+
+/// The service's default bounds (`aggregation.maxKeysPerHour`, `aggregation.maxSummaryBytes`).
+fn default_bounds() -> Bounds {
+    let config = AggregationConfig::default();
+    Bounds {
+        max_keys: config.max_keys_per_hour,
+        max_bytes: config.max_summary_bytes,
+    }
+}
 
 fn main() {
     // `cargo test --all-targets` builds benches too; only run the measurement under `cargo bench`.
@@ -65,7 +76,12 @@ fn main() {
     );
 
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let aggregator = Aggregator::new(logs.clone(), analytics.clone(), 100_000, Metrics::new());
+    let aggregator = Aggregator::new(
+        logs.clone(),
+        analytics.clone(),
+        default_bounds(),
+        Metrics::new(),
+    );
     let (full, full_cpu) = measure(|| aggregator.run_pass());
     assert_eq!(
         full.0.records, lines,
@@ -88,7 +104,12 @@ fn main() {
 
     // A restart: a new aggregator learns the covered bytes from the summary and reads only new bytes.
     let appended_again = append(&hour_file, appended_lines, &mut rng, &agents);
-    let restarted = Aggregator::new(logs.clone(), analytics.clone(), 100_000, Metrics::new());
+    let restarted = Aggregator::new(
+        logs.clone(),
+        analytics.clone(),
+        default_bounds(),
+        Metrics::new(),
+    );
     let (after_restart, restart_cpu) = measure(|| restarted.run_pass());
     assert_eq!(after_restart.0.bytes_read, appended_again);
     report(
@@ -107,7 +128,15 @@ fn main() {
         aggregator
             .update_hours((from.index()..end.index()).map(Hour::from_index), &cancel)
             .unwrap();
-        query::range(&analytics, from, end, 10, aggregator.classifier(), &cancel).unwrap()
+        query::range(
+            &analytics,
+            (from, end),
+            10,
+            aggregator.bounds(),
+            aggregator.classifier(),
+            &cancel,
+        )
+        .unwrap()
     };
     let (quiet, quiet_cpu) = measure(|| range_query(&restarted));
     append(&hour_file, 1000, &mut rng, &agents);
@@ -220,25 +249,27 @@ fn classification_cost() {
     );
 }
 
-/// (e) The largest range query the bounds allow: 744 hours asked, three hours whose summaries
-/// (just under `query::MAX_SUMMARY_BYTES`) hold only distinct keys, so the three merged maps
-/// fill to their key bounds. Peak resident memory before and after (VmHWM).
+/// (e) The largest range query the default bounds allow: 744 hours asked, three hours whose
+/// summaries (as large as `aggregation.maxSummaryBytes` lets them be) hold only distinct short
+/// keys, so the merged maps fill their byte budget with the most entries. Peak resident memory
+/// before and after (VmHWM).
 fn largest_query_memory(root: &Path) {
     let analytics = root.join("memory-analytics");
     let classifier = BotClassifier::embedded();
+    let bounds = default_bounds();
     let first = layout::parse_hour_file("2025-10-22/00.log.json").unwrap();
     let mut key = 0u64;
     let mut summary_bytes = 0;
+    // 32-byte keys, as many as fit the budget in the three maps.
+    let per_map = (bounds.max_bytes / 3 / entry_bytes(&format!("/{:031}", 0))) as u64;
     for h in 0..3 {
         let hour = Hour::from_index(first.index() + h * 100);
         // Written as text, so that building them leaves this process's peak memory small.
-        // 32-byte keys: the shape that fills the 1,000,000-key bound and the 32 MiB byte bound at
-        // once, the most entries (and so the most memory) per map.
         let path = analytics.join(layout::summary_file(hour));
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         let mut out = BufWriter::new(File::create(&path).unwrap());
-        let keys = key..key + 400_000;
-        key += 400_000;
+        let keys = key..key + per_map;
+        key += per_map;
         let map = |out: &mut BufWriter<File>, name: &str, prefix: &str| {
             write!(out, "  \"{name}\": {{").unwrap();
             for (i, k) in keys.clone().enumerate() {
@@ -250,24 +281,27 @@ fn largest_query_memory(root: &Path) {
         writeln!(out, "{{\n  \"botList\": \"{}\",", classifier.id()).unwrap();
         writeln!(
             out,
-            "  \"botRequests\": 400000,\n  \"hour\": \"{hour}\",\n  \"humanRequests\": 0,"
+            "  \"botRequests\": {per_map},\n  \"hour\": \"{hour}\",\n  \"humanRequests\": 0,"
         )
         .unwrap();
         map(&mut out, "requestsPerBotUserAgent", "a");
         map(&mut out, "requestsPerPath", "/");
         map(&mut out, "requestsPerUserAgent", "a");
-        writeln!(out, "  \"source\": {{\"bytes\": 0, \"lines\": 0, \"skippedLines\": 0, \"tailCrc32\": 0}},\n  \"totalRequests\": 400000\n}}").unwrap();
+        writeln!(out, "  \"source\": {{\"bytes\": 0, \"lines\": 0, \"skippedLines\": 0, \"tailCrc32\": 0}},\n  \"totalRequests\": {per_map}\n}}").unwrap();
         out.flush().unwrap();
         summary_bytes = fs::metadata(&path).unwrap().len();
-        assert!(summary_bytes < query::MAX_SUMMARY_BYTES);
+        assert!(summary_bytes <= bounds.max_file_bytes());
     }
     let before = peak_rss_kb();
     let started = Instant::now();
     let merged = query::range(
         &analytics,
-        first,
-        Hour::from_index(first.index() + query::MAX_RANGE_HOURS),
+        (
+            first,
+            Hour::from_index(first.index() + query::MAX_RANGE_HOURS),
+        ),
         query::MAX_TOP,
+        bounds,
         classifier,
         &CancelFlag::new(),
     )

@@ -12,6 +12,16 @@
 //! covered end changed (checked by a CRC of the last 64 of them), rebuilds the hour from scratch.
 //! Only complete lines are counted, so a summary always equals a prefix of complete lines of its
 //! hour file, and a line appended during a pass is picked up by the next one (no mtimes involved).
+//! The file's length is read only once the lock is held: an updater that read it earlier and
+//! waited for the lock would take a summary covering more for a file that shrank, rebuild the
+//! hour and write a summary covering less than the one it replaced. So a summary is never
+//! replaced by one covering less (unless the file really shrank), and a query that reads the
+//! summary after its own update, outside the lock, reads one that covers at least what it saw.
+//!
+//! Memory and summary size are bounded by [`Bounds`] (`aggregation.maxKeysPerHour`,
+//! `aggregation.maxSummaryBytes`): keys beyond them are counted under `(other)` and the summary
+//! says `"truncated": true`; a summary file larger than the bounds allow is not read, its hour is
+//! rebuilt within them; the parsed summaries kept in memory take at most one summary's budget.
 //!
 //! Every record is also counted as a bot or a human request ([`bots`]). A summary split with
 //! another bot list than this binary's, or written before the split existed, is split again: from
@@ -42,10 +52,12 @@ use crate::metrics::Metrics;
 use crate::record::Hour;
 use bots::BotClassifier;
 use bucket::{Bucket, BucketStates};
-use summary::{BotCounts, HourSummary, SourceState, TAIL_BYTES, read_head, write_summary};
+pub use summary::Bounds;
+use summary::{HourSummary, SourceState, TAIL_BYTES, read_head, write_summary};
 
 /// How many recently updated summaries stay parsed in memory (the current hour and late data),
-/// so the hour being appended to is not re-read from disk every pass.
+/// so the hour being appended to is not re-read from disk every pass; together they take at most
+/// the bytes of one summary ([`Bounds::max_bytes`]).
 const CACHED_SUMMARIES: usize = 4;
 
 /// What one pass (or one query's update) did.
@@ -145,7 +157,7 @@ enum Source {
 pub struct Aggregator {
     source: Source,
     analytics_dir: PathBuf,
-    max_keys: usize,
+    bounds: Bounds,
     threads: usize,
     metrics: Metrics,
     classifier: &'static BotClassifier,
@@ -189,10 +201,10 @@ impl Aggregator {
     pub fn new(
         logs_dir: PathBuf,
         analytics_dir: PathBuf,
-        max_keys: usize,
+        bounds: Bounds,
         metrics: Metrics,
     ) -> Aggregator {
-        Aggregator::of(Source::Files(logs_dir), analytics_dir, max_keys, metrics)
+        Aggregator::of(Source::Files(logs_dir), analytics_dir, bounds, metrics)
     }
 
     /// An aggregator of the record objects in `bucket`, which keeps the summaries in the bucket
@@ -200,18 +212,18 @@ impl Aggregator {
     pub fn with_bucket(
         bucket: Bucket,
         analytics_dir: PathBuf,
-        max_keys: usize,
+        bounds: Bounds,
         metrics: Metrics,
     ) -> Aggregator {
-        Aggregator::of(Source::Bucket(bucket), analytics_dir, max_keys, metrics)
+        Aggregator::of(Source::Bucket(bucket), analytics_dir, bounds, metrics)
     }
 
-    fn of(source: Source, analytics_dir: PathBuf, max_keys: usize, metrics: Metrics) -> Aggregator {
+    fn of(source: Source, analytics_dir: PathBuf, bounds: Bounds, metrics: Metrics) -> Aggregator {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         Aggregator {
             source,
             analytics_dir,
-            max_keys,
+            bounds,
             threads,
             metrics,
             classifier: BotClassifier::embedded(),
@@ -228,6 +240,11 @@ impl Aggregator {
     /// The bot list summaries are split with.
     pub fn classifier(&self) -> &'static BotClassifier {
         self.classifier
+    }
+
+    /// What the summaries may hold; queries read no larger ones and merge within the same bytes.
+    pub fn bounds(&self) -> Bounds {
+        self.bounds
     }
 
     /// Brings every hour's summary up to date with its hour file.
@@ -354,16 +371,17 @@ impl Aggregator {
         }
     }
 
-    /// Adds a scan's bot/human split to `aggregation_requests_total`.
-    fn count_requests(&self, bots: &BotCounts) {
+    /// Adds a scan's bot/human split (bot requests, human requests) to
+    /// `aggregation_requests_total`.
+    fn count_requests(&self, (bots, humans): (u64, u64)) {
         self.metrics
             .aggregation_requests
             .with_label_values(&[crate::metrics::CLASS_BOT])
-            .inc_by(bots.bot_requests);
+            .inc_by(bots);
         self.metrics
             .aggregation_requests
             .with_label_values(&[crate::metrics::CLASS_HUMAN])
-            .inc_by(bots.human_requests);
+            .inc_by(humans);
     }
 
     /// Adds what `report` read to the aggregation counters.
@@ -378,9 +396,10 @@ impl Aggregator {
     }
 
     fn update_file_hour(&self, hour: Hour, path: &Path) -> io::Result<HourOutcome> {
+        let mut state = self.state.lock().expect("aggregator state lock");
+        // Opened and measured under the lock: see the module's documentation.
         let file = File::open(path)?;
         let length = file.metadata()?.len();
-        let mut state = self.state.lock().expect("aggregator state lock");
         let covered = match state.covered.get(&hour) {
             Some(covered) => Some(*covered),
             None => read_head(&self.analytics_dir.join(layout::summary_file(hour)))
@@ -399,69 +418,50 @@ impl Aggregator {
             state.covered.insert(hour, covered);
             return Ok(HourOutcome::Unchanged);
         }
-        let mut reclassified = false;
-        let base = match covered {
-            Some(covered)
-                if covered.source.bytes <= length
-                    && tail_crc32(&file, covered.source.bytes)? == covered.source.tail_crc32 =>
-            {
-                self.load_summary(&mut state, hour, covered.source)
-                    .and_then(|mut summary| {
-                        if covered.classified {
-                            return Some(summary);
-                        }
-                        // Split with another list, or before the split existed.
-                        reclassified = summary.reclassify(self.classifier.id(), |agent| {
-                            self.classifier.is_bot(agent)
-                        });
-                        reclassified.then_some(summary)
-                    })
-            }
-            _ => None,
-        };
+        let (base, reclassified) = self.base_summary(&mut state, hour, &file, length, covered)?;
         let rebuilt = base.is_none();
         if rebuilt && covered.is_some() {
             tracing::info!(file = %path.display(), "hour file changed under its summary, or its bot split cannot be redone from it; rebuilding the hour");
         }
         let mut summary =
-            base.unwrap_or_else(|| HourSummary::new(hour, self.max_keys, self.classifier.id()));
+            base.unwrap_or_else(|| HourSummary::new(hour, self.bounds, self.classifier.id()));
         let start = summary.source.bytes;
         let outcome = scan::scan(
             &file,
             start,
             length,
-            self.max_keys,
+            self.bounds,
             self.threads,
             self.classifier,
         )?;
         if !rebuilt && !reclassified && outcome.end == start {
             // Only a partial line was appended so far; nothing to count yet.
             state.covered.insert(hour, covered.expect("not rebuilt"));
+            remember(&mut state.cache, summary, self.bounds.max_bytes);
             return Ok(HourOutcome::Unchanged);
         }
-        for skip in &outcome.first_skips {
-            tracing::warn!(
-                file = %path.display(),
-                line = summary.source.lines + skip.line + 1,
-                reason = skip.reason,
-                "skipping a line that is not a valid record"
-            );
-        }
-        if outcome.skipped > outcome.first_skips.len() as u64 {
-            tracing::warn!(file = %path.display(), skipped = outcome.skipped, "more invalid lines skipped than logged");
-        }
-        summary.paths.merge(&outcome.paths);
-        summary.agents.merge(&outcome.agents);
-        summary.bots.merge(&outcome.bots);
-        summary.total += outcome.records;
+        log_skips(path, summary.source.lines, &outcome);
+        let scan::ScanOutcome {
+            paths,
+            agents,
+            bots,
+            records,
+            lines,
+            skipped,
+            end,
+            ..
+        } = outcome;
+        let split = (bots.bot_requests, bots.human_requests);
+        // Taken, not copied, by a summary rebuilt from nothing: one hour's maps in memory.
+        summary.absorb(paths, agents, bots, records);
         summary.source = SourceState {
-            bytes: outcome.end,
-            lines: summary.source.lines + outcome.lines,
-            skipped_lines: summary.source.skipped_lines + outcome.skipped,
-            tail_crc32: tail_crc32(&file, outcome.end)?,
+            bytes: end,
+            lines: summary.source.lines + lines,
+            skipped_lines: summary.source.skipped_lines + skipped,
+            tail_crc32: tail_crc32(&file, end)?,
         };
         write_summary(&self.analytics_dir, &summary)?;
-        self.count_requests(&outcome.bots);
+        self.count_requests(split);
         state.covered.insert(
             hour,
             Covered {
@@ -469,14 +469,46 @@ impl Aggregator {
                 classified: true,
             },
         );
-        remember(&mut state.cache, summary);
+        remember(&mut state.cache, summary, self.bounds.max_bytes);
         Ok(HourOutcome::Updated {
             rebuilt,
             reclassified,
-            records: outcome.records,
-            skipped: outcome.skipped,
-            bytes: outcome.end - start,
+            records,
+            skipped,
+            bytes: end - start,
         })
+    }
+
+    /// The summary `hour`'s update starts from, split with this binary's bot list, and whether
+    /// it was split again for that; `None` if the hour must be rebuilt from the start of its
+    /// file (`length` bytes now): no usable summary, or the file no longer begins with what the
+    /// summary covers.
+    fn base_summary(
+        &self,
+        state: &mut HourStates,
+        hour: Hour,
+        file: &File,
+        length: u64,
+        covered: Option<Covered>,
+    ) -> io::Result<(Option<HourSummary>, bool)> {
+        let Some(covered) = covered else {
+            return Ok((None, false));
+        };
+        if covered.source.bytes > length
+            || tail_crc32(file, covered.source.bytes)? != covered.source.tail_crc32
+        {
+            return Ok((None, false));
+        }
+        let Some(mut summary) = self.load_summary(state, hour, covered.source) else {
+            return Ok((None, false));
+        };
+        if covered.classified {
+            return Ok((Some(summary), false));
+        }
+        // Split with another list, or before the split existed.
+        let reclassified =
+            summary.reclassify(self.classifier.id(), |agent| self.classifier.is_bot(agent));
+        Ok((reclassified.then_some(summary), reclassified))
     }
 
     /// The summary covering exactly `source`, from memory or disk; `None` if it cannot be had.
@@ -492,17 +524,44 @@ impl Aggregator {
                 return Some(cached);
             }
         }
-        let bytes = std::fs::read(self.analytics_dir.join(layout::summary_file(hour))).ok()?;
-        HourSummary::from_json(&bytes, self.max_keys)
+        let path = self.analytics_dir.join(layout::summary_file(hour));
+        let file = File::open(&path).ok()?;
+        let size = file.metadata().ok()?.len();
+        if size > self.bounds.max_file_bytes() {
+            // Written with larger bounds (or by an older version): rebuilt within these.
+            tracing::info!(summary = %path.display(), bytes = size, limit = self.bounds.max_file_bytes(), "summary larger than aggregation.maxSummaryBytes allows; rebuilding the hour within it");
+            return None;
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        io::Read::read_to_end(&mut io::Read::take(file, size), &mut bytes).ok()?;
+        HourSummary::from_json(&bytes, self.bounds)
             .ok()
             .filter(|summary| summary.source == source)
     }
 }
 
-fn remember(cache: &mut Vec<HourSummary>, summary: HourSummary) {
+/// Logs the first lines `outcome` skipped (`lines_before` lines of the file precede its range).
+fn log_skips(path: &Path, lines_before: u64, outcome: &scan::ScanOutcome) {
+    for skip in &outcome.first_skips {
+        tracing::warn!(
+            file = %path.display(),
+            line = lines_before + skip.line + 1,
+            reason = skip.reason,
+            "skipping a line that is not a valid record"
+        );
+    }
+    if outcome.skipped > outcome.first_skips.len() as u64 {
+        tracing::warn!(file = %path.display(), skipped = outcome.skipped, "more invalid lines skipped than logged");
+    }
+}
+
+/// Keeps `summary` parsed, most recent last: at most [`CACHED_SUMMARIES`], and no more than
+/// `max_bytes` of them together (the oldest go first; one summary always stays).
+fn remember(cache: &mut Vec<HourSummary>, summary: HourSummary, max_bytes: usize) {
     cache.retain(|s| s.hour != summary.hour);
-    if cache.len() == CACHED_SUMMARIES {
-        cache.remove(0);
+    let mut held: usize = summary.bytes() + cache.iter().map(HourSummary::bytes).sum::<usize>();
+    while !cache.is_empty() && (cache.len() >= CACHED_SUMMARIES || held > max_bytes) {
+        held -= cache.remove(0).bytes();
     }
     cache.push(summary);
 }
@@ -582,6 +641,14 @@ mod tests {
     const LINE_B: &str =
         "{\"timestamp\":\"2025-11-22T14:30:00Z\",\"path\":\"/b\",\"userAgent\":\"y\"}\n";
 
+    /// At most `n` keys per map, no byte budget.
+    fn keys(n: usize) -> Bounds {
+        Bounds {
+            max_keys: n,
+            max_bytes: usize::MAX,
+        }
+    }
+
     struct Dirs {
         _root: tempfile::TempDir,
         logs: PathBuf,
@@ -612,7 +679,7 @@ mod tests {
     fn summary(dirs: &Dirs, hour: &str) -> HourSummary {
         let hour = layout::parse_hour_file(hour).unwrap();
         let path = dirs.analytics.join(layout::summary_file(hour));
-        HourSummary::from_json(&fs::read(path).unwrap(), 100).unwrap()
+        HourSummary::from_json(&fs::read(path).unwrap(), keys(100)).unwrap()
     }
 
     fn count(summary: &HourSummary, path: &str) -> u64 {
@@ -627,7 +694,7 @@ mod tests {
         Aggregator::new(
             dirs.logs.clone(),
             dirs.analytics.clone(),
-            100,
+            keys(100),
             Metrics::new(),
         )
     }
@@ -725,7 +792,7 @@ mod tests {
         let agg = Aggregator::new(
             dirs.logs.clone(),
             dirs.analytics.clone(),
-            100,
+            keys(100),
             metrics.clone(),
         );
         let report = agg.run_pass();
@@ -744,7 +811,13 @@ mod tests {
             .map(|i| format!("{{\"timestamp\":\"2025-11-22T14:00:00Z\",\"path\":\"/p{i}\",\"userAgent\":\"x\"}}\n"))
             .collect();
         append(&dirs, H14, &lines);
-        Aggregator::new(dirs.logs.clone(), dirs.analytics.clone(), 4, Metrics::new()).run_pass();
+        Aggregator::new(
+            dirs.logs.clone(),
+            dirs.analytics.clone(),
+            keys(4),
+            Metrics::new(),
+        )
+        .run_pass();
         let s = summary(&dirs, H14);
         assert_eq!(s.total, 10);
         assert_eq!(count(&s, summary::OVERFLOW_KEY), 6);
@@ -822,8 +895,13 @@ mod tests {
 
         // With hidden user agents (cap 1: one went to "(other)") the hour is rebuilt instead.
         let dirs = dirs_with_cap_summary(1);
-        let report = Aggregator::new(dirs.logs.clone(), dirs.analytics.clone(), 1, Metrics::new())
-            .run_pass();
+        let report = Aggregator::new(
+            dirs.logs.clone(),
+            dirs.analytics.clone(),
+            keys(1),
+            Metrics::new(),
+        )
+        .run_pass();
         assert_eq!((report.reclassified, report.rebuilt), (0, 1));
         let s = summary(&dirs, H14);
         assert_eq!((s.total, split(&s).1, split(&s).2), (2, 1, 1));
@@ -835,14 +913,14 @@ mod tests {
         Aggregator::new(
             dirs.logs.clone(),
             dirs.analytics.clone(),
-            cap,
+            keys(cap),
             Metrics::new(),
         )
         .run_pass();
         let path = dirs
             .analytics
             .join(layout::summary_file(layout::parse_hour_file(H14).unwrap()));
-        let mut old = HourSummary::from_json(&fs::read(&path).unwrap(), cap).unwrap();
+        let mut old = HourSummary::from_json(&fs::read(&path).unwrap(), keys(cap)).unwrap();
         old.bots.list = None;
         fs::write(&path, old.to_json()).unwrap();
         dirs

@@ -17,7 +17,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::analytics::bucket::Bucket;
-use crate::analytics::{AggregationTask, Aggregator};
+use crate::analytics::{AggregationTask, Aggregator, Bounds};
 use crate::config::{Config, StorageBackend};
 use crate::http::{self, Analytics, AppState};
 use crate::metrics::Metrics;
@@ -40,11 +40,15 @@ impl Application {
         let metrics = Metrics::new();
         // One aggregator per logs directory (or bucket), shared by the periodic task and the
         // queries.
+        let summary_bounds = Bounds {
+            max_keys: config.aggregation.max_keys_per_hour,
+            max_bytes: config.aggregation.max_summary_bytes,
+        };
         let aggregator = Arc::new(match config.storage.backend {
             StorageBackend::Local => Aggregator::new(
                 config.storage.logs_dir.clone(),
                 config.storage.analytics_dir.clone(),
-                config.aggregation.max_keys_per_hour,
+                summary_bounds,
                 metrics.clone(),
             ),
             StorageBackend::S3 => Aggregator::with_bucket(
@@ -53,7 +57,7 @@ impl Application {
                     metrics.clone(),
                 )?)),
                 config.storage.analytics_dir.clone(),
-                config.aggregation.max_keys_per_hour,
+                summary_bounds,
                 metrics.clone(),
             ),
         });

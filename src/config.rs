@@ -367,13 +367,24 @@ pub struct AggregationConfig {
     /// `aggregation.maxKeysPerHour`: most distinct keys kept per hour in each analytics map;
     /// bounds memory when a client sends many distinct values. Default 100000.
     pub max_keys_per_hour: usize,
+    /// `aggregation.maxSummaryBytes`: largest an hour's summary file may grow (its three maps
+    /// together; keys beyond it are counted under `(other)` and the summary says
+    /// `"truncated": true`). It is also the most a query reads per hour and merges per range, so
+    /// the analytics' memory is a small multiple of it (README "Analytics"). Default 16777216
+    /// (16 MiB); at least 65536.
+    pub max_summary_bytes: usize,
 }
+
+/// The smallest `aggregation.maxSummaryBytes`: room for a few hundred keys of any length up to
+/// `ingestion.maxFieldBytes`'s default.
+pub const MIN_SUMMARY_BYTES: usize = 64 << 10;
 
 impl Default for AggregationConfig {
     fn default() -> Self {
         AggregationConfig {
             interval: Duration::from_secs(30),
             max_keys_per_hour: 100_000,
+            max_summary_bytes: 16 << 20,
         }
     }
 }
@@ -892,6 +903,13 @@ impl Config {
             problem("kafka.produceTimeout", message);
         }
 
+        if self.aggregation.max_summary_bytes < MIN_SUMMARY_BYTES {
+            problem(
+                "aggregation.maxSummaryBytes",
+                format!("must be at least {MIN_SUMMARY_BYTES} (64 KiB)"),
+            );
+        }
+
         if self.storage.logs_dir.as_os_str().is_empty() {
             problem("storage.logsDir", "must not be empty".to_owned());
         }
@@ -1219,6 +1237,7 @@ kafka:
         assert_eq!(c.storage.write_timeout, Duration::from_secs(30));
         assert_eq!(c.aggregation.interval, Duration::from_secs(30));
         assert_eq!(c.aggregation.max_keys_per_hour, 100_000);
+        assert_eq!(c.aggregation.max_summary_bytes, 16 << 20);
         assert_eq!(c.ingestion.queue_buffer_size, 10_000);
         assert_eq!(c.ingestion.producer_workers, 10);
         assert_eq!(c.ingestion.producer_write_timeout, Duration::from_secs(10));
@@ -1344,6 +1363,7 @@ storage:
 aggregation:
   interval: 1m
   maxKeysPerHour: 50
+  maxSummaryBytes: 1048576
 ingestion:
   queueBufferSize: 20
   producerWorkers: 4
@@ -1429,6 +1449,7 @@ profiling:
             AggregationConfig {
                 interval: Duration::from_secs(60),
                 max_keys_per_hour: 50,
+                max_summary_bytes: 1 << 20,
             }
         );
         assert_eq!(
@@ -1621,6 +1642,10 @@ profiling:
             (
                 "aggregation: { maxKeysPerHour: 0 }",
                 "aggregation.maxKeysPerHour: must be",
+            ),
+            (
+                "aggregation: { maxSummaryBytes: 65535 }",
+                "aggregation.maxSummaryBytes: must be at least 65536 (64 KiB)",
             ),
             (
                 "ingestion: { queueBufferSize: 0 }",

@@ -14,6 +14,12 @@
 //! each summary counts exactly the objects it names, so the other's objects are counted again by
 //! the next update, never twice. Checking an hour that nothing was added to since this instance
 //! last looked costs one listing.
+//!
+//! Within an instance the hour's objects are listed only once the aggregator's lock is held: a
+//! listing made before waiting for the lock could be older than the copy another update wrote
+//! meanwhile, and the copy written from it (the bucket's summary, which another instance may have
+//! replaced with one naming fewer objects, plus that listing) could count less than the one it
+//! replaced. Listed under the lock, every copy counts at least every object listed before it.
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -26,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio::runtime::Handle;
 
-use super::summary::{HourSummary, SourceState, write_summary};
+use super::summary::{Bounds, HourSummary, SourceState, write_summary};
 use super::{Aggregator, HourOutcome, scan};
 use crate::layout;
 use crate::metrics::{OBJECT_RECORDS, OBJECT_SUMMARY};
@@ -100,11 +106,11 @@ impl Rollup {
         .expect("a rollup serializes")
     }
 
-    fn from_json(bytes: &[u8], cap: usize) -> Result<Rollup, serde_json::Error> {
+    fn from_json(bytes: &[u8], bounds: Bounds) -> Result<Rollup, serde_json::Error> {
         let file: RollupFile<'_> = serde_json::from_slice(bytes)?;
         Ok(Rollup {
             objects: file.objects,
-            summary: HourSummary::from_json(file.summary.get().as_bytes(), cap)?,
+            summary: HourSummary::from_json(file.summary.get().as_bytes(), bounds)?,
         })
     }
 }
@@ -117,6 +123,8 @@ impl Aggregator {
         bucket: &Bucket,
         hour: Hour,
     ) -> io::Result<HourOutcome> {
+        let mut state = self.state.lock().expect("aggregator state lock");
+        // Listed under the lock: see the module's documentation.
         let listed = bucket.block_on(bucket.objects.hour_objects(hour))?;
         if listed.is_empty() {
             return Err(io::Error::new(
@@ -124,7 +132,6 @@ impl Aggregator {
                 format!("no record objects for hour {hour}"),
             ));
         }
-        let mut state = self.state.lock().expect("aggregator state lock");
         let states = &mut state.bucket;
         // Objects are only ever added, so as many as the copy covers means these very ones.
         if states.seen.get(&hour) == Some(&(listed.len(), true)) {
@@ -143,7 +150,7 @@ impl Aggregator {
             OBJECT_SUMMARY,
         ))? {
             Fetched::Unchanged => cached.expect("an entity tag comes with a cached summary"),
-            Fetched::Found { bytes, e_tag } => match Rollup::from_json(&bytes, self.max_keys) {
+            Fetched::Found { bytes, e_tag } => match Rollup::from_json(&bytes, self.bounds) {
                 Ok(rollup) if rollup.summary.hour == hour => (rollup, e_tag),
                 Ok(_) | Err(_) => {
                     tracing::warn!(object = %key, "the hour's summary in the bucket cannot be read; rebuilding it from the hour's objects");
@@ -186,16 +193,18 @@ impl Aggregator {
                 let Fetched::Found { bytes, .. } = body else {
                     continue; // listed, then gone: not counted, and so not named either
                 };
-                let outcome = scan::scan_bytes(&bytes, self.max_keys, self.classifier);
+                let outcome = scan::scan_bytes(&bytes, self.bounds, self.classifier);
                 for skip in &outcome.first_skips {
                     tracing::warn!(object = %format!("{dir}/{name}"), line = skip.line + 1, reason = skip.reason, "skipping a line that is not a valid record");
                 }
-                self.count_requests(&outcome.bots);
+                self.count_requests((outcome.bots.bot_requests, outcome.bots.human_requests));
                 let summary = &mut rollup.summary;
-                summary.paths.merge(&outcome.paths);
-                summary.agents.merge(&outcome.agents);
-                summary.bots.merge(&outcome.bots);
-                summary.total += outcome.records;
+                summary.add_counts(
+                    &outcome.paths,
+                    &outcome.agents,
+                    &outcome.bots,
+                    outcome.records,
+                );
                 summary.source = SourceState {
                     bytes: summary.source.bytes + size,
                     lines: summary.source.lines + outcome.lines,
@@ -237,7 +246,7 @@ impl Aggregator {
     fn empty_rollup(&self, hour: Hour) -> Rollup {
         Rollup {
             objects: BTreeSet::new(),
-            summary: HourSummary::new(hour, self.max_keys, self.classifier.id()),
+            summary: HourSummary::new(hour, self.bounds, self.classifier.id()),
         }
     }
 }
@@ -256,6 +265,11 @@ mod tests {
     use crate::record::EncodedBatch;
 
     const HOUR: i64 = 490_000;
+
+    const BOUNDS: Bounds = Bounds {
+        max_keys: 100,
+        max_bytes: 1 << 20,
+    };
 
     fn line(path: &str, agent: &str) -> String {
         format!(
@@ -298,7 +312,7 @@ mod tests {
             aggregator: Arc::new(Aggregator::with_bucket(
                 Bucket::new(objects),
                 analytics.path().to_owned(),
-                100,
+                BOUNDS,
                 metrics.clone(),
             )),
             metrics,
@@ -319,7 +333,7 @@ mod tests {
             .aggregator
             .analytics_dir()
             .join(layout::summary_file(Hour::from_index(HOUR)));
-        HourSummary::from_json(&std::fs::read(path).unwrap(), 100).unwrap()
+        HourSummary::from_json(&std::fs::read(path).unwrap(), BOUNDS).unwrap()
     }
 
     fn records_read(instance: &Instance) -> u64 {

@@ -2,12 +2,13 @@
 //! Everything is served from the summary files; hour files are never rescanned here (the caller
 //! brings the hours up to date first, see `Aggregator::update_hours`).
 //!
-//! Every read is bounded, whatever the files hold:
+//! Every read is bounded by the summaries' byte budget (`aggregation.maxSummaryBytes`, see
+//! [`Bounds`]), whatever the files hold:
 //!
-//! - a summary larger than [`MAX_SUMMARY_BYTES`] is not read (the query answers
-//!   [`QueryError::SummaryTooLarge`]);
-//! - a merged range keeps at most [`MAX_MERGED_KEYS`] distinct keys and [`MAX_MERGED_KEY_BYTES`]
-//!   bytes of keys per map; further keys count under `(other)`, so totals stay right;
+//! - a summary larger than an aggregator writes ([`Bounds::max_file_bytes`]) is not read (the
+//!   query answers [`QueryError::SummaryTooLarge`]);
+//! - the three merged maps of a range hold no more than one summary may; further keys count under
+//!   `(other)` and the answer says `"truncated": true`, so totals stay right;
 //! - top lists are selected with a heap of `top` entries, not by sorting every key;
 //! - a range stops between hours once its request is gone ([`CancelFlag`]).
 
@@ -20,7 +21,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::bots::BotClassifier;
-use super::summary::{Counts, HourSummary, OVERFLOW_KEY, read_head};
+use super::summary::{Bounds, Counts, HourSummary, OVERFLOW_KEY, read_head};
 use super::{CancelFlag, Cancelled};
 use crate::layout;
 use crate::record::Hour;
@@ -31,14 +32,6 @@ pub const MAX_RANGE_HOURS: i64 = 31 * 24;
 pub const MAX_TOP: usize = 1000;
 /// The default `top`.
 pub const DEFAULT_TOP: usize = 10;
-/// The largest summary file a query reads (64 MiB). With the default `aggregation.maxKeysPerHour`
-/// (100,000 keys per map) a summary stays below it unless its keys average over ~200 bytes.
-pub const MAX_SUMMARY_BYTES: u64 = 64 << 20;
-/// Distinct keys kept per map while merging a range; beyond it counts go to the overflow bucket.
-pub const MAX_MERGED_KEYS: usize = 1_000_000;
-/// Bytes of keys kept per map while merging a range (32 MiB); beyond it counts go to the overflow
-/// bucket. With [`MAX_MERGED_KEYS`] it bounds a range's memory whatever its keys' lengths.
-pub const MAX_MERGED_KEY_BYTES: usize = 32 << 20;
 
 /// Why a query has no answer.
 #[derive(Debug, thiserror::Error)]
@@ -106,27 +99,47 @@ pub struct RangeSummary {
     pub bot_list: String,
     /// Every hour of the range that has a summary, in order.
     pub hours: Vec<HourTotal>,
+    /// Some keys are counted under `(other)`: an hour's summary reached its bounds, or the merged
+    /// maps did. Totals and the bot/human split are exact all the same.
+    pub truncated: bool,
 }
 
-/// The summary file of `hour`, as stored, or `None` if there is none.
-pub fn summary_file(analytics_dir: &Path, hour: Hour) -> Result<Option<Vec<u8>>, QueryError> {
+/// The summary file of `hour`, opened, with its length, or `None` if there is none; refused when
+/// larger than `limit` bytes. The file is replaced, never rewritten in place, so what is read
+/// from it is the summary as it was when opened.
+pub fn open_summary(
+    analytics_dir: &Path,
+    hour: Hour,
+    limit: u64,
+) -> Result<Option<(File, u64)>, QueryError> {
     let file = match File::open(analytics_dir.join(layout::summary_file(hour))) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.into()),
     };
     let bytes = file.metadata()?.len();
-    if bytes > MAX_SUMMARY_BYTES {
+    if bytes > limit {
         return Err(QueryError::SummaryTooLarge {
             hour: hour.to_string(),
             bytes,
-            limit: MAX_SUMMARY_BYTES,
+            limit,
         });
     }
+    Ok(Some((file, bytes)))
+}
+
+/// The summary file of `hour`, as stored, or `None` if there is none; refused when larger than
+/// `limit` bytes.
+pub fn summary_file(
+    analytics_dir: &Path,
+    hour: Hour,
+    limit: u64,
+) -> Result<Option<Vec<u8>>, QueryError> {
+    let Some((file, bytes)) = open_summary(analytics_dir, hour, limit)? else {
+        return Ok(None);
+    };
     let mut content = Vec::with_capacity(bytes as usize);
-    // The file is replaced, never rewritten in place, so it cannot grow while it is read; the
-    // `take` is a second guard.
-    file.take(MAX_SUMMARY_BYTES).read_to_end(&mut content)?;
+    file.take(bytes).read_to_end(&mut content)?;
     Ok(Some(content))
 }
 
@@ -147,39 +160,45 @@ pub fn hours(analytics_dir: &Path, cancel: &CancelFlag) -> Result<Vec<HourTotal>
     Ok(found)
 }
 
-/// Merges the summaries of every hour in `[from, to)`, marking top user agents with
-/// `classifier`. Stops between hours once `cancel` is set.
+/// Merges the summaries of every hour in `[from, to)`, each read if an aggregator within
+/// `bounds` could have written it, into maps that hold together no more than `bounds` lets one
+/// summary hold, marking top user agents with `classifier`. Stops between hours once `cancel` is
+/// set.
 pub fn range(
     analytics_dir: &Path,
-    from: Hour,
-    to: Hour,
+    (from, to): (Hour, Hour),
     top: usize,
+    bounds: Bounds,
     classifier: &BotClassifier,
     cancel: &CancelFlag,
 ) -> Result<RangeSummary, QueryError> {
-    let merged_map = || Counts::bounded(MAX_MERGED_KEYS, MAX_MERGED_KEY_BYTES);
+    // Bounded by bytes alone: every entry costs at least `entry_bytes("")`.
+    let merged_map = || Counts::new(usize::MAX);
     let (mut paths, mut agents, mut bots) = (merged_map(), merged_map(), merged_map());
+    let mut room = bounds.max_bytes;
     let (mut total, mut bot_requests, mut human_requests, mut unclassified) = (0, 0, 0, 0);
+    let mut truncated = false;
     let mut hours = Vec::new();
     for index in from.index()..to.index() {
         cancel.check()?;
         let hour = Hour::from_index(index);
-        let Some(bytes) = summary_file(analytics_dir, hour)? else {
+        let Some(bytes) = summary_file(analytics_dir, hour, bounds.max_file_bytes())? else {
             continue;
         };
-        let summary = HourSummary::from_json(&bytes, usize::MAX).map_err(|e| {
+        let summary = HourSummary::from_json(&bytes, Bounds::NONE).map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("summary of {hour}: {e}"),
             )
         })?;
         drop(bytes);
-        paths.merge(&summary.paths);
-        agents.merge(&summary.agents);
+        truncated |= summary.truncated();
+        paths.merge(&summary.paths, &mut room);
+        agents.merge(&summary.agents, &mut room);
         total += summary.total;
         let split = summary.bots.list.is_some();
         if split {
-            bots.merge(&summary.bots.per_agent);
+            bots.merge(&summary.bots.per_agent, &mut room);
             bot_requests += summary.bots.bot_requests;
             human_requests += summary.bots.human_requests;
         } else {
@@ -210,6 +229,7 @@ pub fn range(
         top_bots: top_n(&bots, top),
         bot_list: classifier.id().to_owned(),
         hours,
+        truncated: truncated || paths.folded() || agents.folded() || bots.folded(),
     })
 }
 
@@ -266,11 +286,17 @@ mod tests {
         BotClassifier::embedded()
     }
 
+    /// The bounds of the tests' summaries: 100 keys per map, 1 MiB.
+    const BOUNDS: Bounds = Bounds {
+        max_keys: 100,
+        max_bytes: 1 << 20,
+    };
+
     const BOT: &str = "curl/8.5.0";
     const HUMAN: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
 
     fn store(dir: &Path, name: &str, records: &[(&str, &str)]) {
-        let mut summary = HourSummary::new(hour(name), 100, classifier().id());
+        let mut summary = HourSummary::new(hour(name), BOUNDS, classifier().id());
         for (path, agent) in records {
             summary.add(path, agent, classifier().is_bot(agent));
         }
@@ -281,9 +307,9 @@ mod tests {
     fn range_of(dir: &Path, h: Hour, cancel: &CancelFlag) -> Result<RangeSummary, QueryError> {
         range(
             dir,
-            h,
-            Hour::from_index(h.index() + 1),
+            (h, Hour::from_index(h.index() + 1)),
             10,
+            BOUNDS,
             classifier(),
             cancel,
         )
@@ -317,9 +343,12 @@ mod tests {
         store(dir.path(), "2025-11-22/16.log.json", &[("/z", "x")]);
         let merged = range(
             dir.path(),
-            hour("2025-11-22/14.log.json"),
-            hour("2025-11-22/16.log.json"),
+            (
+                hour("2025-11-22/14.log.json"),
+                hour("2025-11-22/16.log.json"),
+            ),
             2,
+            BOUNDS,
             classifier(),
             &CancelFlag::new(),
         )
@@ -360,13 +389,89 @@ mod tests {
                 ("2025-11-22T15:00:00Z", 2, Some(1))
             ]
         );
+        assert!(!merged.truncated);
+    }
+
+    #[test]
+    fn a_range_beyond_the_byte_budget_counts_the_rest_under_other_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let (h14, h15) = ("2025-11-22/14.log.json", "2025-11-22/15.log.json");
+        store(
+            dir.path(),
+            h14,
+            &[("/a", HUMAN), ("/a", HUMAN), ("/b", HUMAN)],
+        );
+        store(dir.path(), h15, &[("/c", HUMAN), ("/a", HUMAN)]);
+        let room_for = |keys: &[&str]| {
+            keys.iter()
+                .map(|k| super::super::summary::entry_bytes(k))
+                .sum()
+        };
+        let from_to = (hour(h14), Hour::from_index(hour(h15).index() + 1));
+        // Room for two paths and the user agent: "/c", first seen in the second hour, is folded.
+        let bounds = Bounds {
+            max_keys: 100,
+            max_bytes: room_for(&["/a", "/b", HUMAN]),
+        };
+        let merged = range(
+            dir.path(),
+            from_to,
+            10,
+            bounds,
+            classifier(),
+            &CancelFlag::new(),
+        )
+        .unwrap();
+        assert_eq!(merged.total_requests, 5);
+        assert_eq!(
+            merged.top_paths,
+            ranked(&[("/a", 3), ("(other)", 1), ("/b", 1)])
+        );
+        assert!(merged.truncated);
+        // Room for everything: not truncated, unless an hour's own summary was.
+        let roomy = Bounds {
+            max_keys: 100,
+            max_bytes: 1 << 20,
+        };
+        let merged = range(
+            dir.path(),
+            from_to,
+            10,
+            roomy,
+            classifier(),
+            &CancelFlag::new(),
+        )
+        .unwrap();
+        assert!(!merged.truncated);
+        let mut folded = HourSummary::new(
+            hour(h15),
+            Bounds {
+                max_keys: 1,
+                max_bytes: 1 << 20,
+            },
+            classifier().id(),
+        );
+        folded.add("/c", HUMAN, false);
+        folded.add("/a", HUMAN, false);
+        write_summary(dir.path(), &folded).unwrap();
+        let merged = range(
+            dir.path(),
+            from_to,
+            10,
+            roomy,
+            classifier(),
+            &CancelFlag::new(),
+        )
+        .unwrap();
+        assert_eq!(merged.total_requests, 5);
+        assert!(merged.truncated);
     }
 
     #[test]
     fn top_n_keeps_the_best_n_with_ties_by_key() {
         let mut counts = Counts::new(100);
         for (key, n) in [("d", 1), ("b", 5), ("a", 5), ("c", 7), ("e", 1), ("f", 2)] {
-            counts.add(key, n);
+            counts.add(key, n, &mut usize::MAX.clone());
         }
         assert_eq!(top_n(&counts, 3), ranked(&[("c", 7), ("a", 5), ("b", 5)]));
         assert_eq!(top_n(&counts, 5).len(), 5);
@@ -383,11 +488,12 @@ mod tests {
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         File::create(&path)
             .unwrap()
-            .set_len(MAX_SUMMARY_BYTES + 1)
+            .set_len(BOUNDS.max_file_bytes() + 1)
             .unwrap();
-        let err = summary_file(dir.path(), h).unwrap_err();
+        let limit = BOUNDS.max_file_bytes();
+        let err = summary_file(dir.path(), h, limit).unwrap_err();
         assert!(
-            matches!(err, QueryError::SummaryTooLarge { bytes, limit, .. } if bytes == MAX_SUMMARY_BYTES + 1 && limit == MAX_SUMMARY_BYTES),
+            matches!(err, QueryError::SummaryTooLarge { bytes, limit: l, .. } if bytes == limit + 1 && l == limit),
             "{err}"
         );
         let err = range_of(dir.path(), h, &CancelFlag::new()).unwrap_err();
@@ -468,7 +574,7 @@ mod tests {
     fn missing_summary_is_none() {
         let dir = tempfile::tempdir().unwrap();
         assert!(
-            summary_file(dir.path(), hour("2025-11-22/14.log.json"))
+            summary_file(dir.path(), hour("2025-11-22/14.log.json"), 1 << 20)
                 .unwrap()
                 .is_none()
         );

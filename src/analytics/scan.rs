@@ -7,6 +7,12 @@
 //! any length are handled: the buffer grows to hold the longest line. Large ranges are split at
 //! line boundaries and counted on several threads.
 //!
+//! The counts of a scan are bounded like a summary ([`Bounds`]). A range is counted on at most
+//! [`MAX_PARTS`] threads, each part within the whole budget (a part of a normal hour holds most of
+//! the hour's keys, so a share of the budget would not do), and the parts are merged into the first
+//! within the same budget: while a range is read, at most [`MAX_PARTS`] budgets are held. Where the
+//! budget is reached, which keys are kept can depend on the number of parts.
+//!
 //! Each record's user agent is classified as bot or human once per distinct user agent and range
 //! part, after counting; a user agent beyond the key cap (counted under the overflow bucket, so
 //! its name is not kept) is classified on its line, so the split is exact however many there are.
@@ -19,13 +25,15 @@ use std::os::unix::fs::FileExt;
 use serde::Deserialize;
 
 use super::bots::BotClassifier;
-use super::summary::{BotCounts, Counts};
+use super::summary::{BotCounts, Bounds, Counts};
 use crate::record::split_stored_line;
 
 /// Bytes read per `pread`.
 const READ_BYTES: usize = 4 << 20;
 /// Ranges at least this large are split across threads.
 const PARALLEL_MIN_BYTES: u64 = 32 << 20;
+/// The most parts (threads) a range is split into: each may hold a whole budget of keys.
+pub const MAX_PARTS: usize = 4;
 /// How many skipped lines per scan are kept for logging (all are counted).
 pub const MAX_REPORTED_SKIPS: usize = 10;
 
@@ -54,27 +62,37 @@ pub struct ScanOutcome {
     pub first_skips: Vec<SkippedLine>,
     /// File offset just after the last complete line counted.
     pub end: u64,
+    /// The bytes the three maps may hold together.
+    max_bytes: usize,
 }
 
 impl ScanOutcome {
-    fn empty(cap: usize, at: u64, classifier: &BotClassifier) -> ScanOutcome {
+    fn empty(bounds: Bounds, at: u64, classifier: &BotClassifier) -> ScanOutcome {
         ScanOutcome {
-            paths: Counts::new(cap),
-            agents: Counts::new(cap),
-            bots: BotCounts::new(classifier.id(), cap),
+            paths: Counts::new(bounds.max_keys),
+            agents: Counts::new(bounds.max_keys),
+            bots: BotCounts::new(classifier.id(), bounds.max_keys),
             records: 0,
             lines: 0,
             skipped: 0,
             first_skips: Vec::new(),
             end: at,
+            max_bytes: bounds.max_bytes,
         }
+    }
+
+    /// The bytes its maps may still take.
+    fn room(&self) -> usize {
+        self.max_bytes
+            .saturating_sub(self.paths.bytes() + self.agents.bytes() + self.bots.per_agent.bytes())
     }
 
     /// Appends `next`, which covers the range right after this one.
     fn append(&mut self, next: ScanOutcome) {
-        self.paths.merge(&next.paths);
-        self.agents.merge(&next.agents);
-        self.bots.merge(&next.bots);
+        let mut room = self.room();
+        self.paths.merge(&next.paths, &mut room);
+        self.agents.merge(&next.agents, &mut room);
+        self.bots.merge(&next.bots, &mut room);
         self.records += next.records;
         for skip in next.first_skips {
             if self.first_skips.len() < MAX_REPORTED_SKIPS {
@@ -90,34 +108,35 @@ impl ScanOutcome {
     }
 }
 
-/// Counts the complete lines of `file` in `[start, end)`, on up to `threads` threads, splitting
-/// them into bots and humans with `classifier`.
+/// Counts the complete lines of `file` in `[start, end)` within `bounds`, on up to `threads`
+/// threads (at most [`MAX_PARTS`]), splitting them into bots and humans with `classifier`.
 pub fn scan(
     file: &File,
     start: u64,
     end: u64,
-    cap: usize,
+    bounds: Bounds,
     threads: usize,
     classifier: &BotClassifier,
 ) -> io::Result<ScanOutcome> {
+    let threads = threads.min(MAX_PARTS);
     if threads <= 1 || end - start < PARALLEL_MIN_BYTES {
-        return scan_part(file, start, end, cap, classifier);
+        return scan_part(file, start, end, bounds, classifier);
     }
-    let mut bounds = vec![start];
+    let mut cuts = vec![start];
     for i in 1..threads as u64 {
         let target = start + (end - start) * i / threads as u64;
-        let boundary = next_line_start(file, target.max(*bounds.last().expect("non-empty")), end)?;
+        let boundary = next_line_start(file, target.max(*cuts.last().expect("non-empty")), end)?;
         if boundary < end {
-            bounds.push(boundary);
+            cuts.push(boundary);
         }
     }
-    bounds.push(end);
+    cuts.push(end);
     let parts: Vec<io::Result<ScanOutcome>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = bounds
+        let handles: Vec<_> = cuts
             .windows(2)
             .map(|w| {
                 let (from, to) = (w[0], w[1]);
-                scope.spawn(move || scan_part(file, from, to, cap, classifier))
+                scope.spawn(move || scan_part(file, from, to, bounds, classifier))
             })
             .collect();
         handles
@@ -125,17 +144,20 @@ pub fn scan(
             .map(|h| h.join().expect("scan thread panicked"))
             .collect()
     });
-    let mut total = ScanOutcome::empty(cap, start, classifier);
-    for (part, planned_end) in parts.into_iter().zip(&bounds[1..]) {
+    let mut total: Option<ScanOutcome> = None;
+    for (part, planned_end) in parts.into_iter().zip(&cuts[1..]) {
         let part = part?;
         // A part that stopped short (torn last line, or the file shrank under us) ends the scan.
         let complete = part.end == *planned_end;
-        total.append(part);
+        match &mut total {
+            None => total = Some(part),
+            Some(total) => total.append(part),
+        }
         if !complete {
             break;
         }
     }
-    Ok(total)
+    Ok(total.unwrap_or_else(|| ScanOutcome::empty(bounds, start, classifier)))
 }
 
 /// The offset just after the first newline at or after `from` (or `end` if there is none).
@@ -161,10 +183,10 @@ fn scan_part(
     file: &File,
     start: u64,
     end: u64,
-    cap: usize,
+    bounds: Bounds,
     classifier: &BotClassifier,
 ) -> io::Result<ScanOutcome> {
-    let mut outcome = ScanOutcome::empty(cap, start, classifier);
+    let mut outcome = ScanOutcome::empty(bounds, start, classifier);
     let mut buffer = vec![0u8; READ_BYTES.min((end - start) as usize).max(1)];
     // `buffer[..filled]` holds the file bytes from offset `outcome.end`.
     let mut filled = 0usize;
@@ -196,9 +218,10 @@ fn scan_part(
     Ok(outcome)
 }
 
-/// Counts the complete lines of `bytes` (a whole object of the bucket), on this thread.
-pub fn scan_bytes(bytes: &[u8], cap: usize, classifier: &BotClassifier) -> ScanOutcome {
-    let mut outcome = ScanOutcome::empty(cap, 0, classifier);
+/// Counts the complete lines of `bytes` (a whole object of the bucket) within `bounds`, on this
+/// thread.
+pub fn scan_bytes(bytes: &[u8], bounds: Bounds, classifier: &BotClassifier) -> ScanOutcome {
+    let mut outcome = ScanOutcome::empty(bounds, 0, classifier);
     let mut line_start = 0;
     for newline in memchr::memchr_iter(b'\n', bytes) {
         count_line(&bytes[line_start..newline], &mut outcome, classifier);
@@ -212,17 +235,23 @@ pub fn scan_bytes(bytes: &[u8], cap: usize, classifier: &BotClassifier) -> ScanO
 /// Splits the counted user agents into bots and humans: once per distinct user agent; those in
 /// the overflow bucket were classified on their lines.
 fn classify(outcome: &mut ScanOutcome, classifier: &BotClassifier) {
+    let mut room = outcome.room();
     for (agent, n) in outcome.agents.entries() {
-        outcome.bots.add(agent, classifier.is_bot(agent), n);
+        outcome
+            .bots
+            .add(agent, classifier.is_bot(agent), n, &mut room);
     }
 }
 
 fn count_line(line: &[u8], outcome: &mut ScanOutcome, classifier: &BotClassifier) {
     match parse_line(line) {
         Ok((path, agent)) => {
-            outcome.paths.add(&path, 1);
-            if !outcome.agents.add(&agent, 1) {
-                outcome.bots.add(&agent, classifier.is_bot(&agent), 1);
+            let mut room = outcome.room();
+            outcome.paths.add(&path, 1, &mut room);
+            if !outcome.agents.add(&agent, 1, &mut room) {
+                outcome
+                    .bots
+                    .add(&agent, classifier.is_bot(&agent), 1, &mut room);
             }
             outcome.records += 1;
         }
@@ -296,6 +325,14 @@ mod tests {
         (temp, file)
     }
 
+    /// At most `n` keys per map, no byte budget.
+    fn keys(n: usize) -> Bounds {
+        Bounds {
+            max_keys: n,
+            max_bytes: usize::MAX,
+        }
+    }
+
     fn classifier() -> &'static BotClassifier {
         BotClassifier::embedded()
     }
@@ -329,7 +366,7 @@ mod tests {
     fn counts_complete_lines_and_stops_before_a_torn_one() {
         let content = format!("{A}\n{B}\nnot json\n{A}\n{{\"timestamp\":\"2025");
         let (_keep, file) = file_with(content.as_bytes());
-        let outcome = scan(&file, 0, content.len() as u64, 100, 1, classifier()).unwrap();
+        let outcome = scan(&file, 0, content.len() as u64, keys(100), 1, classifier()).unwrap();
         assert_eq!(outcome.records, 3);
         assert_eq!(outcome.lines, 4);
         assert_eq!(outcome.skipped, 1);
@@ -353,7 +390,7 @@ mod tests {
         );
         let content = format!("{A}\n{line}\n{A}\n");
         let (_keep, file) = file_with(content.as_bytes());
-        let outcome = scan(&file, 0, content.len() as u64, 100, 1, classifier()).unwrap();
+        let outcome = scan(&file, 0, content.len() as u64, keys(100), 1, classifier()).unwrap();
         assert_eq!((outcome.records, outcome.skipped), (3, 0));
         assert_eq!(count(&outcome.paths, &long_path), 1);
     }
@@ -376,18 +413,50 @@ mod tests {
         }
         content.push_str("{\"torn");
         let (_keep, file) = file_with(content.as_bytes());
-        let one = scan(&file, 0, content.len() as u64, 10_000, 1, classifier()).unwrap();
-        let three = scan(&file, 0, content.len() as u64, 10_000, 3, classifier()).unwrap();
-        assert_eq!(one.records, i);
-        assert_eq!(
-            (three.records, three.lines, three.skipped, three.end),
-            (one.records, one.lines, one.skipped, one.end)
-        );
-        assert_eq!(three.first_skips, one.first_skips);
-        assert_eq!(three.paths, one.paths);
-        assert_eq!(three.agents, one.agents);
-        assert_eq!(three.bots, one.bots);
-        assert_eq!(one.bots.bot_requests + one.bots.human_requests, one.records);
+        let unbounded = scan(
+            &file,
+            0,
+            content.len() as u64,
+            keys(10_000),
+            1,
+            classifier(),
+        )
+        .unwrap();
+        // Every part holds every key: a budget the whole range fits is more than a part's share.
+        let fits =
+            unbounded.paths.bytes() + unbounded.agents.bytes() + unbounded.bots.per_agent.bytes();
+        for max_bytes in [usize::MAX, fits, fits / 2] {
+            let bounds = Bounds {
+                max_keys: 10_000,
+                max_bytes,
+            };
+            let one = scan(&file, 0, content.len() as u64, bounds, 1, classifier()).unwrap();
+            let three = scan(&file, 0, content.len() as u64, bounds, 3, classifier()).unwrap();
+            assert_eq!(one.records, i);
+            assert_eq!(
+                (three.records, three.lines, three.skipped, three.end),
+                (one.records, one.lines, one.skipped, one.end)
+            );
+            assert_eq!(three.first_skips, one.first_skips);
+            assert_eq!(one.bots.bot_requests + one.bots.human_requests, one.records);
+            assert_eq!(
+                (three.bots.bot_requests, three.bots.human_requests),
+                (one.bots.bot_requests, one.bots.human_requests)
+            );
+            assert_eq!(one.paths.folded(), max_bytes < fits, "{max_bytes}");
+            assert_eq!(three.paths.folded(), max_bytes < fits, "{max_bytes}");
+            if max_bytes >= fits {
+                // Within the budget the parts keep every key, as one thread does.
+                assert_eq!(three.paths, one.paths, "{max_bytes}");
+                assert_eq!(three.agents, one.agents);
+                assert_eq!(three.bots, one.bots);
+            } else {
+                // Beyond it, both hold no more than the budget.
+                let held =
+                    |o: &ScanOutcome| o.paths.bytes() + o.agents.bytes() + o.bots.per_agent.bytes();
+                assert!(held(&three) <= max_bytes && held(&one) <= max_bytes);
+            }
+        }
     }
 
     #[test]
@@ -398,7 +467,7 @@ mod tests {
             &file,
             (A.len() + 1) as u64,
             content.len() as u64,
-            100,
+            keys(100),
             1,
             classifier(),
         )
@@ -428,7 +497,7 @@ mod tests {
         let (_keep, file) = file_with(content.as_bytes());
         // A cap of 2 keys: most user agents are only seen on their lines.
         for cap in [2, 100] {
-            let outcome = scan(&file, 0, content.len() as u64, cap, 1, classifier()).unwrap();
+            let outcome = scan(&file, 0, content.len() as u64, keys(cap), 1, classifier()).unwrap();
             assert_eq!(outcome.records, 18);
             assert!(!classifier().is_bot(&firefox(0)));
             assert_eq!(

@@ -8,14 +8,24 @@
 //! false`.
 //!
 //! Bounded: at most [`MAX_CONCURRENT_QUERIES`] run at once (beyond that 503 `busy` with
-//! `Retry-After`), summaries over `query::MAX_SUMMARY_BYTES` are refused (422
-//! `summary_too_large`), and a query's blocking work stops between hours once its request is gone
-//! (timed out, or the client left): the request's future holds a guard that cancels it when
-//! dropped.
+//! `Retry-After`), of which at most [`MAX_CONCURRENT_LONG_QUERIES`] read more than
+//! [`SHORT_QUERY_HOURS`] hours (a range over more, or `/analytics/hours`), so that clients
+//! holding slots with long queries never leave a short one (an hour, a day) without a slot; summaries larger than `aggregation.maxSummaryBytes` lets an aggregator write
+//! are refused (422 `summary_too_large`), a range merges within the same bytes (`"truncated":
+//! true` beyond), and a query's blocking work stops between hours once its request is gone (timed
+//! out, or the client left): the request's future holds a guard that cancels it when dropped. A
+//! slot is held only while the query's blocking work runs: not while the answer is written (a
+//! client that never reads its answer holds no slot; an hour's summary is streamed from its file,
+//! so such a client holds no copy of it either), nor while a v2 request waits for its batches to
+//! be stored.
+//!
+//! The summaries are read after their update, outside the aggregator's lock: a summary is never
+//! replaced by one covering less, so what is read covers at least what the update saw.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::header;
@@ -23,7 +33,9 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::io::AsyncReadExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::io::ReaderStream;
 
 use super::{ApiError, AppState};
 use crate::analytics::query::{self, QueryError};
@@ -36,11 +48,20 @@ pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Analytics requests that read summaries at once, per process; more get 503 `busy`.
 pub const MAX_CONCURRENT_QUERIES: usize = 4;
 
+/// Of [`MAX_CONCURRENT_QUERIES`], how many may be long (more than [`SHORT_QUERY_HOURS`] hours);
+/// the others are kept for short queries.
+pub const MAX_CONCURRENT_LONG_QUERIES: usize = 3;
+
+/// The most hours a short query reads: one day's range.
+pub const SHORT_QUERY_HOURS: i64 = 24;
+
 /// What the analytics routes share: the one aggregator and the query slots.
 #[derive(Clone)]
 pub struct Analytics {
     pub aggregator: Arc<Aggregator>,
     slots: Arc<Semaphore>,
+    /// Taken by long queries besides a slot.
+    long_slots: Arc<Semaphore>,
     started: Instant,
 }
 
@@ -49,9 +70,34 @@ impl Analytics {
         Analytics {
             aggregator,
             slots: Arc::new(Semaphore::new(MAX_CONCURRENT_QUERIES)),
+            long_slots: Arc::new(Semaphore::new(MAX_CONCURRENT_LONG_QUERIES)),
             started: Instant::now(),
         }
     }
+}
+
+/// How many hours a query reads, for its slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Length {
+    /// At most [`SHORT_QUERY_HOURS`].
+    Short,
+    Long,
+}
+
+impl Length {
+    fn of_hours(hours: i64) -> Length {
+        if hours <= SHORT_QUERY_HOURS {
+            Length::Short
+        } else {
+            Length::Long
+        }
+    }
+}
+
+/// A query slot (and, for a long query, a long one), held until its blocking work ends.
+struct Slot {
+    _any: OwnedSemaphorePermit,
+    _long: Option<OwnedSemaphorePermit>,
 }
 
 /// Query parameters of `GET /analytics`.
@@ -71,26 +117,7 @@ pub(super) async fn get_analytics(
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::BadQuery(e.body_text()))?;
     match (params.hour, params.from, params.to) {
-        (Some(hour), None, None) => {
-            let hour = parse_hour("hour", &hour)?;
-            let (complete, file) = read(&state, move |aggregator, cancel| {
-                aggregator.update_hours([hour], cancel)?;
-                query::summary_file(aggregator.analytics_dir(), hour)
-            })
-            .await?;
-            let Some(bytes) = file else {
-                return Err(ApiError::NoSummary(format!("no summary for hour {hour}")));
-            };
-            let bytes = if complete {
-                bytes
-            } else {
-                let mut summary: Value =
-                    serde_json::from_slice(&bytes).map_err(|_| ApiError::Internal)?;
-                summary["complete"] = Value::Bool(false);
-                serde_json::to_vec_pretty(&summary).map_err(|_| ApiError::Internal)?
-            };
-            Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
-        }
+        (Some(hour), None, None) => hour_answer(&state, parse_hour("hour", &hour)?).await,
         (None, Some(from), Some(to)) => {
             let (from, to) = (parse_hour("from", &from)?, parse_hour("to", &to)?);
             let span = to.index() - from.index();
@@ -113,19 +140,20 @@ pub(super) async fn get_analytics(
                         ))
                     })?,
             };
-            let (complete, merged) = read(&state, move |aggregator, cancel| {
-                aggregator
-                    .update_hours((from.index()..to.index()).map(Hour::from_index), cancel)?;
-                query::range(
-                    aggregator.analytics_dir(),
-                    from,
-                    to,
-                    top,
-                    aggregator.classifier(),
-                    cancel,
-                )
-            })
-            .await?;
+            let (complete, merged) =
+                read(&state, Length::of_hours(span), move |aggregator, cancel| {
+                    aggregator
+                        .update_hours((from.index()..to.index()).map(Hour::from_index), cancel)?;
+                    query::range(
+                        aggregator.analytics_dir(),
+                        (from, to),
+                        top,
+                        aggregator.bounds(),
+                        aggregator.classifier(),
+                        cancel,
+                    )
+                })
+                .await?;
             let mut body = serde_json::to_value(merged).map_err(|_| ApiError::Internal)?;
             body["complete"] = Value::Bool(complete);
             Ok(axum::Json(body).into_response())
@@ -136,12 +164,46 @@ pub(super) async fn get_analytics(
     }
 }
 
+/// The summary of `hour`, as stored (streamed from its file), or with `"complete": false` added
+/// when not everything acknowledged was stored in time.
+async fn hour_answer(state: &AppState, hour: Hour) -> Result<Response, ApiError> {
+    let (complete, file) = read(state, Length::Short, move |aggregator, cancel| {
+        aggregator.update_hours([hour], cancel)?;
+        let limit = aggregator.bounds().max_file_bytes();
+        query::open_summary(aggregator.analytics_dir(), hour, limit)
+    })
+    .await?;
+    let Some((file, length)) = file else {
+        return Err(ApiError::NoSummary(format!("no summary for hour {hour}")));
+    };
+    let mut file = tokio::fs::File::from_std(file);
+    if complete {
+        // Streamed: a client that reads slowly (or never) holds a buffer, not the summary.
+        let body = Body::from_stream(ReaderStream::new(file));
+        let headers = [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (header::CONTENT_LENGTH, length.to_string()),
+        ];
+        return Ok((headers, body).into_response());
+    }
+    let mut bytes = Vec::with_capacity(length as usize);
+    (&mut file)
+        .take(length)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|_| ApiError::Internal)?;
+    let mut summary: Value = serde_json::from_slice(&bytes).map_err(|_| ApiError::Internal)?;
+    summary["complete"] = Value::Bool(false);
+    let bytes = serde_json::to_vec_pretty(&summary).map_err(|_| ApiError::Internal)?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+}
+
 /// `GET /analytics/hours`: every hour that has data, with its totals (every hour file is brought
 /// up to date first).
 pub(super) async fn get_analytics_hours(
     State(state): State<AppState>,
 ) -> Result<Response, ApiError> {
-    let (complete, hours) = read(&state, |aggregator, cancel| {
+    let (complete, hours) = read(&state, Length::Long, |aggregator, cancel| {
         aggregator.update_all_hours(cancel)?;
         query::hours(aggregator.analytics_dir(), cancel)
     })
@@ -172,14 +234,16 @@ pub(super) async fn get_ingest(State(state): State<AppState>) -> Response {
 }
 
 /// Runs `work` on the blocking pool for an analytics answer: waits for acknowledged batches to
-/// be stored (whether they all were is the returned `bool`), takes a query slot or refuses with
-/// `busy`, and cancels `work` between hours if this future is dropped.
+/// be stored (whether they all were is the returned `bool`), then takes a query slot or refuses
+/// with `busy` (so waiting holds no slot), and cancels `work` between hours if this future is
+/// dropped.
 async fn read<T: Send + 'static>(
     state: &AppState,
+    length: Length,
     work: impl FnOnce(&Aggregator, &CancelFlag) -> Result<T, QueryError> + Send + 'static,
 ) -> Result<(bool, T), ApiError> {
-    let slot = take_slot(state)?;
     let complete = state.pipeline.settle(SETTLE_TIMEOUT).await;
+    let slot = take_slot(state, length)?;
     if !complete {
         state.metrics.analytics_incomplete_answers.inc();
     }
@@ -190,7 +254,7 @@ async fn read<T: Send + 'static>(
     let outcome = tokio::task::spawn_blocking(move || {
         // The slot is held until the blocking work ends, not just until the request does: a
         // cancelled query still counts until it has stopped.
-        let _slot: OwnedSemaphorePermit = slot;
+        let _slot: Slot = slot;
         let outcome = work(&aggregator, &cancel);
         if matches!(outcome, Err(QueryError::Cancelled(_))) {
             cancelled.inc();
@@ -213,16 +277,28 @@ async fn read<T: Send + 'static>(
     }
 }
 
-fn take_slot(state: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
-    state
-        .analytics
-        .slots
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| {
-            state.metrics.analytics_queries_busy.inc();
-            ApiError::Busy
-        })
+/// A slot for a query of `length`, or `busy`: a long query needs a long slot too.
+fn take_slot(state: &AppState, length: Length) -> Result<Slot, ApiError> {
+    let analytics = &state.analytics;
+    let busy = |_| {
+        state.metrics.analytics_queries_busy.inc();
+        ApiError::Busy
+    };
+    let long = match length {
+        Length::Short => None,
+        Length::Long => Some(
+            analytics
+                .long_slots
+                .clone()
+                .try_acquire_owned()
+                .map_err(busy)?,
+        ),
+    };
+    let any = analytics.slots.clone().try_acquire_owned().map_err(busy)?;
+    Ok(Slot {
+        _any: any,
+        _long: long,
+    })
 }
 
 /// An hour parameter: an RFC 3339 instant at the start of an hour, e.g. `2025-11-22T14:00:00Z`.

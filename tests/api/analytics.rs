@@ -232,12 +232,13 @@ async fn wait_for_passes(app: &TestApp, n: u32) {
 }
 
 /// `GET /analytics?<query>` of a range, expecting 200 with a JSON body, complete, whose bot and
-/// human requests add up to the total, per hour too. Returns the answer as it was before the
-/// split existed (without `botRequests`, `humanRequests`, `unclassifiedRequests`, `topBots`,
-/// `botList`, `complete`, and the split in `hours` and `topUserAgents`); [`range_answer`] returns
-/// all of it.
+/// human requests add up to the total, per hour too, and not truncated. Returns the answer as it
+/// was before the split existed (without `botRequests`, `humanRequests`, `unclassifiedRequests`,
+/// `topBots`, `botList`, `complete`, `truncated`, and the split in `hours` and `topUserAgents`);
+/// [`range_answer`] returns all of it.
 async fn analytics_json(app: &TestApp, query: &str) -> Value {
     let mut body = range_answer(app, query).await;
+    assert_eq!(body["truncated"], false, "{query}: {body}");
     let object = body.as_object_mut().expect("an object");
     for key in [
         "botRequests",
@@ -246,6 +247,7 @@ async fn analytics_json(app: &TestApp, query: &str) -> Value {
         "topBots",
         "botList",
         "complete",
+        "truncated",
     ] {
         object.remove(key);
     }
@@ -767,6 +769,10 @@ async fn keys_beyond_the_cap_go_to_other_and_totals_stay_right() {
         "{summary}"
     );
     assert_eq!(summary["totalRequests"], 10, "{summary}");
+    assert_eq!(
+        summary["truncated"], true,
+        "the summary says keys were folded: {summary}"
+    );
     assert_eq!(summary["source"]["lines"], 10, "{summary}");
     assert_eq!(summary["source"]["skippedLines"], 0, "{summary}");
     assert_served_as_stored(&app, HOUR_14, &text).await;
@@ -1245,7 +1251,13 @@ async fn a_query_whose_request_timed_out_stops_and_frees_its_slot() {
 #[tokio::test]
 async fn a_summary_over_the_size_limit_is_a_clear_422_not_a_failure() {
     let app = spawn_without_passes().await;
-    let limit = log_pipeline::analytics::query::MAX_SUMMARY_BYTES;
+    // The largest summary the default `aggregation.maxSummaryBytes` lets the service write.
+    let defaults = log_pipeline::config::AggregationConfig::default();
+    let limit = log_pipeline::analytics::Bounds {
+        max_keys: defaults.max_keys_per_hour,
+        max_bytes: defaults.max_summary_bytes,
+    }
+    .max_file_bytes();
     let path = summary_path(app.analytics_dir(), HOUR_14);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     // Sparse: no disk is spent.

@@ -2,6 +2,7 @@
 //! files on disk and scraped metrics.
 
 mod analytics;
+mod analytics_hostile;
 mod auth;
 mod dashboard;
 mod endpoints;

@@ -49,6 +49,12 @@ pub(crate) fn rss(pid: u32) -> u64 {
     proc_status_kib(pid, "VmRSS:") * 1024
 }
 
+/// Resets a process's peak resident memory (`VmHWM`) to what it holds now, so that a later
+/// [`peak_rss`] measures one phase of a scenario (`/proc/<pid>/clear_refs`, value 5).
+pub fn reset_peak_rss(pid: u32) {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset the peak RSS");
+}
+
 fn proc_status_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
     status

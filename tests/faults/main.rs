@@ -10,6 +10,8 @@
 //!   until 202, 20 rounds per mode: every batch exactly once.
 //! - [`broker`]: the broker paused (SIGSTOP) for 30 s under load.
 //! - [`disk`]: the disk full under load.
+//! - [`analytics`]: readers racing writers across hour boundaries, and one hour of huge distinct
+//!   keys (issue 28).
 //! - [`hostile`]: the reproductions of issue 9 (silent connections, a batch over many hours, a
 //!   batch that outlives its request, bodies that would take the memory, an oversized body sent
 //!   whole) and slow or idle clients next to a normal one.
@@ -23,6 +25,7 @@ mod support;
 mod load;
 mod summary;
 
+mod analytics;
 mod broker;
 mod crash;
 mod disk;

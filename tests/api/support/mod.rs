@@ -6,6 +6,7 @@
 //! - [`records`]: record builders and bodies; hour files read back from disk.
 //! - [`wait`]: polling with deadlines.
 //! - [`squatters`]: clients that hold a budget without using it ([`SlowBody`]).
+//! - [`racing`]: readers racing writers across hour boundaries, for the analytics' promises.
 //! - [`tmpfs`]: a small filesystem of a test's own, for disk-full faults.
 //! - [`kafka`]: the Kafka tests' names, batches and exact storage checks.
 //! - [`external`]: the broker and programs the tests need; missing ones fail the test.
@@ -17,6 +18,7 @@ mod child;
 mod external;
 mod http;
 mod kafka;
+mod racing;
 mod records;
 mod squatters;
 mod tmpfs;
@@ -28,6 +30,7 @@ pub use child::*;
 pub use external::*;
 pub use http::*;
 pub use kafka::*;
+pub use racing::*;
 pub use records::*;
 pub use squatters::*;
 pub use tmpfs::*;
