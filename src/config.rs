@@ -903,13 +903,6 @@ impl Config {
             problem("kafka.produceTimeout", message);
         }
 
-        if self.aggregation.max_summary_bytes < MIN_SUMMARY_BYTES {
-            problem(
-                "aggregation.maxSummaryBytes",
-                format!("must be at least {MIN_SUMMARY_BYTES} (64 KiB)"),
-            );
-        }
-
         if self.storage.logs_dir.as_os_str().is_empty() {
             problem("storage.logsDir", "must not be empty".to_owned());
         }
@@ -1645,7 +1638,7 @@ profiling:
             ),
             (
                 "aggregation: { maxSummaryBytes: 65535 }",
-                "aggregation.maxSummaryBytes: must be at least 65536 (64 KiB)",
+                "aggregation.maxSummaryBytes: must be from 65536 to 2147483648",
             ),
             (
                 "ingestion: { queueBufferSize: 0 }",

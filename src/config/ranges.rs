@@ -131,6 +131,15 @@ pub const RANGES: &[Ranged] = &[
         c.aggregation.max_keys_per_hour
     }),
     Ranged {
+        key: "aggregation.maxSummaryBytes",
+        range: Range::Number {
+            min: crate::config::MIN_SUMMARY_BYTES as u64,
+            max: 1 << 31,
+        },
+        why: "room for a few hundred keys of any length, and at most 2 GiB held in memory while an hour is counted",
+        value: Read::Size(|c| c.aggregation.max_summary_bytes),
+    },
+    Ranged {
         key: "ingestion.queueBufferSize",
         range: Range::Number {
             min: 1,
