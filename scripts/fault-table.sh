@@ -5,12 +5,12 @@ python3 - "$1" <<'PY'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
 columns = ["scenario", "runs", "acknowledged", "refused", "lost", "duplicated",
-           "refused_yet_stored", "torn", "never_sent", "server_errors"]
+           "refused_yet_stored", "torn", "never_sent", "server_errors", "notes"]
 titles = ["scenario", "runs", "acknowledged", "refused", "lost", "duplicated",
-          "refused yet stored", "torn", "never sent", "5xx"]
+          "refused yet stored", "torn", "never sent", "5xx", "notes"]
 print()
 print("| " + " | ".join(titles) + " |")
 print("|" + "|".join("---" for _ in titles) + "|")
 for row in rows:
-    print("| " + " | ".join(str(row[c]) for c in columns) + " |")
+    print("| " + " | ".join(str(row.get(c, "")) for c in columns) + " |")
 PY

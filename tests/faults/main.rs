@@ -9,6 +9,7 @@
 //! - [`keyed`]: `kill -9` at random moments while clients retry with their `Idempotency-Key`
 //!   until 202, 20 rounds per mode: every batch exactly once.
 //! - [`broker`]: the broker paused (SIGSTOP) for 30 s under load.
+//! - [`restart`]: the broker killed and started again under load, with its storage kept and lost.
 //! - [`disk`]: the disk full under load.
 //! - [`hostile`]: the reproductions of issue 9 (silent connections, a batch over many hours, a
 //!   batch that outlives its request, bodies that would take the memory, an oversized body sent
@@ -27,3 +28,4 @@ mod crash;
 mod disk;
 mod hostile;
 mod keyed;
+mod restart;

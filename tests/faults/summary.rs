@@ -29,6 +29,8 @@ pub struct Row {
     pub never_sent: usize,
     /// 5xx answers (503 is expected under faults; 500 only as `outcome_unknown`).
     pub server_errors: usize,
+    /// What else the scenario measured (recovery times, what a fault itself destroyed).
+    pub notes: String,
 }
 
 /// Where rows go: `LOG_PIPELINE_FAULT_SUMMARY`, else `fault-summary.jsonl` in cargo's temporary
