@@ -16,13 +16,20 @@ TANSU_VERSION=0.6.0
 STATE_DIR=${KAFKA_LOCAL_STATE:-${TMPDIR:-/tmp}/log-pipeline-kafka}
 export PATH="$HOME/.cargo/bin:$PATH"
 
+# dynostore: the memory:// storage engine (without it tansu refuses to start); libsql: the
+# sqlite:// engine, which keeps topics across a restart (the fault suite's broker restarts).
+TANSU_FEATURES=dynostore,libsql
+# `tansu --version` does not say which features it was built with; this file does.
+FEATURES_MARK=${CARGO_HOME:-$HOME/.cargo}/.tansu-$TANSU_VERSION-features
+
 install_tansu() {
-    if command -v tansu >/dev/null 2>&1 && tansu --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+    if command -v tansu >/dev/null 2>&1 && tansu --version 2>/dev/null | grep -q "$TANSU_VERSION" &&
+        [[ "$(cat "$FEATURES_MARK" 2>/dev/null)" == "$TANSU_FEATURES" ]]; then
         return
     fi
-    echo "installing tansu $TANSU_VERSION (takes ~10-15 minutes on 2 cores, once per machine)" >&2
-    # dynostore is required: without it the memory:// storage engine refuses to start.
-    cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore >&2
+    echo "installing tansu $TANSU_VERSION with $TANSU_FEATURES (takes ~12-16 minutes on 2 cores, once per machine)" >&2
+    cargo install tansu --version "$TANSU_VERSION" --locked --features "$TANSU_FEATURES" >&2
+    echo "$TANSU_FEATURES" >"$FEATURES_MARK"
 }
 
 free_port() {

@@ -33,6 +33,7 @@ pub mod keyed;
 pub mod producer;
 pub mod ranges;
 pub mod resume;
+pub mod topic_id;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -45,8 +46,8 @@ use crate::metrics::Metrics;
 use crate::objects::Objects;
 use crate::record::EncodedBatch;
 use crate::store::Store;
-use broker::{Broker, Probe};
-use consumer::{ConsumerGroup, Destination};
+use broker::{Broker, Probe, ProbeEvents};
+use consumer::{ConsumerGroup, Destination, Recreations};
 use producer::IngestProducer;
 pub use producer::{ProduceError, ProducerLimits};
 use ranges::RangeLimits;
@@ -127,10 +128,14 @@ impl KafkaPipeline {
                 "the Kafka broker does not answer with the topics yet; /ready stays 503 until it does"
             );
         }
+        let id = broker.topic_id().await;
         let producer = IngestProducer::new(kafka, settings.limits, metrics.clone())?;
-        let renew = producer.clone();
-        let probe = Probe::spawn(broker, ready, move || renew.renew_if_failed());
         let consumers = ConsumerGroup::start(&settings, destination.clone(), metrics.clone())?;
+        let events = Renewals {
+            producer: producer.clone(),
+            recreations: consumers.recreations(),
+        };
+        let probe = Probe::spawn(broker, ready, id, events);
         Ok(KafkaPipeline {
             producer,
             consumers: Mutex::new(Some(consumers)),
@@ -193,18 +198,34 @@ impl KafkaPipeline {
         true
     }
 
-    /// Ready when the broker answers, the store can take the consumers' writes, and no partition
-    /// is stalled behind a dead letter that cannot be delivered.
+    /// Ready when a produce can succeed now (the broker answers with the topic, every partition
+    /// has a leader, and the broker gave the producer its id), the store can take the consumers'
+    /// writes, and no partition is stalled behind a dead letter that cannot be delivered.
     pub fn readiness(&self) -> Result<(), &'static str> {
         if !self.probe.broker_answers() {
-            return Err("the Kafka broker does not answer");
+            return Err(
+                "the Kafka broker does not answer with the topic and its partition leaders",
+            );
         }
-        let stalled = match &*self.consumers.lock().expect("consumers lock") {
-            Some(consumers) => consumers.stalled_partitions(),
-            None => 0,
+        if !self.producer.can_deliver() {
+            return Err(
+                "the Kafka producer is not connected, or has no producer id from the broker yet",
+            );
+        }
+        let (stalled, recreated) = match &*self.consumers.lock().expect("consumers lock") {
+            Some(consumers) => (
+                consumers.stalled_partitions(),
+                consumers.stalled_by_recreation(),
+            ),
+            None => (0, false),
         };
         if stalled > 0 {
             return Err("a partition waits for a dead letter that cannot be delivered yet");
+        }
+        if recreated {
+            return Err(
+                "the Kafka topic was created again; the consumers do not write its offsets over the bucket's objects",
+            );
         }
         self.store.readiness()
     }
@@ -218,6 +239,25 @@ impl KafkaPipeline {
             consumers.shutdown().await;
         }
         self.store.shutdown().await;
+    }
+}
+
+/// What the broker probe does about what it sees: a producer that failed for good is replaced
+/// every round; a topic created again replaces the producers (the broker does not know their
+/// producer ids) and has every consumer check which topic it reads.
+struct Renewals {
+    producer: IngestProducer,
+    recreations: Recreations,
+}
+
+impl ProbeEvents for Renewals {
+    fn recreated(&self, _before: topic_id::TopicId, _now: topic_id::TopicId) {
+        self.producer.renew_now("the topic was created again");
+        self.recreations.signal();
+    }
+
+    fn each_round(&self) {
+        self.producer.renew_if_failed();
     }
 }
 

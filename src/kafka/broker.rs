@@ -1,8 +1,12 @@
-//! Broker-side set-up and health: the topics exist, and the broker answers.
+//! Broker-side set-up and health: the topics exist, every partition has a leader, the broker
+//! answers, and which incarnation of the topic it holds.
 //!
-//! [`Broker`] has its own admin client, used to ask for the topic's metadata and to create the
-//! topics when the broker answers without them; [`Probe`] asks every second and keeps the answer
-//! for `/ready` (and for the producer, which refuses batches at once while the broker is silent).
+//! [`Broker`] has its own admin client, used to ask for the topic's metadata and id and to
+//! create the topics when the broker answers without them; [`Probe`] asks every second and keeps
+//! the answer for `/ready` (and for the producer, which refuses batches at once while the broker
+//! is silent). When the topic's id changes (the topic was deleted and created again, or lost with
+//! the broker's storage), the probe says so at once (see [`super::topic_id`]): the pipeline
+//! replaces its producer, whose idempotence state the new topic's broker does not know.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +19,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use tokio::task::JoinHandle;
 
 use super::base_config;
+use super::topic_id::{self, Described, TopicId};
 use crate::config::KafkaConfig;
 
 /// How often the probe asks the broker.
@@ -90,10 +95,15 @@ impl Broker {
             {
                 Err(_) => Health::Silent,
                 Ok(metadata) => {
-                    let ready = metadata
-                        .topics()
-                        .iter()
-                        .any(|t| t.error().is_none() && !t.partitions().is_empty());
+                    // A partition without a leader (just created, or its broker gone) cannot
+                    // take a produce yet.
+                    let ready = metadata.topics().iter().any(|t| {
+                        t.error().is_none()
+                            && !t.partitions().is_empty()
+                            && t.partitions()
+                                .iter()
+                                .all(|p| p.error().is_none() && p.leader() >= 0)
+                    });
                     if ready {
                         Health::Ready
                     } else {
@@ -104,6 +114,21 @@ impl Broker {
         })
         .await
         .unwrap_or(Health::Silent)
+    }
+
+    /// The topic's id (see [`topic_id`]), within [`PROBE_TIMEOUT`]; `None` when the broker did
+    /// not answer or reports none.
+    pub async fn topic_id(&self) -> Option<TopicId> {
+        let broker = self.clone();
+        tokio::task::spawn_blocking(move || {
+            match topic_id::describe(broker.admin.inner(), &broker.topic, PROBE_TIMEOUT) {
+                Ok(Described::Id(id)) => Some(id),
+                Ok(Described::NoId) | Err(_) => None,
+            }
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     /// Checks the broker and, if it answers without the topic, creates the topics. Whether the
@@ -126,7 +151,7 @@ impl Broker {
 /// What the broker says of the topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Health {
-    /// It describes the topic, with partitions.
+    /// It describes the topic, with partitions, each with a leader.
     Ready,
     /// It answers, without the topic.
     TopicMissing,
@@ -140,20 +165,48 @@ pub struct Probe {
     task: JoinHandle<()>,
 }
 
+/// What the probe tells its owner after a check.
+pub trait ProbeEvents: Send + 'static {
+    /// The topic's id changed from `before` to `now`: it was created again.
+    fn recreated(&self, before: TopicId, now: TopicId);
+    /// Runs after every check (the pipeline renews a producer that failed for good there, so
+    /// recovery never needs a failed request first).
+    fn each_round(&self);
+}
+
 impl Probe {
     /// Starts asking `broker` every [`PROBE_INTERVAL`] (creating the topics when it answers
     /// without them), taking it for silent after [`SILENT_AFTER_MISSES`] unanswered checks in a
-    /// row; `ready` is what the last check at start-up found. `each_round` runs after
-    /// every check (the pipeline renews a producer that failed for good there, so recovery needs
-    /// no failed request first).
-    pub fn spawn(broker: Broker, ready: bool, each_round: impl Fn() + Send + 'static) -> Probe {
+    /// row; `ready` is what the last check at start-up found, `id` the topic's id then.
+    pub fn spawn(
+        broker: Broker,
+        ready: bool,
+        id: Option<TopicId>,
+        events: impl ProbeEvents,
+    ) -> Probe {
         let answers = Arc::new(AtomicBool::new(ready));
         let flag = answers.clone();
         let task = tokio::spawn(async move {
             let mut misses = 0;
+            let mut known = id;
             loop {
                 tokio::time::sleep(PROBE_INTERVAL).await;
-                misses = if broker.ready().await { 0 } else { misses + 1 };
+                let ready = broker.ready().await;
+                misses = if ready { 0 } else { misses + 1 };
+                if ready && let Some(now) = broker.topic_id().await {
+                    if let Some(before) = known
+                        && before != now
+                    {
+                        tracing::warn!(
+                            topic = %broker.topic,
+                            %before,
+                            %now,
+                            "the Kafka topic was created again (its id changed): its offsets start again from 0"
+                        );
+                        events.recreated(before, now);
+                    }
+                    known = Some(now);
+                }
                 let answered =
                     misses == 0 || (misses < SILENT_AFTER_MISSES && flag.load(Ordering::Relaxed));
                 if answered != flag.swap(answered, Ordering::Relaxed) {
@@ -163,13 +216,13 @@ impl Probe {
                         tracing::warn!("Kafka broker unreachable; /ready reports 503");
                     }
                 }
-                each_round();
+                events.each_round();
             }
         });
         Probe { answers, task }
     }
 
-    /// Whether the broker answered the last check.
+    /// Whether the broker answered the last check with the topic ready.
     pub fn broker_answers(&self) -> bool {
         self.answers.load(Ordering::Relaxed)
     }

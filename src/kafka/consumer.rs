@@ -51,7 +51,7 @@
 //!   for them with `block_on` only where it must (revocation, shutdown, a full buffer).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -67,6 +67,7 @@ use super::dead_letter::{DeadLetter, DeadLetters};
 use super::keyed::{KeptCopies, KeyedRecord};
 use super::ranges::{RangeLimits, Ranges};
 use super::resume::{self, Admission, Resume, Start};
+use super::topic_id::{self, Described, TopicId};
 use super::{KafkaSettings, base_config, checkpoint_key};
 use crate::config::KafkaConfig;
 use crate::idempotency::{Fingerprint, Key, Update, Written, now_ms};
@@ -91,6 +92,8 @@ const DEAD_LETTER_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_DEAD_LETTER_BACKOFF: Duration = Duration::from_secs(30);
 /// Broker requests made from rebalance callbacks (committed offsets, synchronous commits).
 const BROKER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the check of the topic's id may take before a message is taken.
+const VERIFY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The running consumers; [`ConsumerGroup::shutdown`] flushes and stops them.
 pub struct ConsumerGroup {
@@ -104,6 +107,27 @@ pub struct ConsumerGroup {
     consumers: usize,
     /// Per consumer, its partitions stalled behind a dead letter that failed to go out.
     stalled: Arc<Mutex<BTreeMap<usize, usize>>>,
+    /// How often the probe saw the topic created again (see [`Recreations`]).
+    recreations: Arc<AtomicU64>,
+    dead_letters: Arc<DeadLetters>,
+    /// A consumer writing to the bucket stopped because the topic was created again.
+    stalled_by_recreation: Arc<AtomicBool>,
+}
+
+/// Tells the consumers the topic was created again.
+pub struct Recreations {
+    count: Arc<AtomicU64>,
+    dead_letters: Arc<DeadLetters>,
+}
+
+impl Recreations {
+    /// Every consumer checks which incarnation it reads before it takes another message (see
+    /// [`Shared::verify_incarnation`]), and the dead-letter producer is replaced (the broker does
+    /// not know its producer id any more).
+    pub fn signal(&self) {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        self.dead_letters.renew_now("the topic was created again");
+    }
 }
 
 /// Where the consumers write what they read.
@@ -158,6 +182,8 @@ impl ConsumerGroup {
         let stalled = Arc::new(Mutex::new(BTreeMap::new()));
         let runtime = tokio::runtime::Handle::current();
         let dead_letters = Arc::new(DeadLetters::new(kafka)?);
+        let recreations = Arc::new(AtomicU64::new(0));
+        let stalled_by_recreation = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for index in 0..kafka.consumers {
             let shared = Arc::new(Shared {
@@ -176,6 +202,8 @@ impl ConsumerGroup {
                 owned: owned.clone(),
                 assigned: assigned.clone(),
                 stalled: stalled.clone(),
+                recreations: recreations.clone(),
+                stalled_by_recreation: stalled_by_recreation.clone(),
                 state: Mutex::new(State::default()),
                 // At least one producer batch (ours hold up to kafka.batchSize messages).
                 resume_window: kafka.batch_size.max(1000) as i64,
@@ -199,7 +227,24 @@ impl ConsumerGroup {
             assigned,
             consumers: kafka.consumers,
             stalled,
+            recreations,
+            dead_letters,
+            stalled_by_recreation,
         })
+    }
+
+    /// Whether a consumer stopped reading because the topic was created again while it writes
+    /// to the bucket (see [`Shared::restart_incarnation`]).
+    pub fn stalled_by_recreation(&self) -> bool {
+        self.stalled_by_recreation.load(Ordering::Relaxed)
+    }
+
+    /// What the probe calls when it sees the topic created again (see [`Recreations`]).
+    pub fn recreations(&self) -> Recreations {
+        Recreations {
+            count: self.recreations.clone(),
+            dead_letters: self.dead_letters.clone(),
+        }
     }
 
     /// Partitions stalled behind a dead letter that failed to go out (retried with back-off).
@@ -311,8 +356,16 @@ fn run(
             POLL_TIMEOUT
         };
         match consumer.poll(timeout) {
-            Some(Ok(message)) => shared.take(&consumer, &message),
-            Some(Err(err)) => tracing::warn!(error = %err, "Kafka consumer error"),
+            Some(Ok(message)) if shared.verify_incarnation(&consumer, &message) => {
+                shared.take(&consumer, &message);
+            }
+            Some(Ok(_)) => {}
+            Some(Err(err)) => {
+                tracing::warn!(error = %err, "Kafka consumer error");
+                // The broker may have restarted without its storage: check which topic it
+                // holds before taking anything more.
+                shared.state().verify = true;
+            }
             None => {}
         }
         shared.tend_dead_letters(&consumer);
@@ -347,6 +400,10 @@ struct Shared {
     assigned: Arc<AtomicUsize>,
     /// See [`ConsumerGroup::stalled_partitions`].
     stalled: Arc<Mutex<BTreeMap<usize, usize>>>,
+    /// See [`Recreations`].
+    recreations: Arc<AtomicU64>,
+    /// See [`ConsumerGroup::stalled_by_recreation`].
+    stalled_by_recreation: Arc<AtomicBool>,
     state: Mutex<State>,
     /// The first rewind distance when the broker skips past a resume point.
     resume_window: i64,
@@ -367,6 +424,13 @@ struct State {
     lookups: BTreeSet<i32>,
     /// With [`Destination::Objects`]: where the kept copy of each recent keyed record is.
     kept: KeptCopies,
+    /// The topic's id when this consumer last checked (its positions belong to it), if known.
+    incarnation: Option<TopicId>,
+    /// The connection to the broker failed since the last check, or the probe saw the topic
+    /// created again: check the topic's id before taking another message.
+    verify: bool,
+    /// [`Shared::recreations`] as last seen.
+    recreations_seen: u64,
 }
 
 /// A buffer being written by the store.
@@ -376,6 +440,8 @@ struct Flush {
     produced_at: Vec<i64>,
     /// The records of keyed batches it writes (not in the ledger until it is done).
     keyed: KeyedWrites,
+    /// The topic's id its offsets belong to (committed with them).
+    incarnation: Option<TopicId>,
 }
 
 /// Per key: the batch's fingerprint and record count, and which of its records.
@@ -455,6 +521,113 @@ impl Buffer {
 impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().expect("consumer state lock")
+    }
+
+    /// Whether `message` may be taken: before the first message after a failed connection to the
+    /// broker (or after the probe saw the topic created again), asks the broker for the topic's
+    /// id (see [`topic_id`]). The same as this consumer's positions, or none reported: yes. Another
+    /// one: the topic was created again and its offsets restarted from 0 (see
+    /// [`Shared::restart_incarnation`]); no. No answer: no, and the message is read again after a
+    /// pause.
+    fn verify_incarnation(
+        &self,
+        consumer: &BaseConsumer<GroupContext>,
+        message: &BorrowedMessage<'_>,
+    ) -> bool {
+        let recreations = self.recreations.load(Ordering::Acquire);
+        {
+            let mut state = self.state();
+            if recreations != state.recreations_seen {
+                state.recreations_seen = recreations;
+                state.verify = true;
+            }
+            if !state.verify {
+                return true;
+            }
+        }
+        let now = match topic_id::describe(consumer.client(), &self.topic, VERIFY_TIMEOUT) {
+            Ok(Described::Id(id)) => id,
+            Ok(Described::NoId) => {
+                // A broker that reports no topic ids: positions cannot be told apart.
+                self.state().verify = false;
+                return true;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, consumer = self.index, "cannot ask the broker which topic it holds; reading again after a pause");
+                self.seek(consumer, message.partition(), message.offset());
+                std::thread::sleep(RETRY_BACKOFF);
+                return false;
+            }
+        };
+        let before = {
+            let mut state = self.state();
+            state.verify = false;
+            state.incarnation.replace(now)
+        };
+        match before {
+            Some(before) if before != now => {
+                self.restart_incarnation(consumer, before, now);
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// The topic was created again (its id went from `before` to `now`): what was read from the
+    /// old one is stored as it is, and every partition of this consumer is read again from the
+    /// beginning of the new one, whose offsets mean nothing to the positions kept so far.
+    ///
+    /// With the bucket, ranges are named by offsets, and the new topic's would land on the
+    /// objects of the old one: the consumer stops taking messages instead (and says why on
+    /// `/ready`), so that nothing stored is ever replaced.
+    fn restart_incarnation(
+        &self,
+        consumer: &BaseConsumer<GroupContext>,
+        before: TopicId,
+        now: TopicId,
+    ) {
+        let assignment = consumer.assignment().unwrap_or_default();
+        let partitions: Vec<i32> = assignment
+            .elements_for_topic(&self.topic)
+            .iter()
+            .map(|element| element.partition())
+            .collect();
+        if self.writes_objects() {
+            tracing::error!(
+                consumer = self.index,
+                %before,
+                %now,
+                "the Kafka topic was created again; its offsets would name objects the bucket already holds, so this consumer stops reading (see docs: the broker lost its storage)"
+            );
+            self.flush_all(consumer, CommitMode::Sync);
+            self.stalled_by_recreation.store(true, Ordering::Relaxed);
+            for partition in partitions {
+                self.pause(consumer, partition, true);
+            }
+            return;
+        }
+        tracing::warn!(
+            consumer = self.index,
+            %before,
+            %now,
+            partitions = ?partitions,
+            "the Kafka topic was created again: storing what was read from the old one, then reading its partitions from the beginning"
+        );
+        self.flush_all(consumer, CommitMode::Sync);
+        let mut state = self.state();
+        for partition in &partitions {
+            state
+                .resume
+                .insert(*partition, Resume::at(0, self.resume_window));
+            // A dead letter of the old topic: its offset means nothing in the new one.
+            state.dead_letters.remove(partition);
+        }
+        self.report_stalled(&state);
+        drop(state);
+        for partition in partitions {
+            self.seek(consumer, partition, 0);
+            self.pause(consumer, partition, false);
+        }
     }
 
     /// Buffers one message, or dead-letters it if it is not a valid record.
@@ -755,6 +928,7 @@ impl Shared {
                     partitions: taken.partitions,
                     produced_at: taken.produced_at,
                     keyed: KeyedWrites::default(),
+                    incarnation: state.incarnation,
                 });
                 return;
             }
@@ -790,11 +964,13 @@ impl Shared {
                 .await
                 .map_err(|err| err.to_string())
         });
+        let incarnation = state.incarnation;
         state.flushing = Some(Flush {
             write,
             partitions,
             produced_at,
             keyed,
+            incarnation,
         });
     }
 
@@ -846,7 +1022,13 @@ impl Shared {
         }
         let mut offsets = TopicPartitionList::new();
         for (partition, (_, next)) in &flush.partitions {
-            let _ = offsets.add_partition_offset(&self.topic, *partition, Offset::Offset(*next));
+            let mut element = offsets.add_partition(&self.topic, *partition);
+            let _ = element.set_offset(Offset::Offset(*next));
+            if let Some(id) = flush.incarnation {
+                // Which incarnation of the topic the offset counts in: a committed offset of
+                // another one is ignored when the partition is assigned.
+                element.set_metadata(id.to_string());
+            }
         }
         if let Err(err) = consumer.commit(&offsets, mode) {
             // Not fatal: the checkpoint stored with the lines is what prevents re-writing them.
@@ -886,12 +1068,43 @@ impl Shared {
             .iter()
             .map(|e| (e.topic().to_owned(), e.partition()))
             .collect();
+        // Which incarnation of the topic the broker holds now (see `topic_id`).
+        let current = match topic_id::describe(consumer.client(), &self.topic, BROKER_TIMEOUT) {
+            Ok(Described::Id(id)) => Some(id),
+            Ok(Described::NoId) | Err(_) => None,
+        };
         let mut state = self.state();
+        let recreated = match (state.incarnation, current) {
+            (Some(before), Some(now)) if before != now => {
+                tracing::warn!(%before, %now, consumer = self.index, "the Kafka topic was created again since this consumer last read it: its checkpoint is ignored");
+                true
+            }
+            _ => false,
+        };
+        if current.is_some() {
+            state.incarnation = current;
+            state.verify = false;
+        }
+        if recreated && self.writes_objects() {
+            // See `restart_incarnation`: nothing of the new topic is read into the bucket.
+            drop(state);
+            tracing::error!(
+                consumer = self.index,
+                "the Kafka topic was created again; its offsets would name objects the bucket already holds, so this consumer does not read it (see docs: the broker lost its storage)"
+            );
+            self.stalled_by_recreation.store(true, Ordering::Relaxed);
+            let _ = consumer.pause(assigned);
+            return;
+        }
         for (topic, partition) in partitions {
-            let saved = checkpoint.get(&checkpoint_key(&topic, partition)).copied();
+            let saved = checkpoint
+                .get(&checkpoint_key(&topic, partition))
+                .copied()
+                .filter(|_| !recreated);
             let committed = committed
                 .as_ref()
                 .and_then(|c| c.find_partition(&topic, partition))
+                .filter(|e| same_incarnation(e.metadata(), current))
                 .and_then(|e| match e.offset() {
                     Offset::Offset(offset) => Some(offset),
                     _ => None,
@@ -917,6 +1130,10 @@ impl Shared {
             if self.writes_objects() {
                 state.buffer.ranges.forget(partition);
                 state.lookups.insert(partition);
+            }
+            if start == Start::Beginning {
+                // Explicitly: a committed offset of another incarnation may be there.
+                let _ = assigned.set_partition_offset(&topic, partition, Offset::Beginning);
             }
             if let Start::At(offset) = start {
                 let _ = assigned.set_partition_offset(&topic, partition, Offset::Offset(offset));
@@ -1039,6 +1256,16 @@ impl ConsumerContext for GroupContext {
                 log_result("unassign", consumer.unassign());
             }
         }
+    }
+}
+
+/// Whether a committed offset whose metadata is `metadata` counts in the topic whose id is
+/// `current`: committed by this version with another id, it does not (the topic was created
+/// again since); without an id (an older version, or an unknown id), it is taken as it is.
+fn same_incarnation(metadata: &str, current: Option<TopicId>) -> bool {
+    match (TopicId::parse(metadata), current) {
+        (Some(committed), Some(current)) => committed == current,
+        _ => true,
     }
 }
 

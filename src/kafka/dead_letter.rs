@@ -32,6 +32,12 @@ impl DeadLetters {
         })
     }
 
+    /// Replaces the producer now (the topic was created again; see
+    /// `RenewingProducer::renew_now`).
+    pub fn renew_now(&self, reason: &str) {
+        self.producer.renew_now(reason);
+    }
+
     /// The topic dead letters go to.
     pub fn topic(&self) -> &str {
         &self.topic
@@ -73,12 +79,17 @@ impl DeadLetters {
         if let Some(key) = &letter.key {
             record = record.key(key);
         }
+        let generation = self.producer.generation();
         let refused = self.producer.send_record(record, &tracker);
         tracker.sent_all(refused.as_ref());
         let reported = tracker.reported(self.timeout * 2).await;
         let outcome = tracker.outcome(1, reported);
         if outcome.is_err() {
             self.producer.renew_if_failed();
+            if tracker.persisted() == 0 {
+                self.producer
+                    .renew_after_failure(generation, "a dead letter it sent was not delivered");
+            }
         }
         outcome.map_err(|err| err.to_string())
     }

@@ -16,13 +16,14 @@
 //! `compression.type`, `kafka.produceTimeout` → `message.timeout.ms`.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::ToBytes;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Message};
 use tokio::sync::{Notify, Semaphore};
@@ -191,9 +192,22 @@ pub(super) struct Reports {
     acknowledged: Arc<Mutex<BTreeMap<i32, i64>>>,
     /// A report said the broker fenced this producer off.
     fenced: AtomicBool,
+    /// The last statistics (at most a second old) said the broker gave this producer its id
+    /// (librdkafka's idempotence state `Assigned`) and a connection to a broker is up: it can
+    /// deliver. A new client has no id until the broker answers it; a broker that died refuses
+    /// connections, which the client sees before any metadata request times out.
+    can_deliver: AtomicBool,
 }
 
-impl ClientContext for Reports {}
+impl ClientContext for Reports {
+    fn stats(&self, statistics: Statistics) {
+        let assigned = (statistics.eos.as_ref()).is_some_and(|eos| eos.idemp_state == "Assigned");
+        let connected =
+            (statistics.brokers.values()).any(|broker| broker.nodeid >= 0 && broker.state == "UP");
+        self.can_deliver
+            .store(assigned && connected, Ordering::Relaxed);
+    }
+}
 
 impl ProducerContext for Reports {
     type DeliveryOpaque = Arc<Tracker>;
@@ -255,6 +269,9 @@ fn is_fenced(err: &KafkaError) -> bool {
 /// not recover from its fatal errors: only a new client delivers again.
 pub(super) struct RenewingProducer {
     current: RwLock<ThreadedProducer<Reports>>,
+    /// How many times the client was replaced: a failure seen on an older client does not
+    /// replace a newer one.
+    generation: AtomicU64,
     client: ClientConfig,
     acknowledged: Arc<Mutex<BTreeMap<i32, i64>>>,
     /// What this producer is for, in logs.
@@ -267,6 +284,7 @@ impl RenewingProducer {
         let acknowledged = Arc::new(Mutex::new(BTreeMap::new()));
         Ok(RenewingProducer {
             current: RwLock::new(create(&client, &acknowledged)?),
+            generation: AtomicU64::new(0),
             client,
             acknowledged,
             role,
@@ -276,6 +294,22 @@ impl RenewingProducer {
     /// The current client.
     pub(super) fn current(&self) -> ThreadedProducer<Reports> {
         self.current.read().expect("producer lock").clone()
+    }
+
+    /// Which client is current (see [`RenewingProducer::renew_after_failure`]).
+    pub(super) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Whether the current client can deliver now: the broker gave it a producer id and it is
+    /// connected (as its last statistics, at most a second old, said), and it was not fenced off
+    /// or failed.
+    pub(super) fn can_deliver(&self) -> bool {
+        let current = self.current();
+        let context = current.context();
+        context.can_deliver.load(Ordering::Relaxed)
+            && !context.fenced.load(Ordering::Relaxed)
+            && current.client().fatal_error().is_none()
     }
 
     /// Sends `lines` to `topic` as one message each, reporting to `tracker`; stops at the first
@@ -330,30 +364,58 @@ impl RenewingProducer {
     /// fatal error on it: at the first failed request, and periodically (the broker probe), so
     /// that recovery never waits for a request to fail first.
     pub(super) fn renew_if_failed(&self) {
-        let needs_renewal = |producer: &ThreadedProducer<Reports>| {
-            producer.context().fenced.load(Ordering::Relaxed)
-                || producer.client().fatal_error().is_some()
-        };
-        if !needs_renewal(&self.current()) {
-            return;
+        let generation = self.generation();
+        let current = self.current();
+        let fenced = current.context().fenced.load(Ordering::Relaxed);
+        let fatal = current.client().fatal_error();
+        drop(current);
+        if fenced || fatal.is_some() {
+            let reason = match fatal {
+                Some((code, text)) => format!("a fatal error: {code:?} {text}"),
+                None => "the broker fenced it off".to_owned(),
+            };
+            self.renew(generation, &reason);
         }
+    }
+
+    /// Replaces the client that sent a batch (`generation`, from [`RenewingProducer::generation`]
+    /// before sending) after nothing of it was delivered, unless it was replaced since. A broker
+    /// that lost the producer's state (a restart without its storage) refuses every produce of
+    /// the old client until it times out, and librdkafka does not ask for a new producer id by
+    /// itself; a new client does. Renewing a client that was only slow costs nothing more than
+    /// the failure already did: its in-flight records are reported as they stand.
+    pub(super) fn renew_after_failure(&self, generation: u64, reason: &str) {
+        self.renew(generation, reason);
+    }
+
+    /// Replaces the client now, whatever its state (the topic was created again: its partitions
+    /// know nothing of the current client's producer id).
+    pub(super) fn renew_now(&self, reason: &str) {
+        self.renew(self.generation(), reason);
+    }
+
+    /// Replaces the client if it is still `generation`.
+    fn renew(&self, generation: u64, reason: &str) {
         let mut current = self.current.write().expect("producer lock");
-        if !needs_renewal(&current) {
+        if self.generation() != generation {
             return; // Another caller renewed it.
         }
-        let fatal = current.client().fatal_error();
-        match create(&self.client, &self.acknowledged) {
-            Ok(fresh) => {
-                tracing::warn!(
-                    role = self.role,
-                    ?fatal,
-                    "Kafka producer can no longer deliver; replaced it"
-                );
-                *current = fresh;
-            }
+        let fresh = match create(&self.client, &self.acknowledged) {
+            Ok(fresh) => fresh,
             Err(err) => {
-                tracing::error!(role = self.role, error = %err, "cannot create a new Kafka producer")
+                tracing::error!(role = self.role, error = %err, "cannot create a new Kafka producer");
+                return;
             }
+        };
+        let old = std::mem::replace(&mut *current, fresh);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        drop(current);
+        tracing::warn!(role = self.role, reason, "replaced the Kafka producer");
+        // Dropping a client purges what it still holds (its batches hear their outcome) and
+        // waits for that, up to half a second: not on an async worker.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(move || drop(old))),
+            Err(_) => drop(old),
         }
     }
 
@@ -391,6 +453,7 @@ fn create(
     client.create_with_context(Reports {
         acknowledged: acknowledged.clone(),
         fenced: AtomicBool::new(false),
+        can_deliver: AtomicBool::new(false),
     })
 }
 
@@ -400,6 +463,8 @@ pub(super) fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
     client
         .set("enable.idempotence", "true")
         .set("acks", "all")
+        // The idempotence state behind `/ready` ([`RenewingProducer::can_deliver`]).
+        .set("statistics.interval.ms", "1000")
         .set("compression.type", kafka.compression.as_str())
         .set("batch.num.messages", kafka.batch_size.to_string())
         .set("linger.ms", kafka.batch_timeout.as_millis().to_string())
@@ -474,6 +539,16 @@ impl IngestProducer {
         self.inner.producer.renew_if_failed();
     }
 
+    /// Replaces the producer now (see [`RenewingProducer::renew_now`]).
+    pub fn renew_now(&self, reason: &str) {
+        self.inner.producer.renew_now(reason);
+    }
+
+    /// Whether the producer can deliver now (see [`RenewingProducer::can_deliver`]).
+    pub fn can_deliver(&self) -> bool {
+        self.inner.producer.can_deliver()
+    }
+
     /// Per partition, the offset after the last record this producer had acknowledged.
     pub fn acknowledged(&self) -> BTreeMap<i32, i64> {
         self.inner.producer.acknowledged()
@@ -511,6 +586,7 @@ impl IngestProducer {
             .flat_map(|chunk| chunk.lines.split(|b| *b == b'\n'))
             .filter(|line| !line.is_empty());
         let timestamp = chrono::Utc::now().timestamp_millis();
+        let generation = self.inner.producer.generation();
         let refused =
             self.inner
                 .producer
@@ -523,11 +599,11 @@ impl IngestProducer {
             let this = self.clone();
             tokio::spawn(async move {
                 let _held = (bytes_permit, batch_permit, queued);
-                let _ = this.outcome(&tracker, total).await;
+                let _ = this.outcome(&tracker, total, generation).await;
             });
             return Ok(());
         }
-        let outcome = self.outcome(&tracker, total).await;
+        let outcome = self.outcome(&tracker, total, generation).await;
         drop((bytes_permit, batch_permit, queued));
         if let Err(err) = &outcome {
             self.inner.metrics.ingest_errors.inc();
@@ -536,8 +612,14 @@ impl IngestProducer {
         outcome
     }
 
-    /// Waits for the reports of a batch of `total` records and counts them.
-    async fn outcome(&self, tracker: &Tracker, total: usize) -> Result<(), ProduceError> {
+    /// Waits for the reports of a batch of `total` records, sent by client `generation`, and
+    /// counts them.
+    async fn outcome(
+        &self,
+        tracker: &Tracker,
+        total: usize,
+        generation: u64,
+    ) -> Result<(), ProduceError> {
         let all_reported = tracker
             .reported(self.inner.produce_timeout + REPORT_GRACE)
             .await;
@@ -562,6 +644,13 @@ impl IngestProducer {
         let outcome = tracker.outcome(total, all_reported);
         if outcome.is_err() {
             self.renew_if_failed();
+            if delivered == 0 {
+                // Sent, and nothing delivered: this client may be one the broker no longer
+                // knows (see RenewingProducer::renew_after_failure).
+                self.inner
+                    .producer
+                    .renew_after_failure(generation, "a batch it sent was not delivered at all");
+            }
         }
         outcome
     }

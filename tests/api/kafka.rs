@@ -646,6 +646,42 @@ async fn a_recreated_topic_is_read_from_its_beginning_despite_an_old_checkpoint(
     app.stop().await;
 }
 
+/// `/ready` 200 means a produce can succeed now. Started against a broker without the topic (it
+/// is created at start), the service says ready only once its producer can deliver: the first
+/// batch sent then is acknowledged within a produce timeout shorter than the producer's first
+/// connection and producer-id request take (before, `/ready` said 200 at once and that batch got
+/// 503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_means_a_batch_is_acknowledged_now_even_on_a_just_created_topic() {
+    let tansu = tansu_binary();
+    let names = Names::new("ready-fresh");
+    let broker = OwnBroker::start(&tansu).await;
+    let app = spawn_app(|config| {
+        v2(config, &broker.addr, &names);
+        config.kafka.produce_timeout = Duration::from_millis(300);
+    })
+    .await;
+    poll_within(
+        KAFKA_DEADLINE,
+        Duration::from_millis(2),
+        "/ready 200",
+        async || match app.get("/ready").await.status() {
+            StatusCode::OK => Ok(()),
+            status => Err(status),
+        },
+    )
+    .await;
+    let batch = records("/ready-fresh", 1);
+    let (sent, body) = post_records(&app.client, app.addr, &batch).await;
+    assert!(
+        sent.accepted,
+        "the first batch after /ready said 200: {body}"
+    );
+    wait_stored_count(&[app.logs_dir.path()], &names.topic, 1).await;
+    assert_stored_once(&[app.logs_dir.path()], &[sent], None);
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_partitions_are_stored_and_committed_before_they_move() {
     let broker = kafka_broker();

@@ -9,6 +9,7 @@
 //! - [`keyed`]: `kill -9` at random moments while clients retry with their `Idempotency-Key`
 //!   until 202, 20 rounds per mode: every batch exactly once.
 //! - [`broker`]: the broker paused (SIGSTOP) for 30 s under load.
+//! - [`restart`]: the broker killed and started again under load, with its storage kept and lost.
 //! - [`disk`]: the disk full under load.
 //! - [`analytics`]: readers racing writers across hour boundaries, and one hour of huge distinct
 //!   keys (issue 28).
@@ -31,4 +32,5 @@ mod crash;
 mod disk;
 mod hostile;
 mod keyed;
+mod restart;
 mod squatting;

@@ -679,6 +679,19 @@ pub struct OwnBroker {
     pub port: u16,
 }
 
+/// Where an [`OwnBroker`] keeps its topics.
+#[derive(Debug, Clone)]
+pub enum BrokerStorage {
+    /// In memory: a restart loses every topic, offset, group and producer id.
+    Memory,
+    /// In a SQLite file in this directory: a restart keeps them.
+    #[allow(
+        dead_code,
+        reason = "the fault suite's restarts use it; the API tests do not"
+    )]
+    Sqlite(PathBuf),
+}
+
 impl OwnBroker {
     /// A broker on a free port.
     pub async fn start(tansu: &Path) -> OwnBroker {
@@ -687,6 +700,11 @@ impl OwnBroker {
 
     /// A broker on `port` (e.g. the port of one that was stopped: a restarted broker).
     pub async fn start_on(tansu: &Path, port: u16) -> OwnBroker {
+        OwnBroker::start_with(tansu, port, &BrokerStorage::Memory).await
+    }
+
+    /// A broker on `port` keeping its topics in `storage`.
+    pub async fn start_with(tansu: &Path, port: u16, storage: &BrokerStorage) -> OwnBroker {
         let url = format!("tcp://127.0.0.1:{port}");
         let mut command = Command::new(tansu);
         command
@@ -696,8 +714,15 @@ impl OwnBroker {
                 &url,
                 "--advertised-listener-url",
             ])
-            .args([&url, "--storage-engine", "memory://tansu/"])
+            .arg(&url)
             .env("RUST_LOG", "warn");
+        match storage {
+            BrokerStorage::Memory => command.args(["--storage-engine", "memory://tansu/"]),
+            // tansu 0.6 opens a `sqlite://` path relative to its working directory.
+            BrokerStorage::Sqlite(dir) => command
+                .current_dir(dir)
+                .args(["--storage-engine", "sqlite://tansu.db"]),
+        };
         let child = ChildGuard::spawn(&mut command);
         let addr = format!("127.0.0.1:{port}");
         wait_for_listener(addr.parse().expect("IP:PORT")).await;
