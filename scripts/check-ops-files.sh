@@ -2,7 +2,7 @@
 # Validates the ops files without a Docker engine (`make check-ops`; run by .ci/run):
 #   - docker-compose.yml: `docker-compose config -q` (offline schema + interpolation check), and
 #     `docker compose config -q` too when the v2 plugin is installed;
-#   - prometheus/prometheus.yml: `promtool check config`; prometheus/alerts.yml: `promtool check
+#   - prometheus.yml: `promtool check config`; prometheus/alerts.yml: `promtool check
 #     rules`, and its unit tests prometheus/alerts.test.yml: `promtool test rules`;
 #   - Dockerfile: hadolint when installed, and in any case that it has USER, HEALTHCHECK, EXPOSE;
 #   - every config file named in Dockerfile/docker-compose.yml as /app/config/... exists in config/.
@@ -42,7 +42,7 @@ promtool_ok() {
     fi
     ok "$3 (promtool $1 $2)"
 }
-promtool_ok check config prometheus/prometheus.yml
+promtool_ok check config prometheus.yml
 promtool_ok check rules prometheus/alerts.yml
 promtool_ok test rules prometheus/alerts.test.yml
 

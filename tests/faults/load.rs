@@ -319,6 +319,13 @@ pub fn tally(scenario: &str, runs: usize, batches: &[Batch], disk: &Disk) -> Row
     for batch in batches {
         if batch.status >= 500 {
             row.server_errors += 1;
+            if !documented_server_error(batch) {
+                row.undocumented_5xx += 1;
+                eprintln!(
+                    "{scenario}: a 5xx the API does not document under faults: {} {:?}",
+                    batch.status, batch.answer
+                );
+            }
         }
         for line in &batch.lines {
             let stored = disk.count(line);
@@ -356,6 +363,17 @@ pub fn tally(scenario: &str, runs: usize, batches: &[Batch], disk: &Disk) -> Row
     }
     row.never_sent = never_sent.len();
     row
+}
+
+/// Whether a 5xx answer is one the API documents under faults: 503 with `Retry-After`
+/// (nothing stored, or `partially_delivered`), or 500 `outcome_unknown`. Anything else (500
+/// `internal`, a 503 without `Retry-After`) fails the scenario.
+fn documented_server_error(batch: &Batch) -> bool {
+    match batch.status {
+        503 => batch.retry_after,
+        500 => matches!(&batch.answer, Answer::Unknown(said) if said.ends_with(" outcome_unknown")),
+        _ => false,
+    }
 }
 
 /// The lines of accepted batches that are not on `disk`, each with its batch: what a test prints

@@ -29,6 +29,9 @@ pub struct Row {
     pub never_sent: usize,
     /// 5xx answers (503 is expected under faults; 500 only as `outcome_unknown`).
     pub server_errors: usize,
+    /// Of those, answers the API does not document under faults (500 `internal`, a 503 without
+    /// `Retry-After`): must be 0.
+    pub undocumented_5xx: usize,
     /// What else the scenario measured and checked, in words (e.g. the analytics scenarios' stale
     /// answers and peak memory); empty for most.
     pub measured: String,
@@ -60,10 +63,11 @@ impl Row {
                 self.duplicated,
                 self.refused_yet_stored,
                 self.torn,
-                self.never_sent
+                self.never_sent,
+                self.undocumented_5xx
             ),
-            (0, 0, 0, 0, 0),
-            "{}: lost, duplicated, refused yet stored, torn, never sent: {self:?}",
+            (0, 0, 0, 0, 0, 0),
+            "{}: lost, duplicated, refused yet stored, torn, never sent, undocumented 5xx: {self:?}",
             self.scenario
         );
     }
