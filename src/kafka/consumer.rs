@@ -1101,14 +1101,16 @@ impl Shared {
                 .get(&checkpoint_key(&topic, partition))
                 .copied()
                 .filter(|_| !recreated);
-            let committed = committed
+            let element = committed
                 .as_ref()
-                .and_then(|c| c.find_partition(&topic, partition))
-                .filter(|e| same_incarnation(e.metadata(), current))
-                .and_then(|e| match e.offset() {
-                    Offset::Offset(offset) => Some(offset),
-                    _ => None,
-                });
+                .and_then(|c| c.find_partition(&topic, partition));
+            let voided = element
+                .as_ref()
+                .is_some_and(|e| !same_incarnation(e.metadata(), current));
+            let committed = element.filter(|_| !voided).and_then(|e| match e.offset() {
+                Offset::Offset(offset) => Some(offset),
+                _ => None,
+            });
             let high_watermark = || {
                 consumer
                     .fetch_watermarks(&topic, partition, BROKER_TIMEOUT)
@@ -1131,8 +1133,9 @@ impl Shared {
                 state.buffer.ranges.forget(partition);
                 state.lookups.insert(partition);
             }
-            if start == Start::Beginning {
-                // Explicitly: a committed offset of another incarnation may be there.
+            if start == Start::Beginning && voided {
+                // Explicitly: left unset, the client would start at the committed offset of the
+                // old incarnation.
                 let _ = assigned.set_partition_offset(&topic, partition, Offset::Beginning);
             }
             if let Start::At(offset) = start {

@@ -229,10 +229,13 @@ async fn serves_at_the_largest_values(cwd: &Path, except: &[(&str, &str)], versi
     post_plain_and_gzip(addr, &[]).await;
     // Keyed: the gzipped copy is a replay of the plain one, answered alike and not stored again.
     post_plain_and_gzip(addr, &[("idempotency-key", "largest-values-1")]).await;
-    assert_eq!(
-        get("/analytics?hour=2025-11-22T14:00:00Z").await,
+    // In v2 the records wait in the consumer's buffer (below): the hour has no summary yet.
+    let hour = if version == 2 {
+        StatusCode::NOT_FOUND
+    } else {
         StatusCode::OK
-    );
+    };
+    assert_eq!(get("/analytics?hour=2025-11-22T14:00:00Z").await, hour);
     assert_eq!(get("/analytics/hours").await, StatusCode::OK);
     assert_eq!(get("/ready").await, StatusCode::OK);
     if version == 2 {

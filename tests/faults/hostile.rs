@@ -134,7 +134,10 @@ impl Seen {
 
 /// The status code of an HTTP/1.1 status line (0 if it has none).
 fn status_of(line: &str) -> u16 {
-    line.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0)
+    line.split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Reproduction 1: 300 connections that send nothing. Before the fix they were all still open
