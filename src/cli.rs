@@ -14,12 +14,7 @@ use clap::builder::TypedValueParser;
 use clap::{Arg, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
 
 use crate::config::Overrides;
-use crate::config::key::{Field, Key, keys};
-
-/// The YAML file's flag and environment variable.
-pub const CONFIG_FLAG: &str = "config";
-/// The YAML file's environment variable.
-pub const CONFIG_ENV: &str = "LOG_PIPELINE_CONFIG";
+use crate::config::key::{CONFIG_FILE, Field, Key, keys};
 
 /// Command-line flags, each with an environment variable of the same meaning.
 #[derive(Parser, Debug, Default, Clone)]
@@ -35,7 +30,12 @@ pub struct Cli {
     pub command: Option<Command>,
 
     /// YAML config file (the original service's keys load unchanged).
-    #[arg(long = CONFIG_FLAG, global = true, env = CONFIG_ENV, value_name = "PATH")]
+    #[arg(
+        long = CONFIG_FILE.long,
+        global = true,
+        env = CONFIG_FILE.env,
+        value_name = CONFIG_FILE.value_name
+    )]
     pub config: Option<PathBuf>,
 
     /// The keys set by flags and environment variables.
@@ -264,7 +264,7 @@ mod tests {
     fn flags_are_the_table_s() {
         let mut declared: Vec<String> = Cli::command()
             .get_arguments()
-            .filter(|arg| arg.get_id() != CONFIG_FLAG)
+            .filter(|arg| arg.get_id() != CONFIG_FILE.long)
             .filter_map(|arg| {
                 let long = arg.get_long()?;
                 let env = arg.get_env()?.to_str()?;

@@ -46,6 +46,9 @@ pub struct Flag {
     pub secret: bool,
 }
 
+/// The flag and environment variable naming the YAML file, which is no key of its own.
+pub const CONFIG_FILE: Flag = Flag::new("config", "LOG_PIPELINE_CONFIG", "PATH");
+
 impl Flag {
     /// `--long` and `env`, with `value_name` in `--help`.
     pub const fn new(long: &'static str, env: &'static str, value_name: &'static str) -> Flag {
@@ -313,4 +316,169 @@ pub fn yaml_document(settings: &[(&str, impl AsRef<str>)]) -> String {
     let mut out = String::new();
     write(&root, &mut out);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::Value as Json;
+
+    use super::*;
+    use crate::config::load::parse_yaml;
+    use crate::config::sections::SECTIONS;
+
+    #[test]
+    fn yaml_documents_nest_dotted_keys() {
+        let settings = [
+            ("version", "2"),
+            ("kafka.brokers", "[k:1]"),
+            ("kafka.topic", "t"),
+        ];
+        assert_eq!(
+            yaml_document(&settings),
+            "{ kafka: { brokers: [k:1], topic: t }, version: 2 }"
+        );
+        assert_eq!(yaml_document(&[] as &[(&str, &str)]), "{ }");
+    }
+
+    /// The dotted key of every leaf of `tree` (a duration serializes as `{"secs", "nanos"}`).
+    fn leaves(tree: &Json, prefix: &str, found: &mut Vec<String>) {
+        let Json::Object(fields) = tree else { return };
+        for (name, value) in fields {
+            let key = match prefix {
+                "" => name.clone(),
+                prefix => format!("{prefix}.{name}"),
+            };
+            match value {
+                Json::Object(inner) if !inner.contains_key("secs") => leaves(value, &key, found),
+                _ => found.push(key),
+            }
+        }
+    }
+
+    #[test]
+    fn every_leaf_key_has_one_row() {
+        let tree = serde_json::to_value(Config::default()).expect("the config serializes");
+        let mut fields = Vec::new();
+        leaves(&tree, "", &mut fields);
+        let fields: BTreeSet<String> = fields.into_iter().collect();
+        let rows: Vec<&str> = keys().map(|key| key.name).collect();
+        let unique: BTreeSet<String> = rows.iter().map(|name| (*name).to_owned()).collect();
+        assert_eq!(unique.len(), rows.len(), "a key has two rows: {rows:?}");
+        assert_eq!(
+            fields, unique,
+            "every leaf of the configuration needs one row"
+        );
+        for section in SECTIONS {
+            for key in section.keys {
+                let (parent, _) = key.name.rsplit_once('.').unwrap_or(("", key.name));
+                assert!(
+                    parent == section.name || parent.starts_with(&format!("{}.", section.name)),
+                    "{} listed under {:?}",
+                    key.name,
+                    section.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn numbers_and_durations_have_ranges_and_nothing_else_does() {
+        for key in keys() {
+            let numeric = matches!(
+                key.field,
+                Field::Version(_)
+                    | Field::Size(_)
+                    | Field::Number32(_)
+                    | Field::Fraction(_)
+                    | Field::Duration(_)
+            );
+            assert_eq!(key.range.is_some(), numeric, "{}", key.name);
+            if let Some(bounds) = key.range {
+                assert!(
+                    !bounds.why.contains("; "),
+                    "{}: \"; \" separates problems",
+                    key.name
+                );
+            }
+        }
+    }
+
+    /// Values of `key`'s type, as YAML writes them and as [`Key::value`] reads them.
+    fn samples(key: &Key) -> Vec<(String, Value)> {
+        let texts = |texts: &[&str]| -> Vec<(String, Value)> {
+            let texts = texts
+                .iter()
+                .map(|text| ((*text).to_owned(), Value::Text((*text).to_owned())));
+            texts.collect()
+        };
+        match (&key.field, key.range.map(|bounds| bounds.range)) {
+            (_, Some(Range::Number { min, max })) => [min, max]
+                .map(|n| (n.to_string(), Value::Number(n)))
+                .to_vec(),
+            (_, Some(Range::Duration { min, max })) => [min, max]
+                .map(|d| {
+                    (
+                        humantime::format_duration(d).to_string(),
+                        Value::Duration(d),
+                    )
+                })
+                .to_vec(),
+            (_, Some(Range::Fraction)) => vec![("0.25".to_owned(), Value::Fraction(0.25))],
+            (Field::Bool(_), _) => [true, false]
+                .map(|flag| (flag.to_string(), Value::Bool(flag)))
+                .to_vec(),
+            (Field::Text(_) | Field::Path(_), _) => texts(&["127.0.0.1:1", "/some/where"]),
+            (Field::Choice { values, .. }, _) => texts(values),
+            (Field::List(_), _) => vec![(
+                "[a, b]".to_owned(),
+                Value::List(vec!["a".into(), "b".into()]),
+            )],
+            (Field::Choices { values, .. }, _) => values
+                .iter()
+                .map(|value| (format!("[{value}]"), Value::List(vec![(*value).to_owned()])))
+                .collect(),
+            (_, None) => panic!("{}: a number without a range", key.name),
+        }
+    }
+
+    #[test]
+    fn each_row_reads_the_field_its_key_names() {
+        for key in keys() {
+            let default = key.default_value();
+            let mut read = 0;
+            for (written, expected) in samples(key).into_iter().filter(|(_, v)| *v != default) {
+                let yaml = yaml_document(&[(key.name, &written)]);
+                let config = parse_yaml(&yaml).unwrap_or_else(|err| panic!("{yaml}: {err}"));
+                assert_eq!(key.value(&config), expected, "{}: {yaml}", key.name);
+                read += 1;
+            }
+            assert!(read > 0, "{}: no value other than the default", key.name);
+        }
+    }
+
+    /// A dotted name in a row's documentation (`kafka.batchTimeout`) is a key or a section, so
+    /// that renaming a key leaves no stale mention behind.
+    #[test]
+    fn documentation_names_only_keys_that_exist() {
+        let sections: BTreeSet<&str> = SECTIONS.iter().map(|section| section.name).collect();
+        let known = |name: &str| key(name).is_some() || name == "storage.s3";
+        for key in keys() {
+            let why = key.range.map_or("", |bounds| bounds.why);
+            let words = key
+                .doc
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .chain(why.split([' ', ',']));
+            for word in words {
+                let word = word.trim_end_matches(['.', ')', ':']);
+                let section = word.split('.').next().unwrap_or_default();
+                if word.contains('.') && sections.contains(section) && !section.is_empty() {
+                    assert!(known(word), "{}: names {word}, which is no key", key.name);
+                }
+            }
+        }
+    }
 }

@@ -42,7 +42,7 @@ pub const VERSION: Key = Key::new(
 pub const SECTIONS: &[Section] = &[
     Section {
         name: "",
-        doc: "The top level.",
+        doc: "Keys outside any section.",
         keys: &[VERSION],
     },
     Section {
