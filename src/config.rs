@@ -33,6 +33,8 @@ use serde::{Deserialize, Deserializer};
 
 mod directories;
 #[cfg(test)]
+mod examples;
+#[cfg(test)]
 mod expect;
 pub mod key;
 mod load;

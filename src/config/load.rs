@@ -520,39 +520,4 @@ profiling:
             &format!("config file {}: kafka.groupId: ", file.path().display()),
         );
     }
-
-    #[test]
-    fn example_files_load() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/examples");
-        let mut names = Vec::new();
-        for entry in std::fs::read_dir(&dir).expect("config/examples exists") {
-            let path = entry.expect("directory entry").path();
-            let text = std::fs::read_to_string(&path).expect("readable example");
-            let config = Config::from_yaml_str(&text)
-                .unwrap_or_else(|err| panic!("{}: {err}", path.display()));
-            let name = path
-                .file_name()
-                .and_then(|name| name.to_str())
-                .unwrap_or_default()
-                .to_owned();
-            let expected = if name.contains(".v2.") {
-                PipelineVersion::V2
-            } else {
-                PipelineVersion::V1
-            };
-            assert_eq!(config.version, expected, "{name}");
-            names.push(name);
-        }
-        names.sort();
-        assert_eq!(
-            names,
-            [
-                "config.v1.docker.yaml",
-                "config.v1.local.yaml",
-                "config.v2.docker.yaml",
-                "config.v2.local.yaml",
-                "config.v2.s3.docker.yaml",
-            ]
-        );
-    }
 }
