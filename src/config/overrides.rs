@@ -92,42 +92,45 @@ fn set(key: &Key, config: &mut Config, value: &OsStr) -> Result<(), String> {
     if is_blank(&key.field, value) {
         return Ok(());
     }
-    if let Field::Path(lens) = &key.field {
-        *(lens.get_mut)(config) = PathBuf::from(value);
-        return Ok(());
-    }
-    let text = value
-        .to_str()
-        .ok_or_else(|| format!("{value:?} is not UTF-8"))?;
-    let trimmed = text.trim();
+    // The command line has taken only UTF-8 but for paths.
+    let text = || {
+        value
+            .to_str()
+            .map(str::trim)
+            .ok_or_else(|| format!("{value:?} is not UTF-8"))
+    };
     let number = |text: &str| {
         text.parse::<u64>()
             .map_err(|_| format!("expected a whole number, got {text:?}"))
     };
     match &key.field {
+        Field::Path(lens) => *(lens.get_mut)(config) = PathBuf::from(value),
         Field::Version(lens) => {
-            let number = trimmed
+            let text = text()?;
+            let number = text
                 .parse::<i64>()
                 .map_err(|_| format!("must be 1 or 2, got {text:?}"))?;
             *(lens.get_mut)(config) = PipelineVersion::from_number(number)?;
         }
-        Field::Text(lens) => *(lens.get_mut)(config) = trimmed.to_owned(),
-        Field::Duration(lens) => *(lens.get_mut)(config) = parse_duration(trimmed)?,
-        Field::Bool(lens) => *(lens.get_mut)(config) = parse_flag(trimmed)?,
-        Field::List(lens) => *(lens.get_mut)(config) = split_comma_list(text),
+        Field::Text(lens) => *(lens.get_mut)(config) = text()?.to_owned(),
+        Field::Duration(lens) => *(lens.get_mut)(config) = parse_duration(text()?)?,
+        Field::Bool(lens) => *(lens.get_mut)(config) = parse_flag(text()?)?,
+        Field::List(lens) => *(lens.get_mut)(config) = split_comma_list(text()?),
         Field::Size(lens) => {
-            *(lens.get_mut)(config) =
-                usize::try_from(number(trimmed)?).map_err(|e| e.to_string())?
+            let number = number(text()?)?;
+            *(lens.get_mut)(config) = usize::try_from(number).map_err(|err| err.to_string())?;
         }
         Field::Number32(lens) => {
-            *(lens.get_mut)(config) = u32::try_from(number(trimmed)?).map_err(|e| e.to_string())?
+            let number = number(text()?)?;
+            *(lens.get_mut)(config) = u32::try_from(number).map_err(|err| err.to_string())?;
         }
         Field::Fraction(lens) => {
-            *(lens.get_mut)(config) = trimmed
+            let text = text()?;
+            *(lens.get_mut)(config) = text
                 .parse()
-                .map_err(|_| format!("expected a number, got {text:?}"))?
+                .map_err(|_| format!("expected a number, got {text:?}"))?;
         }
-        Field::Path(_) | Field::Choice { .. } | Field::Choices { .. } => {
+        Field::Choice { .. } | Field::Choices { .. } => {
             return Err("cannot be set by a flag".to_owned());
         }
     }
@@ -161,7 +164,7 @@ mod tests {
 
     use super::*;
     use crate::config::expect::{self, contains};
-    use crate::config::key::key;
+    use crate::config::key::{key, keys};
     use crate::config::{ProfilingConfig, StorageConfig};
 
     /// Each (key, value) as a flag or environment variable would give it.
@@ -255,6 +258,27 @@ mod tests {
         assert_eq!(c.aggregation.interval, Duration::from_secs(30));
         assert_eq!(c.auth.tokens, vec!["t".to_owned()]);
         assert!(!c.profiling.capture);
+    }
+
+    /// Every key with a flag takes a value of its type from it.
+    #[test]
+    fn every_flag_sets_its_key() {
+        let mut checked = 0;
+        for key in keys().filter(|key| key.flag.is_some()) {
+            let value = match key.field {
+                Field::Version(_) => "2",
+                Field::Duration(_) => "1m",
+                Field::Bool(_) => "on",
+                Field::List(_) => "a, b",
+                _ => "127.0.0.1:1",
+            };
+            let mut config = Config::default();
+            let problems = Overrides::default().with(key, value).apply(&mut config);
+            assert_eq!(problems, Vec::<String>::new(), "{}", key.name);
+            assert_ne!(key.value(&config), key.default_value(), "{}", key.name);
+            checked += 1;
+        }
+        assert_eq!(checked, 12);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use crate::config::key::{Field, Flag, Key, lens};
 use crate::config::load::go_duration;
 use crate::config::ranges::{BYTES, COUNT, PERIOD};
 
-/// `storage`: each field is the camelCase key of its name; its meaning, range, flag and
+/// `storage`: each field's YAML key is its camelCase name (or its `serde(rename)`); its meaning, range, flag and
 /// environment variable are its row in [`KEYS`], its default the `Default` impl below.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]
