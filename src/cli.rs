@@ -1,14 +1,20 @@
-//! The command line: the flags and environment variables that override the YAML file.
+//! The command line: `--config`, the subcommands, and a flag with an environment variable for
+//! each key whose row in the configuration's key table ([`crate::config::key`]) has one. The
+//! flags are made from the table, so their names, variables and help are written only there.
 //!
-//! This module owns only parsing. Every override is an `Option` with no clap default, because a
-//! clap default would be indistinguishable from an operator's choice and would silently beat the
-//! file; precedence (flag > env > file > default) is applied by [`crate::config::Config::load`],
-//! which also reports bad values. The defaults shown by `--help` are written into the help text
-//! and must agree with [`crate::config::Config::default`] (a test checks this).
+//! This module owns only parsing. No override has a clap default, because a clap default would
+//! be indistinguishable from an operator's choice and would silently beat the file: the values
+//! given are collected into an [`Overrides`], which [`crate::config::Config::load`] applies over
+//! the file and whose bad values it reports.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::builder::TypedValueParser;
+use clap::{Arg, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
+
+use crate::config::Overrides;
+use crate::config::key::{CONFIG_FILE, Field, Key, keys};
 
 /// Command-line flags, each with an environment variable of the same meaning.
 #[derive(Parser, Debug, Default, Clone)]
@@ -24,119 +30,17 @@ pub struct Cli {
     pub command: Option<Command>,
 
     /// YAML config file (the original service's keys load unchanged).
-    #[arg(long, global = true, env = "LOG_PIPELINE_CONFIG", value_name = "PATH")]
+    #[arg(
+        long = CONFIG_FILE.long,
+        global = true,
+        env = CONFIG_FILE.env,
+        value_name = CONFIG_FILE.value_name
+    )]
     pub config: Option<PathBuf>,
 
-    /// Pipeline version, overriding `version`: 1 writes hourly files directly, 2 goes through Kafka.
-    #[arg(
-        long,
-        env = "PIPELINE_VERSION",
-        value_name = "1|2",
-        help = "Pipeline version: 1 writes hourly files directly, 2 goes through Kafka [default: 1]"
-    )]
-    pub pipeline_version: Option<u8>,
-
-    /// HTTP listen address, overriding `server.addr`.
-    #[arg(
-        long,
-        env = "HTTP_ADDR",
-        value_name = "ADDR",
-        help = "HTTP listen address, host:port or Go-style :port for all interfaces [default: :8082]"
-    )]
-    pub addr: Option<String>,
-
-    /// Directory of the hourly log files, overriding `storage.logsDir`.
-    #[arg(
-        long,
-        env = "LOGS_DIR",
-        value_name = "PATH",
-        help = "Directory of the hourly NDJSON log files [default: ./logs]"
-    )]
-    pub logs_dir: Option<PathBuf>,
-
-    /// Directory of the hourly analytics files, overriding `storage.analyticsDir`.
-    #[arg(
-        long,
-        env = "ANALYTICS_DIR",
-        value_name = "PATH",
-        help = "Directory of the hourly analytics files [default: ./analytics]"
-    )]
-    pub analytics_dir: Option<PathBuf>,
-
-    /// How often analytics are recomputed, overriding `aggregation.interval` (Go-style duration).
-    #[arg(
-        long,
-        env = "AGGREGATION_INTERVAL",
-        value_name = "DURATION",
-        help = "How often hourly analytics are recomputed, e.g. 30s, 1m30s [default: 30s]"
-    )]
-    pub aggregation_interval: Option<String>,
-
-    /// Kafka bootstrap brokers, comma-separated, overriding `kafka.brokers`.
-    #[arg(
-        long,
-        env = "KAFKA_BROKERS",
-        value_name = "HOST:PORT,...",
-        help = "Kafka bootstrap brokers, comma-separated host:port; required for version 2 [default: none]"
-    )]
-    pub kafka_brokers: Option<String>,
-
-    /// Bearer tokens accepted on `POST /logs`, comma-separated, overriding `auth.tokens`.
-    // The env value is hidden from --help, which would otherwise print the secrets.
-    #[arg(
-        long,
-        env = "LOG_PIPELINE_TOKENS",
-        hide_env_values = true,
-        value_name = "TOKEN,...",
-        help = "Bearer tokens accepted on POST /logs, comma-separated; prefer the env var, \
-                flags are visible in ps [default: none (auth off)]"
-    )]
-    pub tokens: Option<String>,
-
-    /// Profile the whole run, overriding `profiling.capture`.
-    #[arg(
-        long,
-        env = "PROFILE_CAPTURE",
-        value_name = "1|0",
-        help = "Profile the whole run; CPU, heap and task profiles are written at graceful shutdown [default: 0]"
-    )]
-    pub profile_capture: Option<String>,
-
-    /// Name part of the captured profiles' files, overriding `profiling.name`.
-    #[arg(
-        long,
-        env = "PROFILE_NAME",
-        value_name = "NAME",
-        help = "The <name> of cpu_<name>.prof, heap_<name>.prof, goroutine_<name>.prof [default: v<pipeline version>]"
-    )]
-    pub profile_name: Option<String>,
-
-    /// Directory of the captured profiles, overriding `profiling.dir`.
-    #[arg(
-        long,
-        env = "PROFILE_DIR",
-        value_name = "PATH",
-        help = "Directory the captured profiles are written to [default: profiles]"
-    )]
-    pub profile_dir: Option<PathBuf>,
-
-    /// Serve profiles on demand, overriding `profiling.enabled`.
-    #[arg(
-        long,
-        env = "PROFILE_ENABLED",
-        value_name = "1|0",
-        help = "Serve /debug/pprof/ (CPU, heap, task profiles) on a listener of its own [default: 0]"
-    )]
-    pub profile_enabled: Option<String>,
-
-    /// Address of the profiling listener, overriding `profiling.addr`.
-    #[arg(
-        long,
-        env = "PROFILE_ADDR",
-        value_name = "ADDR",
-        help = "Address of the /debug/pprof/ listener, host:port or :port for all interfaces [default: 127.0.0.1:6060]"
-    )]
-    pub profile_addr: Option<String>,
+    /// The keys set by flags and environment variables.
+    #[command(flatten)]
+    pub overrides: Overrides,
 }
 
 /// The commands; without one, the service runs.
@@ -173,68 +77,79 @@ pub fn env_vars() -> Vec<String> {
         .collect()
 }
 
-/// How each override is named in error messages: its flag and its environment variable, so the
-/// operator finds it whichever way it was set.
-pub mod source {
-    /// `--pipeline-version` / `PIPELINE_VERSION`.
-    pub const PIPELINE_VERSION: &str = "--pipeline-version/PIPELINE_VERSION";
-    /// `--addr` / `HTTP_ADDR`.
-    pub const ADDR: &str = "--addr/HTTP_ADDR";
-    /// `--logs-dir` / `LOGS_DIR`.
-    pub const LOGS_DIR: &str = "--logs-dir/LOGS_DIR";
-    /// `--analytics-dir` / `ANALYTICS_DIR`.
-    pub const ANALYTICS_DIR: &str = "--analytics-dir/ANALYTICS_DIR";
-    /// `--aggregation-interval` / `AGGREGATION_INTERVAL`.
-    pub const AGGREGATION_INTERVAL: &str = "--aggregation-interval/AGGREGATION_INTERVAL";
-    /// `--kafka-brokers` / `KAFKA_BROKERS`.
-    pub const KAFKA_BROKERS: &str = "--kafka-brokers/KAFKA_BROKERS";
-    /// `--tokens` / `LOG_PIPELINE_TOKENS`.
-    pub const TOKENS: &str = "--tokens/LOG_PIPELINE_TOKENS";
-    /// `--profile-capture` / `PROFILE_CAPTURE`.
-    pub const PROFILE_CAPTURE: &str = "--profile-capture/PROFILE_CAPTURE";
-    /// `--profile-name` / `PROFILE_NAME`.
-    pub const PROFILE_NAME: &str = "--profile-name/PROFILE_NAME";
-    /// `--profile-dir` / `PROFILE_DIR`.
-    pub const PROFILE_DIR: &str = "--profile-dir/PROFILE_DIR";
-    /// `--profile-enabled` / `PROFILE_ENABLED`.
-    pub const PROFILE_ENABLED: &str = "--profile-enabled/PROFILE_ENABLED";
-    /// `--profile-addr` / `PROFILE_ADDR`.
-    pub const PROFILE_ADDR: &str = "--profile-addr/PROFILE_ADDR";
-}
-
-impl Cli {
-    /// `--kafka-brokers` as a list (see [`split_comma_list`]); `None` when unset or when nothing is
-    /// left after dropping empty entries, so that an empty `KAFKA_BROKERS=` keeps the file's list.
-    pub fn kafka_broker_list(&self) -> Option<Vec<String>> {
-        self.kafka_brokers.as_deref().and_then(non_empty_list)
+// Hand-written rather than derived: one argument per key with a flag, made from its row.
+impl Args for Overrides {
+    fn augment_args(command: clap::Command) -> clap::Command {
+        keys().fold(command, |command, key| match override_arg(key) {
+            Some(arg) => command.arg(arg),
+            None => command,
+        })
     }
 
-    /// `--tokens` as a list (see [`split_comma_list`]); `None` when unset or empty, so that an
-    /// empty `LOG_PIPELINE_TOKENS=` keeps the file's tokens rather than silently turning auth off.
-    pub fn token_list(&self) -> Option<Vec<String>> {
-        self.tokens.as_deref().and_then(non_empty_list)
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        Self::augment_args(command)
     }
 }
 
-/// Splits a comma-separated value, trimming each entry and dropping empty ones, so that
-/// `"a, b,,c,"` is `["a", "b", "c"]` (trailing commas and spaces are easy to leave in env files).
-pub fn split_comma_list(raw: &str) -> Vec<String> {
-    raw.split(',')
-        .map(str::trim)
-        .filter(|entry| !entry.is_empty())
-        .map(str::to_owned)
-        .collect()
+impl FromArgMatches for Overrides {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut overrides = Overrides::default();
+        overrides.update_from_arg_matches(matches)?;
+        Ok(overrides)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        for key in keys() {
+            let Some(flag) = key.flag else { continue };
+            if let Some(value) = matches.get_one::<OsString>(flag.long) {
+                self.set(key, value.clone());
+            }
+        }
+        Ok(())
+    }
 }
 
-fn non_empty_list(raw: &str) -> Option<Vec<String>> {
-    let list = split_comma_list(raw);
-    (!list.is_empty()).then_some(list)
+/// The flag (and environment variable) of `key`, if its row has one. Its help is the key's
+/// documentation, its name and its default; the value is kept as given (a number for
+/// `--pipeline-version`, UTF-8 text but for paths) and read by [`crate::config::Config::load`].
+fn override_arg(key: &'static Key) -> Option<Arg> {
+    let flag = key.flag?;
+    let default = match key.default_value().to_string().as_str() {
+        "[]" => "none".to_owned(),
+        other => other.to_owned(),
+    };
+    let help = format!(
+        "{} Overrides {}. [default: {default}]",
+        key.doc.replace('`', ""),
+        key.name
+    );
+    // Named by the flag: a key's name can clash with clap's own (`version`).
+    let arg = Arg::new(flag.long)
+        .long(flag.long)
+        .env(flag.env)
+        .hide_env_values(flag.secret)
+        .value_name(flag.value_name)
+        .help(help);
+    let arg = match key.field {
+        Field::Version(_) => {
+            arg.value_parser(clap::value_parser!(u8).map(|n| OsString::from(n.to_string())))
+        }
+        Field::Path(_) => arg.value_parser(clap::value_parser!(OsString)),
+        _ => arg.value_parser(clap::builder::StringValueParser::new().map(OsString::from)),
+    };
+    Some(arg)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    use crate::config::key::key;
     use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("log-pipeline").chain(args.iter().copied()))
+    }
 
     #[test]
     fn clap_definition_is_consistent() {
@@ -242,9 +157,8 @@ mod tests {
     }
 
     #[test]
-    fn flags_parse() {
-        let cli = Cli::try_parse_from([
-            "log-pipeline",
+    fn flags_parse_into_overrides() {
+        let cli = parse(&[
             "--config",
             "/etc/lp.yaml",
             "--pipeline-version",
@@ -264,48 +178,38 @@ mod tests {
         ])
         .expect("valid flags parse");
         assert_eq!(cli.config, Some(PathBuf::from("/etc/lp.yaml")));
-        assert_eq!(cli.pipeline_version, Some(2));
-        assert_eq!(cli.addr.as_deref(), Some("127.0.0.1:9000"));
-        assert_eq!(cli.logs_dir, Some(PathBuf::from("/data/logs")));
-        assert_eq!(cli.analytics_dir, Some(PathBuf::from("/data/analytics")));
-        assert_eq!(cli.aggregation_interval.as_deref(), Some("1m"));
+        let config = Config::load(None, &cli.overrides).expect("valid overrides");
+        assert_eq!(config.version, crate::config::PipelineVersion::V2);
+        assert_eq!(config.server.addr, "127.0.0.1:9000");
+        assert_eq!(config.storage.logs_dir, PathBuf::from("/data/logs"));
         assert_eq!(
-            cli.kafka_broker_list(),
-            Some(vec!["k1:9092".to_owned(), "k2:9092".to_owned()])
+            config.storage.analytics_dir,
+            PathBuf::from("/data/analytics")
         );
-        assert_eq!(cli.token_list(), Some(vec!["a".to_owned(), "b".to_owned()]));
+        assert_eq!(
+            config.aggregation.interval,
+            std::time::Duration::from_secs(60)
+        );
+        assert_eq!(config.kafka.brokers, ["k1:9092", "k2:9092"]);
+        assert_eq!(config.auth.tokens, ["a", "b"]);
+
+        let none = parse(&[]).expect("no flags");
+        assert_eq!(format!("{:?}", none.overrides), "[]");
+        assert_eq!(
+            Config::load(None, &none.overrides).expect("defaults"),
+            Config::default()
+        );
     }
 
     #[test]
     fn non_numeric_version_is_a_parse_error() {
-        let err = Cli::try_parse_from(["log-pipeline", "--pipeline-version", "two"])
-            .expect_err("not a number");
+        let err = parse(&["--pipeline-version", "two"]).expect_err("not a number");
         assert!(err.to_string().contains("--pipeline-version"), "{err}");
     }
 
     #[test]
     fn unknown_flag_is_a_parse_error() {
-        assert!(Cli::try_parse_from(["log-pipeline", "--no-such-flag"]).is_err());
-    }
-
-    #[test]
-    fn comma_lists_are_trimmed_and_empty_entries_dropped() {
-        assert_eq!(
-            split_comma_list(" a, ,b ,, c ,"),
-            vec!["a".to_owned(), "b".to_owned(), "c".to_owned()]
-        );
-        assert!(split_comma_list("").is_empty());
-        assert!(split_comma_list(" , ,").is_empty());
-
-        let blank = Cli {
-            kafka_brokers: Some(" , ".into()),
-            tokens: Some(String::new()),
-            ..Default::default()
-        };
-        assert_eq!(blank.kafka_broker_list(), None);
-        assert_eq!(blank.token_list(), None);
-        assert_eq!(Cli::default().kafka_broker_list(), None);
-        assert_eq!(Cli::default().token_list(), None);
+        assert!(parse(&["--no-such-flag"]).is_err());
     }
 
     #[test]
@@ -330,53 +234,37 @@ mod tests {
         );
     }
 
+    /// What `--help` shows for each flag: its variable, the key it overrides and that key's
+    /// default as the configuration has it; never a secret's value.
     #[test]
-    fn help_defaults_agree_with_config_defaults() {
-        use crate::config::{Config, PipelineVersion};
+    fn help_names_each_key_and_its_default() {
         let defaults = Config::default();
-        assert_eq!(defaults.version, PipelineVersion::V1);
-        assert_eq!(defaults.server.addr, ":8082");
-        assert_eq!(defaults.storage.logs_dir, PathBuf::from("./logs"));
-        assert_eq!(defaults.storage.analytics_dir, PathBuf::from("./analytics"));
-        assert_eq!(
-            defaults.aggregation.interval,
-            std::time::Duration::from_secs(30)
-        );
-        assert!(defaults.kafka.brokers.is_empty());
-        assert!(defaults.auth.tokens.is_empty());
-        assert!(!defaults.profiling.capture && !defaults.profiling.enabled);
-        assert_eq!(defaults.profiling.dir, PathBuf::from("profiles"));
-        assert_eq!(defaults.profiling.addr, "127.0.0.1:6060");
-        // Each default the help text shows, as `Config::default` has it.
         let help = Cli::command().render_help().to_string();
-        for default in [
-            "[default: 1]",
-            "[default: :8082]",
-            "[default: ./logs]",
-            "[default: ./analytics]",
-            "[default: 30s]",
-            "[default: none]",
-            "[default: none (auth off)]",
-            "[default: 0]",
-            "[default: profiles]",
-            "[default: 127.0.0.1:6060]",
-            "[default: v<pipeline version>]",
-        ] {
-            assert!(help.contains(default), "{default} missing:\n{help}");
+        for key in keys() {
+            let Some(flag) = key.flag else { continue };
+            let shown = match key.value(&defaults).to_string().as_str() {
+                "[]" => "none".to_owned(),
+                other => other.to_owned(),
+            };
+            for expected in [
+                format!("--{} <{}>", flag.long, flag.value_name),
+                format!("Overrides {}. [default: {shown}]", key.name),
+                format!("[env: {}", flag.env),
+            ] {
+                assert!(help.contains(&expected), "{expected} missing:\n{help}");
+            }
         }
-        for env in env_vars() {
-            assert!(
-                help.contains(&format!("[env: {env}")),
-                "{env} missing:\n{help}"
-            );
-        }
+        assert!(help.contains("[default: :8082]"), "{help}");
+        assert!(help.contains("[default: none]"), "{help}");
+        let tokens = key("auth.tokens").and_then(|key| key.flag).expect("a flag");
+        assert!(tokens.secret);
     }
 
     #[test]
-    fn source_names_match_the_clap_definition() {
+    fn flags_are_the_table_s() {
         let mut declared: Vec<String> = Cli::command()
             .get_arguments()
-            .filter(|arg| arg.get_id() != "config")
+            .filter(|arg| arg.get_id() != CONFIG_FILE.long)
             .filter_map(|arg| {
                 let long = arg.get_long()?;
                 let env = arg.get_env()?.to_str()?;
@@ -384,21 +272,8 @@ mod tests {
             })
             .collect();
         declared.sort();
-        let mut named = vec![
-            source::PIPELINE_VERSION,
-            source::ADDR,
-            source::LOGS_DIR,
-            source::ANALYTICS_DIR,
-            source::AGGREGATION_INTERVAL,
-            source::KAFKA_BROKERS,
-            source::TOKENS,
-            source::PROFILE_CAPTURE,
-            source::PROFILE_NAME,
-            source::PROFILE_DIR,
-            source::PROFILE_ENABLED,
-            source::PROFILE_ADDR,
-        ];
-        named.sort_unstable();
-        assert_eq!(declared, named);
+        let mut table: Vec<String> = keys().filter_map(|key| Some(key.flag?.source())).collect();
+        table.sort();
+        assert_eq!(declared, table);
     }
 }

@@ -101,12 +101,13 @@ fn ship(config: &Config, args: &log_pipeline::cli::ShipArgs) -> ExitCode {
 /// The validated configuration and the profiling it asks for, with the directories a serving run
 /// writes ready; an error means exit status 2.
 fn load(cli: &Cli) -> Result<(Config, ProfilingSettings), String> {
-    let config = Config::load(cli).map_err(|err| err.to_string())?;
+    let config =
+        Config::load(cli.config.as_deref(), &cli.overrides).map_err(|err| err.to_string())?;
     let profiling = ProfilingSettings::from_config(&config).map_err(|err| err.to_string())?;
     // `ship` only reads the hour files.
     if cli.command.is_none() {
         config
-            .prepare_directories(cli)
+            .prepare_directories(&cli.overrides)
             .map_err(|err| err.to_string())?;
     }
     Ok((config, profiling))

@@ -157,41 +157,46 @@ mod tests {
 
     use super::*;
     use crate::cli::Cli;
+    use clap::Parser;
 
-    /// The settings of the default configuration with `cli`'s overrides (flags or env).
-    fn settings(cli: Cli) -> Result<ProfilingSettings, String> {
-        let config = Config::load(&cli).map_err(|err| err.to_string())?;
+    /// The settings of the default configuration with `flags` (each also an env var).
+    fn settings(flags: &[&str]) -> Result<ProfilingSettings, String> {
+        let cli = Cli::try_parse_from(std::iter::once("log-pipeline").chain(flags.iter().copied()))
+            .map_err(|err| err.to_string())?;
+        let config = Config::load(None, &cli.overrides).map_err(|err| err.to_string())?;
         ProfilingSettings::from_config(&config).map_err(|err| err.to_string())
     }
 
     #[test]
     fn off_unless_asked_for() {
-        assert_eq!(settings(Cli::default()), Ok(ProfilingSettings::default()));
+        assert_eq!(settings(&[]), Ok(ProfilingSettings::default()));
         // The other keys are not even checked while their mode is off.
-        let off = Cli {
-            profile_capture: Some("0".into()),
-            profile_enabled: Some("false".into()),
-            profile_name: Some("../bad".into()),
-            profile_addr: Some("not an address".into()),
-            ..Cli::default()
-        };
+        let off = &[
+            "--profile-capture",
+            "0",
+            "--profile-enabled",
+            "false",
+            "--profile-name",
+            "../bad",
+            "--profile-addr",
+            "not an address",
+        ];
         assert_eq!(settings(off), Ok(ProfilingSettings::default()));
-        let blank = Cli {
-            profile_capture: Some(String::new()),
-            ..Cli::default()
-        };
+        let blank = &["--profile-capture", ""];
         assert_eq!(settings(blank), Ok(ProfilingSettings::default()));
     }
 
     #[test]
     fn capture_defaults_name_the_pipeline_version() {
         for (version, name) in [(1, "v1"), (2, "v2")] {
-            let cli = Cli {
-                profile_capture: Some("1".into()),
-                pipeline_version: Some(version),
-                kafka_brokers: Some("k:9092".into()),
-                ..Cli::default()
-            };
+            let cli = &[
+                "--profile-capture",
+                "1",
+                "--pipeline-version",
+                &version.to_string(),
+                "--kafka-brokers",
+                "k:9092",
+            ];
             let capture = settings(cli).unwrap().capture.unwrap();
             assert_eq!(capture.dir, PathBuf::from("profiles"));
             assert_eq!(capture.name, name);
@@ -200,12 +205,14 @@ mod tests {
                 PathBuf::from(format!("profiles/cpu_{name}.prof"))
             );
         }
-        let cli = Cli {
-            profile_capture: Some("TRUE".into()),
-            profile_name: Some("run-2.a".into()),
-            profile_dir: Some("/tmp/p".into()),
-            ..Cli::default()
-        };
+        let cli = &[
+            "--profile-capture",
+            "TRUE",
+            "--profile-name",
+            "run-2.a",
+            "--profile-dir",
+            "/tmp/p",
+        ];
         assert_eq!(
             settings(cli).unwrap().capture.unwrap().path("heap"),
             PathBuf::from("/tmp/p/heap_run-2.a.prof")
@@ -215,12 +222,13 @@ mod tests {
     #[test]
     fn endpoint_address_is_parsed_like_server_addr() {
         let endpoint = |addr: Option<&str>| {
-            let cli = Cli {
-                profile_enabled: Some("1".into()),
-                profile_addr: addr.map(str::to_owned),
-                ..Cli::default()
-            };
-            settings(cli).map(|settings| settings.endpoint.unwrap())
+            let mut flags = vec!["--profile-enabled", "1"];
+            flags.extend(
+                addr.map(|addr| ["--profile-addr", addr])
+                    .into_iter()
+                    .flatten(),
+            );
+            settings(&flags).map(|settings| settings.endpoint.unwrap())
         };
         assert_eq!(
             endpoint(None),
@@ -245,12 +253,14 @@ mod tests {
 
     #[test]
     fn every_bad_value_is_named_with_its_key_and_source() {
-        let err = settings(Cli {
-            profile_capture: Some("1".into()),
-            profile_name: Some("a/b".into()),
-            profile_enabled: Some("maybe".into()),
-            ..Cli::default()
-        })
+        let err = settings(&[
+            "--profile-capture",
+            "1",
+            "--profile-name",
+            "a/b",
+            "--profile-enabled",
+            "maybe",
+        ])
         .unwrap_err();
         assert!(
             err.contains("profiling.name: \"a/b\" cannot be part of a file name"),
@@ -262,12 +272,7 @@ mod tests {
             ),
             "{err}"
         );
-        let err = settings(Cli {
-            profile_capture: Some("1".into()),
-            profile_name: Some(".hidden".into()),
-            ..Cli::default()
-        })
-        .unwrap_err();
+        let err = settings(&["--profile-capture", "1", "--profile-name", ".hidden"]).unwrap_err();
         assert!(err.starts_with("profiling.name: "), "{err}");
     }
 

@@ -7,20 +7,26 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use super::{Config, ConfigError, Problem, attributed};
-use crate::cli::Cli;
+use super::key::Key;
+use super::overrides::Overrides;
+use super::sections::{profiling, storage};
+use super::validate::Problem;
+use super::{Config, ConfigError};
 
 impl Config {
     /// The directories a serving run writes, with their keys: `storage.logsDir` (in every mode:
     /// the store keeps its lock, checkpoints and keys there), `storage.analyticsDir`, and
     /// `profiling.dir` when `profiling.capture` is on.
-    pub fn written_directories(&self) -> Vec<(&'static str, &Path)> {
+    pub fn written_directories(&self) -> Vec<(&'static Key, &Path)> {
         let mut directories = vec![
-            ("storage.logsDir", self.storage.logs_dir.as_path()),
-            ("storage.analyticsDir", self.storage.analytics_dir.as_path()),
+            (&storage::LOGS_DIR, self.storage.logs_dir.as_path()),
+            (
+                &storage::ANALYTICS_DIR,
+                self.storage.analytics_dir.as_path(),
+            ),
         ];
         if self.profiling.capture {
-            directories.push(("profiling.dir", self.profiling.dir.as_path()));
+            directories.push((&profiling::DIR, self.profiling.dir.as_path()));
         }
         directories
     }
@@ -28,37 +34,36 @@ impl Config {
     /// Makes sure a serving run can write each of its [`Config::written_directories`]: each must
     /// be a directory this process can write, or be missing under one; the missing ones are
     /// created once every one has passed, so that a refusal changes nothing. Each problem names
-    /// its key, and the flag or environment variable that set it, as [`Config::load`] does.
-    pub fn prepare_directories(&self, cli: &Cli) -> Result<(), ConfigError> {
-        let found = prepare(&self.written_directories());
-        // Which keys `cli` overrides, from applying it to a scratch copy: the same code as `load`.
-        let overridden = Config::default().apply_overrides(cli, &mut Vec::new());
-        let problems = attributed(found, &overridden);
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigError { problems })
-        }
+    /// its key, and the flag or environment variable of `overrides` that set it, as
+    /// [`Config::load`] does.
+    pub fn prepare_directories(&self, overrides: &Overrides) -> Result<(), ConfigError> {
+        ConfigError::check(overrides.attribute(prepare(&self.written_directories())))
     }
 }
 
 /// Checks every directory of `directories` (key, path) first, and only when all pass creates the
 /// missing ones, so that a refused start changes nothing.
-fn prepare(directories: &[(&'static str, &Path)]) -> Vec<Problem> {
+fn prepare(directories: &[(&'static Key, &Path)]) -> Vec<Problem> {
     let mut missing = Vec::new();
     let mut problems = Vec::new();
     for &(key, path) in directories {
         match check(path) {
             Ok(Presence::Present) => {}
             Ok(Presence::Missing) => missing.push((key, path)),
-            Err(message) => problems.push(Problem { key, message }),
+            Err(message) => problems.push(Problem {
+                key: key.name,
+                message,
+            }),
         }
     }
     if problems.is_empty() {
         for (key, path) in missing {
             if let Err(err) = std::fs::create_dir_all(path) {
                 let message = format!("cannot create {}: {err}", path.display());
-                problems.push(Problem { key, message });
+                problems.push(Problem {
+                    key: key.name,
+                    message,
+                });
             }
         }
     }
@@ -128,5 +133,66 @@ fn writable(dir: &Path) -> Result<(), String> {
         Ok(())
     } else {
         Err(not_writable(io::Error::last_os_error().to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_directories_are_checked_before_any_is_created() {
+        let root = tempfile::tempdir().expect("temporary directory");
+        let file = root.path().join("a-file");
+        std::fs::write(&file, "").expect("write a file");
+        let (logs, analytics) = (root.path().join("new/logs"), root.path().join("analytics"));
+        let overrides =
+            Overrides::default().with(&storage::ANALYTICS_DIR, file.join("below-a-file"));
+        let mut config = Config::load(None, &overrides).expect("valid");
+        config.storage.logs_dir = logs.clone();
+        let err = config
+            .prepare_directories(&overrides)
+            .expect_err("refused")
+            .to_string();
+        assert_eq!(
+            err,
+            format!(
+                "storage.analyticsDir: cannot create {0}/below-a-file: {0} is not a directory \
+                 (from --analytics-dir/ANALYTICS_DIR)",
+                file.display()
+            )
+        );
+        assert!(!logs.exists(), "nothing is created when one is refused");
+
+        config.storage.analytics_dir = file.clone();
+        let err = config
+            .prepare_directories(&Overrides::default())
+            .expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "storage.analyticsDir: {} is not a directory",
+                file.display()
+            )
+        );
+
+        config.storage.analytics_dir = analytics.clone();
+        config.profiling.capture = true;
+        config.profiling.dir = file.clone();
+        let err = config
+            .prepare_directories(&Overrides::default())
+            .expect_err("refused");
+        assert!(err.to_string().starts_with("profiling.dir: "), "{err}");
+
+        config.profiling.dir = root.path().join("profiles");
+        config
+            .prepare_directories(&Overrides::default())
+            .expect("all can be created");
+        for dir in [&logs, &analytics, &config.profiling.dir] {
+            assert!(dir.is_dir(), "{} created", dir.display());
+        }
+        config
+            .prepare_directories(&Overrides::default())
+            .expect("and used again");
     }
 }

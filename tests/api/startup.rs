@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use log_pipeline::config::ranges::{RANGES, yaml_document};
+use log_pipeline::config::key::{keys, yaml_document};
 use reqwest::{Method, StatusCode};
 
 use crate::support::{
@@ -206,7 +206,9 @@ async fn tokens_no_client_can_present_are_refused_without_printing_them() {
 /// clean exit at SIGTERM (a week's `shutdownTimeout` is a bound, not a wait) with the three
 /// records in their hour file, and no panic.
 async fn serves_at_the_largest_values(cwd: &Path, except: &[(&str, &str)], version: u8) {
-    let mut settings: Vec<(&str, String)> = RANGES.iter().map(|r| (r.key, r.largest())).collect();
+    let mut settings: Vec<(&str, String)> = keys()
+        .filter_map(|key| Some((key.name, key.largest()?)))
+        .collect();
     settings.extend(except.iter().map(|(key, value)| (*key, value.to_string())));
     // So that `storage.fsyncInterval` is the one the store runs by.
     settings.push(("storage.fsync", "interval".to_owned()));

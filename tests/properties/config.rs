@@ -1,12 +1,13 @@
 //! The configuration at its extremes: for every numeric and duration key of
-//! `config::ranges::RANGES` (which a unit test keeps complete), any value is either refused with
+//! the key table with a range (which a unit test keeps complete), any value is either refused with
 //! an error naming the key, or accepted, and then safe where the service uses it: read back as
 //! written, its deadlines computable, and the Kafka settings it makes accepted by librdkafka.
 
 use std::time::{Duration, Instant};
 
 use log_pipeline::config::Config;
-use log_pipeline::config::ranges::{RANGES, Range, Ranged, Value, yaml_document};
+use log_pipeline::config::key::{Key, Value, keys, yaml_document};
+use log_pipeline::config::ranges::Range;
 use log_pipeline::kafka::consumer::consumer_config;
 use log_pipeline::kafka::producer::ingest_producer_config;
 use proptest::prelude::*;
@@ -20,9 +21,14 @@ fn reaches_librdkafka(key: &str) -> bool {
     key.starts_with("kafka.") || key == "storage.maxPendingBytes"
 }
 
+/// Every key with a range: the numbers and durations.
+fn ranged() -> Vec<&'static Key> {
+    keys().filter(|key| key.range.is_some()).collect()
+}
+
 /// The values at the extremes of `ranged`'s type and range, as written in YAML.
-fn extremes(ranged: &Ranged) -> Vec<String> {
-    match ranged.range {
+fn extremes(ranged: &Key) -> Vec<String> {
+    match ranged.range.expect("a ranged key").range {
         Range::Number { min, max } => {
             let mut values: Vec<u64> = vec![0, 1, u64::MAX, u64::MAX - 1, min, max];
             values.extend(min.checked_sub(1));
@@ -81,18 +87,18 @@ fn extremes(ranged: &Ranged) -> Vec<String> {
 
 /// `value` (YAML text) for `ranged`'s key: refused naming the key, or accepted, read back as
 /// written and usable.
-fn refused_naming_key_or_safe(ranged: &Ranged, value: &str) -> Result<(), String> {
+fn refused_naming_key_or_safe(ranged: &Key, value: &str) -> Result<(), String> {
     // Brokers, so that version 2 is valid apart from the key under test.
-    let yaml = yaml_document(&[("kafka.brokers", "[127.0.0.1:9]"), (ranged.key, value)]);
+    let yaml = yaml_document(&[("kafka.brokers", "[127.0.0.1:9]"), (ranged.name, value)]);
     let config = match Config::from_yaml_str(&yaml) {
         Err(err) => {
             let text = err.to_string();
-            return if text.contains(ranged.key) && !text.contains('\n') {
+            return if text.contains(ranged.name) && !text.contains('\n') {
                 Ok(())
             } else {
                 Err(format!(
                     "{yaml}: refused without naming {}: {text}",
-                    ranged.key
+                    ranged.name
                 ))
             };
         }
@@ -103,9 +109,13 @@ fn refused_naming_key_or_safe(ranged: &Ranged, value: &str) -> Result<(), String
         Value::Number(number) => value.parse::<u64>().ok() == Some(number),
         Value::Duration(duration) => humantime::parse_duration(value).ok() == Some(duration),
         Value::Fraction(fraction) => value.parse::<f64>().ok() == Some(fraction),
+        other => return Err(format!("{}: a {other:?} has no range", ranged.name)),
     };
     if !as_written {
-        return Err(format!("{yaml}: accepted, but {} reads {read}", ranged.key));
+        return Err(format!(
+            "{yaml}: accepted, but {} reads {read}",
+            ranged.name
+        ));
     }
     // What the service computes from the values: deadlines `now + timeout` (dead letters wait
     // twice kafka.produceTimeout); 32-bit semaphore permits and record counts, `limit + 1`; the
@@ -118,10 +128,8 @@ fn refused_naming_key_or_safe(ranged: &Ranged, value: &str) -> Result<(), String
         {
             return Err(format!("{yaml}: accepted, but now + 2 × {read} overflows"));
         }
-        // ingestion.producerWorkers is accepted for compatibility and never used.
-        Value::Number(number)
-            if u32::try_from(number).is_err() && ranged.key != "ingestion.producerWorkers" =>
-        {
+        // A key kept for compatibility (ingestion.producerWorkers) is never used.
+        Value::Number(number) if u32::try_from(number).is_err() && !ranged.ignored => {
             return Err(format!(
                 "{yaml}: accepted, but {read} does not fit in 32 bits"
             ));
@@ -133,7 +141,7 @@ fn refused_naming_key_or_safe(ranged: &Ranged, value: &str) -> Result<(), String
             "{yaml}: accepted, but too many batches in flight for a semaphore"
         ));
     }
-    if reaches_librdkafka(ranged.key) {
+    if reaches_librdkafka(ranged.name) {
         kafka_clients_accept(&config).map_err(|err| format!("{yaml}: accepted, but {err}"))?;
     }
     Ok(())
@@ -154,7 +162,7 @@ fn kafka_clients_accept(config: &Config) -> Result<(), String> {
 #[test]
 fn every_extreme_is_refused_naming_its_key_or_is_safe() {
     let mut failures = Vec::new();
-    for ranged in RANGES {
+    for ranged in ranged() {
         for value in extremes(ranged) {
             if let Err(failure) = refused_naming_key_or_safe(ranged, &value) {
                 failures.push(failure);
@@ -184,8 +192,9 @@ fn any_value_is_refused_naming_its_key_or_is_safe() {
         failure_persistence: None,
         ..Default::default()
     });
-    let result = runner.run(&(0..RANGES.len(), values), |(row, value)| {
-        refused_naming_key_or_safe(&RANGES[row], &value).map_err(TestCaseError::fail)
+    let ranged = ranged();
+    let result = runner.run(&(0..ranged.len(), values), |(row, value)| {
+        refused_naming_key_or_safe(ranged[row], &value).map_err(TestCaseError::fail)
     });
     if let Err(failure) = result {
         panic!("{failure}");
@@ -194,7 +203,9 @@ fn any_value_is_refused_naming_its_key_or_is_safe() {
 
 #[test]
 fn every_key_at_its_largest_value_at_once_is_accepted_by_librdkafka() {
-    let mut settings: Vec<(&str, String)> = RANGES.iter().map(|r| (r.key, r.largest())).collect();
+    let mut settings: Vec<(&str, String)> = keys()
+        .filter_map(|key| Some((key.name, key.largest()?)))
+        .collect();
     settings.push(("kafka.brokers", "[127.0.0.1:9]".to_owned()));
     let yaml = yaml_document(&settings);
     let config = Config::from_yaml_str(&yaml).unwrap_or_else(|err| panic!("{yaml}: {err}"));
