@@ -8,7 +8,9 @@
 //! - The [`Ledger`] is what is *stored*: per key, its batch's fingerprint and record count and
 //!   which of its records are in the hour files ([`Written`]). The store keeps it durable, in the
 //!   same write as the lines, in a journal of [`Update`]s (see [`crate::store`]), and rebuilds it
-//!   at start-up. v2's consumers drop the records it already holds.
+//!   at start-up. v2's consumers drop the records it already holds. It is shared as a
+//!   [`SharedLedger`], asked what a caller means ("is this record of that batch stored?", "which
+//!   batches are stored whole?") rather than handed out, so that these rules live here only.
 //! - The [`KeyIndex`] answers a request carrying a key ([`KeyIndex::claim`]): first time, go on
 //!   ([`Claim::Fresh`], holding the key in flight until the batch's outcome is known); same key
 //!   and batch done before, replay the answer; same key, another batch, refuse; same key still in
@@ -18,7 +20,7 @@
 //!   (the oldest go first); an expired key is a new key.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -374,6 +376,76 @@ impl Ledger {
     }
 }
 
+/// A [`Ledger`] shared by the one who writes it (the store's writer, once a group is durable;
+/// v2's API, once the broker acknowledged a batch) and those who ask it, through what they ask
+/// rather than its entries, so that the rules of what a key means stay here. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SharedLedger(Arc<Mutex<Ledger>>);
+
+impl SharedLedger {
+    pub fn new(ledger: Ledger) -> SharedLedger {
+        SharedLedger(Arc::new(Mutex::new(ledger)))
+    }
+
+    /// Whether record `index` of the batch `fingerprint` under `key` is stored (v2's consumers
+    /// drop a record produced again then). A record of another batch under the key is not.
+    pub fn holds_record(&self, key: Key, fingerprint: Fingerprint, index: u32) -> bool {
+        self.lock()
+            .get(&key)
+            .is_some_and(|entry| entry.is_batch(fingerprint) && entry.holds(index))
+    }
+
+    /// A ledger of its own with the same limits, holding only the batches stored whole here:
+    /// what v2's API knows to have been acknowledged when it starts (a batch its consumers
+    /// stored in part may still have been refused to its client).
+    pub fn whole_batches(&self) -> SharedLedger {
+        let ledger = self.lock();
+        let mut whole = Ledger::new(ledger.limits);
+        for update in ledger.updates() {
+            if update.written.count() >= u64::from(update.records) {
+                whole.apply(&update);
+            }
+        }
+        SharedLedger::new(whole)
+    }
+
+    /// Applies `updates`, in order; returns how many keys are held then.
+    pub fn apply_all<'a>(&self, updates: impl IntoIterator<Item = &'a Update>) -> usize {
+        let mut ledger = self.lock();
+        for update in updates {
+            ledger.apply(update);
+        }
+        ledger.len()
+    }
+
+    /// Forgets the keys first stored more than the retention before `now_ms`; returns how many
+    /// keys are held then.
+    pub fn expire(&self, now_ms: u64) -> usize {
+        let mut ledger = self.lock();
+        ledger.expire(now_ms);
+        ledger.len()
+    }
+
+    /// Every entry as one update, oldest first: what a compacted journal holds. A copy, so that
+    /// the API's claims do not wait while it is written.
+    pub fn updates(&self) -> Vec<Update> {
+        self.lock().updates().collect()
+    }
+
+    /// Keys held.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Ledger> {
+        self.0.lock().expect("ledger lock")
+    }
+}
+
 /// What to do with a request carrying a key.
 #[derive(Debug)]
 pub enum Claim {
@@ -412,16 +484,16 @@ impl Drop for ClaimGuard {
     }
 }
 
-/// The API's view: which keys are done (a [`Ledger`]) and which are in flight.
+/// The API's view: which keys are done (a [`SharedLedger`]) and which are in flight.
 #[derive(Debug)]
 pub struct KeyIndex {
-    done: Arc<Mutex<Ledger>>,
+    done: SharedLedger,
     in_flight: Mutex<HashSet<Key>>,
 }
 
 impl KeyIndex {
     /// An index whose "done" is `done` (v1: the store's ledger; v2: a ledger of its own).
-    pub fn new(done: Arc<Mutex<Ledger>>) -> Arc<KeyIndex> {
+    pub fn new(done: SharedLedger) -> Arc<KeyIndex> {
         Arc::new(KeyIndex {
             done,
             in_flight: Mutex::new(HashSet::new()),
@@ -436,7 +508,7 @@ impl KeyIndex {
             return Claim::InFlight;
         }
         {
-            let mut done = self.done.lock().expect("ledger lock");
+            let mut done = self.done.lock();
             done.expire(now_ms);
             if let Some(entry) = done.get(&key).filter(|entry| entry.complete()) {
                 return if entry.is_batch(fingerprint) {
@@ -457,12 +529,12 @@ impl KeyIndex {
 
     /// Records a batch as done (v2: acknowledged by the broker).
     pub fn complete(&self, update: &Update) {
-        self.done.lock().expect("ledger lock").apply(update);
+        self.done.apply_all([update]);
     }
 
     /// Keys done and held.
     pub fn len(&self) -> usize {
-        self.done.lock().expect("ledger lock").len()
+        self.done.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -500,11 +572,11 @@ mod tests {
         batch
     }
 
-    fn ledger(max_keys: usize) -> Arc<Mutex<Ledger>> {
-        Arc::new(Mutex::new(Ledger::new(Retention {
+    fn ledger(max_keys: usize) -> SharedLedger {
+        SharedLedger::new(Ledger::new(Retention {
             retention: Duration::from_secs(24 * 3600),
             max_keys,
-        })))
+        }))
     }
 
     #[test]
@@ -550,7 +622,7 @@ mod tests {
         assert!(matches!(index.claim(key, mine, 1), Claim::InFlight));
         assert!(matches!(index.claim(key, other, 1), Claim::InFlight));
         // The store records it, then lets the key go.
-        done.lock().unwrap().apply(&Update::whole(key, mine, 1, 2));
+        done.apply_all([&Update::whole(key, mine, 1, 2)]);
         drop(guard);
         assert!(matches!(
             index.claim(key, mine, 3),
@@ -580,7 +652,7 @@ mod tests {
         let fp = Fingerprint::of(&batch(&["/a", "/b"]));
         let mut part = Update::whole(key, fp, 2, 0);
         part.written = Written::all(1);
-        done.lock().unwrap().apply(&part);
+        done.apply_all([&part]);
         assert!(matches!(index.claim(key, fp, 1), Claim::Fresh(_)));
     }
 
@@ -591,9 +663,7 @@ mod tests {
         let fp = Fingerprint::of(&batch(&["/a"]));
         let keys: Vec<Key> = (0..3u8).map(|i| Key::parse(&[b'a' + i]).unwrap()).collect();
         for (i, key) in keys.iter().enumerate() {
-            done.lock()
-                .unwrap()
-                .apply(&Update::whole(*key, fp, 1, i as u64 * HOUR_MS));
+            done.apply_all([&Update::whole(*key, fp, 1, i as u64 * HOUR_MS)]);
         }
         assert_eq!(index.len(), 2, "the cap evicted the oldest");
         assert!(matches!(
@@ -648,6 +718,57 @@ mod tests {
         assert_eq!(serde_json::from_str::<Update>(&line).unwrap(), compacted[0]);
         assert!(line.starts_with(r#"{"k":""#), "{line}");
         assert!(line.ends_with(r#","n":3,"t":5,"w":[[0,3]]}"#), "{line}");
+    }
+
+    #[test]
+    fn a_record_is_held_only_for_its_own_batch_and_index() {
+        let shared = ledger(10);
+        let key = Key::parse(b"k").unwrap();
+        let fp = Fingerprint::of(&batch(&["/a", "/b", "/c"]));
+        let mut part = Update::whole(key, fp, 3, 0);
+        part.written = Written(vec![(0, 1), (2, 3)]);
+        assert_eq!(shared.apply_all([&part]), 1);
+        assert!(shared.holds_record(key, fp, 0));
+        assert!(!shared.holds_record(key, fp, 1), "not stored yet");
+        assert!(shared.holds_record(key, fp, 2));
+        assert!(!shared.holds_record(key, fp, 3), "beyond the batch");
+        let other = Fingerprint::of(&batch(&["/z"]));
+        assert!(
+            !shared.holds_record(key, other, 0),
+            "another batch under the key"
+        );
+        assert!(!shared.holds_record(Key::parse(b"unknown").unwrap(), fp, 0));
+    }
+
+    #[test]
+    fn whole_batches_leave_out_those_stored_in_part_and_keep_the_limits() {
+        let shared = ledger(2);
+        let fp = Fingerprint::of(&batch(&["/a", "/b"]));
+        let (whole, part) = (Key::parse(b"whole").unwrap(), Key::parse(b"part").unwrap());
+        let mut half = Update::whole(part, fp, 2, HOUR_MS);
+        half.written = Written::all(1);
+        shared.apply_all([&Update::whole(whole, fp, 2, 0), &half]);
+
+        let acknowledged = shared.whole_batches();
+        assert_eq!(acknowledged.len(), 1);
+        assert!(acknowledged.holds_record(whole, fp, 0) && acknowledged.holds_record(whole, fp, 1));
+        assert!(!acknowledged.holds_record(part, fp, 0));
+        // A ledger of its own: what is applied to it stays out of the first.
+        let third = Key::parse(b"third").unwrap();
+        acknowledged.apply_all([&Update::whole(third, fp, 2, HOUR_MS)]);
+        assert!(!shared.holds_record(third, fp, 0));
+        // The same cap (2 keys) and retention (24 h).
+        let fourth = Key::parse(b"fourth").unwrap();
+        assert_eq!(
+            acknowledged.apply_all([&Update::whole(fourth, fp, 2, 2 * HOUR_MS)]),
+            2
+        );
+        assert!(
+            !acknowledged.holds_record(whole, fp, 0),
+            "the oldest went first"
+        );
+        assert_eq!(acknowledged.expire(HOUR_MS + 24 * HOUR_MS + 1), 1);
+        assert_eq!(acknowledged.updates()[0].key(), fourth);
     }
 
     #[test]

@@ -60,7 +60,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::config::{FsyncPolicy, IdempotencyConfig, StorageConfig};
-use crate::idempotency::{ClaimGuard, Ledger, Retention, Update, now_ms};
+use crate::idempotency::{ClaimGuard, Retention, SharedLedger, Update, now_ms};
 use crate::layout::{self, CHECKPOINT_FILE, LOCK_FILE};
 use crate::metrics::Metrics;
 use crate::record::{EncodedBatch, Hour};
@@ -168,7 +168,7 @@ struct Inner {
     write_timeout: Duration,
     healthy: Arc<AtomicBool>,
     checkpoint: Arc<Mutex<Checkpoint>>,
-    ledger: Arc<Mutex<Ledger>>,
+    ledger: SharedLedger,
     done: Mutex<Option<oneshot::Receiver<()>>>,
     metrics: Metrics,
 }
@@ -222,7 +222,7 @@ impl Store {
         let (journal, ledger) = Journal::open(&dir, options.keys)
             .map_err(|e| open_error(format!("idempotency journal: {e}")))?;
         metrics.idempotency_keys.set(ledger.len() as i64);
-        let ledger = Arc::new(Mutex::new(ledger));
+        let ledger = SharedLedger::new(ledger);
 
         let (sender, requests) = mpsc::channel();
         let healthy = Arc::new(AtomicBool::new(true));
@@ -376,8 +376,8 @@ impl Store {
 
     /// The idempotency ledger: keyed batches stored (records of them, for v2's consumers),
     /// updated once each group is durable.
-    pub fn ledger(&self) -> Arc<Mutex<Ledger>> {
-        self.inner.ledger.clone()
+    pub fn ledger(&self) -> &SharedLedger {
+        &self.inner.ledger
     }
 
     /// The positions stored with the last committed checkpointed batch (or recovered at open).
@@ -582,7 +582,7 @@ struct Writer {
     /// every rollback is done) before anything else is written, or a later crash would cut
     /// acknowledged lines.
     intent_left: bool,
-    ledger: Arc<Mutex<Ledger>>,
+    ledger: SharedLedger,
     metrics: Metrics,
     last_sync: Instant,
     /// Held for the writer's lifetime; dropping it releases the directory lock.
@@ -730,11 +730,8 @@ impl Writer {
                     *self.checkpoint.lock().expect("checkpoint lock") = positions;
                 }
                 if !updates.is_empty() {
-                    let mut ledger = self.ledger.lock().expect("ledger lock");
-                    for update in updates {
-                        ledger.apply(update);
-                    }
-                    self.metrics.idempotency_keys.set(ledger.len() as i64);
+                    let keys = self.ledger.apply_all(updates);
+                    self.metrics.idempotency_keys.set(keys as i64);
                 }
                 Ok(())
             }
@@ -931,24 +928,15 @@ impl Writer {
 
     /// Forgets expired keys, and rewrites the journal once it is mostly about them.
     fn tend_keys(&mut self) {
-        let (live, updates) = {
-            let mut ledger = self.ledger.lock().expect("ledger lock");
-            ledger.expire(now_ms());
-            self.metrics.idempotency_keys.set(ledger.len() as i64);
-            if !self.journal.wants_compaction(ledger.len()) {
-                return;
-            }
-            // A copy, so that the API's claims do not wait for the rewrite.
-            let mut copy = Ledger::new(self.options.keys);
-            for update in ledger.updates() {
-                copy.apply(&update);
-            }
-            (ledger.len(), copy)
-        };
-        if self.intent_left || self.journal_damaged.is_some() {
+        let live = self.ledger.expire(now_ms());
+        self.metrics.idempotency_keys.set(live as i64);
+        if !self.journal.wants_compaction(live)
+            || self.intent_left
+            || self.journal_damaged.is_some()
+        {
             return;
         }
-        if let Err(e) = self.journal.compact(&updates) {
+        if let Err(e) = self.journal.compact(&self.ledger.updates()) {
             tracing::error!(error = %e, live, "idempotency journal compaction failed; it stays as it is");
         }
     }
@@ -1618,7 +1606,7 @@ mod tests {
     async fn a_keyed_batch_and_its_key_are_stored_together_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(options(dir.path()), Metrics::new()).unwrap();
-        let index = KeyIndex::new(store.ledger());
+        let index = KeyIndex::new(store.ledger().clone());
         let one = batch(&[
             ("2025-11-22T14:00:00Z", "/a"),
             ("2025-11-22T15:00:00Z", "/b"),
@@ -1637,15 +1625,18 @@ mod tests {
         ));
         store.shutdown().await;
         let reopened = Store::open(options(dir.path()), Metrics::new()).unwrap();
-        let entry = reopened
-            .ledger()
-            .lock()
-            .unwrap()
-            .get(&key)
-            .cloned()
-            .unwrap();
-        assert!(entry.complete());
-        assert!(entry.is_batch(Fingerprint::of(&one)));
+        // Read back whole: the same batch replays, every record of it is held.
+        assert!(matches!(
+            KeyIndex::new(reopened.ledger().clone()).claim(key, Fingerprint::of(&one), now_ms()),
+            Claim::Replay { records: 2 }
+        ));
+        for index in 0..2 {
+            assert!(
+                reopened
+                    .ledger()
+                    .holds_record(key, Fingerprint::of(&one), index)
+            );
+        }
         reopened.shutdown().await;
     }
 
@@ -1653,7 +1644,7 @@ mod tests {
     async fn a_failed_keyed_group_rolls_back_its_key_and_clears_its_pending_record() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(options(dir.path()), Metrics::new()).unwrap();
-        let index = KeyIndex::new(store.ledger());
+        let index = KeyIndex::new(store.ledger().clone());
         fs::create_dir_all(dir.path().join("2025-11-22/16.log.json")).unwrap();
         let failing = batch(&[
             ("2025-11-22T14:00:00Z", "/x"),
@@ -1669,7 +1660,7 @@ mod tests {
         assert_eq!(read(dir.path(), "2025-11-22/14.log.json"), "");
         assert_eq!(read(dir.path(), KEYS_JOURNAL), "");
         assert!(read_checkpoint_state(dir.path()).unwrap().pending.is_none());
-        assert!(store.ledger().lock().unwrap().get(&key).is_none());
+        assert!(store.ledger().is_empty(), "the key is not held");
         // A plain batch afterwards is stored and survives a restart (no stale pending record
         // cuts it).
         store
@@ -1684,7 +1675,11 @@ mod tests {
         );
         // The key is new again.
         assert!(matches!(
-            KeyIndex::new(reopened.ledger()).claim(key, Fingerprint::of(&failing), now_ms()),
+            KeyIndex::new(reopened.ledger().clone()).claim(
+                key,
+                Fingerprint::of(&failing),
+                now_ms()
+            ),
             Claim::Fresh(_)
         ));
         reopened.shutdown().await;
@@ -1694,12 +1689,12 @@ mod tests {
     async fn a_crash_inside_a_keyed_group_loses_the_lines_and_the_key_together() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(options(dir.path()), Metrics::new()).unwrap();
-        let index = KeyIndex::new(store.ledger());
+        let index = KeyIndex::new(store.ledger().clone());
         let kept = batch(&[("2025-11-22T14:00:00Z", "/kept")]);
         let (update, key) = keyed("kept", &kept);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         store
-            .append_keyed_by(kept, update, claim(&index, key), deadline)
+            .append_keyed_by(kept.clone(), update, claim(&index, key), deadline)
             .await
             .unwrap();
         store.shutdown().await;
@@ -1735,8 +1730,9 @@ mod tests {
             ["/kept"]
         );
         let ledger = reopened.ledger();
-        assert!(ledger.lock().unwrap().get(&key).is_some());
-        assert!(ledger.lock().unwrap().get(&lost_key).is_none());
+        assert!(ledger.holds_record(key, Fingerprint::of(&kept), 0));
+        assert!(!ledger.holds_record(lost_key, Fingerprint::of(&lost), 0));
+        assert_eq!(ledger.len(), 1, "only the kept key is held");
         reopened.shutdown().await;
     }
 
