@@ -7,6 +7,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
+use super::disk::sync_dir;
 use crate::idempotency::{Ledger, Retention, Update, now_ms};
 use crate::layout::KEYS_JOURNAL;
 
@@ -151,7 +152,7 @@ impl Journal {
         file.write_all(&text)?;
         file.sync_all()?;
         fs::rename(&temp, &self.path)?;
-        File::open(self.path.parent().expect("the journal is in a directory"))?.sync_all()?;
+        sync_dir(self.path.parent().expect("the journal is in a directory"))?;
         let before = self.lines;
         self.file = OpenOptions::new()
             .read(true)
