@@ -30,7 +30,7 @@
 //! A batch may carry [`Update`](crate::idempotency::Update)s of the idempotency
 //! [`Ledger`](crate::idempotency::Ledger) (v1: "this keyed batch is stored";
 //! v2's consumers: "these records of that keyed batch are stored"). They are appended to the
-//! journal (`.idempotency.jsonl`, [`journal`]) in the same group as the lines, under the same
+//! journal (`.idempotency.jsonl`, `journal.rs`) in the same group as the lines, under the same
 //! pending record, fsynced with them and rolled back with them: after a crash at any instant the
 //! lines and their key are both there or neither is. The ledger is applied in memory only once the
 //! group is durable, and rebuilt from the journal at start-up. A batch carrying a key holds the
