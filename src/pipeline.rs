@@ -12,10 +12,10 @@
 //! ledger (stored, durable with the lines); in v2 it means acknowledged by the broker, in an index
 //! of this process seeded at start-up from the batches its consumers stored whole.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use crate::config::{Config, PipelineVersion};
-use crate::idempotency::{Claim, Fingerprint, Key, KeyIndex, Ledger, Update, now_ms};
+use crate::idempotency::{Claim, Fingerprint, Key, KeyIndex, Update, now_ms};
 use crate::kafka::{KafkaPipeline, KafkaSettings, ProduceError};
 use crate::metrics::Metrics;
 use crate::record::EncodedBatch;
@@ -62,24 +62,17 @@ impl Pipeline {
     /// Opens the store and, in v2, connects to Kafka and starts the consumer group.
     pub async fn start(config: &Config, metrics: &Metrics) -> anyhow::Result<Pipeline> {
         let options = StoreOptions::from_config(&config.storage, &config.idempotency);
-        let keys = options.keys;
         let store = Store::open(options, metrics.clone())?;
         Ok(match config.version {
             PipelineVersion::V1 => Pipeline::V1 {
-                keys: KeyIndex::new(store.ledger()),
+                keys: KeyIndex::new(store.ledger().clone()),
                 store,
                 metrics: metrics.clone(),
             },
             PipelineVersion::V2 => {
                 // Acknowledged batches are this process's to remember; those its consumers
                 // stored whole before a restart are known to be acknowledged.
-                let mut acknowledged = Ledger::new(keys);
-                for update in store.ledger().lock().expect("ledger lock").updates() {
-                    if update.written.count() >= u64::from(update.records) {
-                        acknowledged.apply(&update);
-                    }
-                }
-                let keys = KeyIndex::new(Arc::new(Mutex::new(acknowledged)));
+                let keys = KeyIndex::new(store.ledger().whole_batches());
                 let settings = KafkaSettings::from_config(config);
                 match KafkaPipeline::start(settings, store.clone(), metrics.clone()).await {
                     Ok(kafka) => Pipeline::V2 { kafka, keys },

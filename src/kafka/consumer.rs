@@ -796,11 +796,9 @@ impl Shared {
         let Destination::Files(store) = &self.destination else {
             return false;
         };
-        let ledger = store.ledger();
-        let ledger = ledger.lock().expect("ledger lock");
-        ledger
-            .get(&record.key)
-            .is_some_and(|entry| entry.is_batch(record.fingerprint) && entry.holds(record.index))
+        store
+            .ledger()
+            .holds_record(record.key, record.fingerprint, record.index)
     }
 
     fn send_dead_letter(

@@ -7,6 +7,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
+use super::disk::sync_dir;
 use crate::idempotency::{Ledger, Retention, Update, now_ms};
 use crate::layout::KEYS_JOURNAL;
 
@@ -135,14 +136,15 @@ impl Journal {
         self.lines > 2 * live as u64 + COMPACT_SLACK
     }
 
-    /// Rewrites the journal with one line per live entry of `ledger`: a new file, fsynced, renamed
-    /// over the old one, the directory fsynced. A failure leaves the old journal in place.
-    pub(super) fn compact(&mut self, ledger: &Ledger) -> io::Result<()> {
+    /// Rewrites the journal with `updates` (one per live entry of the ledger): a new file,
+    /// fsynced, renamed over the old one, the directory fsynced. A failure leaves the old journal
+    /// in place.
+    pub(super) fn compact(&mut self, updates: &[Update]) -> io::Result<()> {
         let temp = self.path.with_extension("jsonl.tmp");
         let mut text = Vec::new();
         let mut lines = 0;
-        for update in ledger.updates() {
-            serde_json::to_writer(&mut text, &update).map_err(io::Error::other)?;
+        for update in updates {
+            serde_json::to_writer(&mut text, update).map_err(io::Error::other)?;
             text.push(b'\n');
             lines += 1;
         }
@@ -150,7 +152,7 @@ impl Journal {
         file.write_all(&text)?;
         file.sync_all()?;
         fs::rename(&temp, &self.path)?;
-        File::open(self.path.parent().expect("the journal is in a directory"))?.sync_all()?;
+        sync_dir(self.path.parent().expect("the journal is in a directory"))?;
         let before = self.lines;
         self.file = OpenOptions::new()
             .read(true)
@@ -230,7 +232,9 @@ mod tests {
                 .unwrap()
                 .complete()
         );
-        journal.compact(&ledger).unwrap();
+        journal
+            .compact(&ledger.updates().collect::<Vec<_>>())
+            .unwrap();
         assert_eq!(journal.lines(), 1);
         let text = fs::read_to_string(dir.path().join(KEYS_JOURNAL)).unwrap();
         assert_eq!(text.lines().count(), 1);
