@@ -21,7 +21,8 @@ pub struct Metrics {
     registry: Registry,
     /// Batches accepted by the API (answered 202).
     pub batches_received: IntCounter,
-    /// `/logs` requests refused because of their body (400, 413, 415).
+    /// `/logs` requests refused because of their body, its type or encoding, or their
+    /// `Idempotency-Key` (400, 413, 415; see [`Refused::Invalid`]).
     pub invalid_requests: IntCounter,
     /// Records durably stored.
     pub logs_ingested: IntCounter,
@@ -480,6 +481,25 @@ impl Metrics {
         QueuedBatch(self.queue_depth.clone())
     }
 
+    /// Counts one refused `POST /logs` request in the counter of its kind:
+    /// `invalid_requests_total`, `ingest_inflight_rejections_total`,
+    /// `ingest_overload_rejections_total` or `idempotency_conflicts_total{reason}`.
+    pub fn count_refused(&self, why: Refused) {
+        match why {
+            Refused::Invalid => self.invalid_requests.inc(),
+            Refused::BodiesInFlight => self.inflight_rejections.inc(),
+            Refused::PendingWork => self.overload_rejections.inc(),
+            Refused::KeyInFlight => self
+                .idempotency_conflicts
+                .with_label_values(&[CONFLICT_IN_FLIGHT])
+                .inc(),
+            Refused::KeyReused => self
+                .idempotency_conflicts
+                .with_label_values(&[CONFLICT_REUSED])
+                .inc(),
+        }
+    }
+
     /// Renders every metric in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = Vec::with_capacity(8 * 1024);
@@ -488,6 +508,22 @@ impl Metrics {
             .expect("text encoding into a Vec never fails");
         String::from_utf8(out).expect("text exposition is UTF-8")
     }
+}
+
+/// Why `POST /logs` refused a request, as the refusal counters tell refusals apart (see
+/// [`Metrics::count_refused`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The body, its type, its encoding or its `Idempotency-Key` (400, 413, 415).
+    Invalid,
+    /// Request bodies in flight reached `server.maxInflightBytes` (503 `overloaded`).
+    BodiesInFlight,
+    /// Pending work reached its bound (503 `overloaded`).
+    PendingWork,
+    /// A request with the same `Idempotency-Key` is in flight (409).
+    KeyInFlight,
+    /// The `Idempotency-Key` was used for another batch (422).
+    KeyReused,
 }
 
 /// One batch counted in `ingestion_work_queue_depth` (see [`Metrics::queued_batch`]); however

@@ -4,22 +4,31 @@
 //! - [`Pipeline::V2`]: the [`KafkaPipeline`] produces them to Kafka; its consumer group writes the
 //!   same hour files through its own [`Store`].
 //!
-//! The HTTP layer sees only [`Pipeline`] and [`SubmitError`]; each backend keeps its own error
-//! type, and `http::ApiError` is the one place that turns them into answers.
+//! The HTTP layer sees only [`Intake`] (what it asks of a pipeline, which [`Pipeline`]
+//! implements) and [`SubmitError`], whose [`Refusal`] says what a refused batch means for the
+//! client: each backend's errors are mapped to it once, in [`refusal`]; `http::ApiError` turns
+//! it into an answer.
 //!
 //! Batches sent with an `Idempotency-Key` go through [`Pipeline::submit_keyed`], which asks the
 //! mode's [`KeyIndex`] first (see [`crate::idempotency`]): in v1 "done" means in the store's
 //! ledger (stored, durable with the lines); in v2 it means acknowledged by the broker, in an index
 //! of this process seeded at start-up from the batches its consumers stored whole.
 
+mod refusal;
+
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+
+pub use refusal::{Refusal, SubmitError, UnknownCounts};
 
 use crate::config::{Config, PipelineVersion};
 use crate::idempotency::{Claim, Fingerprint, Key, KeyIndex, Ledger, Update, now_ms};
-use crate::kafka::{KafkaPipeline, KafkaSettings, ProduceError};
+use crate::kafka::{KafkaPipeline, KafkaSettings};
 use crate::metrics::Metrics;
 use crate::record::EncodedBatch;
-use crate::store::{Store, StoreError, StoreOptions};
+use crate::store::{Store, StoreOptions};
 
 /// The running pipeline of this process.
 pub enum Pipeline {
@@ -49,13 +58,65 @@ pub enum KeyedOutcome {
     InFlight,
 }
 
-/// Why a batch was not accepted, as its backend reports it.
-#[derive(Debug, thiserror::Error)]
-pub enum SubmitError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Kafka(#[from] ProduceError),
+/// What the HTTP API asks of the running pipeline, whatever its mode: the router holds it as a
+/// trait object, so that its tests can drive every answer with a stand-in (no socket, no disk).
+/// [`Pipeline`]'s methods of the same names say what each does.
+pub trait Intake: Send + Sync {
+    /// See [`Pipeline::submit`].
+    fn submit(
+        &self,
+        batch: EncodedBatch,
+        deadline: Instant,
+    ) -> BoxFuture<'_, Result<(), SubmitError>>;
+
+    /// See [`Pipeline::submit_keyed`].
+    fn submit_keyed(
+        &self,
+        batch: EncodedBatch,
+        key: Key,
+        fingerprint: Fingerprint,
+        deadline: Instant,
+    ) -> BoxFuture<'_, Result<KeyedOutcome, SubmitError>>;
+
+    /// See [`Pipeline::settle`].
+    fn settle(&self, timeout: Duration) -> BoxFuture<'_, bool>;
+
+    /// See [`Pipeline::readiness`].
+    fn readiness(&self) -> Result<(), &'static str>;
+}
+
+impl Intake for Pipeline {
+    fn submit(
+        &self,
+        batch: EncodedBatch,
+        deadline: Instant,
+    ) -> BoxFuture<'_, Result<(), SubmitError>> {
+        Box::pin(Pipeline::submit(self, batch, deadline))
+    }
+
+    fn submit_keyed(
+        &self,
+        batch: EncodedBatch,
+        key: Key,
+        fingerprint: Fingerprint,
+        deadline: Instant,
+    ) -> BoxFuture<'_, Result<KeyedOutcome, SubmitError>> {
+        Box::pin(Pipeline::submit_keyed(
+            self,
+            batch,
+            key,
+            fingerprint,
+            deadline,
+        ))
+    }
+
+    fn settle(&self, timeout: Duration) -> BoxFuture<'_, bool> {
+        Box::pin(Pipeline::settle(self, timeout))
+    }
+
+    fn readiness(&self) -> Result<(), &'static str> {
+        Pipeline::readiness(self)
+    }
 }
 
 impl Pipeline {
@@ -97,11 +158,7 @@ impl Pipeline {
     /// policy (v1) or acknowledged by the broker (v2), or with what is known of its outcome.
     /// In v1 a batch still waiting for the writer at `deadline` is withdrawn (nothing stored);
     /// in v2 the wait is bounded by `kafka.produceTimeout` instead.
-    pub async fn submit(
-        &self,
-        batch: EncodedBatch,
-        deadline: std::time::Instant,
-    ) -> Result<(), SubmitError> {
+    pub async fn submit(&self, batch: EncodedBatch, deadline: Instant) -> Result<(), SubmitError> {
         match self {
             Pipeline::V1 { store, metrics, .. } => {
                 // The ingestion queue of v1 is the store's queue, as far as API batches go.
@@ -119,7 +176,7 @@ impl Pipeline {
         batch: EncodedBatch,
         key: Key,
         fingerprint: Fingerprint,
-        deadline: std::time::Instant,
+        deadline: Instant,
     ) -> Result<KeyedOutcome, SubmitError> {
         let keys = match self {
             Pipeline::V1 { keys, .. } | Pipeline::V2 { keys, .. } => keys,
@@ -150,7 +207,7 @@ impl Pipeline {
     /// Waits, at most `timeout`, until every batch acknowledged before the call is in the hour
     /// files, so that a read of them (the analytics) sees it; whether it got there. v1 stores
     /// before it acknowledges; v2 waits for its consumers (see [`KafkaPipeline::settle`]).
-    pub async fn settle(&self, timeout: std::time::Duration) -> bool {
+    pub async fn settle(&self, timeout: Duration) -> bool {
         match self {
             Pipeline::V1 { .. } => true,
             Pipeline::V2 { kafka, .. } => kafka.settle(timeout).await,
