@@ -586,6 +586,41 @@ mod tests {
         }
     }
 
+    /// The value of the series `series` (name and labels as rendered) in `text`.
+    fn value(text: &str, series: &str) -> f64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn each_refusal_counts_in_its_own_counter_only() {
+        let series = [
+            (Refused::Invalid, "invalid_requests_total"),
+            (Refused::BodiesInFlight, "ingest_inflight_rejections_total"),
+            (Refused::PendingWork, "ingest_overload_rejections_total"),
+            (
+                Refused::KeyInFlight,
+                "idempotency_conflicts_total{reason=\"in_flight\"}",
+            ),
+            (
+                Refused::KeyReused,
+                "idempotency_conflicts_total{reason=\"reused\"}",
+            ),
+        ];
+        for (why, counted_in) in series {
+            let metrics = Metrics::new();
+            metrics.count_refused(why);
+            let text = metrics.render();
+            for (_, other) in series {
+                let expected = if other == counted_in { 1.0 } else { 0.0 };
+                assert_eq!(value(&text, other), expected, "{why:?}: {other}");
+            }
+        }
+    }
+
     #[test]
     fn status_classes() {
         assert_eq!(status_class(202), "2xx");

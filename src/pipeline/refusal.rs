@@ -110,3 +110,92 @@ impl From<ProduceError> for SubmitError {
         SubmitError::new(refusal, err)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// Every variant of each backend's error, and the refusal it means for the client.
+    #[test]
+    fn each_backend_error_means_one_refusal() {
+        let unknown = Refusal::OutcomeUnknown { counts: None };
+        let store = [
+            (StoreError::Withdrawn, Refusal::TimedOut),
+            (StoreError::Overloaded, Refusal::Overloaded),
+            (StoreError::Closed, Refusal::ShuttingDown),
+            (
+                StoreError::WriteFailed("disk full".into()),
+                Refusal::Unavailable,
+            ),
+            (StoreError::Inconsistent("truncate failed".into()), unknown),
+            (StoreError::OutcomeUnknown, unknown),
+            (
+                StoreError::Locked {
+                    dir: PathBuf::from("logs"),
+                    holder: "pid 7".into(),
+                },
+                Refusal::Broken,
+            ),
+            (
+                StoreError::Open {
+                    dir: PathBuf::from("logs"),
+                    reason: "permission denied".into(),
+                },
+                Refusal::Broken,
+            ),
+        ];
+        for (err, refusal) in store {
+            let said = err.to_string();
+            let mapped = SubmitError::from(err);
+            assert_eq!(mapped.refusal(), refusal, "{said}");
+            assert_eq!(mapped.to_string(), said, "the log keeps the store's words");
+        }
+        let kafka = [
+            (ProduceError::Overloaded, Refusal::Overloaded),
+            (
+                ProduceError::Unavailable {
+                    reason: "no broker".into(),
+                },
+                Refusal::Unavailable,
+            ),
+            (
+                ProduceError::Partial {
+                    delivered: 2,
+                    total: 5,
+                    reason: "too large".into(),
+                },
+                Refusal::Partial {
+                    delivered: 2,
+                    total: 5,
+                },
+            ),
+            (
+                ProduceError::OutcomeUnknown {
+                    delivered: 1,
+                    unknown: 3,
+                    total: 5,
+                    reason: "timed out".into(),
+                },
+                Refusal::OutcomeUnknown {
+                    counts: Some(UnknownCounts {
+                        delivered: 1,
+                        unknown: 3,
+                        total: 5,
+                    }),
+                },
+            ),
+        ];
+        for (err, refusal) in kafka {
+            let said = err.to_string();
+            let mapped = SubmitError::from(err);
+            assert_eq!(mapped.refusal(), refusal, "{said}");
+            assert_eq!(
+                mapped.to_string(),
+                said,
+                "the log keeps the producer's words"
+            );
+        }
+    }
+}

@@ -2,7 +2,6 @@
 //! the API's contract (clients branch on `error` and read the extra fields), so they are written
 //! out here in full rather than rebuilt from the code under test.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use axum::http::{StatusCode, header};
@@ -11,8 +10,8 @@ use axum::response::IntoResponse;
 use super::ApiError;
 use crate::idempotency::KeyError;
 use crate::ingest::{DecodeError, RecordError};
-use crate::kafka::ProduceError;
-use crate::store::StoreError;
+use crate::metrics::Refused;
+use crate::pipeline::{Refusal, SubmitError, UnknownCounts};
 
 /// What a client receives for `error`: status, body, `Retry-After`, `WWW-Authenticate`.
 async fn answer(error: ApiError) -> (StatusCode, String, Option<String>, Option<String>) {
@@ -265,102 +264,113 @@ async fn analytics_refusals_say_what_to_ask_instead() {
     .await;
 }
 
-/// A refusal of `submit`, as the API handler receives it.
-fn refused(error: impl Into<crate::pipeline::SubmitError>) -> ApiError {
-    ApiError::Submit(error.into())
-}
-
-const NOTHING_STORED_TIMEOUT: &str = r#"{"error":"timeout","message":"the batch waited for the store past server.requestTimeout and was withdrawn; nothing from it was stored, retry later"}"#;
-const NOTHING_STORED_OVERLOADED: &str = r#"{"error":"overloaded","message":"too much pending work; nothing from this batch was stored, retry later"}"#;
-const NOTHING_STORED_SHUTTING_DOWN: &str = r#"{"error":"shutting_down","message":"the service is shutting down; nothing from this batch was stored"}"#;
-const NOTHING_STORED_UNAVAILABLE: &str = r#"{"error":"storage_unavailable","message":"storage is temporarily unavailable; nothing from this batch was stored, retry later"}"#;
-const OUTCOME_UNKNOWN: &str = r#"{"error":"outcome_unknown","message":"part of this batch may have been stored and it cannot be known which; a retry without an Idempotency-Key may store those records twice, with one it stores each once"}"#;
-const INTERNAL: &str = r#"{"error":"internal","message":"internal error"}"#;
-
-#[tokio::test]
-async fn every_store_refusal_says_what_was_stored() {
-    check(refused(StoreError::Withdrawn), 503, NOTHING_STORED_TIMEOUT).await;
-    check(
-        refused(StoreError::Overloaded),
-        503,
-        NOTHING_STORED_OVERLOADED,
-    )
-    .await;
-    check(
-        refused(StoreError::Closed),
-        503,
-        NOTHING_STORED_SHUTTING_DOWN,
-    )
-    .await;
-    check(
-        refused(StoreError::WriteFailed("No space left on device".into())),
-        503,
-        NOTHING_STORED_UNAVAILABLE,
-    )
-    .await;
-    // 500s say nothing of the cause (it goes to the log).
-    check(
-        refused(StoreError::Inconsistent("truncate failed".into())),
-        500,
-        OUTCOME_UNKNOWN,
-    )
-    .await;
-    check(refused(StoreError::OutcomeUnknown), 500, OUTCOME_UNKNOWN).await;
-    check(
-        refused(StoreError::Locked {
-            dir: PathBuf::from("/var/lib/logs"),
-            holder: "pid 7".into(),
-        }),
-        500,
-        INTERNAL,
-    )
-    .await;
-    check(
-        refused(StoreError::Open {
-            dir: PathBuf::from("/var/lib/logs"),
-            reason: "permission denied".into(),
-        }),
-        500,
-        INTERNAL,
-    )
-    .await;
+/// A batch the pipeline refused with `refusal`, as the handler receives it. The backend's words
+/// are for the log only: no body below carries them.
+fn refused(refusal: Refusal) -> ApiError {
+    ApiError::Submit(SubmitError::new(
+        refusal,
+        "write to /var/lib/logs/2025-11-22/14.log.json failed: No space left on device",
+    ))
 }
 
 #[tokio::test]
-async fn every_kafka_refusal_says_what_was_stored() {
+async fn every_refusal_of_a_batch_says_what_was_stored() {
     check(
-        refused(ProduceError::Overloaded),
+        refused(Refusal::TimedOut),
         503,
-        NOTHING_STORED_OVERLOADED,
+        r#"{"error":"timeout","message":"the batch waited for the store past server.requestTimeout and was withdrawn; nothing from it was stored, retry later"}"#,
     )
     .await;
     check(
-        refused(ProduceError::Unavailable {
-            reason: "the Kafka broker does not answer".into(),
-        }),
+        refused(Refusal::Overloaded),
         503,
-        NOTHING_STORED_UNAVAILABLE,
+        r#"{"error":"overloaded","message":"too much pending work; nothing from this batch was stored, retry later"}"#,
     )
     .await;
     check(
-        refused(ProduceError::Partial {
+        refused(Refusal::ShuttingDown),
+        503,
+        r#"{"error":"shutting_down","message":"the service is shutting down; nothing from this batch was stored"}"#,
+    )
+    .await;
+    check(
+        refused(Refusal::Unavailable),
+        503,
+        r#"{"error":"storage_unavailable","message":"storage is temporarily unavailable; nothing from this batch was stored, retry later"}"#,
+    )
+    .await;
+    check(
+        refused(Refusal::Partial {
             delivered: 2,
             total: 5,
-            reason: "Message production error: MessageSizeTooLarge".into(),
         }),
         503,
         r#"{"deliveredRecords":2,"error":"partially_delivered","message":"2 of the batch's 5 records reached Kafka before a failure; retrying the whole batch without an Idempotency-Key stores those 2 again, with one it stores each record once","records":5}"#,
     )
     .await;
     check(
-        refused(ProduceError::OutcomeUnknown {
-            delivered: 1,
-            unknown: 3,
-            total: 5,
-            reason: "Local: Message timed out".into(),
+        refused(Refusal::OutcomeUnknown {
+            counts: Some(UnknownCounts {
+                delivered: 1,
+                unknown: 3,
+                total: 5,
+            }),
         }),
         500,
         r#"{"deliveredRecords":1,"error":"outcome_unknown","message":"part of this batch may have been stored and it cannot be known which; a retry without an Idempotency-Key may store those records twice, with one it stores each once","records":5,"unknownRecords":3}"#,
     )
     .await;
+    check(
+        refused(Refusal::OutcomeUnknown { counts: None }),
+        500,
+        r#"{"error":"outcome_unknown","message":"part of this batch may have been stored and it cannot be known which; a retry without an Idempotency-Key may store those records twice, with one it stores each once"}"#,
+    )
+    .await;
+    check(
+        refused(Refusal::Broken),
+        500,
+        r#"{"error":"internal","message":"internal error"}"#,
+    )
+    .await;
+}
+
+#[test]
+fn refusals_of_a_request_count_by_their_kind() {
+    let invalid = [
+        ApiError::from(DecodeError::Empty),
+        DecodeError::UnsupportedMediaType(String::new()).into(),
+        DecodeError::TooManyRecords { max: 1 }.into(),
+        ApiError::BodyTooLarge { limit: 1 },
+        ApiError::UnreadableBody(String::new()),
+        ApiError::UnsupportedEncoding,
+        KeyError::Empty.into(),
+    ];
+    for error in invalid {
+        assert_eq!(error.refused_as(), Some(Refused::Invalid), "{error:?}");
+    }
+    let counted = [
+        (ApiError::Overloaded, Refused::BodiesInFlight),
+        (refused(Refusal::Overloaded), Refused::PendingWork),
+        (ApiError::IdempotencyKeyInFlight, Refused::KeyInFlight),
+        (ApiError::IdempotencyKeyReused, Refused::KeyReused),
+    ];
+    for (error, why) in counted {
+        assert_eq!(error.refused_as(), Some(why), "{error:?}");
+    }
+    // Not refusals of what the client sent: counted elsewhere (`ingest_errors_total`), or not
+    // at all.
+    let uncounted = [
+        refused(Refusal::TimedOut),
+        refused(Refusal::Unavailable),
+        refused(Refusal::OutcomeUnknown { counts: None }),
+        ApiError::BodyTimeout(Duration::from_secs(1)),
+        ApiError::Unauthorized,
+        ApiError::MethodNotAllowed,
+        ApiError::Timeout,
+        ApiError::ShuttingDown,
+        ApiError::Internal,
+    ];
+    for error in uncounted {
+        assert_eq!(error.refused_as(), None, "{error:?}");
+    }
 }
