@@ -276,6 +276,9 @@ async fn json_error_bodies(response: Response) -> Response {
 }
 
 #[cfg(test)]
+mod router_tests;
+
+#[cfg(test)]
 mod tests {
     use axum::http::{HeaderMap, HeaderValue, header};
     use proptest::prelude::*;
