@@ -77,6 +77,18 @@ pub enum ProduceError {
     },
 }
 
+/// What librdkafka's delivery report says of one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// The broker has it. Without an offset when the broker answered DUPLICATE_SEQUENCE_NUMBER
+    /// ("an earlier attempt wrote it").
+    Persisted { with_offset: bool },
+    /// Sent, and no answer came: the broker may or may not have it.
+    PossiblyPersisted,
+    /// The broker certainly does not have it.
+    NotPersisted,
+}
+
 /// What became of the records of one batch, filled in by librdkafka's delivery reports.
 #[derive(Default)]
 pub(super) struct Tracker {
@@ -116,6 +128,25 @@ impl Tracker {
             .lock()
             .expect("tracker lock")
             .get_or_insert_with(|| reason.to_string());
+    }
+
+    /// Counts the delivery report of one sent record (`error`: the report's, if any).
+    fn report(&self, delivery: Delivery, error: Option<&dyn std::fmt::Display>) {
+        let counter = match delivery {
+            Delivery::Persisted { with_offset } => {
+                if !with_offset {
+                    self.without_offset.fetch_add(1, Ordering::AcqRel);
+                }
+                &self.persisted
+            }
+            Delivery::PossiblyPersisted => &self.possibly_persisted,
+            Delivery::NotPersisted => &self.not_persisted,
+        };
+        counter.fetch_add(1, Ordering::AcqRel);
+        if let Some(error) = error {
+            self.failed(error);
+        }
+        self.report_done();
     }
 
     /// The sender sent what it could (`refused`: the error that stopped it, if any).
@@ -213,41 +244,40 @@ impl ProducerContext for Reports {
     type DeliveryOpaque = Arc<Tracker>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, tracker: Arc<Tracker>) {
+        // What the report changes besides the tracker comes first: the batch's waiter, woken by
+        // the tracker, may read it at once (`settle` the offsets, `renew_if_failed` the fence).
         match result {
             Ok(message) => {
-                tracker.persisted.fetch_add(1, Ordering::AcqRel);
-                if message.offset() < 0 {
-                    tracker.without_offset.fetch_add(1, Ordering::AcqRel);
-                }
                 let mut acknowledged = self.acknowledged.lock().expect("acknowledged lock");
                 let next = acknowledged.entry(message.partition()).or_default();
                 *next = (*next).max(message.offset() + 1);
+                drop(acknowledged);
+                let with_offset = message.offset() >= 0;
+                tracker.report(Delivery::Persisted { with_offset }, None);
             }
             Err((err, message)) => {
-                // SAFETY: `message` wraps the report's valid `rd_kafka_message_t` for the
-                // duration of this callback, and `rd_kafka_message_status` only reads it.
-                let status = unsafe { rdkafka::bindings::rd_kafka_message_status(message.ptr()) };
-                let counter = match status {
-                    rdkafka::bindings::rd_kafka_msg_status_t::RD_KAFKA_MSG_STATUS_PERSISTED => {
-                        // An error report for a persisted message does not happen; count it as
-                        // the broker has it.
-                        &tracker.persisted
-                    }
-                    rdkafka::bindings::rd_kafka_msg_status_t::RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED => {
-                        &tracker.possibly_persisted
-                    }
-                    rdkafka::bindings::rd_kafka_msg_status_t::RD_KAFKA_MSG_STATUS_NOT_PERSISTED => {
-                        &tracker.not_persisted
-                    }
-                };
-                counter.fetch_add(1, Ordering::AcqRel);
-                tracker.failed(err);
                 if is_fenced(err) {
                     self.fenced.store(true, Ordering::Relaxed);
                 }
+                // SAFETY: `message` wraps the report's valid `rd_kafka_message_t` for the
+                // duration of this callback, and `rd_kafka_message_status` only reads it.
+                let status = unsafe { rdkafka::bindings::rd_kafka_message_status(message.ptr()) };
+                let delivery = match status {
+                    rdkafka::bindings::rd_kafka_msg_status_t::RD_KAFKA_MSG_STATUS_PERSISTED => {
+                        // An error report for a persisted message does not happen; count it as
+                        // the broker has it.
+                        Delivery::Persisted { with_offset: true }
+                    }
+                    rdkafka::bindings::rd_kafka_msg_status_t::RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED => {
+                        Delivery::PossiblyPersisted
+                    }
+                    rdkafka::bindings::rd_kafka_msg_status_t::RD_KAFKA_MSG_STATUS_NOT_PERSISTED => {
+                        Delivery::NotPersisted
+                    }
+                };
+                tracker.report(delivery, Some(err));
             }
         }
-        tracker.report_done();
     }
 }
 
@@ -658,5 +688,205 @@ impl IngestProducer {
     /// Waits, at most `timeout`, until every queued message is acknowledged.
     pub async fn flush(&self, timeout: Duration) {
         self.inner.producer.flush(timeout).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tracker of a batch whose `reports` were all sent and reported, in that order.
+    fn reported(reports: &[(Delivery, Option<&str>)]) -> Arc<Tracker> {
+        let tracker = Tracker::new();
+        for _ in reports {
+            tracker.sending_one();
+        }
+        tracker.sent_all(None);
+        for (delivery, error) in reports {
+            let error = error.as_ref().map(|e| e as &dyn std::fmt::Display);
+            tracker.report(*delivery, error);
+        }
+        tracker
+    }
+
+    const ACKED: (Delivery, Option<&str>) = (Delivery::Persisted { with_offset: true }, None);
+    const REFUSED: (Delivery, Option<&str>) = (Delivery::NotPersisted, Some("too large"));
+    const SILENT: (Delivery, Option<&str>) = (Delivery::PossiblyPersisted, Some("timed out"));
+
+    #[tokio::test]
+    async fn a_batch_every_record_of_which_the_broker_has_is_acknowledged() {
+        let tracker = reported(&[ACKED, ACKED, ACKED]);
+        assert!(tracker.reported(Duration::ZERO).await);
+        assert!(tracker.outcome(3, true).is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_outcome_says_exactly_what_the_broker_has() {
+        let tracker = reported(&[REFUSED, REFUSED]);
+        assert!(matches!(
+            tracker.outcome(2, true),
+            Err(ProduceError::Unavailable { reason }) if reason == "too large"
+        ));
+
+        let tracker = reported(&[ACKED, REFUSED, REFUSED]);
+        assert!(matches!(
+            tracker.outcome(3, true),
+            Err(ProduceError::Partial {
+                delivered: 1,
+                total: 3,
+                ..
+            })
+        ));
+
+        // One record without an answer makes the whole outcome unknown, whatever else failed.
+        let tracker = reported(&[ACKED, SILENT, REFUSED]);
+        assert!(matches!(
+            tracker.outcome(3, true),
+            Err(ProduceError::OutcomeUnknown { delivered: 1, unknown: 1, total: 3, reason })
+                if reason == "timed out"
+        ));
+    }
+
+    #[tokio::test]
+    async fn records_never_reported_are_unknown() {
+        let tracker = Tracker::new();
+        for _ in 0..4 {
+            tracker.sending_one();
+        }
+        tracker.sent_all(None);
+        tracker.report(ACKED.0, None);
+        tracker.report(REFUSED.0, None);
+        assert!(!tracker.reported(Duration::from_millis(10)).await);
+        let outcome = tracker.outcome(4, false);
+        assert!(
+            matches!(
+                &outcome,
+                Err(ProduceError::OutcomeUnknown { delivered: 1, unknown: 2, total: 4, reason })
+                    if reason == "no delivery report within kafka.produceTimeout"
+            ),
+            "{outcome:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_record_the_client_refused_to_send_is_certainly_not_stored() {
+        // Two of three records sent and acknowledged; the client refused the third (queue full).
+        let tracker = Tracker::new();
+        tracker.sending_one();
+        tracker.sending_one();
+        let queue_full = KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull);
+        tracker.sent_all(Some(&queue_full));
+        tracker.report(ACKED.0, None);
+        tracker.report(ACKED.0, Some(&"later failure"));
+        assert!(tracker.reported(Duration::ZERO).await);
+        let outcome = tracker.outcome(3, true);
+        assert!(
+            matches!(
+                &outcome,
+                Err(ProduceError::Partial { delivered: 2, total: 3, reason })
+                    if *reason == queue_full.to_string()
+            ),
+            "the first error is the reason: {outcome:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_waiter_hears_reports_from_another_thread() {
+        let tracker = Tracker::new();
+        tracker.sending_one();
+        tracker.sent_all(None);
+        assert_eq!(tracker.without_offset.load(Ordering::Acquire), 0);
+        let reporter = tracker.clone();
+        let reporting = std::thread::spawn(move || {
+            reporter.report(Delivery::Persisted { with_offset: false }, None);
+        });
+        assert!(tracker.reported(Duration::from_secs(10)).await);
+        reporting.join().unwrap();
+        assert!(tracker.outcome(1, true).is_ok());
+        assert_eq!(tracker.without_offset.load(Ordering::Acquire), 1);
+    }
+
+    #[test]
+    fn only_errors_that_end_a_producer_for_good_fence_it() {
+        for code in [
+            RDKafkaErrorCode::ProducerFenced,
+            RDKafkaErrorCode::InvalidProducerEpoch,
+            RDKafkaErrorCode::UnknownProducerId,
+            RDKafkaErrorCode::Fatal,
+        ] {
+            assert!(is_fenced(&KafkaError::MessageProduction(code)), "{code:?}");
+        }
+        for code in [
+            RDKafkaErrorCode::MessageTimedOut,
+            RDKafkaErrorCode::QueueFull,
+            RDKafkaErrorCode::NotLeaderForPartition,
+        ] {
+            assert!(!is_fenced(&KafkaError::MessageProduction(code)), "{code:?}");
+        }
+    }
+
+    /// A producer client of a broker that is not there (it connects lazily, to 127.0.0.1).
+    fn absent_broker_client() -> ClientConfig {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let kafka = KafkaConfig {
+            brokers: vec![format!("127.0.0.1:{port}")],
+            ..KafkaConfig::default()
+        };
+        producer_config(&kafka)
+    }
+
+    #[tokio::test]
+    async fn a_client_is_renewed_once_per_generation_that_failed() {
+        let producer = RenewingProducer::new(absent_broker_client(), "test").unwrap();
+        let client = |producer: &RenewingProducer| producer.current().client().native_ptr();
+        let first = client(&producer);
+        assert_eq!(producer.generation(), 0);
+        assert!(!producer.can_deliver(), "no producer id without a broker");
+
+        // Neither fenced nor failed: kept.
+        producer.renew_if_failed();
+        assert_eq!((producer.generation(), client(&producer)), (0, first));
+
+        producer.renew_after_failure(0, "a batch it sent was not delivered at all");
+        let second = client(&producer);
+        assert_eq!(producer.generation(), 1);
+        assert_ne!(second, first);
+
+        // A failure seen on the replaced client does not replace its successor.
+        producer.renew_after_failure(0, "a batch the first client sent");
+        assert_eq!((producer.generation(), client(&producer)), (1, second));
+
+        producer.renew_now("the topic was created again");
+        assert_eq!(producer.generation(), 2);
+        assert_ne!(client(&producer), second);
+    }
+
+    #[test]
+    fn the_client_queue_is_twice_the_pending_bytes_within_librdkafka_bounds() {
+        let kafka = KafkaConfig::default();
+        let kbytes = |pending: usize| {
+            ingest_producer_config(&kafka, pending)
+                .get("queue.buffering.max.kbytes")
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(kbytes(64 << 20), (128 << 10).to_string());
+        assert_eq!(kbytes(1), "1024");
+        assert_eq!(kbytes(usize::MAX), "2097151");
+        assert_eq!(producer_config(&kafka).get("batch.size"), None);
+        let batched = KafkaConfig {
+            batch_bytes: 1 << 20,
+            produce_timeout: Duration::ZERO,
+            ..KafkaConfig::default()
+        };
+        let client = producer_config(&batched);
+        assert_eq!(client.get("batch.size"), Some("1048576"));
+        assert_eq!(client.get("message.timeout.ms"), Some("1"));
+        assert_eq!(client.get("enable.idempotence"), Some("true"));
+        assert_eq!(client.get("acks"), Some("all"));
     }
 }
