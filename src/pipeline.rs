@@ -231,3 +231,111 @@ impl Pipeline {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use chrono::{DateTime, Utc};
+
+    use super::*;
+    use crate::config::PipelineVersion;
+
+    /// The v1 pipeline of a logs directory.
+    async fn v1(logs_dir: &Path) -> Pipeline {
+        let mut config = Config::default();
+        config.version = PipelineVersion::V1;
+        config.storage.logs_dir = logs_dir.to_owned();
+        config.storage.analytics_dir = logs_dir.join("analytics");
+        Pipeline::start(&config, &Metrics::new()).await.unwrap()
+    }
+
+    /// A batch of records at 2025-11-22 14:xx with these paths.
+    fn batch(paths: &[&str]) -> EncodedBatch {
+        let mut batch = EncodedBatch::default();
+        let at: DateTime<Utc> = "2025-11-22T14:05:00Z".parse().unwrap();
+        for path in paths {
+            batch.push(&at, path, "curl/8.5.0");
+        }
+        batch
+    }
+
+    /// The paths stored in the hour file of 2025-11-22 14:00, in order.
+    fn stored(logs_dir: &Path) -> Vec<String> {
+        let text =
+            std::fs::read_to_string(logs_dir.join("2025-11-22/14.log.json")).unwrap_or_default();
+        text.lines()
+            .map(|line| {
+                let record: serde_json::Value = serde_json::from_str(line).unwrap();
+                record["path"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    }
+
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(30)
+    }
+
+    #[tokio::test]
+    async fn v1_stores_a_keyed_batch_once_and_refuses_its_key_for_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let pipeline = v1(dir.path()).await;
+        let key = Key::parse(b"order-42").unwrap();
+        let first = batch(&["/a", "/b"]);
+        let fingerprint = Fingerprint::of(&first);
+        let submit = |batch, fingerprint| pipeline.submit_keyed(batch, key, fingerprint, later());
+
+        assert_eq!(
+            submit(first, fingerprint).await.unwrap(),
+            KeyedOutcome::Stored
+        );
+        assert_eq!(stored(dir.path()), ["/a", "/b"]);
+        assert!(
+            pipeline.settle(Duration::ZERO).await,
+            "v1 stores before it acknowledges"
+        );
+
+        let again = batch(&["/a", "/b"]);
+        assert_eq!(Fingerprint::of(&again), fingerprint);
+        assert_eq!(
+            submit(again, fingerprint).await.unwrap(),
+            KeyedOutcome::Replayed { records: 2 }
+        );
+        let other = batch(&["/c"]);
+        let other_fingerprint = Fingerprint::of(&other);
+        assert_eq!(
+            submit(other, other_fingerprint).await.unwrap(),
+            KeyedOutcome::Reused
+        );
+        assert_eq!(stored(dir.path()), ["/a", "/b"], "nothing stored twice");
+
+        pipeline
+            .submit(batch(&["/unkeyed"]), later())
+            .await
+            .unwrap();
+        assert_eq!(stored(dir.path()), ["/a", "/b", "/unkeyed"]);
+        pipeline.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn v1_refuses_batches_after_shutdown_as_shutting_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let pipeline = v1(dir.path()).await;
+        assert_eq!(pipeline.readiness(), Ok(()));
+        pipeline.shutdown().await;
+        let refused = pipeline.submit(batch(&["/late"]), later()).await;
+        assert_eq!(
+            refused.map_err(|err| err.refusal()).unwrap_err(),
+            Refusal::ShuttingDown
+        );
+        let key = Key::parse(b"late").unwrap();
+        let late = batch(&["/late"]);
+        let fingerprint = Fingerprint::of(&late);
+        let refused = pipeline.submit_keyed(late, key, fingerprint, later()).await;
+        assert_eq!(
+            refused.map_err(|err| err.refusal()).unwrap_err(),
+            Refusal::ShuttingDown
+        );
+        assert!(stored(dir.path()).is_empty());
+    }
+}
