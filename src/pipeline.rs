@@ -243,8 +243,10 @@ mod tests {
 
     /// The v1 pipeline of a logs directory.
     async fn v1(logs_dir: &Path) -> Pipeline {
-        let mut config = Config::default();
-        config.version = PipelineVersion::V1;
+        let mut config = Config {
+            version: PipelineVersion::V1,
+            ..Config::default()
+        };
         config.storage.logs_dir = logs_dir.to_owned();
         config.storage.analytics_dir = logs_dir.join("analytics");
         Pipeline::start(&config, &Metrics::new()).await.unwrap()

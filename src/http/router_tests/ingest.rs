@@ -163,8 +163,9 @@ async fn refused_bodies_never_reach_the_pipeline_and_count_as_invalid() {
         [r#"{"timestamp":"2025-11-22T14:00:00Z","path":"/","userAgent":"u"}"#; 3].join(",")
     );
     let large = " ".repeat(1025);
-    // (headers, body, status, error code)
-    let cases: [(&[(&str, &str)], &str, u16, &str); 9] = [
+    /// Headers, body, status, error code.
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, u16, &'a str);
+    let cases: [Case; 9] = [
         (
             &[("content-type", "text/plain")],
             TWO_RECORDS,
