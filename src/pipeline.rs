@@ -6,8 +6,8 @@
 //!
 //! The HTTP layer sees only [`Intake`] (what it asks of a pipeline, which [`Pipeline`]
 //! implements) and [`SubmitError`], whose [`Refusal`] says what a refused batch means for the
-//! client: each backend's errors are mapped to it once, in [`refusal`]; `http::ApiError` turns
-//! it into an answer.
+//! client: each backend's errors are mapped to it once, in `pipeline/refusal.rs`;
+//! `http::ApiError` turns it into an answer.
 //!
 //! Batches sent with an `Idempotency-Key` go through [`Pipeline::submit_keyed`], which asks the
 //! mode's [`KeyIndex`] first (see [`crate::idempotency`]): in v1 "done" means in the store's
