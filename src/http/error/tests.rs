@@ -275,63 +275,65 @@ fn refused(refusal: Refusal) -> ApiError {
 
 #[tokio::test]
 async fn every_refusal_of_a_batch_says_what_was_stored() {
-    check(
-        refused(Refusal::TimedOut),
-        503,
-        r#"{"error":"timeout","message":"the batch waited for the store past server.requestTimeout and was withdrawn; nothing from it was stored, retry later"}"#,
-    )
-    .await;
-    check(
-        refused(Refusal::Overloaded),
-        503,
-        r#"{"error":"overloaded","message":"too much pending work; nothing from this batch was stored, retry later"}"#,
-    )
-    .await;
-    check(
-        refused(Refusal::ShuttingDown),
-        503,
-        r#"{"error":"shutting_down","message":"the service is shutting down; nothing from this batch was stored"}"#,
-    )
-    .await;
-    check(
-        refused(Refusal::Unavailable),
-        503,
-        r#"{"error":"storage_unavailable","message":"storage is temporarily unavailable; nothing from this batch was stored, retry later"}"#,
-    )
-    .await;
-    check(
-        refused(Refusal::Partial {
-            delivered: 2,
-            total: 5,
-        }),
-        503,
-        r#"{"deliveredRecords":2,"error":"partially_delivered","message":"2 of the batch's 5 records reached Kafka before a failure; retrying the whole batch without an Idempotency-Key stores those 2 again, with one it stores each record once","records":5}"#,
-    )
-    .await;
-    check(
-        refused(Refusal::OutcomeUnknown {
-            counts: Some(UnknownCounts {
-                delivered: 1,
-                unknown: 3,
-                total: 5,
-            }),
-        }),
-        500,
-        r#"{"deliveredRecords":1,"error":"outcome_unknown","message":"part of this batch may have been stored and it cannot be known which; a retry without an Idempotency-Key may store those records twice, with one it stores each once","records":5,"unknownRecords":3}"#,
-    )
-    .await;
-    check(
-        refused(Refusal::OutcomeUnknown { counts: None }),
-        500,
-        r#"{"error":"outcome_unknown","message":"part of this batch may have been stored and it cannot be known which; a retry without an Idempotency-Key may store those records twice, with one it stores each once"}"#,
-    )
-    .await;
-    check(
-        refused(Refusal::Broken),
-        500,
-        r#"{"error":"internal","message":"internal error"}"#,
-    )
-    .await;
+    let unknown = r#""message":"part of this batch may have been stored and it cannot be known which; a retry without an Idempotency-Key may store those records twice, with one it stores each once""#;
+    let counted = UnknownCounts {
+        delivered: 1,
+        unknown: 3,
+        total: 5,
+    };
+    let partial = Refusal::Partial {
+        delivered: 2,
+        total: 5,
+    };
+    let answers = [
+        (
+            Refusal::TimedOut,
+            503,
+            r#"{"error":"timeout","message":"the batch waited for the store past server.requestTimeout and was withdrawn; nothing from it was stored, retry later"}"#.to_owned(),
+        ),
+        (
+            Refusal::Overloaded,
+            503,
+            r#"{"error":"overloaded","message":"too much pending work; nothing from this batch was stored, retry later"}"#.to_owned(),
+        ),
+        (
+            Refusal::ShuttingDown,
+            503,
+            r#"{"error":"shutting_down","message":"the service is shutting down; nothing from this batch was stored"}"#.to_owned(),
+        ),
+        (
+            Refusal::Unavailable,
+            503,
+            r#"{"error":"storage_unavailable","message":"storage is temporarily unavailable; nothing from this batch was stored, retry later"}"#.to_owned(),
+        ),
+        (
+            partial,
+            503,
+            r#"{"deliveredRecords":2,"error":"partially_delivered","message":"2 of the batch's 5 records reached Kafka before a failure; retrying the whole batch without an Idempotency-Key stores those 2 again, with one it stores each record once","records":5}"#.to_owned(),
+        ),
+        (
+            Refusal::OutcomeUnknown {
+                counts: Some(counted),
+            },
+            500,
+            format!(
+                r#"{{"deliveredRecords":1,"error":"outcome_unknown",{unknown},"records":5,"unknownRecords":3}}"#
+            ),
+        ),
+        (
+            Refusal::OutcomeUnknown { counts: None },
+            500,
+            format!(r#"{{"error":"outcome_unknown",{unknown}}}"#),
+        ),
+        (
+            Refusal::Broken,
+            500,
+            r#"{"error":"internal","message":"internal error"}"#.to_owned(),
+        ),
+    ];
+    for (refusal, status, body) in answers {
+        check(refused(refusal), status, &body).await;
+    }
 }
 
 #[test]
