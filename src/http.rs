@@ -17,6 +17,8 @@
 //! keep in [`pace`]), the analytics handlers in [`analytics`], the dashboard's assets in
 //! [`dashboard`], [`ApiError`] in [`error`]. Responses that layers produce without a body (405
 //! from routing, the request timeout) get the same JSON error shape in [`json_error_bodies`].
+//! The router reaches the pipeline only through [`Intake`], so `router_tests` drive it in
+//! process (no socket, no disk) with a stand-in pipeline.
 
 use std::convert::Infallible;
 use std::sync::Arc;

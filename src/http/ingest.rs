@@ -22,6 +22,11 @@
 //!   whole body before reading (as many do) reads the answer instead of a connection reset. A
 //!   client that asked `Expect: 100-continue` is answered at once: it has not sent the body. A
 //!   408 is answered at once too: its client sends too slowly for lingering to help it.
+//! - **Refusals are counted by kind.** [`post_logs`] counts each refusal once, in the counter
+//!   its kind names ([`ApiError::refused_as`], `Metrics::count_refused`): the body, its type,
+//!   encoding or key (`invalid_requests_total`), the body budget or the pipeline's pending work
+//!   (`ingest_inflight_rejections_total`, `ingest_overload_rejections_total`), key conflicts
+//!   (`idempotency_conflicts_total`).
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
