@@ -16,10 +16,14 @@
 //!   listener).
 //! - [`server`]: connections: the cap, timeouts for silent and idle ones, draining at shutdown.
 //! - [`http`]: the axum router, handlers, middleware (auth, metrics, timeouts) and the one
-//!   [`http::ApiError`] type that maps failures onto status codes and JSON bodies; the analytics
-//!   routes (never stale, bounded) and the dashboard's embedded page.
+//!   [`http::ApiError`] type that maps failures (and the pipeline's refusal kinds) onto status
+//!   codes and JSON bodies; the analytics routes (never stale, bounded) and the dashboard's
+//!   embedded page. The router is built over an [`pipeline::Intake`] trait object, so its tests
+//!   run in process with a stand-in pipeline.
 //! - [`pipeline`]: where accepted batches go; one value owns each mode (v1: the store; v2: Kafka)
-//!   from start-up to shutdown.
+//!   from start-up to shutdown. [`pipeline::Intake`] is all the HTTP layer asks of it, and
+//!   [`pipeline::Refusal`] what a refused batch means for the client (each backend's errors are
+//!   mapped to it once, in `pipeline/refusal.rs`).
 //! - [`kafka`]: v2, owned by [`kafka::KafkaPipeline`]: producer, consumer group (writing through
 //!   the store with checkpoints; dead-letter topic), broker set-up and probe.
 //! - [`analytics`]: incremental hourly summaries of the hour files, or of the bucket's objects

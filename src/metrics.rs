@@ -21,7 +21,8 @@ pub struct Metrics {
     registry: Registry,
     /// Batches accepted by the API (answered 202).
     pub batches_received: IntCounter,
-    /// `/logs` requests refused because of their body (400, 413, 415).
+    /// `/logs` requests refused because of their body, its type or encoding, or their
+    /// `Idempotency-Key` (400, 413, 415; see [`Refused::Invalid`]).
     pub invalid_requests: IntCounter,
     /// Records durably stored.
     pub logs_ingested: IntCounter,
@@ -480,6 +481,25 @@ impl Metrics {
         QueuedBatch(self.queue_depth.clone())
     }
 
+    /// Counts one refused `POST /logs` request in the counter of its kind:
+    /// `invalid_requests_total`, `ingest_inflight_rejections_total`,
+    /// `ingest_overload_rejections_total` or `idempotency_conflicts_total{reason}`.
+    pub fn count_refused(&self, why: Refused) {
+        match why {
+            Refused::Invalid => self.invalid_requests.inc(),
+            Refused::BodiesInFlight => self.inflight_rejections.inc(),
+            Refused::PendingWork => self.overload_rejections.inc(),
+            Refused::KeyInFlight => self
+                .idempotency_conflicts
+                .with_label_values(&[CONFLICT_IN_FLIGHT])
+                .inc(),
+            Refused::KeyReused => self
+                .idempotency_conflicts
+                .with_label_values(&[CONFLICT_REUSED])
+                .inc(),
+        }
+    }
+
     /// Renders every metric in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = Vec::with_capacity(8 * 1024);
@@ -488,6 +508,22 @@ impl Metrics {
             .expect("text encoding into a Vec never fails");
         String::from_utf8(out).expect("text exposition is UTF-8")
     }
+}
+
+/// Why `POST /logs` refused a request, as the refusal counters tell refusals apart (see
+/// [`Metrics::count_refused`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The body, its type, its encoding or its `Idempotency-Key` (400, 413, 415).
+    Invalid,
+    /// Request bodies in flight reached `server.maxInflightBytes` (503 `overloaded`).
+    BodiesInFlight,
+    /// Pending work reached its bound (503 `overloaded`).
+    PendingWork,
+    /// A request with the same `Idempotency-Key` is in flight (409).
+    KeyInFlight,
+    /// The `Idempotency-Key` was used for another batch (422).
+    KeyReused,
 }
 
 /// One batch counted in `ingestion_work_queue_depth` (see [`Metrics::queued_batch`]); however
@@ -547,6 +583,41 @@ mod tests {
             "process_resident_memory_bytes",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+    }
+
+    /// The value of the series `series` (name and labels as rendered) in `text`.
+    fn value(text: &str, series: &str) -> f64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn each_refusal_counts_in_its_own_counter_only() {
+        let series = [
+            (Refused::Invalid, "invalid_requests_total"),
+            (Refused::BodiesInFlight, "ingest_inflight_rejections_total"),
+            (Refused::PendingWork, "ingest_overload_rejections_total"),
+            (
+                Refused::KeyInFlight,
+                "idempotency_conflicts_total{reason=\"in_flight\"}",
+            ),
+            (
+                Refused::KeyReused,
+                "idempotency_conflicts_total{reason=\"reused\"}",
+            ),
+        ];
+        for (why, counted_in) in series {
+            let metrics = Metrics::new();
+            metrics.count_refused(why);
+            let text = metrics.render();
+            for (_, other) in series {
+                let expected = if other == counted_in { 1.0 } else { 0.0 };
+                assert_eq!(value(&text, other), expected, "{why:?}: {other}");
+            }
         }
     }
 

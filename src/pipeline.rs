@@ -4,22 +4,31 @@
 //! - [`Pipeline::V2`]: the [`KafkaPipeline`] produces them to Kafka; its consumer group writes the
 //!   same hour files through its own [`Store`].
 //!
-//! The HTTP layer sees only [`Pipeline`] and [`SubmitError`]; each backend keeps its own error
-//! type, and `http::ApiError` is the one place that turns them into answers.
+//! The HTTP layer sees only [`Intake`] (what it asks of a pipeline, which [`Pipeline`]
+//! implements) and [`SubmitError`], whose [`Refusal`] says what a refused batch means for the
+//! client: each backend's errors are mapped to it once, in `pipeline/refusal.rs`;
+//! `http::ApiError` turns it into an answer.
 //!
 //! Batches sent with an `Idempotency-Key` go through [`Pipeline::submit_keyed`], which asks the
 //! mode's [`KeyIndex`] first (see [`crate::idempotency`]): in v1 "done" means in the store's
 //! ledger (stored, durable with the lines); in v2 it means acknowledged by the broker, in an index
 //! of this process seeded at start-up from the batches its consumers stored whole.
 
+mod refusal;
+
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+
+pub use refusal::{Refusal, SubmitError, UnknownCounts};
 
 use crate::config::{Config, PipelineVersion};
 use crate::idempotency::{Claim, Fingerprint, Key, KeyIndex, Update, now_ms};
-use crate::kafka::{KafkaPipeline, KafkaSettings, ProduceError};
+use crate::kafka::{KafkaPipeline, KafkaSettings};
 use crate::metrics::Metrics;
 use crate::record::EncodedBatch;
-use crate::store::{Store, StoreError, StoreOptions};
+use crate::store::{Store, StoreOptions};
 
 /// The running pipeline of this process.
 pub enum Pipeline {
@@ -49,13 +58,65 @@ pub enum KeyedOutcome {
     InFlight,
 }
 
-/// Why a batch was not accepted, as its backend reports it.
-#[derive(Debug, thiserror::Error)]
-pub enum SubmitError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Kafka(#[from] ProduceError),
+/// What the HTTP API asks of the running pipeline, whatever its mode: the router holds it as a
+/// trait object, so that its tests can drive every answer with a stand-in (no socket, no disk).
+/// [`Pipeline`]'s methods of the same names say what each does.
+pub trait Intake: Send + Sync {
+    /// See [`Pipeline::submit`].
+    fn submit(
+        &self,
+        batch: EncodedBatch,
+        deadline: Instant,
+    ) -> BoxFuture<'_, Result<(), SubmitError>>;
+
+    /// See [`Pipeline::submit_keyed`].
+    fn submit_keyed(
+        &self,
+        batch: EncodedBatch,
+        key: Key,
+        fingerprint: Fingerprint,
+        deadline: Instant,
+    ) -> BoxFuture<'_, Result<KeyedOutcome, SubmitError>>;
+
+    /// See [`Pipeline::settle`].
+    fn settle(&self, timeout: Duration) -> BoxFuture<'_, bool>;
+
+    /// See [`Pipeline::readiness`].
+    fn readiness(&self) -> Result<(), &'static str>;
+}
+
+impl Intake for Pipeline {
+    fn submit(
+        &self,
+        batch: EncodedBatch,
+        deadline: Instant,
+    ) -> BoxFuture<'_, Result<(), SubmitError>> {
+        Box::pin(Pipeline::submit(self, batch, deadline))
+    }
+
+    fn submit_keyed(
+        &self,
+        batch: EncodedBatch,
+        key: Key,
+        fingerprint: Fingerprint,
+        deadline: Instant,
+    ) -> BoxFuture<'_, Result<KeyedOutcome, SubmitError>> {
+        Box::pin(Pipeline::submit_keyed(
+            self,
+            batch,
+            key,
+            fingerprint,
+            deadline,
+        ))
+    }
+
+    fn settle(&self, timeout: Duration) -> BoxFuture<'_, bool> {
+        Box::pin(Pipeline::settle(self, timeout))
+    }
+
+    fn readiness(&self) -> Result<(), &'static str> {
+        Pipeline::readiness(self)
+    }
 }
 
 impl Pipeline {
@@ -90,11 +151,7 @@ impl Pipeline {
     /// policy (v1) or acknowledged by the broker (v2), or with what is known of its outcome.
     /// In v1 a batch still waiting for the writer at `deadline` is withdrawn (nothing stored);
     /// in v2 the wait is bounded by `kafka.produceTimeout` instead.
-    pub async fn submit(
-        &self,
-        batch: EncodedBatch,
-        deadline: std::time::Instant,
-    ) -> Result<(), SubmitError> {
+    pub async fn submit(&self, batch: EncodedBatch, deadline: Instant) -> Result<(), SubmitError> {
         match self {
             Pipeline::V1 { store, metrics, .. } => {
                 // The ingestion queue of v1 is the store's queue, as far as API batches go.
@@ -112,7 +169,7 @@ impl Pipeline {
         batch: EncodedBatch,
         key: Key,
         fingerprint: Fingerprint,
-        deadline: std::time::Instant,
+        deadline: Instant,
     ) -> Result<KeyedOutcome, SubmitError> {
         let keys = match self {
             Pipeline::V1 { keys, .. } | Pipeline::V2 { keys, .. } => keys,
@@ -143,7 +200,7 @@ impl Pipeline {
     /// Waits, at most `timeout`, until every batch acknowledged before the call is in the hour
     /// files, so that a read of them (the analytics) sees it; whether it got there. v1 stores
     /// before it acknowledges; v2 waits for its consumers (see [`KafkaPipeline::settle`]).
-    pub async fn settle(&self, timeout: std::time::Duration) -> bool {
+    pub async fn settle(&self, timeout: Duration) -> bool {
         match self {
             Pipeline::V1 { .. } => true,
             Pipeline::V2 { kafka, .. } => kafka.settle(timeout).await,
@@ -165,5 +222,115 @@ impl Pipeline {
             Pipeline::V1 { store, .. } => store.shutdown().await,
             Pipeline::V2 { kafka, .. } => kafka.shutdown().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use chrono::{DateTime, Utc};
+
+    use super::*;
+    use crate::config::PipelineVersion;
+
+    /// The v1 pipeline of a logs directory.
+    async fn v1(logs_dir: &Path) -> Pipeline {
+        let mut config = Config {
+            version: PipelineVersion::V1,
+            ..Config::default()
+        };
+        config.storage.logs_dir = logs_dir.to_owned();
+        config.storage.analytics_dir = logs_dir.join("analytics");
+        Pipeline::start(&config, &Metrics::new()).await.unwrap()
+    }
+
+    /// A batch of records at 2025-11-22 14:xx with these paths.
+    fn batch(paths: &[&str]) -> EncodedBatch {
+        let mut batch = EncodedBatch::default();
+        let at: DateTime<Utc> = "2025-11-22T14:05:00Z".parse().unwrap();
+        for path in paths {
+            batch.push(&at, path, "curl/8.5.0");
+        }
+        batch
+    }
+
+    /// The paths stored in the hour file of 2025-11-22 14:00, in order.
+    fn stored(logs_dir: &Path) -> Vec<String> {
+        let text =
+            std::fs::read_to_string(logs_dir.join("2025-11-22/14.log.json")).unwrap_or_default();
+        text.lines()
+            .map(|line| {
+                let record: serde_json::Value = serde_json::from_str(line).unwrap();
+                record["path"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    }
+
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(30)
+    }
+
+    #[tokio::test]
+    async fn v1_stores_a_keyed_batch_once_and_refuses_its_key_for_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let pipeline = v1(dir.path()).await;
+        let key = Key::parse(b"order-42").unwrap();
+        let first = batch(&["/a", "/b"]);
+        let fingerprint = Fingerprint::of(&first);
+        let submit = |batch, fingerprint| pipeline.submit_keyed(batch, key, fingerprint, later());
+
+        assert_eq!(
+            submit(first, fingerprint).await.unwrap(),
+            KeyedOutcome::Stored
+        );
+        assert_eq!(stored(dir.path()), ["/a", "/b"]);
+        assert!(
+            pipeline.settle(Duration::ZERO).await,
+            "v1 stores before it acknowledges"
+        );
+
+        let again = batch(&["/a", "/b"]);
+        assert_eq!(Fingerprint::of(&again), fingerprint);
+        assert_eq!(
+            submit(again, fingerprint).await.unwrap(),
+            KeyedOutcome::Replayed { records: 2 }
+        );
+        let other = batch(&["/c"]);
+        let other_fingerprint = Fingerprint::of(&other);
+        assert_eq!(
+            submit(other, other_fingerprint).await.unwrap(),
+            KeyedOutcome::Reused
+        );
+        assert_eq!(stored(dir.path()), ["/a", "/b"], "nothing stored twice");
+
+        pipeline
+            .submit(batch(&["/unkeyed"]), later())
+            .await
+            .unwrap();
+        assert_eq!(stored(dir.path()), ["/a", "/b", "/unkeyed"]);
+        pipeline.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn v1_refuses_batches_after_shutdown_as_shutting_down() {
+        let dir = tempfile::tempdir().unwrap();
+        let pipeline = v1(dir.path()).await;
+        assert_eq!(pipeline.readiness(), Ok(()));
+        pipeline.shutdown().await;
+        let refused = pipeline.submit(batch(&["/late"]), later()).await;
+        assert_eq!(
+            refused.map_err(|err| err.refusal()).unwrap_err(),
+            Refusal::ShuttingDown
+        );
+        let key = Key::parse(b"late").unwrap();
+        let late = batch(&["/late"]);
+        let fingerprint = Fingerprint::of(&late);
+        let refused = pipeline.submit_keyed(late, key, fingerprint, later()).await;
+        assert_eq!(
+            refused.map_err(|err| err.refusal()).unwrap_err(),
+            Refusal::ShuttingDown
+        );
+        assert!(stored(dir.path()).is_empty());
     }
 }

@@ -439,3 +439,6 @@ impl tower::Service<hyper::Request<Incoming>> for Tracked {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,7 @@
 //! [`ApiError`]: every way a request can fail, and the one place failures become a status code
-//! and a JSON body `{"error": "<code>", "message": "<text>", ...details}`. Each backend's errors
-//! (the store's, Kafka's) are mapped here, by what they mean for the client ([`Refusal`]).
+//! and a JSON body `{"error": "<code>", "message": "<text>", ...details}`. A refused batch
+//! arrives as the pipeline's [`Refusal`] (what it means for the client, whichever backend refused
+//! it): this module maps those kinds, never a backend's errors.
 
 use std::time::Duration;
 
@@ -11,9 +12,8 @@ use serde_json::{Value, json};
 use super::SUPPORTED_ENCODINGS;
 use crate::idempotency::KeyError;
 use crate::ingest::{DecodeError, SUPPORTED_MEDIA_TYPES};
-use crate::kafka::ProduceError;
-use crate::pipeline::SubmitError;
-use crate::store::StoreError;
+use crate::metrics::Refused;
+use crate::pipeline::{Refusal, SubmitError, UnknownCounts};
 
 /// Seconds a client should wait before retrying after a 503 or a 409 (key in flight).
 const RETRY_AFTER_SECS: u64 = 1;
@@ -110,7 +110,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Submit(err)
                 if matches!(
-                    Refusal::of(err),
+                    err.refusal(),
                     Refusal::OutcomeUnknown { .. } | Refusal::Broken
                 ) =>
             {
@@ -123,6 +123,40 @@ impl ApiError {
             | ApiError::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Status(status) => *status,
+        }
+    }
+
+    /// Which refusal counter a `POST /logs` answered with this error counts in, if any: the
+    /// client's body, type, encoding or key (400, 413, 415), a full budget or queue (503
+    /// `overloaded`), or a key conflict. Timeouts, 401 and failures to store are not refusals of
+    /// the request (`ingest_errors_total` counts the latter where they happen).
+    pub fn refused_as(&self) -> Option<Refused> {
+        match self {
+            ApiError::Decode(_)
+            | ApiError::BodyTooLarge { .. }
+            | ApiError::UnreadableBody(_)
+            | ApiError::UnsupportedEncoding
+            | ApiError::InvalidIdempotencyKey(_) => Some(Refused::Invalid),
+            ApiError::Overloaded => Some(Refused::BodiesInFlight),
+            ApiError::Submit(err) if err.refusal() == Refusal::Overloaded => {
+                Some(Refused::PendingWork)
+            }
+            ApiError::IdempotencyKeyInFlight => Some(Refused::KeyInFlight),
+            ApiError::IdempotencyKeyReused => Some(Refused::KeyReused),
+            ApiError::Submit(_)
+            | ApiError::BodyTimeout(_)
+            | ApiError::BodyTooSlow { .. }
+            | ApiError::Unauthorized
+            | ApiError::NotFound(_)
+            | ApiError::MethodNotAllowed
+            | ApiError::Timeout
+            | ApiError::ShuttingDown
+            | ApiError::BadQuery(_)
+            | ApiError::NoSummary(_)
+            | ApiError::Busy
+            | ApiError::SummaryTooLarge { .. }
+            | ApiError::Internal
+            | ApiError::Status(_) => None,
         }
     }
 
@@ -143,7 +177,7 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
-            ApiError::Submit(err) => match Refusal::of(err) {
+            ApiError::Submit(err) => match err.refusal() {
                 Refusal::TimedOut => "timeout",
                 Refusal::Overloaded => "overloaded",
                 Refusal::ShuttingDown => "shutting_down",
@@ -189,7 +223,7 @@ impl ApiError {
                     String::new()
                 }
             ),
-            ApiError::Submit(err) => match Refusal::of(err) {
+            ApiError::Submit(err) => match err.refusal() {
                 Refusal::TimedOut => "the batch waited for the store past server.requestTimeout \
                                       and was withdrawn; nothing from it was stored, retry later"
                     .into(),
@@ -237,14 +271,17 @@ impl ApiError {
             ApiError::SummaryTooLarge { hour, bytes, limit } => {
                 json!({"hour": hour, "bytes": bytes, "limit": limit})
             }
-            ApiError::Submit(err) => match Refusal::of(err) {
+            ApiError::Submit(err) => match err.refusal() {
                 Refusal::Partial { delivered, total } => {
                     json!({"deliveredRecords": delivered, "records": total})
                 }
                 Refusal::OutcomeUnknown {
-                    delivered: Some(delivered),
-                    unknown: Some(unknown),
-                    total: Some(total),
+                    counts:
+                        Some(UnknownCounts {
+                            delivered,
+                            unknown,
+                            total,
+                        }),
                 } => json!({
                     "deliveredRecords": delivered,
                     "unknownRecords": unknown,
@@ -253,70 +290,6 @@ impl ApiError {
                 _ => json!({}),
             },
             _ => json!({}),
-        }
-    }
-}
-
-/// What a refused batch means for the client, whichever backend refused it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Refusal {
-    /// Nothing stored; it waited too long for the writer and was withdrawn.
-    TimedOut,
-    /// Nothing stored; pending work is at its bound.
-    Overloaded,
-    /// Nothing stored; the service is draining.
-    ShuttingDown,
-    /// Nothing stored; a write or the broker failed.
-    Unavailable,
-    /// Part of the batch reached Kafka.
-    Partial { delivered: usize, total: usize },
-    /// Part of the batch may be stored, and nobody can tell which: a rollback failed (v1), or
-    /// records were sent to Kafka without an answer (v2). `delivered` and `unknown` are known
-    /// for v2 only.
-    OutcomeUnknown {
-        delivered: Option<usize>,
-        unknown: Option<usize>,
-        total: Option<usize>,
-    },
-    /// The store cannot work at all (cannot happen after start-up).
-    Broken,
-}
-
-impl Refusal {
-    pub(super) fn of(err: &SubmitError) -> Refusal {
-        match err {
-            SubmitError::Store(StoreError::Withdrawn) => Refusal::TimedOut,
-            SubmitError::Store(StoreError::Overloaded)
-            | SubmitError::Kafka(ProduceError::Overloaded) => Refusal::Overloaded,
-            SubmitError::Store(StoreError::Closed) => Refusal::ShuttingDown,
-            SubmitError::Store(StoreError::WriteFailed(_))
-            | SubmitError::Kafka(ProduceError::Unavailable { .. }) => Refusal::Unavailable,
-            SubmitError::Kafka(ProduceError::Partial {
-                delivered, total, ..
-            }) => Refusal::Partial {
-                delivered: *delivered,
-                total: *total,
-            },
-            SubmitError::Kafka(ProduceError::OutcomeUnknown {
-                delivered,
-                unknown,
-                total,
-                ..
-            }) => Refusal::OutcomeUnknown {
-                delivered: Some(*delivered),
-                unknown: Some(*unknown),
-                total: Some(*total),
-            },
-            SubmitError::Store(StoreError::Inconsistent(_) | StoreError::OutcomeUnknown) => {
-                Refusal::OutcomeUnknown {
-                    delivered: None,
-                    unknown: None,
-                    total: None,
-                }
-            }
-            SubmitError::Store(StoreError::Locked { .. } | StoreError::Open { .. }) => {
-                Refusal::Broken
-            }
         }
     }
 }
@@ -346,3 +319,6 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests;

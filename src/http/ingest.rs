@@ -22,6 +22,11 @@
 //!   whole body before reading (as many do) reads the answer instead of a connection reset. A
 //!   client that asked `Expect: 100-continue` is answered at once: it has not sent the body. A
 //!   408 is answered at once too: its client sends too slowly for lingering to help it.
+//! - **Refusals are counted by kind.** [`post_logs`] counts each refusal once, in the counter
+//!   its kind names ([`ApiError::refused_as`], `Metrics::count_refused`): the body, its type,
+//!   encoding or key (`invalid_requests_total`), the body budget or the pipeline's pending work
+//!   (`ingest_inflight_rejections_total`, `ingest_overload_rejections_total`), key conflicts
+//!   (`idempotency_conflicts_total`).
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,12 +49,12 @@ use tokio::time::Instant;
 
 use super::AppState;
 use super::encoding::{self, Coding, Source};
-use super::error::{ApiError, Refusal};
+use super::error::ApiError;
 use super::pace::Pace;
 use crate::idempotency::{self, Fingerprint, Key, KeyError};
-use crate::ingest::{self, Format};
-use crate::metrics::{CONFLICT_IN_FLIGHT, CONFLICT_REUSED};
+use crate::ingest::{self, Format, Limits};
 use crate::pipeline::KeyedOutcome;
+use crate::record::EncodedBatch;
 
 /// Bodies larger than this are decoded on the blocking pool instead of an async worker.
 const INLINE_DECODE_BYTES: usize = 512 * 1024;
@@ -60,21 +65,57 @@ const LINGER_BYTES: u64 = 64 * 1024 * 1024;
 /// ... for at most this long.
 const LINGER_TIME: Duration = Duration::from_secs(10);
 
-/// `POST /logs`: decode, validate, store, then answer 202.
+/// `POST /logs`: decode, validate, store, then answer 202. A refusal is counted here, by its kind
+/// ([`ApiError::refused_as`]), before [`linger`] makes the answer wait for the rest of the body.
 pub(super) async fn post_logs(
     State(state): State<AppState>,
     headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let answer = take_batch(&state, &headers, body).await;
+    if let Err(err) = &answer
+        && let Some(why) = err.refused_as()
+    {
+        state.metrics.count_refused(why);
+    }
+    answer
+}
+
+/// Reads and decodes the batch, hands it over, and answers with its outcome.
+async fn take_batch(
+    state: &AppState,
+    headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let deadline = Instant::now() + state.request_timeout;
     if state.shutting_down.load(Ordering::Relaxed) {
         return Err(ApiError::ShuttingDown);
     }
+    let Decoded { batch, keyed } = read_and_decode(state, headers, body, deadline).await?;
+    let records = batch.records();
+    let outcome = hand_over(state, batch, keyed, deadline).await?;
+    answer(state, records, outcome)
+}
+
+/// A decoded batch, with its key and fingerprint if it was sent with an `Idempotency-Key`.
+struct Decoded {
+    batch: EncodedBatch,
+    keyed: Option<(Key, Fingerprint)>,
+}
+
+/// Admits the request by its headers, reads its body and decodes it, holding a share of
+/// `server.maxInflightBytes` until the batch is decoded (see the module docs).
+async fn read_and_decode(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    deadline: Instant,
+) -> Result<Decoded, ApiError> {
     let content_type = headers.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes);
     let format = Format::from_content_type(content_type)?;
-    let coding = Coding::of(&headers)?;
-    let key = idempotency_key(&headers)?;
-    let declared = content_length(&headers);
+    let coding = Coding::of(headers)?;
+    let key = idempotency_key(headers)?;
+    let declared = content_length(headers);
     if let Some(length) = declared
         && length > state.max_body_bytes
         && coding == Coding::Identity
@@ -85,65 +126,86 @@ pub(super) async fn post_logs(
     }
     // Advisory, reserving nothing: a body that plainly does not fit is told before it is sent.
     if declared.is_some_and(|length| length > state.inflight.available_permits()) {
-        state.metrics.inflight_rejections.inc();
         return Err(ApiError::Overloaded);
     }
     let mut share = BudgetShare::new(&state.inflight);
+    let bytes = read_by_deadline(state, body, coding, &mut share, deadline).await?;
+    // Decoding holds the body and the encoded batch at once: both count against the budget.
+    share.grow_to(bytes.len() + ingest::expected_output(format, bytes.len()))?;
+    let decoded = decode(state.limits, format, bytes, key, deadline).await;
+    drop(share);
+    decoded
+}
 
+/// Reads the body, decoded, within `server.readBodyTimeout` (and the request's `deadline`), as
+/// long as it keeps arriving at `server.minBodyRate`.
+async fn read_by_deadline(
+    state: &AppState,
+    body: Body,
+    coding: Coding,
+    share: &mut BudgetShare,
+    deadline: Instant,
+) -> Result<Bytes, ApiError> {
     let read_by = deadline.min(Instant::now() + state.read_body_timeout);
     let pace = Pace::new(state.min_body_rate);
     let body = pace.count(body);
     let read = async {
         tokio::select! {
-            bytes = read_body(body, coding, state.max_body_bytes, &mut share) => bytes,
+            bytes = read_body(body, coding, state.max_body_bytes, share) => bytes,
             too_slow = pace.too_slow() => Err(too_slow),
         }
     };
-    let bytes = match tokio::time::timeout_at(read_by, read).await {
-        Ok(bytes) => bytes.inspect_err(|err| {
-            if matches!(err, ApiError::Overloaded) {
-                state.metrics.inflight_rejections.inc();
-            }
-        })?,
-        Err(_) if read_by < deadline => return Err(ApiError::BodyTimeout(state.read_body_timeout)),
-        Err(_) => return Err(ApiError::Timeout),
-    };
-    // Decoding holds the body and the encoded batch at once: both count against the budget.
-    share
-        .grow_to(bytes.len() + ingest::expected_output(format, bytes.len()))
-        .inspect_err(|_| state.metrics.inflight_rejections.inc())?;
-    let limits = state.limits;
+    match tokio::time::timeout_at(read_by, read).await {
+        Ok(bytes) => bytes,
+        Err(_) if read_by < deadline => Err(ApiError::BodyTimeout(state.read_body_timeout)),
+        Err(_) => Err(ApiError::Timeout),
+    }
+}
+
+/// Decodes `bytes` as `format`, fingerprinting the batch if it has a `key`: inline for a small
+/// body, on the blocking pool (bounded by `deadline`) for a large one.
+async fn decode(
+    limits: Limits,
+    format: Format,
+    bytes: Bytes,
+    key: Option<Key>,
+    deadline: Instant,
+) -> Result<Decoded, ApiError> {
     let size = bytes.len();
-    // A keyed batch is fingerprinted where it is decoded.
     let decode = move || {
         let batch = ingest::decode(format, &bytes, &limits)?;
-        let fingerprint = key.map(|_| Fingerprint::of(&batch));
-        Ok::<_, ApiError>((batch, fingerprint))
+        let keyed = key.map(|key| (key, Fingerprint::of(&batch)));
+        Ok::<_, ApiError>(Decoded { batch, keyed })
     };
-    let (batch, fingerprint) = if size <= INLINE_DECODE_BYTES {
+    if size <= INLINE_DECODE_BYTES {
         // Called by value, so the body goes as soon as it is decoded, not when the answer does.
-        call_once(decode)?
-    } else {
-        let decoding = tokio::task::spawn_blocking(decode);
-        match tokio::time::timeout_at(deadline, decoding).await {
-            Ok(decoded) => decoded.map_err(|_| ApiError::Internal)??,
-            Err(_) => return Err(ApiError::Timeout),
-        }
-    };
-    drop(share);
-    let records = batch.records();
-    // Storing runs in its own task: if the client goes away, the batch is still stored or
-    // refused as a whole, never cut off half-way; its outcome is bounded by the pipeline.
+        return call_once(decode);
+    }
+    match tokio::time::timeout_at(deadline, tokio::task::spawn_blocking(decode)).await {
+        Ok(decoded) => decoded.map_err(|_| ApiError::Internal)?,
+        Err(_) => Err(ApiError::Timeout),
+    }
+}
+
+/// Hands the batch to the pipeline, in a task of its own: if the client goes away, the batch is
+/// still stored or refused as a whole, never cut off half-way; its outcome is bounded by the
+/// pipeline.
+async fn hand_over(
+    state: &AppState,
+    batch: EncodedBatch,
+    keyed: Option<(Key, Fingerprint)>,
+    deadline: Instant,
+) -> Result<KeyedOutcome, ApiError> {
     let pipeline = state.pipeline.clone();
     let deadline = deadline.into_std();
     let stored = tokio::spawn(async move {
-        match (key, fingerprint) {
-            (Some(key), Some(fingerprint)) => {
+        match keyed {
+            Some((key, fingerprint)) => {
                 pipeline
                     .submit_keyed(batch, key, fingerprint, deadline)
                     .await
             }
-            _ => pipeline
+            None => pipeline
                 .submit(batch, deadline)
                 .await
                 .map(|()| KeyedOutcome::Stored),
@@ -151,48 +213,35 @@ pub(super) async fn post_logs(
     })
     .await
     .map_err(|_| ApiError::Internal)?;
-    if let Err(err) = &stored
-        && Refusal::of(err) == Refusal::Overloaded
-    {
-        state.metrics.overload_rejections.inc();
-    }
+    Ok(stored?)
+}
+
+/// The answer to a batch of `records` records handed over with `outcome`.
+fn answer(state: &AppState, records: usize, outcome: KeyedOutcome) -> Result<Response, ApiError> {
     let accepted = |records: usize| {
         (
             StatusCode::ACCEPTED,
             axum::Json(json!({ "accepted": records })),
         )
+            .into_response()
     };
-    match stored? {
+    match outcome {
         KeyedOutcome::Stored => {
             state.metrics.batches_received.inc();
             state.metrics.batch_records.observe(records as f64);
-            Ok(accepted(records).into_response())
+            Ok(accepted(records))
         }
         KeyedOutcome::Replayed { records } => {
             state.metrics.idempotency_replays.inc();
-            let mut response = accepted(records as usize).into_response();
+            let mut response = accepted(records as usize);
             response.headers_mut().insert(
                 idempotency::REPLAYED_HEADER,
                 HeaderValue::from_static("true"),
             );
             Ok(response)
         }
-        KeyedOutcome::InFlight => {
-            state
-                .metrics
-                .idempotency_conflicts
-                .with_label_values(&[CONFLICT_IN_FLIGHT])
-                .inc();
-            Err(ApiError::IdempotencyKeyInFlight)
-        }
-        KeyedOutcome::Reused => {
-            state
-                .metrics
-                .idempotency_conflicts
-                .with_label_values(&[CONFLICT_REUSED])
-                .inc();
-            Err(ApiError::IdempotencyKeyReused)
-        }
+        KeyedOutcome::InFlight => Err(ApiError::IdempotencyKeyInFlight),
+        KeyedOutcome::Reused => Err(ApiError::IdempotencyKeyReused),
     }
 }
 

@@ -14,21 +14,26 @@
 //! librdkafka settings: `kafka.batchSize` → `batch.num.messages`, `kafka.batchTimeout` →
 //! `linger.ms`, `kafka.batchBytes` (when > 0) → `batch.size`, `kafka.compression` →
 //! `compression.type`, `kafka.produceTimeout` → `message.timeout.ms`.
+//!
+//! `producer/delivery.rs` counts a batch's delivery reports and works out its outcome;
+//! `producer/renewing.rs` replaces a client the broker fenced off (shared with the dead-letter
+//! producer).
+
+mod delivery;
+mod renewing;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::message::ToBytes;
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::statistics::Statistics;
-use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientConfig, ClientContext, Message};
-use tokio::sync::{Notify, Semaphore};
+use rdkafka::ClientConfig;
+use rdkafka::error::KafkaResult;
+use tokio::sync::Semaphore;
 
-use super::{base_config, keyed};
+pub(super) use delivery::Tracker;
+pub(super) use renewing::RenewingProducer;
+
+use super::base_config;
 use crate::config::KafkaConfig;
 use crate::idempotency::Update;
 use crate::metrics::Metrics;
@@ -75,386 +80,6 @@ pub enum ProduceError {
         total: usize,
         reason: String,
     },
-}
-
-/// What became of the records of one batch, filled in by librdkafka's delivery reports.
-#[derive(Default)]
-pub(super) struct Tracker {
-    /// Records sent and not yet reported, plus one while the sender is still sending.
-    pending: AtomicUsize,
-    persisted: AtomicUsize,
-    not_persisted: AtomicUsize,
-    possibly_persisted: AtomicUsize,
-    /// Of `persisted`: reported without an offset, which is how librdkafka reports a batch the
-    /// broker answered with DUPLICATE_SEQUENCE_NUMBER ("an earlier attempt wrote it").
-    without_offset: AtomicUsize,
-    first_error: Mutex<Option<String>>,
-    done: Notify,
-}
-
-impl Tracker {
-    /// A tracker for a batch about to be sent; [`Tracker::sent_all`] ends the sending.
-    pub(super) fn new() -> Arc<Tracker> {
-        Arc::new(Tracker {
-            pending: AtomicUsize::new(1),
-            ..Tracker::default()
-        })
-    }
-
-    fn sending_one(&self) {
-        self.pending.fetch_add(1, Ordering::AcqRel);
-    }
-
-    fn report_done(&self) {
-        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.done.notify_one();
-        }
-    }
-
-    fn failed(&self, reason: &dyn std::fmt::Display) {
-        self.first_error
-            .lock()
-            .expect("tracker lock")
-            .get_or_insert_with(|| reason.to_string());
-    }
-
-    /// The sender sent what it could (`refused`: the error that stopped it, if any).
-    pub(super) fn sent_all(&self, refused: Option<&KafkaError>) {
-        if let Some(err) = refused {
-            self.failed(err);
-        }
-        self.report_done();
-    }
-
-    /// Waits until every sent record was reported, at most `deadline`; whether they all were.
-    pub(super) async fn reported(&self, deadline: Duration) -> bool {
-        tokio::time::timeout(deadline, async {
-            while self.pending.load(Ordering::Acquire) > 0 {
-                self.done.notified().await;
-            }
-        })
-        .await
-        .is_ok()
-    }
-
-    /// Records acknowledged so far.
-    pub(super) fn persisted(&self) -> usize {
-        self.persisted.load(Ordering::Acquire)
-    }
-
-    /// The outcome of a batch of `total` records, once [`Tracker::reported`] returned.
-    pub(super) fn outcome(&self, total: usize, all_reported: bool) -> Result<(), ProduceError> {
-        let delivered = self.persisted();
-        let possibly = self.possibly_persisted.load(Ordering::Acquire);
-        let reason = || {
-            self.first_error
-                .lock()
-                .expect("tracker lock")
-                .clone()
-                .unwrap_or_else(|| "no delivery report within kafka.produceTimeout".to_owned())
-        };
-        if !all_reported {
-            // Whatever was sent and not reported may still arrive.
-            let not = self.not_persisted.load(Ordering::Acquire);
-            let unknown = total - delivered - not;
-            return Err(ProduceError::OutcomeUnknown {
-                delivered,
-                unknown,
-                total,
-                reason: reason(),
-            });
-        }
-        if delivered == total {
-            Ok(())
-        } else if possibly > 0 {
-            Err(ProduceError::OutcomeUnknown {
-                delivered,
-                unknown: possibly,
-                total,
-                reason: reason(),
-            })
-        } else if delivered == 0 {
-            Err(ProduceError::Unavailable { reason: reason() })
-        } else {
-            Err(ProduceError::Partial {
-                delivered,
-                total,
-                reason: reason(),
-            })
-        }
-    }
-}
-
-/// The callbacks of one producer client: delivery reports go to their batch's [`Tracker`].
-pub(super) struct Reports {
-    /// Per partition, the offset after the last record acknowledged (see
-    /// [`RenewingProducer::acknowledged`]); shared by every generation of the producer.
-    acknowledged: Arc<Mutex<BTreeMap<i32, i64>>>,
-    /// A report said the broker fenced this producer off.
-    fenced: AtomicBool,
-    /// The last statistics (at most a second old) said the broker gave this producer its id
-    /// (librdkafka's idempotence state `Assigned`) and a connection to a broker is up: it can
-    /// deliver. A new client has no id until the broker answers it; a broker that died refuses
-    /// connections, which the client sees before any metadata request times out.
-    can_deliver: AtomicBool,
-}
-
-impl ClientContext for Reports {
-    fn stats(&self, statistics: Statistics) {
-        let assigned = (statistics.eos.as_ref()).is_some_and(|eos| eos.idemp_state == "Assigned");
-        let connected =
-            (statistics.brokers.values()).any(|broker| broker.nodeid >= 0 && broker.state == "UP");
-        self.can_deliver
-            .store(assigned && connected, Ordering::Relaxed);
-    }
-}
-
-impl ProducerContext for Reports {
-    type DeliveryOpaque = Arc<Tracker>;
-
-    fn delivery(&self, result: &DeliveryResult<'_>, tracker: Arc<Tracker>) {
-        match result {
-            Ok(message) => {
-                tracker.persisted.fetch_add(1, Ordering::AcqRel);
-                if message.offset() < 0 {
-                    tracker.without_offset.fetch_add(1, Ordering::AcqRel);
-                }
-                let mut acknowledged = self.acknowledged.lock().expect("acknowledged lock");
-                let next = acknowledged.entry(message.partition()).or_default();
-                *next = (*next).max(message.offset() + 1);
-            }
-            Err((err, message)) => {
-                // SAFETY: `message` wraps the report's valid `rd_kafka_message_t` for the
-                // duration of this callback, and `rd_kafka_message_status` only reads it.
-                let status = unsafe { rdkafka::bindings::rd_kafka_message_status(message.ptr()) };
-                let counter = match status {
-                    rdkafka::bindings::rd_kafka_msg_status_t::RD_KAFKA_MSG_STATUS_PERSISTED => {
-                        // An error report for a persisted message does not happen; count it as
-                        // the broker has it.
-                        &tracker.persisted
-                    }
-                    rdkafka::bindings::rd_kafka_msg_status_t::RD_KAFKA_MSG_STATUS_POSSIBLY_PERSISTED => {
-                        &tracker.possibly_persisted
-                    }
-                    rdkafka::bindings::rd_kafka_msg_status_t::RD_KAFKA_MSG_STATUS_NOT_PERSISTED => {
-                        &tracker.not_persisted
-                    }
-                };
-                counter.fetch_add(1, Ordering::AcqRel);
-                tracker.failed(err);
-                if is_fenced(err) {
-                    self.fenced.store(true, Ordering::Relaxed);
-                }
-            }
-        }
-        tracker.report_done();
-    }
-}
-
-/// Whether `err` means the producer can never deliver again.
-fn is_fenced(err: &KafkaError) -> bool {
-    matches!(
-        err.rdkafka_error_code(),
-        Some(
-            RDKafkaErrorCode::ProducerFenced
-                | RDKafkaErrorCode::InvalidProducerEpoch
-                | RDKafkaErrorCode::UnknownProducerId
-                | RDKafkaErrorCode::Fatal
-        )
-    )
-}
-
-/// A producer client that is replaced once it can never deliver again. An idempotent producer
-/// whose epoch the broker bumped (after a timeout) is fenced off for good, and librdkafka does
-/// not recover from its fatal errors: only a new client delivers again.
-pub(super) struct RenewingProducer {
-    current: RwLock<ThreadedProducer<Reports>>,
-    /// How many times the client was replaced: a failure seen on an older client does not
-    /// replace a newer one.
-    generation: AtomicU64,
-    client: ClientConfig,
-    acknowledged: Arc<Mutex<BTreeMap<i32, i64>>>,
-    /// What this producer is for, in logs.
-    role: &'static str,
-}
-
-impl RenewingProducer {
-    /// Creates the first client (it connects lazily).
-    pub(super) fn new(client: ClientConfig, role: &'static str) -> KafkaResult<RenewingProducer> {
-        let acknowledged = Arc::new(Mutex::new(BTreeMap::new()));
-        Ok(RenewingProducer {
-            current: RwLock::new(create(&client, &acknowledged)?),
-            generation: AtomicU64::new(0),
-            client,
-            acknowledged,
-            role,
-        })
-    }
-
-    /// The current client.
-    pub(super) fn current(&self) -> ThreadedProducer<Reports> {
-        self.current.read().expect("producer lock").clone()
-    }
-
-    /// Which client is current (see [`RenewingProducer::renew_after_failure`]).
-    pub(super) fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    /// Whether the current client can deliver now: the broker gave it a producer id and it is
-    /// connected (as its last statistics, at most a second old, said), and it was not fenced off
-    /// or failed.
-    pub(super) fn can_deliver(&self) -> bool {
-        let current = self.current();
-        let context = current.context();
-        context.can_deliver.load(Ordering::Relaxed)
-            && !context.fenced.load(Ordering::Relaxed)
-            && current.client().fatal_error().is_none()
-    }
-
-    /// Sends `lines` to `topic` as one message each, reporting to `tracker`; stops at the first
-    /// record the client refuses (queue full, too large) and returns its error. The lines of a
-    /// keyed batch carry its key (see [`super::keyed`]).
-    pub(super) fn send<'a>(
-        &self,
-        topic: &str,
-        lines: impl Iterator<Item = &'a [u8]>,
-        timestamp: i64,
-        tracker: &Arc<Tracker>,
-        keyed: Option<&Update>,
-    ) -> Option<KafkaError> {
-        let producer = self.current();
-        let Some(update) = keyed else {
-            return lines
-                .map(|line| {
-                    BaseRecord::<(), [u8], Arc<Tracker>>::with_opaque_to(topic, tracker.clone())
-                        .payload(line)
-                        .timestamp(timestamp)
-                })
-                .find_map(|record| send_one(&producer, record, tracker));
-        };
-        let key = keyed::message_key(update);
-        lines
-            .zip(0u32..)
-            .map(|(line, index)| {
-                BaseRecord::<str, [u8], Arc<Tracker>>::with_opaque_to(topic, tracker.clone())
-                    .key(key.as_str())
-                    .payload(line)
-                    .timestamp(timestamp)
-                    .headers(keyed::headers(update, index))
-            })
-            .find_map(|record| send_one(&producer, record, tracker))
-    }
-
-    /// Sends one record reporting to `tracker`; the client's error if it refused it.
-    pub(super) fn send_record<K: ToBytes + ?Sized>(
-        &self,
-        record: BaseRecord<'_, K, [u8], Arc<Tracker>>,
-        tracker: &Tracker,
-    ) -> Option<KafkaError> {
-        send_one(&self.current(), record, tracker)
-    }
-
-    /// Per partition, the offset after the last record this process's producer had acknowledged.
-    pub(super) fn acknowledged(&self) -> BTreeMap<i32, i64> {
-        self.acknowledged.lock().expect("acknowledged lock").clone()
-    }
-
-    /// Replaces the client if a delivery report said it was fenced off, or librdkafka reports a
-    /// fatal error on it: at the first failed request, and periodically (the broker probe), so
-    /// that recovery never waits for a request to fail first.
-    pub(super) fn renew_if_failed(&self) {
-        let generation = self.generation();
-        let current = self.current();
-        let fenced = current.context().fenced.load(Ordering::Relaxed);
-        let fatal = current.client().fatal_error();
-        drop(current);
-        if fenced || fatal.is_some() {
-            let reason = match fatal {
-                Some((code, text)) => format!("a fatal error: {code:?} {text}"),
-                None => "the broker fenced it off".to_owned(),
-            };
-            self.renew(generation, &reason);
-        }
-    }
-
-    /// Replaces the client that sent a batch (`generation`, from [`RenewingProducer::generation`]
-    /// before sending) after nothing of it was delivered, unless it was replaced since. A broker
-    /// that lost the producer's state (a restart without its storage) refuses every produce of
-    /// the old client until it times out, and librdkafka does not ask for a new producer id by
-    /// itself; a new client does. Renewing a client that was only slow costs nothing more than
-    /// the failure already did: its in-flight records are reported as they stand.
-    pub(super) fn renew_after_failure(&self, generation: u64, reason: &str) {
-        self.renew(generation, reason);
-    }
-
-    /// Replaces the client now, whatever its state (the topic was created again: its partitions
-    /// know nothing of the current client's producer id).
-    pub(super) fn renew_now(&self, reason: &str) {
-        self.renew(self.generation(), reason);
-    }
-
-    /// Replaces the client if it is still `generation`.
-    fn renew(&self, generation: u64, reason: &str) {
-        let mut current = self.current.write().expect("producer lock");
-        if self.generation() != generation {
-            return; // Another caller renewed it.
-        }
-        let fresh = match create(&self.client, &self.acknowledged) {
-            Ok(fresh) => fresh,
-            Err(err) => {
-                tracing::error!(role = self.role, error = %err, "cannot create a new Kafka producer");
-                return;
-            }
-        };
-        let old = std::mem::replace(&mut *current, fresh);
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        drop(current);
-        tracing::warn!(role = self.role, reason, "replaced the Kafka producer");
-        // Dropping a client purges what it still holds (its batches hear their outcome) and
-        // waits for that, up to half a second: not on an async worker.
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn_blocking(move || drop(old))),
-            Err(_) => drop(old),
-        }
-    }
-
-    /// Waits (bounded) until every queued message is reported.
-    pub(super) async fn flush(&self, timeout: Duration) {
-        let producer = self.current();
-        let role = self.role;
-        let flushed = tokio::task::spawn_blocking(move || producer.flush(timeout)).await;
-        if let Ok(Err(err)) = flushed {
-            tracing::warn!(role, error = %err, "not every queued Kafka message was acknowledged at shutdown");
-        }
-    }
-}
-
-fn send_one<K: ToBytes + ?Sized>(
-    producer: &ThreadedProducer<Reports>,
-    record: BaseRecord<'_, K, [u8], Arc<Tracker>>,
-    tracker: &Tracker,
-) -> Option<KafkaError> {
-    tracker.sending_one();
-    match producer.send(record) {
-        Ok(()) => None,
-        Err((err, _record)) => {
-            // Not sent, so never reported.
-            tracker.report_done();
-            Some(err)
-        }
-    }
-}
-
-fn create(
-    client: &ClientConfig,
-    acknowledged: &Arc<Mutex<BTreeMap<i32, i64>>>,
-) -> KafkaResult<ThreadedProducer<Reports>> {
-    client.create_with_context(Reports {
-        acknowledged: acknowledged.clone(),
-        fenced: AtomicBool::new(false),
-        can_deliver: AtomicBool::new(false),
-    })
 }
 
 /// The settings of our producers: idempotent, `acks=all`, and the `kafka.*` batching settings.
@@ -632,7 +257,7 @@ impl IngestProducer {
             .metrics
             .kafka_produce_errors
             .inc_by((total - delivered) as u64);
-        let without_offset = tracker.without_offset.load(Ordering::Acquire);
+        let without_offset = tracker.without_offset();
         if without_offset > 0 {
             // Normal after a retried request; named so that a record missing downstream can be
             // traced to the broker's word that an earlier attempt had written it.
@@ -658,5 +283,35 @@ impl IngestProducer {
     /// Waits, at most `timeout`, until every queued message is acknowledged.
     pub async fn flush(&self, timeout: Duration) {
         self.inner.producer.flush(timeout).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_queue_is_twice_the_pending_bytes_within_librdkafka_bounds() {
+        let kafka = KafkaConfig::default();
+        let kbytes = |pending: usize| {
+            ingest_producer_config(&kafka, pending)
+                .get("queue.buffering.max.kbytes")
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(kbytes(64 << 20), (128 << 10).to_string());
+        assert_eq!(kbytes(1), "1024");
+        assert_eq!(kbytes(usize::MAX), "2097151");
+        assert_eq!(producer_config(&kafka).get("batch.size"), None);
+        let batched = KafkaConfig {
+            batch_bytes: 1 << 20,
+            produce_timeout: Duration::ZERO,
+            ..KafkaConfig::default()
+        };
+        let client = producer_config(&batched);
+        assert_eq!(client.get("batch.size"), Some("1048576"));
+        assert_eq!(client.get("message.timeout.ms"), Some("1"));
+        assert_eq!(client.get("enable.idempotence"), Some("true"));
+        assert_eq!(client.get("acks"), Some("all"));
     }
 }
