@@ -31,6 +31,7 @@
 
 pub mod bots;
 pub mod bucket;
+pub mod ingest_figures;
 pub mod query;
 pub mod scan;
 pub mod summary;
