@@ -290,10 +290,11 @@ function niceMax(max) {
 }
 
 function renderIngest(ingest) {
-  // With storage.backend s3, the figures of every instance writing to the bucket.
+  // With storage.backend s3, the figures of every instance writing to the bucket ("instance" when
+  // the storage is local, or the bucket did not answer).
   const who = ingest.scope === "bucket"
     ? (ingest.instances === 1 ? " by the one instance" : " by all " + fmt(ingest.instances) + " instances")
-    : "";
+    : " by this instance";
   $("ingest-rate").textContent = fmt(Math.round(ingest.recordsPerSecond)) + " records/s";
   $("ingest-total").textContent = fmt(ingest.recordsStored) + " records stored since start" + who;
   const rejected = ingest.rejectedRequests;

@@ -14,8 +14,9 @@
 //! agree. An instance that stopped drops out of the sums within [`LIVE_FOR`]; the objects of
 //! instances silent for [`FORGET_AFTER`] are deleted by whichever instance looks (every
 //! [`FORGET_EVERY`] publications). The cost: one PUT per instance every [`PUBLISH_INTERVAL`], and
-//! per answer one LIST and a GET per other instance. If the bucket does not answer, the answer is
-//! this instance's figures alone, and says so (`"scope": "instance"`).
+//! per answer one LIST and a GET per other instance. If the bucket does not answer within
+//! [`OTHERS_TIMEOUT`], the answer is this instance's figures alone, and says so (`"scope":
+//! "instance"`).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -45,6 +46,9 @@ pub const FORGET_AFTER: Duration = Duration::from_secs(3600);
 pub const FORGET_EVERY: u64 = 12;
 /// Publications of other instances read at once.
 const READ_CONCURRENCY: usize = 8;
+/// Longest an answer waits for the other instances' figures before answering with this
+/// instance's alone.
+pub const OTHERS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One instance's figures, or their sum over instances.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -205,7 +209,13 @@ impl IngestFigures {
         let mut figures = self.own();
         let (mut instances, mut scope) = (1, Scope::Instance);
         if let Some(publisher) = &self.publisher {
-            match publisher.others().await {
+            let others = tokio::time::timeout(OTHERS_TIMEOUT, publisher.others()).await;
+            match others.unwrap_or_else(|_| {
+                Err(ObjectError::Unavailable {
+                    what: layout::OBJECT_INSTANCES.to_owned(),
+                    reason: format!("no answer within {OTHERS_TIMEOUT:?}"),
+                })
+            }) {
                 Ok(others) => {
                     for other in &others {
                         figures.add(other);
