@@ -31,6 +31,7 @@
 
 pub mod bots;
 pub mod bucket;
+pub mod ingest_figures;
 pub mod query;
 pub mod scan;
 pub mod summary;
@@ -188,6 +189,9 @@ struct Covered {
 
 enum HourOutcome {
     Unchanged,
+    /// The bucket has no records of the hour any more; this instance's copy of its summary was
+    /// removed.
+    Forgotten,
     Updated {
         rebuilt: bool,
         reclassified: bool,
@@ -342,14 +346,27 @@ impl Aggregator {
         self.update_hours(hours, cancel)
     }
 
-    /// Every hour that has records, sorted.
+    /// Every hour that has records (of the bucket: and every hour this instance has a copy of),
+    /// sorted.
     fn hours(&self) -> io::Result<Vec<Hour>> {
         match &self.source {
             Source::Files(logs_dir) => Ok(layout::hour_files(logs_dir)?
                 .into_iter()
                 .map(|(hour, _)| hour)
                 .collect()),
-            Source::Bucket(bucket) => bucket.hours(),
+            Source::Bucket(bucket) => {
+                // With the hours this instance has copies of: those the bucket lost are found
+                // empty by their update, which removes the copy.
+                let mut hours = bucket.hours()?;
+                hours.extend(
+                    layout::summaries(&self.analytics_dir)?
+                        .into_iter()
+                        .map(|(hour, _)| hour),
+                );
+                hours.sort();
+                hours.dedup();
+                Ok(hours)
+            }
         }
     }
 

@@ -17,6 +17,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::analytics::bucket::Bucket;
+use crate::analytics::ingest_figures::IngestFigures;
 use crate::analytics::{AggregationTask, Aggregator, Bounds};
 use crate::config::{Config, StorageBackend};
 use crate::http::{self, Analytics, AppState};
@@ -32,6 +33,7 @@ pub struct Application {
     shutting_down: Arc<AtomicBool>,
     aggregator: Arc<Aggregator>,
     aggregation_interval: Duration,
+    ingest_figures: Arc<IngestFigures>,
 }
 
 impl Application {
@@ -44,23 +46,30 @@ impl Application {
             max_keys: config.aggregation.max_keys_per_hour,
             max_bytes: config.aggregation.max_summary_bytes,
         };
-        let aggregator = Arc::new(match config.storage.backend {
-            StorageBackend::Local => Aggregator::new(
-                config.storage.logs_dir.clone(),
-                config.storage.analytics_dir.clone(),
-                summary_bounds,
-                metrics.clone(),
-            ),
-            StorageBackend::S3 => Aggregator::with_bucket(
-                Bucket::new(Arc::new(Objects::connect(
-                    &config.storage.s3,
+        let (aggregator, ingest_figures) = match config.storage.backend {
+            StorageBackend::Local => (
+                Aggregator::new(
+                    config.storage.logs_dir.clone(),
+                    config.storage.analytics_dir.clone(),
+                    summary_bounds,
                     metrics.clone(),
-                )?)),
-                config.storage.analytics_dir.clone(),
-                summary_bounds,
-                metrics.clone(),
+                ),
+                IngestFigures::new(metrics.clone()),
             ),
-        });
+            StorageBackend::S3 => {
+                let objects = Arc::new(Objects::connect(&config.storage.s3, metrics.clone())?);
+                (
+                    Aggregator::with_bucket(
+                        Bucket::new(objects.clone()),
+                        config.storage.analytics_dir.clone(),
+                        summary_bounds,
+                        metrics.clone(),
+                    ),
+                    IngestFigures::in_bucket(metrics.clone(), objects),
+                )
+            }
+        };
+        let (aggregator, ingest_figures) = (Arc::new(aggregator), Arc::new(ingest_figures));
         let pipeline = Arc::new(Pipeline::start(&config, &metrics).await?);
         let addr = config.listen_addr()?;
         let listener = match TcpListener::bind(addr).await {
@@ -76,7 +85,7 @@ impl Application {
             pipeline.clone(),
             metrics.clone(),
             shutting_down.clone(),
-            Analytics::new(aggregator.clone()),
+            Analytics::new(aggregator.clone(), ingest_figures.clone()),
         );
         let settings = ServerSettings::from_config(&config.server);
         tracing::info!(
@@ -95,6 +104,7 @@ impl Application {
             shutting_down,
             aggregator,
             aggregation_interval: config.aggregation.interval,
+            ingest_figures,
         })
     }
 
@@ -109,6 +119,7 @@ impl Application {
     /// aggregation pass runs.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let aggregation = AggregationTask::spawn(self.aggregator, self.aggregation_interval);
+        let figures = self.ingest_figures.spawn();
         let shutting_down = self.shutting_down;
         self.server
             .run(shutdown, move || {
@@ -119,6 +130,7 @@ impl Application {
         // completion, so its batch is stored or refused as a whole; the store answers it `Closed`
         // if it arrives after this.
         self.pipeline.shutdown().await;
+        figures.finish().await;
         // The last pass sees everything the store flushed.
         aggregation.finish().await;
         tracing::info!("shutdown complete: files synced and closed, summaries up to date");

@@ -216,6 +216,15 @@ pub fn parse_shipped_object(name: &str, source: &str) -> Option<(u64, u64)> {
     Some((start.parse().ok()?, end.parse().ok()?))
 }
 
+/// The "directory" of the instances' published ingest figures.
+pub const OBJECT_INSTANCES: &str = "instances";
+
+/// The object key (below the prefix) of an instance's published ingest figures:
+/// `instances/<instance>.json`.
+pub fn instance_object(instance: &str) -> String {
+    format!("{OBJECT_INSTANCES}/{instance}.json")
+}
+
 /// The object key (below the prefix) of the intent of the range starting at `first`.
 pub fn intent_object(topic: &str, partition: i32, first: i64) -> String {
     format!("intents/{topic}/{partition:05}/{first:020}.json")

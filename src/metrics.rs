@@ -108,7 +108,8 @@ pub struct Metrics {
     pub idempotency_conflicts: IntCounterVec,
     /// v2: records of keyed batches the consumers found stored already and dropped.
     pub idempotency_duplicates_dropped: IntCounter,
-    /// `storage.backend: s3`: objects written, by kind (`records`, `intent`, `summary`).
+    /// `storage.backend: s3`: objects written, by kind (`records`, `intent`, `summary`,
+    /// `instance`).
     pub objects_written: IntCounterVec,
     /// `storage.backend: s3`: objects read, by kind (`records` read to be summarised, `intent`,
     /// `summary`).
@@ -125,6 +126,7 @@ pub struct Metrics {
 pub const OBJECT_RECORDS: &str = "records";
 pub const OBJECT_INTENT: &str = "intent";
 pub const OBJECT_SUMMARY: &str = "summary";
+pub const OBJECT_INSTANCE: &str = "instance";
 
 /// `idempotency_conflicts_total` reasons.
 pub const CONFLICT_IN_FLIGHT: &str = "in_flight";
@@ -275,18 +277,23 @@ impl Metrics {
             registry
                 .register(Box::new(vec.clone()))
                 .expect("metric registered once");
-            for kind in [OBJECT_RECORDS, OBJECT_INTENT, OBJECT_SUMMARY] {
+            for kind in [
+                OBJECT_RECORDS,
+                OBJECT_INTENT,
+                OBJECT_SUMMARY,
+                OBJECT_INSTANCE,
+            ] {
                 vec.with_label_values(&[kind]);
             }
             vec
         };
         let objects_written = kinds(
             "object_store_objects_written_total",
-            "Total number of objects written to the bucket (storage.backend: s3), by kind: records (an offset range's records of one hour), intent (the range a consumer decided on, written first) or summary (an hour's analytics and the record objects it covers).",
+            "Total number of objects written to the bucket (storage.backend: s3), by kind: records (an offset range's records of one hour), intent (the range a consumer decided on, written first), summary (an hour's analytics and the record objects it covers) or instance (an instance's ingest figures, for the dashboard).",
         );
         let objects_read = kinds(
             "object_store_objects_read_total",
-            "Total number of objects read from the bucket, by kind: records (read once each to be summarised), intent or summary.",
+            "Total number of objects read from the bucket, by kind: records (read once each to be summarised), intent, summary or instance (another instance's ingest figures).",
         );
         let object_bytes_written = counter(
             "object_store_bytes_written_total",

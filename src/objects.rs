@@ -98,6 +98,16 @@ pub enum ObjectError {
     BadIntent { key: String, reason: String },
 }
 
+/// An object [`Objects::list`] found.
+#[derive(Debug, Clone)]
+pub struct Listed {
+    /// Its key below the prefix.
+    pub key: String,
+    pub size: u64,
+    /// When it was last written, by the store's clock.
+    pub modified: chrono::DateTime<chrono::Utc>,
+}
+
 /// What [`Objects::fetch`] found.
 #[derive(Debug)]
 pub enum Fetched {
@@ -393,10 +403,23 @@ impl Objects {
 
     /// The record objects of `hour`: (name within the hour's directory, size), sorted by name.
     pub async fn hour_objects(&self, hour: Hour) -> Result<Vec<(String, u64)>, ObjectError> {
-        let dir = layout::hour_object_dir(hour);
-        let path = self.path(&dir);
+        let mut objects: Vec<(String, u64)> = (self.list(&layout::hour_object_dir(hour)).await?)
+            .into_iter()
+            .filter_map(|listed| {
+                let (_, name) = listed.key.rsplit_once('/')?;
+                (layout::parse_records_object(&listed.key) == Some(hour))
+                    .then(|| (name.to_owned(), listed.size))
+            })
+            .collect();
+        objects.sort();
+        Ok(objects)
+    }
+
+    /// Every object under `dir` (a key prefix below our prefix, without the trailing `/`).
+    pub async fn list(&self, dir: &str) -> Result<Vec<Listed>, ObjectError> {
+        let path = self.path(dir);
         let listed = self
-            .request(&dir, || async {
+            .request(dir, || async {
                 let mut objects = Vec::new();
                 let mut pages = self.store.list(Some(&path));
                 while let Some(meta) = futures_util::TryStreamExt::try_next(&mut pages).await? {
@@ -405,17 +428,32 @@ impl Objects {
                 Ok(objects)
             })
             .await?;
-        let mut objects: Vec<(String, u64)> = listed
+        Ok(listed
             .into_iter()
             .filter_map(|meta| {
-                let key = meta.location.as_ref().strip_prefix(&self.prefix)?;
-                let (_, name) = key.rsplit_once('/')?;
-                (layout::parse_records_object(key) == Some(hour))
-                    .then(|| (name.to_owned(), meta.size))
+                Some(Listed {
+                    key: meta
+                        .location
+                        .as_ref()
+                        .strip_prefix(&self.prefix)?
+                        .to_owned(),
+                    size: meta.size,
+                    modified: meta.last_modified,
+                })
             })
-            .collect();
-        objects.sort();
-        Ok(objects)
+            .collect())
+    }
+
+    /// Deletes `key`; an object that is not there is no error.
+    pub async fn delete(&self, key: &str) -> Result<(), ObjectError> {
+        let path = self.path(key);
+        self.request(key, || async {
+            match self.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(err) => Err(err),
+            }
+        })
+        .await
     }
 
     /// The "subdirectories" of `dir` (a key prefix below our prefix, without the trailing `/`),

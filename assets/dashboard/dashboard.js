@@ -1,7 +1,7 @@
 // The log-pipeline dashboard. It reads only the analytics API of the service that served it:
 // GET /analytics?from&to&top (the range), /analytics/hours (to tell "no data yet" from "no data in
-// this range") and /analytics/ingest (the ingest counters; the rate is the difference of two
-// samples). With auth on, a 401 asks for the token, which stays in this tab's sessionStorage and
+// this range") and /analytics/ingest (the ingest figures: the service measures the rate itself and,
+// with storage.backend s3, sums every instance's, as the totals are the whole bucket's). With auth on, a 401 asks for the token, which stays in this tab's sessionStorage and
 // goes in the Authorization header, never in a URL.
 "use strict";
 
@@ -87,7 +87,6 @@ function chosenRange() {
   return { from, to };
 }
 
-let previousIngest = null;
 let loading = false;
 
 async function refresh() {
@@ -291,29 +290,17 @@ function niceMax(max) {
 }
 
 function renderIngest(ingest) {
-  const previous = previousIngest;
-  previousIngest = ingest;
-  $("ingest-total").textContent = fmt(ingest.recordsStored) + " records stored since start";
-  if (previous && ingest.uptimeSeconds > previous.uptimeSeconds) {
-    const rate = (ingest.recordsStored - previous.recordsStored) / (ingest.uptimeSeconds - previous.uptimeSeconds);
-    $("ingest-rate").textContent = fmt(Math.round(rate)) + " records/s";
-  } else {
-    $("ingest-rate").textContent = "measuring…";
-    // A second sample soon, so the rate shows without waiting for the next refresh.
-    setTimeout(() => sampleIngest(), 2000);
-  }
+  // With storage.backend s3, the figures of every instance writing to the bucket ("instance" when
+  // the storage is local, or the bucket did not answer).
+  const who = ingest.scope === "bucket"
+    ? (ingest.instances === 1 ? " by the one instance" : " by all " + fmt(ingest.instances) + " instances")
+    : " by this instance";
+  $("ingest-rate").textContent = fmt(Math.round(ingest.recordsPerSecond)) + " records/s";
+  $("ingest-total").textContent = fmt(ingest.recordsStored) + " records stored since start" + who;
   const rejected = ingest.rejectedRequests;
   $("rejected").textContent = fmt(rejected.total);
-  $("rejected-split").textContent = "since start: " + fmt(rejected.invalid) + " invalid · " +
+  $("rejected-split").textContent = "since start" + who + ": " + fmt(rejected.invalid) + " invalid · " +
     fmt(rejected.overloaded) + " overloaded · " + fmt(rejected.failed) + " failed";
-}
-
-async function sampleIngest() {
-  try {
-    renderIngest(await api("/analytics/ingest"));
-  } catch (error) {
-    showError(error);
-  }
 }
 
 function showError(error) {

@@ -20,9 +20,17 @@
 //! meanwhile, and the copy written from it (the bucket's summary, which another instance may have
 //! replaced with one naming fewer objects, plus that listing) could count less than the one it
 //! replaced. Listed under the lock, every copy counts at least every object listed before it.
+//!
+//! A store that loses objects (its storage lost, or objects deleted) breaks "only ever added": a
+//! summary (in the bucket, or the last one this instance remembers) may then name objects that are
+//! gone. An update that finds such names lists the hour again (the summary may have been written,
+//! by another instance, after the first listing) and, if they are still missing, rebuilds the hour
+//! from the objects there are; an hour with no objects left loses this instance's copy. So the
+//! analytics answer for what the bucket holds, never for what it lost.
 
 use std::collections::BTreeSet;
 use std::future::Future;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io;
 use std::sync::Arc;
 
@@ -73,9 +81,9 @@ impl Bucket {
 /// What the aggregator remembers of the bucket's hours between updates.
 #[derive(Default)]
 pub(super) struct BucketStates {
-    /// Per hour: how many record objects the local copy of its summary covers, and whether it is
-    /// split with this binary's bot list.
-    seen: HashMap<Hour, (usize, bool)>,
+    /// Per hour: the listing of record objects the local copy of its summary covers (its
+    /// [`listing_id`]), and whether it is split with this binary's bot list.
+    seen: HashMap<Hour, (u64, bool)>,
     /// Recently updated summaries and their entity tags, most recent last.
     cache: Vec<(Rollup, Option<String>)>,
 }
@@ -125,16 +133,12 @@ impl Aggregator {
     ) -> io::Result<HourOutcome> {
         let mut state = self.state.lock().expect("aggregator state lock");
         // Listed under the lock: see the module's documentation.
-        let listed = bucket.block_on(bucket.objects.hour_objects(hour))?;
+        let mut listed = bucket.block_on(bucket.objects.hour_objects(hour))?;
         if listed.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no record objects for hour {hour}"),
-            ));
+            return self.forget_bucket_hour(&mut state.bucket, hour);
         }
         let states = &mut state.bucket;
-        // Objects are only ever added, so as many as the copy covers means these very ones.
-        if states.seen.get(&hour) == Some(&(listed.len(), true)) {
+        if states.seen.get(&hour) == Some(&(listing_id(&listed), true)) {
             return Ok(HourOutcome::Unchanged);
         }
         let cached = states
@@ -177,6 +181,18 @@ impl Aggregator {
                 self.empty_rollup(hour)
             }
         };
+        if !names_only_listed(&rollup, &listed) {
+            // Written after our listing (by another instance), or lost: see the module's
+            // documentation.
+            listed = bucket.block_on(bucket.objects.hour_objects(hour))?;
+            if !names_only_listed(&rollup, &listed) {
+                tracing::warn!(%hour, object = %key, "the hour's summary counts record objects the bucket no longer has (the store lost them, or they were deleted); rebuilding it from the objects it has");
+                rollup = self.empty_rollup(hour);
+            }
+            if listed.is_empty() {
+                return self.forget_bucket_hour(&mut state.bucket, hour);
+            }
+        }
         let rebuilt = rollup.objects.is_empty();
         let new: Vec<&(String, u64)> = listed
             .iter()
@@ -229,7 +245,7 @@ impl Aggregator {
         };
         write_summary(&self.analytics_dir, &rollup.summary)?;
         let states = &mut state.bucket;
-        states.seen.insert(hour, (rollup.objects.len(), true));
+        states.seen.insert(hour, (listing_id(&listed), true));
         if states.cache.len() == CACHED_ROLLUPS {
             states.cache.remove(0);
         }
@@ -243,6 +259,27 @@ impl Aggregator {
         })
     }
 
+    /// The bucket has no record objects of `hour` (any more): this instance's copy of its
+    /// summary, if it has one, goes, so that no answer counts what the store no longer holds.
+    /// `NotFound` if there was no copy either.
+    fn forget_bucket_hour(&self, states: &mut BucketStates, hour: Hour) -> io::Result<HourOutcome> {
+        states.seen.remove(&hour);
+        states
+            .cache
+            .retain(|(rollup, _)| rollup.summary.hour != hour);
+        match std::fs::remove_file(self.analytics_dir.join(layout::summary_file(hour))) {
+            Ok(()) => {
+                tracing::warn!(%hour, "the bucket has no record objects of this hour any more (the store lost them, or they were deleted); its summary is no longer answered for");
+                Ok(HourOutcome::Forgotten)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no record objects for hour {hour}"),
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
     fn empty_rollup(&self, hour: Hour) -> Rollup {
         Rollup {
             objects: BTreeSet::new(),
@@ -251,12 +288,30 @@ impl Aggregator {
     }
 }
 
+/// Identifies a listing of an hour's record objects (names and sizes), so that an hour whose
+/// objects are the ones its copy covers costs no more than the listing.
+fn listing_id(listed: &[(String, u64)]) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    listed.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Whether every object `rollup` counted is in `listed`.
+fn names_only_listed(rollup: &Rollup, listed: &[(String, u64)]) -> bool {
+    let listed: BTreeSet<&str> = listed.iter().map(|(name, _)| name.as_str()).collect();
+    rollup
+        .objects
+        .iter()
+        .all(|name| listed.contains(name.as_str()))
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
-    use object_store::ObjectStoreExt as _;
+    use futures_util::TryStreamExt as _;
     use object_store::memory::InMemory;
+    use object_store::{ObjectStore as _, ObjectStoreExt as _};
 
     use super::*;
     use crate::analytics::{CancelFlag, PassReport};
@@ -431,5 +486,58 @@ mod tests {
         let report = update(&instance).await;
         assert_eq!((report.rebuilt, report.records), (1, 2));
         assert_eq!(local_copy(&instance).total, 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn after_the_store_lost_its_objects_the_summaries_count_what_it_holds() {
+        let store = Arc::new(InMemory::new());
+        let earlier = Hour::from_index(HOUR - 1);
+        let mut early = EncodedBatch::default();
+        early.push_line(earlier, line("/early", "x").as_bytes());
+        let early = Range {
+            partition: 1,
+            first: 0,
+            last: 0,
+            batch: early,
+            copies: Vec::new(),
+        };
+        write(
+            &store,
+            vec![range(0, 0, &[line("/a", "x"), line("/b", "y")]), early],
+        )
+        .await;
+        let (first, second) = (instance(&store), instance(&store));
+        update(&first).await;
+        update(&second).await;
+        assert_eq!(local_copy(&first).total, 2);
+
+        // The store loses everything (its disk, say); the consumers go on from their committed
+        // offsets.
+        let keys: Vec<_> = store
+            .list(None)
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
+            .unwrap();
+        for key in keys {
+            store.delete(&key).await.unwrap();
+        }
+        write(&store, vec![range(0, 2, &[line("/c", "z")])]).await;
+
+        let report = update(&first).await;
+        assert_eq!((report.rebuilt, report.records), (1, 1));
+        // The second takes the first's summary from the bucket.
+        assert_eq!(update(&second).await.records, 0);
+        for instance in [&first, &second] {
+            assert_eq!(local_copy(instance).total, 1, "only what the store holds");
+            let copy = instance
+                .aggregator
+                .analytics_dir()
+                .join(layout::summary_file(earlier));
+            assert!(
+                !copy.exists(),
+                "an hour the store has nothing of is not answered for"
+            );
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! The analytics routes: `GET /analytics?hour`, `?from&to&top`, `/analytics/hours` and
-//! `/analytics/ingest`.
+//! `/analytics/ingest` (the ingest figures, [`crate::analytics::ingest_figures`]).
 //!
 //! Every answer is never stale: it waits (at most [`SETTLE_TIMEOUT`]) until every batch this
 //! process acknowledged is in the hour files (v2: the consumers stored it; v1 stores before it
@@ -23,14 +23,14 @@
 //! replaced by one covering less, so what is read covers at least what the update saw.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::DateTime;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
@@ -38,6 +38,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::io::ReaderStream;
 
 use super::{ApiError, AppState};
+use crate::analytics::ingest_figures::IngestFigures;
 use crate::analytics::query::{self, QueryError};
 use crate::analytics::{Aggregator, CancelFlag};
 use crate::record::Hour;
@@ -55,23 +56,23 @@ pub const MAX_CONCURRENT_LONG_QUERIES: usize = 3;
 /// The most hours a short query reads: one day's range.
 pub const SHORT_QUERY_HOURS: i64 = 24;
 
-/// What the analytics routes share: the one aggregator and the query slots.
+/// What the analytics routes share: the one aggregator, the query slots and the ingest figures.
 #[derive(Clone)]
 pub struct Analytics {
     pub aggregator: Arc<Aggregator>,
     slots: Arc<Semaphore>,
     /// Taken by long queries besides a slot.
     long_slots: Arc<Semaphore>,
-    started: Instant,
+    ingest: Arc<IngestFigures>,
 }
 
 impl Analytics {
-    pub fn new(aggregator: Arc<Aggregator>) -> Analytics {
+    pub fn new(aggregator: Arc<Aggregator>, ingest: Arc<IngestFigures>) -> Analytics {
         Analytics {
             aggregator,
             slots: Arc::new(Semaphore::new(MAX_CONCURRENT_QUERIES)),
             long_slots: Arc::new(Semaphore::new(MAX_CONCURRENT_LONG_QUERIES)),
-            started: Instant::now(),
+            ingest,
         }
     }
 }
@@ -211,26 +212,11 @@ pub(super) async fn get_analytics_hours(
     Ok(axum::Json(json!({ "hours": hours, "complete": complete })).into_response())
 }
 
-/// `GET /analytics/ingest`: the service's own ingest counters since it started, for the
-/// dashboard's ingest rate (the difference of two answers over their `uptimeSeconds`).
+/// `GET /analytics/ingest`: the ingest figures for the dashboard: records stored per second and
+/// since start, batches accepted, requests refused; with `storage.backend: s3`, of every instance
+/// writing to the bucket (see [`crate::analytics::ingest_figures`]).
 pub(super) async fn get_ingest(State(state): State<AppState>) -> Response {
-    let metrics = &state.metrics;
-    let invalid = metrics.invalid_requests.get();
-    let overloaded = metrics.overload_rejections.get();
-    let failed = metrics.ingest_errors.get();
-    axum::Json(json!({
-        "uptimeSeconds": state.analytics.started.elapsed().as_secs_f64(),
-        "at": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
-        "recordsStored": metrics.logs_ingested.get(),
-        "batchesAccepted": metrics.batches_received.get(),
-        "rejectedRequests": {
-            "total": invalid + overloaded + failed,
-            "invalid": invalid,
-            "overloaded": overloaded,
-            "failed": failed,
-        },
-    }))
-    .into_response()
+    axum::Json(state.analytics.ingest.answer().await).into_response()
 }
 
 /// Runs `work` on the blocking pool for an analytics answer: waits for acknowledged batches to

@@ -7,6 +7,10 @@
 //! - [`instances`]: three instances under load through all three; `kill -9` of one, then of
 //!   another, ten rounds.
 //! - [`paused`]: the object store paused (SIGSTOP) under load, then resumed.
+//! - [`store_restart`]: the object store killed (`kill -9`) under load and started again, with
+//!   its storage kept and with it lost (on a Garage node of its own, [`garage`]).
+//! - [`ingest_rate`]: one instance's dashboard shows the ingest rate and records stored of all
+//!   three instances under a steady load.
 //! - [`keyed`]: batches with an `Idempotency-Key` sent again through another instance.
 //! - [`ship`]: v1's hour files shipped to the bucket by `log-pipeline ship`, three times, with
 //!   late records in between; a v2 instance's analytics count them.
@@ -23,8 +27,11 @@ mod load;
 mod summary;
 
 mod bucket;
+mod garage;
 
+mod ingest_rate;
 mod instances;
 mod keyed;
 mod paused;
 mod ship;
+mod store_restart;
