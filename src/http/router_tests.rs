@@ -19,6 +19,7 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use super::{Analytics, AppState, router};
+use crate::analytics::ingest_figures::IngestFigures;
 use crate::analytics::{Aggregator, Bounds};
 use crate::config::Config;
 use crate::idempotency::{Fingerprint, Key};
@@ -172,7 +173,10 @@ fn api(configure: impl FnOnce(&mut Config)) -> Api {
         pipeline.clone(),
         metrics.clone(),
         shutting_down.clone(),
-        Analytics::new(aggregator()),
+        Analytics::new(
+            aggregator(),
+            Arc::new(IngestFigures::new(metrics.clone())),
+        ),
     );
     Api {
         router: router(state, config.server.request_timeout),
