@@ -289,6 +289,7 @@ mod tests {
             last: first + lines.len() as i64 - 1,
             batch,
             copies: Vec::new(),
+            kept: Vec::new(),
         }
     }
 
