@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use futures_util::TryStreamExt as _;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt as _};
@@ -57,17 +57,25 @@ impl Bucket {
     /// Every line of every records object, counted as the fault suite counts files.
     pub async fn read(&self) -> (Disk, usize) {
         let keys = self.keys("logs").await;
+        // Sixteen GETs at a time: a scenario leaves thousands of objects.
+        let bodies: Vec<(String, String)> = futures_util::stream::iter(&keys)
+            .map(|key| async move {
+                let bytes = self
+                    .store
+                    .get(&ObjectPath::from(key.as_str()))
+                    .await
+                    .expect("a listed object reads")
+                    .bytes()
+                    .await
+                    .expect("its body reads");
+                let text = String::from_utf8(bytes.to_vec()).expect("objects are UTF-8");
+                (key.clone(), text)
+            })
+            .buffered(16)
+            .collect()
+            .await;
         let mut lines = Vec::new();
-        for key in &keys {
-            let bytes = self
-                .store
-                .get(&ObjectPath::from(key.as_str()))
-                .await
-                .expect("a listed object reads")
-                .bytes()
-                .await
-                .expect("its body reads");
-            let text = String::from_utf8(bytes.to_vec()).expect("objects are UTF-8");
+        for (key, text) in &bodies {
             assert!(
                 text.ends_with('\n'),
                 "{key}: an object ends with a whole line"

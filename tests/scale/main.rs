@@ -7,6 +7,8 @@
 //! - [`instances`]: three instances under load through all three; `kill -9` of one, then of
 //!   another, ten rounds.
 //! - [`paused`]: the object store paused (SIGSTOP) under load, then resumed.
+//! - [`frozen`]: one instance frozen (SIGSTOP) past `kafka.sessionTimeout` under load, then
+//!   thawed, three rounds.
 //! - [`keyed`]: batches with an `Idempotency-Key` sent again through another instance.
 //! - [`ship`]: v1's hour files shipped to the bucket by `log-pipeline ship`, three times, with
 //!   late records in between; a v2 instance's analytics count them.
@@ -24,6 +26,7 @@ mod summary;
 
 mod bucket;
 
+mod frozen;
 mod instances;
 mod keyed;
 mod paused;
