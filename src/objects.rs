@@ -396,9 +396,19 @@ impl Objects {
         self.write_owned(topic, ranges, &Always).await
     }
 
-    /// Per partition, the offset after the last range this process wrote.
+    /// Per partition, the offset after the last range this process wrote since it was last
+    /// assigned the partition.
     pub fn written(&self) -> BTreeMap<i32, i64> {
         self.written.lock().expect("written lock").clone()
+    }
+
+    /// `partition` was assigned (again): what this process wrote of it before says nothing of
+    /// where it is now (others may have written it since).
+    pub fn forget_written(&self, partition: i32) {
+        self.written
+            .lock()
+            .expect("written lock")
+            .remove(&partition);
     }
 
     /// Makes `range`'s end the decided one: writes its intent, or finds the same one there.

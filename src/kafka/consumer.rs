@@ -1202,10 +1202,12 @@ impl Shared {
                 );
             }
             tracing::info!(%topic, partition, checkpoint = ?saved, ?committed, ?start, consumer = self.index, "partition assigned");
-            if self.writes_objects() {
+            if let Destination::Objects(objects, _) = &self.destination {
                 state.buffer.ranges.forget(partition);
                 state.lookups.insert(partition);
                 state.seeds.insert(partition);
+                // Its lag counts from the committed offset until this process writes.
+                objects.forget_written(partition);
             }
             if start == Start::Beginning {
                 // Explicitly: a committed offset of another incarnation may be there.

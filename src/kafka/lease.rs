@@ -181,6 +181,9 @@ impl Ownership for Lease {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Metrics;
+    use crate::objects::{ObjectError, Objects, Range};
+    use crate::record::{EncodedBatch, Hour};
 
     const SESSION: Duration = Duration::from_secs(6);
 
@@ -235,5 +238,230 @@ mod tests {
         lease.hold([3]);
         assert_eq!(lease.unconfirmed(), None);
         assert_eq!(lease.withheld_at(3, at(start, 5_010)), None);
+    }
+
+    fn range(first: i64, last: i64) -> Range {
+        let mut batch = EncodedBatch::default();
+        for offset in first..=last {
+            batch.push_line(Hour::from_index(490_000), format!("{offset}").as_bytes());
+        }
+        Range {
+            partition: 0,
+            first,
+            last,
+            batch,
+            copies: Vec::new(),
+            kept: Vec::new(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_writer_frozen_past_the_session_timeout_leaves_the_new_owners_range_alone() {
+        let (store, gate) =
+            frozen_store::FrozenAfterGet::new("intents/t/00000/00000000000000000000.json");
+        let store = Arc::new(store);
+        let frozen = Arc::new(Objects::new(store.clone(), "", SESSION, Metrics::new()));
+        let pulse = Arc::new(Pulse::new(SESSION, Instant::now()));
+        let lease = Arc::new(Lease::new(pulse.clone()));
+        lease.hold([0]);
+        // It reads that nobody decided the range at 0 yet, and the process freezes right then.
+        let write = tokio::spawn({
+            let (frozen, lease) = (frozen.clone(), lease.clone());
+            async move { frozen.write_owned("t", vec![range(0, 9)], &*lease).await }
+        });
+        gate.frozen().await;
+        // Past the session timeout the partition is another instance's, which writes 0..=4.
+        let new_owner = Lease::new(Arc::new(Pulse::new(SESSION, Instant::now())));
+        new_owner.hold([0]);
+        let objects = Objects::new(store.clone(), "", SESSION, Metrics::new());
+        objects
+            .write_owned("t", vec![range(0, 4)], &new_owner)
+            .await
+            .unwrap();
+        // The frozen process wakes up: its pulse sees the pause before its write goes on.
+        pulse.tick(Instant::now() + Duration::from_secs(9));
+        gate.thaw();
+        let err = write.await.unwrap().unwrap_err();
+        assert!(
+            matches!(err, ObjectError::Withheld { partition: 0, .. }),
+            "{err}"
+        );
+        assert_eq!(
+            objects.decided("t", 0, 0).await.unwrap().map(|d| d.last),
+            Some(4),
+            "the new owner's decision stands"
+        );
+        let records = store.records_objects().await;
+        assert_eq!(records.len(), 1, "only the new owner's range: {records:?}");
+    }
+
+    /// An in-memory bucket whose one GET of a given key returns only once the test thaws it: a
+    /// writer frozen right after it read that key.
+    mod frozen_store {
+        use std::fmt;
+        use std::future::Future;
+        use std::pin::Pin;
+        use std::sync::{Arc, Mutex};
+
+        use futures_util::TryStreamExt as _;
+        use futures_util::stream::BoxStream;
+        use object_store::memory::InMemory;
+        use object_store::path::Path;
+        use object_store::{
+            CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
+            ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+        };
+        use tokio::sync::{Notify, oneshot};
+
+        type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+        pub struct FrozenAfterGet {
+            inner: InMemory,
+            key: Path,
+            /// Taken by the GET it freezes.
+            thawed: Mutex<Option<oneshot::Receiver<()>>>,
+            frozen: Arc<Notify>,
+        }
+
+        /// The test's side: when the writer froze, and its thaw.
+        pub struct Gate {
+            frozen: Arc<Notify>,
+            thaw: oneshot::Sender<()>,
+        }
+
+        impl Gate {
+            pub async fn frozen(&self) {
+                self.frozen.notified().await;
+            }
+
+            pub fn thaw(self) {
+                let _ = self.thaw.send(());
+            }
+        }
+
+        impl FrozenAfterGet {
+            pub fn new(key: &str) -> (FrozenAfterGet, Gate) {
+                let (thaw, thawed) = oneshot::channel();
+                let frozen = Arc::new(Notify::new());
+                let store = FrozenAfterGet {
+                    inner: InMemory::new(),
+                    key: Path::from(key),
+                    thawed: Mutex::new(Some(thawed)),
+                    frozen: frozen.clone(),
+                };
+                (store, Gate { frozen, thaw })
+            }
+
+            /// The keys of the records objects.
+            pub async fn records_objects(&self) -> Vec<String> {
+                let listed: Vec<ObjectMeta> = self
+                    .inner
+                    .list(Some(&Path::from("logs")))
+                    .try_collect()
+                    .await
+                    .unwrap();
+                listed
+                    .into_iter()
+                    .map(|meta| meta.location.to_string())
+                    .collect()
+            }
+        }
+
+        impl fmt::Display for FrozenAfterGet {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "FrozenAfterGet({})", self.key)
+            }
+        }
+
+        impl fmt::Debug for FrozenAfterGet {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(self, f)
+            }
+        }
+
+        impl ObjectStore for FrozenAfterGet {
+            fn put_opts<'a, 'b, 't>(
+                &'a self,
+                location: &'b Path,
+                payload: PutPayload,
+                opts: PutOptions,
+            ) -> Boxed<'t, PutResult>
+            where
+                'a: 't,
+                'b: 't,
+            {
+                self.inner.put_opts(location, payload, opts)
+            }
+
+            fn put_multipart_opts<'a, 'b, 't>(
+                &'a self,
+                location: &'b Path,
+                opts: PutMultipartOptions,
+            ) -> Boxed<'t, Box<dyn MultipartUpload>>
+            where
+                'a: 't,
+                'b: 't,
+            {
+                self.inner.put_multipart_opts(location, opts)
+            }
+
+            fn get_opts<'a, 'b, 't>(
+                &'a self,
+                location: &'b Path,
+                options: GetOptions,
+            ) -> Boxed<'t, GetResult>
+            where
+                'a: 't,
+                'b: 't,
+            {
+                Box::pin(async move {
+                    let got = self.inner.get_opts(location, options).await;
+                    let thawed = (*location == self.key)
+                        .then(|| self.thawed.lock().unwrap().take())
+                        .flatten();
+                    if let Some(thawed) = thawed {
+                        self.frozen.notify_one();
+                        let _ = thawed.await;
+                    }
+                    got
+                })
+            }
+
+            fn delete_stream(
+                &self,
+                locations: BoxStream<'static, Result<Path>>,
+            ) -> BoxStream<'static, Result<Path>> {
+                self.inner.delete_stream(locations)
+            }
+
+            fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+                self.inner.list(prefix)
+            }
+
+            fn list_with_delimiter<'a, 'b, 't>(
+                &'a self,
+                prefix: Option<&'b Path>,
+            ) -> Boxed<'t, ListResult>
+            where
+                'a: 't,
+                'b: 't,
+            {
+                self.inner.list_with_delimiter(prefix)
+            }
+
+            fn copy_opts<'a, 'b, 'c, 't>(
+                &'a self,
+                from: &'b Path,
+                to: &'c Path,
+                options: CopyOptions,
+            ) -> Boxed<'t, ()>
+            where
+                'a: 't,
+                'b: 't,
+                'c: 't,
+            {
+                self.inner.copy_opts(from, to, options)
+            }
+        }
     }
 }

@@ -5,25 +5,27 @@
 //! (`src/kafka/lease.rs`).
 //!
 //! How the partitions move: tansu 0.6 lets a member go once it missed the session timeout, but
-//! while other members stay it keeps assigning it its partitions (see `instances`). So, as in a
+//! while other members stay it gives its partitions to none of them (see `instances`). So, as in a
 //! rolling replacement, the other instance leaves (SIGTERM, having written what it read) and a
 //! new one joins, which gets every partition, the frozen instance's included. Each round freezes
 //! the instance that joined last and replaces the one thawed in the round before.
 //!
 //! Checked: every acknowledged record once in the bucket, no two objects of a partition whose
-//! offsets overlap, and the instances' `logs_ingested_total` adding up to the lines in the bucket
-//! (the new owner writes again the ranges the frozen one wrote and did not commit, and does not
-//! count them again).
+//! offsets overlap, and the instances' `logs_ingested_total` adding up to no more than the lines
+//! in the bucket (the new owner writes again the ranges the frozen one wrote and did not commit,
+//! and does not count them again), and to no fewer than those lines but the ones in objects whose
+//! PUT failed in its writer (one that landed while its writer was frozen is counted by nobody).
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::bucket::{Bucket, Instances, show_warnings, start_instances, stop_all};
+use crate::bucket::{Bucket, Instances, mark_partitions, show_warnings, start_instances};
 use crate::load::{Batch, Load, tally};
 use crate::paused::Paused;
 use crate::support::{
-    ChildGuard, KAFKA_DEADLINE, KAFKA_POLL, Names, PARTITIONS, consumer_lag, consumer_partitions,
-    kafka_broker, mark_ends, metric_now, poll_within, scrape, test_bucket, with_commas,
+    ChildGuard, KAFKA_DEADLINE, KAFKA_POLL, Names, PARTITIONS, consumer_partitions, kafka_broker,
+    mark_ends, metric_now, poll_within, scrape, test_bucket, with_commas,
 };
 
 const ROUNDS: usize = 3;
@@ -56,15 +58,37 @@ impl Member {
         }
     }
 
-    /// Stops the clients, then, once it wrote everything its partitions hold, the instance
-    /// itself (SIGTERM). Returns its `logs_ingested_total`, read last.
-    async fn leave(mut self, batches: &mut Vec<Batch>) -> f64 {
-        self.stop_load(batches).await;
-        written_up(self.addr, &self.child).await;
-        let ingested = metric_now(self.addr, "logs_ingested_total").await;
-        stop_all(vec![self.child]).await;
-        ingested
+    /// Stops the instance (SIGTERM; it must exit 0), once it wrote all it read, and adds what it
+    /// did to `seen`.
+    async fn stop(self, seen: &mut Seen) {
+        seen.ingested += metric_now(self.addr, "logs_ingested_total").await;
+        let mut child = self.child;
+        child.terminate();
+        let status = child.wait_exit().await;
+        assert!(status.success(), "{status}; stderr:\n{}", child.stderr());
+        show_warnings(&child);
+        let stderr = child.stderr();
+        seen.withheld += stderr.matches("not written: ").count();
+        // The records objects named in its warnings and errors: requests that failed.
+        for line in stderr.lines().filter(|l| !l.contains("\"level\":\"INFO\"")) {
+            let objects = line.match_indices("\"logs/").filter_map(|(at, _)| {
+                let key = &line[at + 1..];
+                Some(key[..key.find(".log.json")? + ".log.json".len()].to_owned())
+            });
+            seen.failed_puts.extend(objects);
+        }
     }
+}
+
+/// What the instances did, as they stop.
+#[derive(Default)]
+struct Seen {
+    /// Their `logs_ingested_total`.
+    ingested: f64,
+    /// Flushes their leases withheld.
+    withheld: usize,
+    /// Records objects (below the prefix) whose requests failed at least once.
+    failed_puts: BTreeSet<String>,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -89,8 +113,7 @@ async fn an_instance_frozen_past_the_session_timeout_writes_nothing_twice() {
     let mut members = vec![join(0).await, join(1).await];
     wait_owned(&members, "both instances to own partitions").await;
     let mut batches: Vec<Batch> = Vec::new();
-    // What the instances that left had counted.
-    let mut ingested = 0.0;
+    let mut seen = Seen::default();
     let mut takeovers = Vec::new();
     for round in 0..ROUNDS {
         let [frozen, other] = &members[..] else {
@@ -100,8 +123,10 @@ async fn an_instance_frozen_past_the_session_timeout_writes_nothing_twice() {
         let frozen_at = Instant::now();
         let paused = Paused::pause(frozen.child.pid());
         tokio::time::sleep_until((frozen_at + REPLACE_AFTER).into()).await;
-        let other = members.pop().expect("two members");
-        ingested += other.leave(&mut batches).await;
+        let mut other = members.pop().expect("two members");
+        other.stop_load(&mut batches).await;
+        written_up(&other, &bucket, &broker, &names, &mut batches).await;
+        other.stop(&mut seen).await;
         members.push(join(round + 2).await);
         let new = &members[1];
         poll_within(
@@ -139,22 +164,28 @@ async fn an_instance_frozen_past_the_session_timeout_writes_nothing_twice() {
     let (marks, ends) = mark_ends(&broker, &names.topic).await;
     batches.push(Batch::accepted_now(marks.lines));
     bucket.wait_stored_to(&names.topic, &ends).await;
-    let mut withheld = 0;
     for member in members {
-        withheld += withheld_writes(&member.child);
-        ingested += member.leave(&mut batches).await;
+        member.stop(&mut seen).await;
     }
 
     let (disk, objects) = bucket.read().await;
     let lines: usize = disk.records().map(|line| disk.count(line)).sum();
     let overlaps = bucket.overlaps(&names.topic).await;
+    // An object whose PUT landed while its writer lost the answer is counted by nobody.
+    let mut unsure = 0;
+    for key in &seen.failed_puts {
+        unsure += bucket.lines_of(key).await.unwrap_or(0);
+    }
+    let ingested = seen.ingested as usize;
     let measured = format!(
-        "a new instance owned every partition {:?} s after each freeze; {withheld} bucket \
-         writes withheld by the instances that woke up; {objects} records objects; \
-         logs_ingested_total {} for {} lines in the bucket",
+        "a new instance owned every partition {:?} s after each freeze; {} flushes withheld \
+         by the lease; {objects} records objects; logs_ingested_total {} for {} lines in the \
+         bucket ({} of them in objects whose PUT failed once at least)",
         takeovers.iter().map(Duration::as_secs).collect::<Vec<_>>(),
+        seen.withheld,
         with_commas(ingested as u64),
         with_commas(lines as u64),
+        with_commas(unsure as u64),
     );
     eprintln!("{measured}");
     let mut row = tally(
@@ -169,9 +200,10 @@ async fn an_instance_frozen_past_the_session_timeout_writes_nothing_twice() {
         overlaps.is_empty(),
         "records objects whose offsets overlap: {overlaps:#?}"
     );
-    assert_eq!(
-        ingested, lines as f64,
-        "logs_ingested_total of every instance against the lines in the bucket"
+    assert!(
+        ingested <= lines && lines - ingested <= unsure,
+        "logs_ingested_total of every instance: {ingested}, for {lines} lines in the bucket, \
+         {unsure} of them in objects whose PUT failed once at least"
     );
 }
 
@@ -193,32 +225,34 @@ async fn wait_accepted(loads: &[&Load], n: usize) {
     .await;
 }
 
-/// Waits until the instance at `addr` wrote everything of the partitions it owns now (those
-/// assigned after its last revocation, as it logs them): no lag on any of them.
-async fn written_up(addr: SocketAddr, child: &ChildGuard) {
+/// Waits until `member`, whose clients stopped while the other instance is frozen, wrote all it
+/// read: marks the end of every partition (the marks are accepted records), and waits until the
+/// bucket holds as many partitions up to their marks as the member owns (the frozen instance's
+/// partitions cannot get there).
+async fn written_up(
+    member: &Member,
+    bucket: &Bucket,
+    broker: &str,
+    names: &Names,
+    batches: &mut Vec<Batch>,
+) {
+    let (lines, ends) = mark_partitions(broker, &names.topic, batches.len()).await;
+    batches.push(Batch::accepted_now(lines));
+    let owned = owned_per_instance(&[member.addr]).await[0];
     poll_within(
         KAFKA_DEADLINE,
-        KAFKA_POLL,
-        "the instance to write what it read",
+        KAFKA_POLL * 4,
+        "the instance that leaves to write what it read",
         async || {
-            let stderr = child.stderr();
-            let since = stderr
-                .rfind("\"partitions revoked\"")
-                .map_or(&stderr[..], |at| &stderr[at..]);
-            let lag = consumer_lag(&scrape(addr).await);
-            let behind: Vec<(i32, f64)> = (since.lines())
-                .filter(|line| line.contains("\"partition assigned\""))
-                .filter_map(|line| {
-                    let value: serde_json::Value = serde_json::from_str(line).ok()?;
-                    let partition = value["fields"]["partition"].as_i64()? as i32;
-                    Some((partition, lag.get(&partition).copied().unwrap_or(f64::NAN)))
-                })
-                .filter(|(_, lag)| *lag != 0.0)
-                .collect();
-            if behind.is_empty() {
+            let stored = bucket.stored_positions(&names.topic).await;
+            let done = (0..PARTITIONS)
+                .zip(&ends)
+                .filter(|(partition, end)| stored.get(partition).is_some_and(|s| s >= *end))
+                .count();
+            if done >= owned {
                 Ok(())
             } else {
-                Err(behind)
+                Err((stored, &ends))
             }
         },
     )
@@ -248,11 +282,4 @@ async fn owned_per_instance(addrs: &[SocketAddr]) -> Vec<usize> {
         owned.push(consumers.values().sum::<f64>() as usize);
     }
     owned
-}
-
-/// How many bucket writes the instance logged as withheld by its lease.
-fn withheld_writes(child: &ChildGuard) -> usize {
-    let stderr = child.stderr();
-    show_warnings(child);
-    stderr.matches("not written: ").count()
 }

@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 
 use reqwest::Method;
 
-use crate::bucket::{Bucket, Instances, start_instances, stop_all, wait_joined_or_show};
+use crate::bucket::{
+    Bucket, Instances, mark_partitions, start_instances, stop_all, wait_joined_or_show,
+};
 use crate::load::{Batch, load_client, tally};
 use crate::support::{
     Names, kafka_broker, line, look_at, mark_ends, metric_now, target_dir, test_bucket, try_send,
@@ -136,8 +138,8 @@ async fn a_batch_retried_after_every_instance_restarted_is_stored_once() {
         for (n, (key, body, _)) in sent.iter().enumerate() {
             post_keyed(&client, addrs[(n + round) % 2], key, body.as_bytes()).await;
         }
-        let (marks, ends) = mark_ends(&broker, &names.topic).await;
-        batches.push(Batch::accepted_now(marks.lines));
+        let (marks, ends) = mark_partitions(&broker, &names.topic, round).await;
+        batches.push(Batch::accepted_now(marks));
         bucket.wait_stored_to(&names.topic, &ends).await;
         for addr in &addrs {
             dropped += metric_now(*addr, "idempotency_duplicates_dropped_total").await;
