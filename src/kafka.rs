@@ -13,6 +13,8 @@
 //! - [`broker`]: topic creation at start-up and the probe behind `/ready`.
 //! - [`keyed`]: how the records of a batch sent with an `Idempotency-Key` carry it (message key
 //!   and headers), so that the consumers store them once however often the batch was produced.
+//! - [`lease`]: whether a consumer writing to the bucket may still write its partitions (not
+//!   after a pause longer than its session could last, until the group confirms it).
 //!
 //! # Shutdown order
 //!
@@ -30,6 +32,7 @@ pub mod broker;
 pub mod consumer;
 pub mod dead_letter;
 pub mod keyed;
+pub mod lease;
 pub mod producer;
 pub mod ranges;
 pub mod resume;

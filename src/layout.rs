@@ -227,7 +227,12 @@ pub fn instance_object(instance: &str) -> String {
 
 /// The object key (below the prefix) of the intent of the range starting at `first`.
 pub fn intent_object(topic: &str, partition: i32, first: i64) -> String {
-    format!("intents/{topic}/{partition:05}/{first:020}.json")
+    format!("{}/{first:020}.json", intent_dir(topic, partition))
+}
+
+/// The "directory" (key prefix, below the prefix) of a partition's intents.
+pub fn intent_dir(topic: &str, partition: i32) -> String {
+    format!("intents/{topic}/{partition:05}")
 }
 
 #[cfg(test)]

@@ -6,8 +6,9 @@
 //! A consumer cuts each partition's messages into **ranges** of consecutive offsets (closed at
 //! `storage.s3.maxObjectRecords`, `maxObjectBytes` or `maxObjectAge`). A range is written as:
 //!
-//! 1. its **intent**, `intents/<topic>/<partition>/<first>.json`, saying where it ends (and which
-//!    of its offsets are copies of keyed records, not stored: see `kafka::keyed::KeptCopies`);
+//! 1. its **intent**, `intents/<topic>/<partition>/<first>.json` ([`intent`]), saying where it
+//!    ends (and which of its offsets are copies of keyed records, not stored, and which keyed
+//!    records it stored: see `kafka::keyed::KeptCopies`);
 //! 2. one **records object** per event hour it holds, named by topic, partition, first and last
 //!    offset and hour ([`crate::layout::records_object`]);
 //! 3. then, and only then, its end is committed to Kafka.
@@ -19,12 +20,16 @@
 //! whatever crashed when. Time and size decide where a range ends only the first time, and the
 //! intent makes that decision permanent before anything depends on it.
 //!
-//! The limit: a process that was frozen longer than `kafka.sessionTimeout` (its partitions went to
-//! another instance) and wakes up in the middle of starting a new range can race the new owner for
-//! that range's intent. With a store that has no conditional writes (Garage 2.5 ignores
-//! `If-None-Match` on PUT) the later intent wins and the two may write different ranges. The
-//! consumer drops what it buffered when librdkafka reports the assignment lost, which leaves only
-//! the instant between waking up and the next poll.
+//! A process that was frozen longer than `kafka.sessionTimeout` (its partitions went to another
+//! instance) could race the new owner for a range's intent: with a store that has no conditional
+//! writes (Garage 2.5 ignores `If-None-Match` on PUT) the later intent wins and the two may write
+//! different ranges. So every request that writes a range first asks its consumer's [`Ownership`]
+//! (`kafka::lease`), which withholds it once the partition is no longer held or while the
+//! process's assignment is unconfirmed after a pause.
+//!
+//! `logs_ingested_total` counts a records object's records when this process creates it: a range
+//! written again (after a failed flush, a crash or a rebalance) first checks which of its objects
+//! exist, and neither writes nor counts those again.
 //!
 //! Requests time out after `storage.s3.requestTimeout` and are tried up to [`ATTEMPTS`] times
 //! with a growing pause; a range that still cannot be written fails its flush, and the consumer
@@ -43,7 +48,6 @@ use object_store::path::Path;
 use object_store::{
     ClientOptions, GetOptions, ObjectStore, ObjectStoreExt as _, PutPayload, RetryConfig,
 };
-use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use crate::config::S3Config;
@@ -51,12 +55,27 @@ use crate::layout;
 use crate::metrics::{Metrics, OBJECT_INTENT, OBJECT_RECORDS};
 use crate::record::{EncodedBatch, Hour};
 
+mod intent;
+
+use intent::Intent;
+pub use intent::KeptRun;
+
 /// Tries per request before a flush fails.
 pub const ATTEMPTS: u32 = 3;
 /// The pause after the first failed try; it doubles after each.
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 /// Puts in flight at once for one flush.
 const PUT_CONCURRENCY: usize = 8;
+/// [`Objects::kept_before`] reads the intents of at most this many ranges (at most 256 GETs of
+/// about 150 bytes and up to 100 more per batch each) ...
+pub const RECENT_RANGES: usize = 256;
+/// ... that start within this many offsets before where a consumer starts.
+pub const RECENT_OFFSETS: i64 = 100_000_000;
+/// The first window of offsets [`Objects::kept_before`] lists intents in: it always holds fewer
+/// than [`LISTED_PER_WINDOW`].
+const FIRST_WINDOW: i64 = 1024;
+/// Intents listed in one window at most (five LIST requests).
+const LISTED_PER_WINDOW: usize = 4096;
 
 /// A range of one partition's offsets, `first..=last`, and the valid records among them,
 /// encoded (dead-lettered messages have offsets but no lines).
@@ -69,6 +88,15 @@ pub struct Range {
     /// Offsets not stored because they were copies of keyed records kept before (see
     /// `kafka::keyed::KeptCopies`), in order.
     pub copies: Vec<i64>,
+    /// The keyed records it stores, in offset order.
+    pub kept: Vec<KeptRun>,
+}
+
+/// Whether this process still owns a partition, asked before every request that writes one of
+/// its ranges (a consumer's lease, `kafka::lease`).
+pub trait Ownership: Send + Sync {
+    /// Why the ranges of `partition` must not be written now, if they must not.
+    fn withheld(&self, partition: i32) -> Option<String>;
 }
 
 /// What the writer of a range decided, read from its intent: where it ends, and which of its
@@ -96,6 +124,9 @@ pub enum ObjectError {
     Unavailable { what: String, reason: String },
     #[error("unreadable intent {key}: {reason}")]
     BadIntent { key: String, reason: String },
+    /// Its [`Ownership`] withheld a write of the partition's ranges.
+    #[error("partition {partition}: not written: {reason}")]
+    Withheld { partition: i32, reason: String },
 }
 
 /// An object [`Objects::list`] found.
@@ -117,21 +148,6 @@ pub enum Fetched {
     Unchanged,
     /// There is no such object.
     Missing,
-}
-
-/// What an intent object holds.
-#[derive(Debug, Serialize, Deserialize)]
-struct Intent {
-    topic: String,
-    partition: i32,
-    first: i64,
-    last: i64,
-    /// The hours (`YYYY-MM-DDTHH:00:00Z`) it has records of.
-    hours: Vec<String>,
-    records: usize,
-    /// Offsets of copies of keyed records, not stored.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    copies: Vec<i64>,
 }
 
 /// The bucket, shared by every consumer of this process; cheap to clone through an `Arc`.
@@ -224,66 +240,152 @@ impl Objects {
             Fetched::Missing => return Ok(None),
             Fetched::Unchanged => unreachable!("no entity tag was given"),
         };
-        let intent: Intent =
-            serde_json::from_slice(&bytes).map_err(|err| ObjectError::BadIntent {
-                key: key.clone(),
-                reason: err.to_string(),
-            })?;
-        if intent.first != first
-            || intent.partition != partition
-            || intent.last < first
-            || intent
-                .copies
-                .iter()
-                .any(|c| !(first..=intent.last).contains(c))
-        {
-            return Err(ObjectError::BadIntent {
-                key,
-                reason: format!(
-                    "it names offsets {}..={} (copies {:?})",
-                    intent.first, intent.last, intent.copies
-                ),
-            });
-        }
+        let intent = Intent::parse(&key, &bytes, partition, Some(first))?;
         Ok(Some(Decision {
             last: intent.last,
             copies: intent.copies,
         }))
     }
 
-    /// Writes `ranges` of `topic` (see the module's protocol): each range's intent, unless the
-    /// same one is there already, then its records objects. Fails as a whole if any range does;
-    /// what was written is rewritten identically by the next try.
-    pub async fn write(&self, topic: &str, mut ranges: Vec<Range>) -> Result<(), ObjectError> {
-        // Intents first, every one of them, before any records object that depends on them.
+    /// The keyed records stored by the ranges of `partition` that start before `before`, in
+    /// offset order: those of the last [`RECENT_RANGES`] ranges within the [`RECENT_OFFSETS`]
+    /// offsets before it (what a consumer that starts reading there needs to know to drop later
+    /// copies of them; see `kafka::keyed::KeptCopies`). Intents of older versions name none.
+    pub async fn kept_before(
+        &self,
+        topic: &str,
+        partition: i32,
+        before: i64,
+    ) -> Result<Vec<KeptRun>, ObjectError> {
+        let keys = self.recent_intents(topic, partition, before).await?;
         let limit = Semaphore::new(PUT_CONCURRENCY);
-        try_join_all(ranges.iter().map(|range| async {
+        let intents = try_join_all(keys.iter().map(|key| async {
             let _permit = limit.acquire().await.expect("never closed");
-            self.decide(topic, range).await
+            match self.fetch(key, None, OBJECT_INTENT).await? {
+                Fetched::Found { bytes, .. } => {
+                    Intent::parse(key, &bytes, partition, None).map(Some)
+                }
+                // Expired by a lifecycle rule since the listing.
+                _ => Ok(None),
+            }
         }))
         .await?;
-        let records: usize = ranges.iter().map(|range| range.batch.records()).sum();
-        let puts: Vec<(String, Bytes)> = ranges
-            .iter_mut()
-            .flat_map(|range| {
+        Ok(intents.into_iter().flatten().flat_map(|i| i.kept).collect())
+    }
+
+    /// The keys of the intents of the last [`RECENT_RANGES`] ranges of `partition` that start
+    /// before `before`, within [`RECENT_OFFSETS`] offsets, oldest first. A store lists names
+    /// only forwards: they are listed backwards in windows of offsets, each eight times as wide
+    /// as the one after it; a window that holds more than [`LISTED_PER_WINDOW`] intents (a long
+    /// stretch of tiny ranges) ends the search there.
+    async fn recent_intents(
+        &self,
+        topic: &str,
+        partition: i32,
+        before: i64,
+    ) -> Result<Vec<String>, ObjectError> {
+        let floor = before.saturating_sub(RECENT_OFFSETS).max(0);
+        let mut keys = std::collections::VecDeque::new();
+        let (mut to, mut width) = (before, FIRST_WINDOW);
+        while keys.len() < RECENT_RANGES && to > floor {
+            let from = to.saturating_sub(width).max(floor);
+            let Some(window) = self.intents_between(topic, partition, from, to).await? else {
+                break;
+            };
+            for key in window.into_iter().rev().take(RECENT_RANGES - keys.len()) {
+                keys.push_front(key);
+            }
+            (to, width) = (from, width.saturating_mul(8));
+        }
+        Ok(keys.into())
+    }
+
+    /// The keys of the intents of `partition` for ranges starting in `from..to`, in order; `None`
+    /// if there are more than [`LISTED_PER_WINDOW`].
+    async fn intents_between(
+        &self,
+        topic: &str,
+        partition: i32,
+        from: i64,
+        to: i64,
+    ) -> Result<Option<Vec<String>>, ObjectError> {
+        let dir = layout::intent_dir(topic, partition);
+        let end = layout::intent_object(topic, partition, to);
+        self.request(&dir, || async {
+            let prefix = self.path(&dir);
+            // Names sort by offset: list those after the one just before `from`.
+            let mut pages = match from.checked_sub(1) {
+                Some(after) => {
+                    let after = self.path(&layout::intent_object(topic, partition, after));
+                    self.store.list_with_offset(Some(&prefix), &after)
+                }
+                None => self.store.list(Some(&prefix)),
+            };
+            let mut keys = Vec::new();
+            while let Some(meta) = futures_util::TryStreamExt::try_next(&mut pages).await? {
+                let Some(key) = meta.location.as_ref().strip_prefix(&self.prefix) else {
+                    continue;
+                };
+                if key >= end.as_str() {
+                    break;
+                }
+                if keys.len() == LISTED_PER_WINDOW {
+                    return Ok(None);
+                }
+                keys.push(key.to_owned());
+            }
+            Ok(Some(keys))
+        })
+        .await
+    }
+
+    /// Writes `ranges` of `topic` (see the module's protocol): each range's intent, unless the
+    /// same one is there already, then its records objects, those of a range decided before
+    /// only if they are not there. Every request that writes asks `owner` first. Fails as a whole
+    /// if any range does; what was written is rewritten identically by the next try.
+    pub async fn write_owned(
+        &self,
+        topic: &str,
+        mut ranges: Vec<Range>,
+        owner: &dyn Ownership,
+    ) -> Result<(), ObjectError> {
+        // Intents first, every one of them, before any records object that depends on them.
+        let limit = Semaphore::new(PUT_CONCURRENCY);
+        let decided_before = try_join_all(ranges.iter().map(|range| async {
+            let _permit = limit.acquire().await.expect("never closed");
+            self.decide(topic, range, owner).await
+        }))
+        .await?;
+        let puts: Vec<RecordsPut> = (ranges.iter_mut().zip(decided_before))
+            .flat_map(|(range, decided_before)| {
                 let (partition, first, last) = (range.partition, range.first, range.last);
-                range.batch.chunks.iter_mut().map(move |chunk| {
-                    let key = layout::records_object(topic, partition, first, last, chunk.hour);
-                    (key, Bytes::from(std::mem::take(&mut chunk.lines)))
+                range.batch.chunks.iter_mut().map(move |chunk| RecordsPut {
+                    partition,
+                    key: layout::records_object(topic, partition, first, last, chunk.hour),
+                    bytes: Bytes::from(std::mem::take(&mut chunk.lines)),
+                    records: chunk.records,
+                    maybe_there: decided_before,
                 })
             })
             .collect();
-        try_join_all(puts.into_iter().map(|(key, bytes)| {
+        try_join_all(puts.into_iter().map(|put| {
             let limit = &limit;
             async move {
                 let _permit = limit.acquire().await.expect("never closed");
-                self.put(&key, bytes, OBJECT_RECORDS).await?;
+                // Its decider may have written it (a crash or a failed flush came after): the
+                // same bytes, already there and counted.
+                if put.maybe_there && self.exists(&put.key).await? {
+                    return Ok(());
+                }
+                let owned = || owned(owner, put.partition);
+                self.put_if(&put.key, put.bytes, OBJECT_RECORDS, owned)
+                    .await?;
+                // Counted by whoever creates the object: once, however often its range is written.
+                self.metrics.logs_ingested.inc_by(put.records as u64);
                 Ok::<(), ObjectError>(())
             }
         }))
         .await?;
-        // Counted once per write: a range written again after a crash counts again.
-        self.metrics.logs_ingested.inc_by(records as u64);
         let mut written = self.written.lock().expect("written lock");
         for range in &ranges {
             let next = written.entry(range.partition).or_insert(0);
@@ -292,17 +394,45 @@ impl Objects {
         Ok(())
     }
 
-    /// Per partition, the offset after the last range this process wrote.
+    /// [`Objects::write_owned`] by an owner that never withholds a write.
+    #[cfg(test)]
+    pub async fn write(&self, topic: &str, ranges: Vec<Range>) -> Result<(), ObjectError> {
+        struct Always;
+        impl Ownership for Always {
+            fn withheld(&self, _: i32) -> Option<String> {
+                None
+            }
+        }
+        self.write_owned(topic, ranges, &Always).await
+    }
+
+    /// Per partition, the offset after the last range this process wrote since it was last
+    /// assigned the partition.
     pub fn written(&self) -> BTreeMap<i32, i64> {
         self.written.lock().expect("written lock").clone()
     }
 
+    /// `partition` was assigned (again): what this process wrote of it before says nothing of
+    /// where it is now (others may have written it since).
+    pub fn forget_written(&self, partition: i32) {
+        self.written
+            .lock()
+            .expect("written lock")
+            .remove(&partition);
+    }
+
     /// Makes `range`'s end the decided one: writes its intent, or finds the same one there.
-    async fn decide(&self, topic: &str, range: &Range) -> Result<(), ObjectError> {
+    /// Returns whether it was there (decided before, by another writer or an earlier try).
+    async fn decide(
+        &self,
+        topic: &str,
+        range: &Range,
+        owner: &dyn Ownership,
+    ) -> Result<bool, ObjectError> {
         // Its copies were dropped as the intent says (the consumer follows it), so only the end
         // is compared: an offset the broker no longer delivers is no line either way.
         match self.decided(topic, range.partition, range.first).await? {
-            Some(decided) if decided.last == range.last => return Ok(()),
+            Some(decided) if decided.last == range.last => return Ok(true),
             Some(decided) => {
                 return Err(ObjectError::Decided {
                     partition: range.partition,
@@ -323,11 +453,27 @@ impl Objects {
                 .collect(),
             records: range.batch.records(),
             copies: range.copies.clone(),
+            kept: range.kept.clone(),
         };
         let body = serde_json::to_vec(&intent).expect("an intent serializes");
         let key = layout::intent_object(topic, range.partition, range.first);
-        self.put(&key, Bytes::from(body), OBJECT_INTENT).await?;
-        Ok(())
+        let owned = || owned(owner, range.partition);
+        self.put_if(&key, Bytes::from(body), OBJECT_INTENT, owned)
+            .await?;
+        Ok(false)
+    }
+
+    /// Whether there is an object at `key`.
+    async fn exists(&self, key: &str) -> Result<bool, ObjectError> {
+        let path = self.path(key);
+        self.request(key, || async {
+            match self.store.head(&path).await {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::NotFound { .. }) => Ok(false),
+                Err(err) => Err(err),
+            }
+        })
+        .await
     }
 
     /// Writes `bytes` at `key`, an object of `kind` (an `object_store_objects_written_total`
@@ -339,12 +485,23 @@ impl Objects {
         bytes: Bytes,
         kind: &str,
     ) -> Result<Option<String>, ObjectError> {
+        self.put_if(key, bytes, kind, || Ok(())).await
+    }
+
+    /// [`Objects::put`], if `allowed` says yes before each try.
+    async fn put_if(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        kind: &str,
+        allowed: impl Fn() -> Result<(), ObjectError>,
+    ) -> Result<Option<String>, ObjectError> {
         let path = self.path(key);
         let size = bytes.len() as u64;
         let payload = PutPayload::from(bytes);
         let started = Instant::now();
         let put = self
-            .request(key, || self.store.put(&path, payload.clone()))
+            .request_if(key, allowed, || self.store.put(&path, payload.clone()))
             .await?;
         self.metrics
             .object_put_duration
@@ -476,10 +633,26 @@ impl Objects {
         F: Fn() -> Fut,
         Fut: Future<Output = object_store::Result<T>>,
     {
+        self.request_if(what, || Ok(()), attempt).await
+    }
+
+    /// [`Objects::request`], asking `allowed` right before each try: its refusal ends the
+    /// request.
+    async fn request_if<T, F, Fut>(
+        &self,
+        what: &str,
+        allowed: impl Fn() -> Result<(), ObjectError>,
+        attempt: F,
+    ) -> Result<T, ObjectError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = object_store::Result<T>>,
+    {
         let mut backoff = FIRST_BACKOFF;
         let mut tries = 0;
         loop {
             tries += 1;
+            allowed()?;
             let reason = match tokio::time::timeout(self.request_timeout, attempt()).await {
                 Ok(Ok(value)) => return Ok(value),
                 Ok(Err(err)) => err.to_string(),
@@ -496,6 +669,24 @@ impl Objects {
             tokio::time::sleep(backoff).await;
             backoff *= 2;
         }
+    }
+}
+
+/// One records object of a flush.
+struct RecordsPut {
+    partition: i32,
+    key: String,
+    bytes: Bytes,
+    records: usize,
+    /// Its range was decided before: the object may be there already.
+    maybe_there: bool,
+}
+
+/// `Ok` if `owner` lets `partition` be written now.
+fn owned(owner: &dyn Ownership, partition: i32) -> Result<(), ObjectError> {
+    match owner.withheld(partition) {
+        None => Ok(()),
+        Some(reason) => Err(ObjectError::Withheld { partition, reason }),
     }
 }
 
@@ -526,6 +717,7 @@ mod tests {
             last,
             batch,
             copies: Vec::new(),
+            kept: Vec::new(),
         }
     }
 
@@ -615,6 +807,156 @@ mod tests {
             "{err}"
         );
         assert_eq!(keys(&store).await, before, "a refused range writes nothing");
+    }
+
+    #[tokio::test]
+    async fn a_range_written_again_is_counted_once_across_instances() {
+        let store = Arc::new(InMemory::new());
+        let hour = 490_000;
+        let range = || range(1, 0, 3, &[(hour, "a"), (hour, "b"), (hour + 1, "c")]);
+        let first = objects(&store);
+        first.write("t", vec![range()]).await.unwrap();
+        let before = keys(&store).await;
+        // Another instance writes it again (the partition moved before the commit).
+        let second = objects(&store);
+        second.write("t", vec![range()]).await.unwrap();
+        // A third finds the intent and one of the two objects (a crash came in between).
+        let later_hour = layout::records_object("t", 1, 0, 3, Hour::from_index(hour + 1));
+        store
+            .delete(&Path::from(format!("team/{later_hour}")))
+            .await
+            .unwrap();
+        let third = objects(&store);
+        third.write("t", vec![range()]).await.unwrap();
+        assert_eq!(keys(&store).await, before);
+        assert_eq!(
+            [&first, &second, &third].map(|o| o.metrics.logs_ingested.get()),
+            [3, 0, 1],
+            "logs_ingested_total of each instance"
+        );
+    }
+
+    /// Lets the first `allowed` writes through, then withholds every one.
+    struct LostAfter {
+        allowed: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Ownership for LostAfter {
+        fn withheld(&self, _: i32) -> Option<String> {
+            let left = self.allowed.load(std::sync::atomic::Ordering::Relaxed);
+            if left == 0 {
+                return Some("lost".to_owned());
+            }
+            self.allowed
+                .store(left - 1, std::sync::atomic::Ordering::Relaxed);
+            None
+        }
+    }
+
+    #[tokio::test]
+    async fn every_write_asks_its_owner_first() {
+        let store = Arc::new(InMemory::new());
+        let objects = objects(&store);
+        let range = || range(4, 0, 1, &[(7, "a"), (8, "b")]);
+        let lost = LostAfter { allowed: 0.into() };
+        let err = objects
+            .write_owned("t", vec![range()], &lost)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ObjectError::Withheld { partition: 4, reason } if reason == "lost"),
+            "{err}"
+        );
+        assert!(keys(&store).await.is_empty(), "nothing written");
+        // Lost between its intent and its records objects (a freeze past the session timeout).
+        let lost_after_intent = LostAfter { allowed: 1.into() };
+        let err = objects
+            .write_owned("t", vec![range()], &lost_after_intent)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ObjectError::Withheld { .. }), "{err}");
+        assert_eq!(
+            keys(&store).await,
+            [format!("team/{}", layout::intent_object("t", 4, 0))]
+        );
+        assert_eq!(objects.metrics.logs_ingested.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_keyed_records_of_the_recent_ranges_before_an_offset_are_read_back() {
+        let store = Arc::new(InMemory::new());
+        let objects = objects(&store);
+        let keyed = |first: i64, last: i64| {
+            let mut range = range(1, first, last, &[(5, "x")]);
+            KeptRun::push(&mut range.kept, first as u128, 9, 0, first);
+            range
+        };
+        // An intent of an older version, without `kept`, among them.
+        let old = br#"{"topic":"t","partition":1,"first":10,"last":19,"hours":[],"records":0}"#;
+        store
+            .put(
+                &Path::from(format!("team/{}", layout::intent_object("t", 1, 10))),
+                PutPayload::from_static(old),
+            )
+            .await
+            .unwrap();
+        let ranges = vec![
+            keyed(0, 9),
+            keyed(20, 29),
+            keyed(30, 39),
+            range(2, 0, 5, &[]),
+        ];
+        objects.write("t", ranges).await.unwrap();
+        let firsts = |runs: Vec<KeptRun>| runs.iter().map(|r| r.offset).collect::<Vec<_>>();
+        assert_eq!(
+            firsts(objects.kept_before("t", 1, 40).await.unwrap()),
+            [0, 20, 30]
+        );
+        assert_eq!(
+            firsts(objects.kept_before("t", 1, 30).await.unwrap()),
+            [0, 20]
+        );
+        assert!(firsts(objects.kept_before("t", 1, 0).await.unwrap()).is_empty());
+        assert!(firsts(objects.kept_before("t", 2, 40).await.unwrap()).is_empty());
+        // At most RECENT_OFFSETS before, and of the last RECENT_RANGES ranges.
+        let far = RECENT_OFFSETS + 40;
+        objects.write("t", vec![keyed(far, far)]).await.unwrap();
+        assert_eq!(
+            firsts(objects.kept_before("t", 1, far + 1).await.unwrap()),
+            [far]
+        );
+        let many: Vec<Range> = (1..=RECENT_RANGES as i64)
+            .map(|i| keyed(far + i, far + i))
+            .collect();
+        objects.write("t", many).await.unwrap();
+        let runs = firsts(objects.kept_before("t", 1, far + 1_000).await.unwrap());
+        assert_eq!(runs.len(), RECENT_RANGES);
+        assert_eq!(runs[0], far + 1, "the oldest of the recent ranges");
+    }
+
+    #[tokio::test]
+    async fn older_windows_of_tiny_ranges_end_the_search_for_recent_intents() {
+        let store = Arc::new(InMemory::new());
+        let objects = objects(&store);
+        let keyed = |first: i64| {
+            let mut range = range(0, first, first, &[(5, "x")]);
+            KeptRun::push(&mut range.kept, 1, 9, first as u32, first);
+            range
+        };
+        // Twice as many one-offset ranges as a window lists, then one after a gap.
+        let dense = 2 * LISTED_PER_WINDOW as i64;
+        objects
+            .write("t", (0..dense).map(keyed).collect())
+            .await
+            .unwrap();
+        let late = dense + 2 * FIRST_WINDOW;
+        objects.write("t", vec![keyed(late)]).await.unwrap();
+        let runs = objects.kept_before("t", 0, late + 1).await.unwrap();
+        assert_eq!(runs.iter().map(|r| r.offset).collect::<Vec<_>>(), [late]);
+        // From right after them, the first window is narrow enough to list.
+        let runs = objects.kept_before("t", 0, dense).await.unwrap();
+        assert_eq!(runs.len(), RECENT_RANGES);
+        assert_eq!(runs.last().unwrap().offset, dense - 1);
     }
 
     #[tokio::test]

@@ -344,6 +344,7 @@ mod tests {
             last: first + lines.len() as i64 - 1,
             batch,
             copies: Vec::new(),
+            kept: Vec::new(),
         }
     }
 
@@ -500,6 +501,7 @@ mod tests {
             last: 0,
             batch: early,
             copies: Vec::new(),
+            kept: Vec::new(),
         };
         write(
             &store,

@@ -39,6 +39,9 @@
 //! bucket whether an earlier writer decided where it ends, and so on range after range until one
 //! was not decided. That makes every record land in exactly
 //! one object whichever process reads it, which removes the limit above (see [`crate::objects`]).
+//! Before its first range, a newly assigned partition learns from the intents before it which
+//! keyed records earlier owners kept ([`Objects::kept_before`]). Every write asks the
+//! consumer's [`Lease`] whether the partition is still its own.
 //!
 //! # Threads and locks
 //!
@@ -65,6 +68,7 @@ use rdkafka::{ClientConfig, ClientContext, Message, Offset, TopicPartitionList};
 
 use super::dead_letter::{DeadLetter, DeadLetters};
 use super::keyed::{KeptCopies, KeyedRecord};
+use super::lease::{Lease, Pulse};
 use super::ranges::{RangeLimits, Ranges};
 use super::resume::{self, Admission, Resume, Start};
 use super::topic_id::{self, Described, TopicId};
@@ -73,7 +77,7 @@ use crate::config::KafkaConfig;
 use crate::idempotency::{Fingerprint, Key, Update, Written, now_ms};
 use crate::ingest::{self, Limits};
 use crate::metrics::Metrics;
-use crate::objects::Objects;
+use crate::objects::{ObjectError, Objects};
 use crate::record::EncodedBatch;
 use crate::store::{Checkpoint, Store};
 
@@ -184,6 +188,11 @@ impl ConsumerGroup {
         let dead_letters = Arc::new(DeadLetters::new(kafka)?);
         let recreations = Arc::new(AtomicU64::new(0));
         let stalled_by_recreation = Arc::new(AtomicBool::new(false));
+        // Only the bucket's writes need to know whether this process was paused (see `lease`).
+        let pulse = match &destination {
+            Destination::Objects(..) => Some(Pulse::start(kafka.session_timeout)?),
+            Destination::Files(_) => None,
+        };
         let mut threads = Vec::new();
         for index in 0..kafka.consumers {
             let shared = Arc::new(Shared {
@@ -204,6 +213,7 @@ impl ConsumerGroup {
                 stalled: stalled.clone(),
                 recreations: recreations.clone(),
                 stalled_by_recreation: stalled_by_recreation.clone(),
+                lease: pulse.clone().map(|pulse| Arc::new(Lease::new(pulse))),
                 state: Mutex::new(State::default()),
                 // At least one producer batch (ours hold up to kafka.batchSize messages).
                 resume_window: kafka.batch_size.max(1000) as i64,
@@ -322,6 +332,7 @@ fn run(
     }
     .max(MIN_BUFFER_CAP);
     while !shared.stop.load(Ordering::Relaxed) {
+        shared.confirm_lease(&consumer);
         let (buffered, due, flushing) = {
             let mut state = shared.state();
             let flushing = state.flushing.is_some();
@@ -404,6 +415,8 @@ struct Shared {
     recreations: Arc<AtomicU64>,
     /// See [`ConsumerGroup::stalled_by_recreation`].
     stalled_by_recreation: Arc<AtomicBool>,
+    /// With [`Destination::Objects`]: whether its partitions are still its own to write.
+    lease: Option<Arc<Lease>>,
     state: Mutex<State>,
     /// The first rewind distance when the broker skips past a resume point.
     resume_window: i64,
@@ -424,6 +437,9 @@ struct State {
     lookups: BTreeSet<i32>,
     /// With [`Destination::Objects`]: where the kept copy of each recent keyed record is.
     kept: KeptCopies,
+    /// With [`Destination::Objects`]: the newly assigned partitions whose keyed records stored
+    /// by earlier owners are not in `kept` yet.
+    seeds: BTreeSet<i32>,
     /// The topic's id when this consumer last checked (its positions belong to it), if known.
     incarnation: Option<TopicId>,
     /// The connection to the broker failed since the last check, or the probe saw the topic
@@ -666,32 +682,16 @@ impl Shared {
             Destination::Files(_) => None,
         };
         if let Some(objects) = objects
-            && !state.buffer.ranges.ready_for(partition, offset)
+            && let Err((first, err)) = self.prepare_range(&mut state, objects, partition, offset)
         {
-            // A new range: if an earlier writer decided where the range starting here ends, it
-            // ends there (see crate::objects).
-            let first = state.buffer.ranges.first_for(partition, offset);
-            let decided = if state.lookups.contains(&partition) {
-                match (self.runtime).block_on(objects.decided(&self.topic, partition, first)) {
-                    Ok(decided) => decided,
-                    Err(err) => {
-                        tracing::error!(error = %err, partition, offset = first, "cannot read the bucket; reading the partition again from here after a pause");
-                        state
-                            .resume
-                            .insert(partition, Resume::at(first, self.resume_window));
-                        drop(state);
-                        self.seek(consumer, partition, first);
-                        std::thread::sleep(RETRY_BACKOFF);
-                        return;
-                    }
-                }
-            } else {
-                None
-            };
-            if decided.is_none() {
-                state.lookups.remove(&partition);
-            }
-            state.buffer.ranges.open(partition, first, decided);
+            tracing::error!(error = %err, partition, offset = first, "cannot read the bucket; reading the partition again from here after a pause");
+            state
+                .resume
+                .insert(partition, Resume::at(first, self.resume_window));
+            drop(state);
+            self.seek(consumer, partition, first);
+            std::thread::sleep(RETRY_BACKOFF);
+            return;
         }
         // Keyed batches are deduplicated against this machine's ledger, or with the bucket by
         // where each record's kept copy is (`KeptCopies`).
@@ -726,7 +726,9 @@ impl Shared {
                 self.consumed(&mut state, partition, offset);
                 match keyed {
                     Some(record) if objects.is_some() => {
-                        state.kept.keep(&record, partition, offset)
+                        state.kept.keep(&record, partition, offset);
+                        // For whoever starts after this range (see `prepare_range`).
+                        state.buffer.ranges.kept(partition, &record, offset);
                     }
                     Some(record) => state
                         .buffer
@@ -754,6 +756,78 @@ impl Shared {
                 self.pause(consumer, partition, true);
             }
         }
+    }
+
+    /// With the bucket, before the message at `offset` of `partition` is taken: after an
+    /// assignment, the keyed records earlier owners stored before where reading starts are in
+    /// `kept` (a batch retried through another instance has its later copy in this partition);
+    /// and a range is open for the message, ending where an earlier writer decided, if one did
+    /// (see [`crate::objects`]). If the bucket does not answer: where to read again from.
+    fn prepare_range(
+        &self,
+        state: &mut State,
+        objects: &Objects,
+        partition: i32,
+        offset: i64,
+    ) -> Result<(), (i64, ObjectError)> {
+        if state.buffer.ranges.ready_for(partition, offset) {
+            return Ok(());
+        }
+        let first = state.buffer.ranges.first_for(partition, offset);
+        let unread = |err| (first, err);
+        if state.seeds.contains(&partition) {
+            let kept = (self.runtime)
+                .block_on(objects.kept_before(&self.topic, partition, first))
+                .map_err(unread)?;
+            let records = state.kept.seed(partition, &kept);
+            tracing::info!(
+                partition,
+                before = first,
+                records,
+                consumer = self.index,
+                "keyed records stored by earlier owners of the partition, read from its intents"
+            );
+            state.seeds.remove(&partition);
+        }
+        let decided = if state.lookups.contains(&partition) {
+            (self.runtime)
+                .block_on(objects.decided(&self.topic, partition, first))
+                .map_err(unread)?
+        } else {
+            None
+        };
+        if decided.is_none() {
+            state.lookups.remove(&partition);
+        }
+        state.buffer.ranges.open(partition, first, decided);
+        Ok(())
+    }
+
+    /// After this process was paused (see [`Lease`]): confirms that the group still holds this
+    /// consumer's assignment, so that its writes go on. Two requests through librdkafka's main
+    /// thread, one after the other: that thread serves its queue, then checks the group session
+    /// (`rd_kafka_cgrp_serve`, which lets the assignment go when no heartbeat was answered for
+    /// `session.timeout.ms`), so by the second answer that check has run since the pause.
+    fn confirm_lease(&self, consumer: &BaseConsumer<GroupContext>) {
+        let Some(lease) = &self.lease else { return };
+        let Some(pauses) = lease.unconfirmed() else {
+            return;
+        };
+        for _ in 0..2 {
+            if let Err(err) = consumer.assignment() {
+                tracing::warn!(error = %err, consumer = self.index, "cannot ask librdkafka for the assignment; writes to the bucket wait");
+                return;
+            }
+        }
+        if consumer.assignment_lost() {
+            // The revocation that follows lets the partitions go.
+            return;
+        }
+        lease.confirm(pauses);
+        tracing::info!(
+            consumer = self.index,
+            "the assignment stands after the pause; writing to the bucket again"
+        );
     }
 
     /// Counts the message at `offset` of `partition` as consumed: in the buffer for the store
@@ -915,9 +989,10 @@ impl Shared {
                 }
                 let (objects, topic) = (objects.clone(), self.topic.clone());
                 let ranges = taken.ranges;
+                let lease = self.lease.clone().expect("a lease with the bucket");
                 let write = self.runtime.spawn(async move {
                     objects
-                        .write(&topic, ranges)
+                        .write_owned(&topic, ranges, &*lease)
                         .await
                         .map_err(|err| err.to_string())
                 });
@@ -1127,9 +1202,12 @@ impl Shared {
                 );
             }
             tracing::info!(%topic, partition, checkpoint = ?saved, ?committed, ?start, consumer = self.index, "partition assigned");
-            if self.writes_objects() {
+            if let Destination::Objects(objects, _) = &self.destination {
                 state.buffer.ranges.forget(partition);
                 state.lookups.insert(partition);
+                state.seeds.insert(partition);
+                // Its lag counts from the committed offset until this process writes.
+                objects.forget_written(partition);
             }
             if start == Start::Beginning && voided {
                 // Explicitly: left unset, the client would start at the committed offset of the
@@ -1147,6 +1225,9 @@ impl Shared {
             }
         }
         drop(state);
+        if let Some(lease) = &self.lease {
+            lease.hold(assigned.elements().iter().map(|e| e.partition()));
+        }
         let mut owned = self.owned.lock().expect("owned lock");
         owned.extend(assigned.elements().iter().map(|e| e.partition()));
         drop(owned);
@@ -1163,12 +1244,19 @@ impl Shared {
                 consumer = self.index,
                 "assignment lost; dropping what was read and not yet written"
             );
+            // A flush in flight writes nothing more of them either.
+            if let Some(lease) = &self.lease {
+                lease.let_go(revoked.elements().iter().map(|e| e.partition()));
+            }
             let mut state = self.state();
             for element in revoked.elements() {
                 state.buffer.ranges.forget(element.partition());
             }
         }
         self.flush_all(consumer, CommitMode::Sync);
+        if let Some(lease) = &self.lease {
+            lease.let_go(revoked.elements().iter().map(|e| e.partition()));
+        }
         let mut state = self.state();
         for element in revoked.elements() {
             let _ = self
@@ -1177,6 +1265,7 @@ impl Shared {
                 .remove_label_values(&[&element.partition().to_string()]);
             state.resume.remove(&element.partition());
             state.lookups.remove(&element.partition());
+            state.seeds.remove(&element.partition());
             state.buffer.ranges.forget(element.partition());
             // Not consumed: the next owner reads (and dead-letters) it again.
             state.dead_letters.remove(&element.partition());
@@ -1220,8 +1309,12 @@ impl ClientContext for GroupContext {
             return;
         };
         let stored_now = self.shared.destination.stored();
+        // Statistics gathered before a revocation may arrive after it: a partition let go
+        // since gets no series again.
+        let owned = self.shared.owned.lock().expect("owned lock").clone();
         for (partition, stats) in &topic.partitions {
-            if *partition < 0 || !stats.desired || stats.hi_offset < 0 {
+            if *partition < 0 || !stats.desired || stats.hi_offset < 0 || !owned.contains(partition)
+            {
                 continue;
             }
             let stored = stored_now

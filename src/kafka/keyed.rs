@@ -14,7 +14,10 @@
 //! there is no ledger on the machine; [`KeptCopies`] remembers, per keyed record a consumer kept,
 //! where (partition and offset), so that a later copy (the batch produced again, e.g. retried
 //! through another instance: its records go to the same partition, after the first copy) is
-//! dropped, while the kept copy itself, read again after a rewind, is kept again.
+//! dropped, while the kept copy itself, read again after a rewind, is kept again. Each range's
+//! intent names the keyed records it stored, and a consumer that is assigned a partition starts
+//! from those of the partition's recent ranges ([`KeptCopies::seed`]), so a consumer that
+//! restarted, or another instance that took the partition over, knows them too.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -22,6 +25,9 @@ use rdkafka::Message;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 
 use crate::idempotency::{Fingerprint, Key, Update};
+use crate::objects::KeptRun;
+#[cfg(doc)]
+use crate::objects::{RECENT_OFFSETS, RECENT_RANGES};
 
 const FINGERPRINT: &str = "idempotency-fingerprint";
 const INDEX: &str = "idempotency-index";
@@ -86,9 +92,13 @@ pub fn headers(update: &Update, index: u32) -> OwnedHeaders {
 ///
 /// Deciding by position makes the decision the same however often a range is read: a record is
 /// dropped only if a copy at another position was kept, and that copy is at a lower offset of the
-/// same partition, so it is written before (or with) anything after it is committed. A forgotten
-/// key, or a consumer that starts after the first copy (another instance took the partition
-/// over), keeps the later copy too: stored twice, never lost.
+/// same partition, so it is written before (or with) anything after it is committed.
+///
+/// The bound: a consumer that starts on a partition (a restart, or another instance taking it
+/// over) knows the keyed records of the partition's last [`RECENT_RANGES`] ranges among the
+/// [`RECENT_OFFSETS`] offsets before where it starts (from their intents); a later copy of a record
+/// stored before those, or of a key forgotten beyond `max_records`, is kept too: stored twice,
+/// never lost.
 #[derive(Debug)]
 pub struct KeptCopies {
     /// Per key: the batch's fingerprint, and per record index where its kept copy is.
@@ -133,19 +143,43 @@ impl KeptCopies {
 
     /// Remembers that `record` was kept at `offset` of `partition`, unless a copy was kept first.
     pub fn keep(&mut self, record: &KeyedRecord, partition: i32, offset: i64) {
-        let (fingerprint, at) = self.keys.entry(record.key).or_insert_with(|| {
-            self.order.push_back(record.key);
-            (record.fingerprint, HashMap::new())
+        self.remember(
+            record.key,
+            record.fingerprint,
+            record.index,
+            (partition, offset),
+        );
+    }
+
+    /// Remembers the keyed records that earlier owners of `partition` stored, `runs` in offset
+    /// order (from [`Objects::kept_before`](crate::objects::Objects::kept_before)); returns how
+    /// many.
+    pub fn seed(&mut self, partition: i32, runs: &[KeptRun]) -> usize {
+        let mut records = 0;
+        for run in runs {
+            for (index, offset) in run.records() {
+                let (key, fingerprint) = (Key(run.key), Fingerprint(run.fingerprint));
+                self.remember(key, fingerprint, index, (partition, offset));
+                records += 1;
+            }
+        }
+        records
+    }
+
+    fn remember(&mut self, key: Key, fingerprint: Fingerprint, index: u32, position: Position) {
+        let (kept_batch, at) = self.keys.entry(key).or_insert_with(|| {
+            self.order.push_back(key);
+            (fingerprint, HashMap::new())
         });
-        if *fingerprint != record.fingerprint {
+        if *kept_batch != fingerprint {
             // Another batch under the same key (the API refuses that; a forged message): the
             // latest one is remembered.
             self.records -= at.len();
-            *fingerprint = record.fingerprint;
+            *kept_batch = fingerprint;
             at.clear();
         }
-        if let std::collections::hash_map::Entry::Vacant(vacant) = at.entry(record.index) {
-            vacant.insert((partition, offset));
+        if let std::collections::hash_map::Entry::Vacant(vacant) = at.entry(index) {
+            vacant.insert(position);
             self.records += 1;
         }
         while self.records > self.max_records
@@ -197,6 +231,21 @@ mod tests {
         assert!(!kept.is_copy(&record(1, 9, 1), 3, 58));
         assert!(!kept.is_copy(&record(1, 8, 0), 3, 59));
         assert!(!kept.is_copy(&record(2, 9, 0), 3, 60));
+    }
+
+    #[test]
+    fn a_consumer_seeded_from_the_intents_drops_a_later_copy() {
+        let mut runs = Vec::new();
+        for (index, offset) in [(0, 20), (1, 21)] {
+            KeptRun::push(&mut runs, 1, 9, index, offset);
+        }
+        let mut kept = KeptCopies::new(100);
+        assert_eq!(kept.seed(3, &runs), 2);
+        // The batch produced again, after the consumer started: both records are copies ...
+        assert!(kept.is_copy(&record(1, 9, 0), 3, 80));
+        assert!(kept.is_copy(&record(1, 9, 1), 3, 81));
+        // ... while the first copy, read again, is kept again.
+        assert!(!kept.is_copy(&record(1, 9, 0), 3, 20));
     }
 
     #[test]

@@ -13,8 +13,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use super::keyed::KeyedRecord;
 use crate::config::S3Config;
-use crate::objects::{Decision, Range};
+use crate::objects::{Decision, KeptRun, Range};
 use crate::record::EncodedBatch;
 
 /// When an undecided range is sealed.
@@ -55,6 +56,8 @@ struct Building {
     decided_copies: Vec<i64>,
     /// The offsets not stored here as copies of keyed records.
     copies: Vec<i64>,
+    /// The keyed records stored here.
+    kept: Vec<KeptRun>,
 }
 
 #[derive(Debug, Default)]
@@ -139,6 +142,7 @@ impl Ranges {
             decided,
             decided_copies,
             copies: Vec::new(),
+            kept: Vec::new(),
         });
     }
 
@@ -154,6 +158,18 @@ impl Ranges {
     /// kept before (it still counts as taken: call [`Ranges::consumed`] too).
     pub fn copy_dropped(&mut self, partition: i32, offset: i64) {
         self.open_range(partition).copies.push(offset);
+    }
+
+    /// Notes that the keyed `record` at `offset` of `partition`'s open range is stored there.
+    pub fn kept(&mut self, partition: i32, record: &KeyedRecord, offset: i64) {
+        let open = self.open_range(partition);
+        KeptRun::push(
+            &mut open.kept,
+            record.key.0,
+            record.fingerprint.0,
+            record.index,
+            offset,
+        );
     }
 
     /// The open range's lines of `partition` (it must be open).
@@ -240,6 +256,7 @@ impl Ranges {
                     last,
                     batch: range.batch,
                     copies: range.copies,
+                    kept: range.kept,
                 });
             }
         }
@@ -373,6 +390,10 @@ mod tests {
         }
         let taken = ranges.take_sealed();
         assert_eq!(taken.ranges[0].copies, [11, 13]);
+        assert!(
+            taken.ranges[0].kept.is_empty(),
+            "no keyed record noted as kept"
+        );
         assert_eq!(taken.ranges[0].batch.records(), 2);
         // Nobody decided the next one: the caller decides by position.
         ranges.open(0, 14, None);

@@ -4,17 +4,19 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use futures_util::TryStreamExt as _;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt as _};
 
 use crate::load::Disk;
 use crate::support::{
-    ChildGuard, KAFKA_DEADLINE, KAFKA_POLL, Names, PARTITIONS, TestBucket, poll_within,
-    start_binary_ready,
+    AT_14, ChildGuard, KAFKA_DEADLINE, KAFKA_POLL, Names, PARTITIONS, TestBucket, kafka_client,
+    line, poll_within, start_binary_ready,
 };
+use rdkafka::producer::{FutureProducer, FutureRecord};
 
 /// One scenario's part of the bucket: its own prefix (the topic's name).
 pub struct Bucket {
@@ -57,17 +59,25 @@ impl Bucket {
     /// Every line of every records object, counted as the fault suite counts files.
     pub async fn read(&self) -> (Disk, usize) {
         let keys = self.keys("logs").await;
+        // Sixteen GETs at a time: a scenario leaves thousands of objects.
+        let bodies: Vec<(String, String)> = futures_util::stream::iter(&keys)
+            .map(|key| async move {
+                let bytes = self
+                    .store
+                    .get(&ObjectPath::from(key.as_str()))
+                    .await
+                    .expect("a listed object reads")
+                    .bytes()
+                    .await
+                    .expect("its body reads");
+                let text = String::from_utf8(bytes.to_vec()).expect("objects are UTF-8");
+                (key.clone(), text)
+            })
+            .buffered(16)
+            .collect()
+            .await;
         let mut lines = Vec::new();
-        for key in &keys {
-            let bytes = self
-                .store
-                .get(&ObjectPath::from(key.as_str()))
-                .await
-                .expect("a listed object reads")
-                .bytes()
-                .await
-                .expect("its body reads");
-            let text = String::from_utf8(bytes.to_vec()).expect("objects are UTF-8");
+        for (key, text) in &bodies {
             assert!(
                 text.ends_with('\n'),
                 "{key}: an object ends with a whole line"
@@ -86,6 +96,19 @@ impl Bucket {
             Disk::of_lines(lines.into_iter().map(|(line, _)| line)),
             keys.len(),
         )
+    }
+
+    /// How many lines the object at `key` (below the scenario's prefix) holds, if it is there.
+    pub async fn lines_of(&self, key: &str) -> Option<usize> {
+        let path = ObjectPath::from(format!("{}/{key}", self.prefix));
+        match self.store.get(&path).await {
+            Ok(got) => {
+                let bytes = got.bytes().await.expect("its body reads");
+                Some(memchr::memchr_iter(b'\n', &bytes).count())
+            }
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(err) => panic!("GET {path}: {err}"),
+        }
     }
 
     /// Lines per hour across the records objects, by hour as the analytics name it
@@ -179,6 +202,25 @@ fn parse_records_key(key: &str, topic: &str) -> Option<(i32, i64, i64)> {
     let first = parts.next()?.parse().ok()?;
     let last = parts.next()?.parse().ok()?;
     parts.next().is_none().then_some((partition, first, last))
+}
+
+/// Produces one record straight to each partition of `topic`, its path naming `mark` (so that
+/// every mark is a new record, unlike `mark_ends`'s); returns their lines and where each
+/// partition now ends.
+pub async fn mark_partitions(broker: &str, topic: &str, mark: usize) -> (Vec<String>, Vec<i64>) {
+    let producer: FutureProducer = kafka_client(broker).create().expect("a producer builds");
+    let (mut lines, mut ends) = (Vec::new(), Vec::new());
+    for partition in 0..PARTITIONS {
+        let line = line(AT_14, &format!("/mark/{mark}/{partition}"), "curl/8.5.0");
+        let record = FutureRecord::<(), str>::to(topic)
+            .partition(partition)
+            .payload(&line);
+        let delivery = (producer.send(record, Duration::from_secs(10)).await)
+            .unwrap_or_else(|(err, _)| panic!("producing to {topic}/{partition}: {err}"));
+        ends.push(delivery.offset + 1);
+        lines.push(line);
+    }
+    (lines, ends)
 }
 
 /// What `GET /analytics/hours` of the instance at `addr` answers: requests per hour, and whether

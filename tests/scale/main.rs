@@ -11,6 +11,8 @@
 //!   its storage kept and with it lost (on a Garage node of its own, [`garage`]).
 //! - [`ingest_rate`]: one instance's dashboard shows the ingest rate and records stored of all
 //!   three instances under a steady load.
+//! - [`frozen`]: one instance frozen (SIGSTOP) past `kafka.sessionTimeout` under load, then
+//!   thawed, three rounds.
 //! - [`keyed`]: batches with an `Idempotency-Key` sent again through another instance.
 //! - [`ship`]: v1's hour files shipped to the bucket by `log-pipeline ship`, three times, with
 //!   late records in between; a v2 instance's analytics count them.
@@ -30,6 +32,7 @@ mod bucket;
 mod garage;
 
 mod ingest_rate;
+mod frozen;
 mod instances;
 mod keyed;
 mod paused;

@@ -12,11 +12,11 @@ use crate::support::{Names, kafka_broker, mark_ends, metric_now, test_bucket, wa
 
 const PAUSE: Duration = Duration::from_secs(10);
 
-/// Sends SIGCONT to the store when dropped, so a failing test leaves it running.
-struct Paused(u32);
+/// A process stopped with SIGSTOP; SIGCONT when dropped, so a failing test leaves it running.
+pub struct Paused(u32);
 
 impl Paused {
-    fn pause(pid: u32) -> Paused {
+    pub fn pause(pid: u32) -> Paused {
         signal(pid, "STOP");
         Paused(pid)
     }
