@@ -166,6 +166,9 @@ export declare function encodeRecord(
 
 export declare const DEFAULTS: Readonly<Required<Omit<ClientOptions, "url" | "key">>>;
 
+/** The package's version (also sent in the User-Agent). */
+export declare const VERSION: string;
+
 export declare const SERVICE_LIMITS: Readonly<{
   maxBodyBytes: number;
   maxRecords: number;

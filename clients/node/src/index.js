@@ -4,8 +4,9 @@
 import { LogClient } from "./client.js";
 import { encodeRecord as encode } from "./record.js";
 import { DEFAULTS, SERVICE_LIMITS } from "./options.js";
+import { VERSION } from "./version.js";
 
-export { LogClient, DEFAULTS, SERVICE_LIMITS };
+export { LogClient, DEFAULTS, SERVICE_LIMITS, VERSION };
 
 /**
  * A client for the service at `options.url`.
