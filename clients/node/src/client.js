@@ -204,7 +204,11 @@ export class LogClient extends EventEmitter {
         if (this.#flushWaiters.length === 0) this.#pumpTimer.unref();
         return;
       }
-      void this.#attempt(/** @type {SealedBatch} */ (this.#queue.shift()));
+      // #attempt handles every failure of the request itself; this catch only keeps a bug of
+      // ours from becoming an unhandled rejection, which would end the host's process.
+      this.#attempt(/** @type {SealedBatch} */ (this.#queue.shift())).catch((error) => {
+        process.emitWarning(`log-pipeline-client: ${error?.stack ?? error}`, "LogPipelineClientWarning");
+      });
     }
   }
 

@@ -10,6 +10,7 @@ const WHITESPACE = "\\t\\n\\v\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\
 const EDGE_WHITESPACE = new RegExp(`^[${WHITESPACE}]+|[${WHITESPACE}]+$`, "g");
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
 const SURROGATE = /[\ud800-\udfff]/;
+const NEEDS_ESCAPE = /["\\\u0000-\u001f]/;
 
 /**
  * @typedef {{ timestamp: Date | number | string, path: string, userAgent: string }} LogRecord
@@ -35,9 +36,7 @@ export function encodeRecord(record, maxFieldBytes) {
   if (typeof pathText !== "string") return { field: "path", reason: pathText.reason };
   const agentText = fieldText(userAgent, maxFieldBytes);
   if (typeof agentText !== "string") return { field: "userAgent", reason: agentText.reason };
-  // JSON.stringify escapes exactly what serde_json escapes, in the same spelling, once lone
-  // surrogates are gone (fieldText replaced them).
-  const line = `{"timestamp":"${time.text}","path":${JSON.stringify(pathText)},"userAgent":${JSON.stringify(agentText)}}\n`;
+  const line = `{"timestamp":"${time.text}","path":${quote(pathText)},"userAgent":${quote(agentText)}}\n`;
   return { line, bytes: Buffer.byteLength(line), hour: time.text.slice(0, 13) };
 }
 
@@ -54,6 +53,17 @@ export function fitField(value, maxBytes) {
   const bytes = Buffer.from(text).subarray(0, maxBytes);
   // A cut inside a character leaves a partial sequence at the end, decoded as U+FFFD: drop it.
   return bytes.toString().replace(/\ufffd$/, "").replace(EDGE_WHITESPACE, "");
+}
+
+/**
+ * `text` as a JSON string. JSON.stringify escapes exactly what serde_json escapes (`"`, `\\` and
+ * control characters), in the same spelling, once lone surrogates are gone (fieldText replaced
+ * them); text with none of those, nearly every path and user agent, is only quoted, which costs a
+ * tenth as much.
+ * @param {string} text
+ */
+function quote(text) {
+  return NEEDS_ESCAPE.test(text) ? JSON.stringify(text) : `"${text}"`;
 }
 
 /** @returns {{ text: string } | { reason: string }} */
