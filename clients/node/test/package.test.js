@@ -26,7 +26,7 @@ test("npm pack: the tarball installs into an empty directory and works from ESM 
   const work = mkdtempSync(join(tmpdir(), "log-pipeline-client-pack-"));
   t.after(() => rmSync(work, { recursive: true, force: true }));
 
-  const [packed] = JSON.parse(execFileSync("npm", ["pack", "--json", "--pack-destination", work], { cwd: packageRoot, encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] }));
+  const [packed] = JSON.parse(execFileSync("npm", ["pack", "--json", "--pack-destination", work], { cwd: packageRoot, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }));
   const files = packed.files.map((file) => file.path).sort();
   assert.ok(files.includes("src/index.js") && files.includes("dist/cjs/index.js") && files.includes("index.d.ts") && files.includes("README.md"), files.join(" "));
   assert.deepEqual(files.filter((file) => file.startsWith("test/") || file.startsWith("node_modules/") || file.startsWith("bench/")), []);
