@@ -68,7 +68,7 @@ bench-idempotency: ## Idempotency-Key: ingest with and without keys side by side
 bench-decode: ## Decoders alone, in process: ns per record at each ingest shape, with and without fast paths
 	$(CARGO) bench --locked --bench decode
 
-bench-client: ## The Node.js client: middleware ns/request, a host's p99 under hey -c 50 with and without it, records/s into the service (BENCH_SECONDS=10)
+bench-client: ## The Node.js client: middleware ns/request, a host's p99 under hey -c 50 with and without it, records/s into the service (BENCH_SECONDS=10, ROUNDS=2)
 	bin=$$(bash scripts/release-binary.sh) && cd clients/node && npm ci --no-audit --no-fund && LOG_PIPELINE_BIN=$$bin npm run bench
 
 bench-properties: ## Decoder and line-format properties (tests/properties) with CASES=100000 cases in all

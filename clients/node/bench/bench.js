@@ -4,7 +4,8 @@
 //   2. a node:http host's latency under `hey -c 50` without and with the middleware (p50, p99, req/s);
 //   3. the records per second the client sustains into the service (stored, counted by the client
 //      and checked against the hour files).
-// BENCH_SECONDS (default 10) is the length of each hey run and of the throughput run.
+// BENCH_SECONDS (default 10) is the length of each hey run and of the throughput run; ROUNDS
+// (default 2) how many times each hey run is made, alternating.
 
 import { spawn, execFileSync } from "node:child_process";
 import { once } from "node:events";
@@ -52,9 +53,13 @@ async function middlewareCost() {
   console.log(`1. middleware: ${(busyNs / CALLS).toFixed(0)} ns per request (${CALLS} calls; stored ${stats.stored}, dropped ${stats.dropped})`);
 }
 
-/** hey against a host without and with the middleware. */
+/**
+ * hey against a host without and with the middleware, alternating, ROUNDS times each: on a shared
+ * machine the load drifts, and alternating shows how much.
+ */
 async function hostLatency() {
-  for (const withClient of [false, true]) {
+  const rounds = Number(process.env.ROUNDS ?? 2);
+  for (const withClient of Array.from({ length: rounds * 2 }, (_, i) => i % 2 === 1)) {
     const host = spawn("node", [HOST, withClient ? service.url : "none"], { stdio: ["ignore", "pipe", "inherit"] });
     host.stdout.setEncoding("utf8");
     const [line] = await once(host.stdout, "data");
