@@ -65,9 +65,10 @@ export function retryDelayMs(failures, retryAfterMs, { baseBackoffMs, maxBackoff
 }
 
 /**
- * The records a 400 `invalid_records` names, by index in the batch, if the answer names them all:
- * the service lists the first 100 of `totalErrors`, so a longer list names only some. Undefined
- * when the body is not such an answer or an index is not in the batch.
+ * The records a 400 `invalid_records` names, by index in the batch. The service lists the first
+ * 100 of `totalErrors`, so with more the rest of the batch is refused again, naming the next ones:
+ * each round gives up at least one record, so it ends. Undefined when the body is not such an
+ * answer or an index is not in the batch.
  * @param {unknown} body the parsed answer
  * @param {number} records records in the batch
  * @returns {Map<number, { field: string, reason: string }[]> | undefined}

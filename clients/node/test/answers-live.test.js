@@ -132,3 +132,20 @@ test("records the service finds invalid are reported with its field-level errors
     { requests: 2, stored: 97, rejected: 3, retried: 1 },
   );
 });
+
+test("more invalid records than the service lists (100): each answer's are reported, the valid ones stored", async (t) => {
+  const service = await Service.start({ ingestion: { maxFieldBytes: 40 } });
+  t.after(() => service.stop());
+  const client = createClient({ url: service.url, maxBatchRecords: 300 });
+  const refusals = [];
+  client.on("rejected", (event) => refusals.push(event));
+  const records = numbered("many", 300).map((record, i) => (i % 6 === 0 ? record : { ...record, path: `${record.path}/${"x".repeat(60)}` }));
+  for (const record of records) client.log(record);
+  const stats = await client.close({ timeoutMs: 10_000 });
+
+  assert.deepEqual(refusals.map((refusal) => [refusal.error.totalErrors, refusal.invalid?.length]), [[250, 100], [150, 100], [50, 50]]);
+  const reported = refusals.flatMap((refusal) => refusal.invalid ?? []).map((entry) => entry.record.path);
+  assert.equal(new Set(reported).size, 250, "each invalid record reported once");
+  assertStoredOnce(service, records.filter((_, i) => i % 6 === 0));
+  assert.deepEqual({ stored: stats.stored, rejected: stats.droppedBy.rejected, requests: stats.requests }, { stored: 50, rejected: 250, requests: 4 });
+});
