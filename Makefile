@@ -7,7 +7,7 @@ CARGO ?= cargo
 RUN_RELEASE := $(CARGO) run --release --locked --quiet --bin log-pipeline --
 
 .DEFAULT_GOAL := help
-.PHONY: help build run run-v1 run-v2 test test-faults test-scale fmt lint bench bench-ingest bench-analytics bench-v2 bench-scale bench-properties bench-idempotency bench-decode kafka-local
+.PHONY: help build run run-v1 run-v2 test test-faults test-scale fmt lint bench bench-ingest bench-analytics bench-v2 bench-scale bench-properties bench-idempotency bench-decode kafka-local test-client bench-client
 .PHONY: stack-up stack-down stack-clean stack-test scale-up scale-down infra-up infra-down kafka-topic loadtest-v1 loadtest-v2 check-ops
 
 help: ## List the targets
@@ -34,6 +34,9 @@ test-faults: ## The fault suite against the release binary (kill -9, paused brok
 test-scale: ## The scale suite: instances sharing one bucket (Garage): kill -9 rounds, a paused store, keyed retries across instances, log-pipeline ship; prints a summary table
 	bash scripts/test-scale.sh
 
+test-client: ## The Node.js client (clients/node): npm ci, its lint (tsc) and its tests (node --test, ~65 s) against the release binary
+	bin=$$(bash scripts/release-binary.sh) && cd clients/node && npm ci --no-audit --no-fund && npm run lint && LOG_PIPELINE_BIN=$$bin npm test
+
 kafka-local: ## Run a local Kafka-protocol broker (tansu) on 127.0.0.1:19092, installing it if missing
 	bash scripts/kafka-local.sh run 19092
 
@@ -45,7 +48,7 @@ lint: ## Check formatting and clippy (warnings are errors)
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) clippy --locked --test faults --test scale -- -D warnings
 
-bench: bench-ingest bench-analytics bench-v2 bench-scale bench-properties bench-idempotency bench-decode ## Every benchmark
+bench: bench-ingest bench-analytics bench-v2 bench-scale bench-properties bench-idempotency bench-decode bench-client ## Every benchmark
 
 bench-ingest: ## Ingest throughput side by side: a do-nothing axum ceiling, the original (ORIGINAL_BIN=...) and ours (fsync always), hey -c 50
 	bash bench/ingest.sh
@@ -64,6 +67,9 @@ bench-idempotency: ## Idempotency-Key: ingest with and without keys side by side
 
 bench-decode: ## Decoders alone, in process: ns per record at each ingest shape, with and without fast paths
 	$(CARGO) bench --locked --bench decode
+
+bench-client: ## The Node.js client: middleware ns/request, a host's p99 under hey -c 50 with and without it, records/s into the service (BENCH_SECONDS=10, ROUNDS=2)
+	bin=$$(bash scripts/release-binary.sh) && cd clients/node && npm ci --no-audit --no-fund && LOG_PIPELINE_BIN=$$bin npm run bench
 
 bench-properties: ## Decoder and line-format properties (tests/properties) with CASES=100000 cases in all
 	$(CARGO) bench --locked --bench properties
