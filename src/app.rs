@@ -16,15 +16,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
-use crate::analytics::bucket::Bucket;
 use crate::analytics::ingest_figures::IngestFigures;
-use crate::analytics::{AggregationTask, Aggregator, Bounds};
-use crate::config::{Config, StorageBackend};
+use crate::analytics::{AggregationTask, Aggregator};
+use crate::config::Config;
 use crate::http::{self, Analytics, AppState};
 use crate::metrics::Metrics;
-use crate::objects::Objects;
 use crate::pipeline::Pipeline;
 use crate::server::{Server, ServerSettings};
+use crate::storage::Storage;
 
 /// A built, bound, not yet running service.
 pub struct Application {
@@ -37,40 +36,17 @@ pub struct Application {
 }
 
 impl Application {
-    /// Starts the pipeline (opens the store; in v2 connects to Kafka) and binds the listener.
+    /// Opens the configured storage ([`Storage`]: the store, or the bucket client), starts the
+    /// pipeline (in v2 connects to Kafka) and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let metrics = Metrics::new();
-        // One aggregator per logs directory (or bucket), shared by the periodic task and the
-        // queries.
-        let summary_bounds = Bounds {
-            max_keys: config.aggregation.max_keys_per_hour,
-            max_bytes: config.aggregation.max_summary_bytes,
-        };
-        let (aggregator, ingest_figures) = match config.storage.backend {
-            StorageBackend::Local => (
-                Aggregator::new(
-                    config.storage.logs_dir.clone(),
-                    config.storage.analytics_dir.clone(),
-                    summary_bounds,
-                    metrics.clone(),
-                ),
-                IngestFigures::new(metrics.clone()),
-            ),
-            StorageBackend::S3 => {
-                let objects = Arc::new(Objects::connect(&config.storage.s3, metrics.clone())?);
-                (
-                    Aggregator::with_bucket(
-                        Bucket::new(objects.clone()),
-                        config.storage.analytics_dir.clone(),
-                        summary_bounds,
-                        metrics.clone(),
-                    ),
-                    IngestFigures::in_bucket(metrics.clone(), objects),
-                )
-            }
-        };
-        let (aggregator, ingest_figures) = (Arc::new(aggregator), Arc::new(ingest_figures));
-        let pipeline = Arc::new(Pipeline::start(&config, &metrics).await?);
+        let storage = Storage::open(&config, &metrics)?;
+        let pipeline = Arc::new(Pipeline::start(&config, &storage, &metrics).await?);
+        let Storage {
+            aggregator,
+            figures: ingest_figures,
+            ..
+        } = storage;
         let addr = config.listen_addr()?;
         let listener = match TcpListener::bind(addr).await {
             Ok(listener) => listener,

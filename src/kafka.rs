@@ -7,9 +7,9 @@
 //!   broker fenced off, shared with the dead-letter producer.
 //! - [`consumer`]: `kafka.consumers` consumer threads in one group. They validate messages, send
 //!   invalid ones to the dead-letter topic ([`dead_letter`]), write valid ones through the
-//!   [`Store`] together with a checkpoint of their partitions' next offsets (or, with
-//!   `storage.backend: s3`, to the bucket in the offset ranges of [`ranges`]), and only then
-//!   commit. Where a partition resumes is decided by the pure state machine in [`resume`].
+//!   [`Sink`] chosen at start-up (the hour files with a checkpoint of their partitions' next
+//!   offsets, or the bucket in the offset ranges of [`ranges`]), and only then commit. Where a
+//!   partition resumes is decided by the pure state machine in [`resume`].
 //! - [`broker`]: topic creation at start-up and the probe behind `/ready`.
 //! - [`keyed`]: how the records of a batch sent with an `Idempotency-Key` carry it (message key
 //!   and headers), so that the consumers store them once however often the batch was produced.
@@ -24,7 +24,8 @@
 //! 2. the producer waits, at most `kafka.produceTimeout`, for the acknowledgements of what it
 //!    still holds (batches answered early with `kafka.async: true`);
 //! 3. the consumers store and checkpoint what they buffered, commit, and leave the group;
-//! 4. the store syncs and closes every file and releases the logs directory.
+//! 4. the sink releases what it holds (the files: synced and closed, the logs directory
+//!    released).
 //!
 //! What the consumers have not read yet stays in Kafka and is read after the next start.
 
@@ -43,28 +44,23 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 
-use crate::config::{Config, ConsumerConfig, KafkaConfig, S3Config, StorageBackend};
+use crate::config::{Config, KafkaConfig};
 use crate::idempotency::Update;
 use crate::metrics::Metrics;
-use crate::objects::Objects;
 use crate::record::EncodedBatch;
-use crate::store::Store;
 use broker::{Broker, Probe, ProbeEvents};
-use consumer::{ConsumerGroup, Destination, Recreations};
+pub use consumer::Sink;
+use consumer::{ConsumerGroup, Recreations};
 use producer::IngestProducer;
 pub use producer::{ProduceError, ProducerLimits};
-use ranges::RangeLimits;
 
 /// Everything v2 is built from: its own config sections plus the limits it shares with v1.
 #[derive(Debug, Clone)]
 pub struct KafkaSettings {
     pub kafka: KafkaConfig,
-    pub consumer: ConsumerConfig,
     pub limits: ProducerLimits,
     /// `ingestion.maxFieldBytes`: consumed messages are validated like API records.
     pub max_field_bytes: usize,
-    /// `storage.s3` when `storage.backend` is `s3`: the consumers write to the bucket.
-    pub objects: Option<S3Config>,
 }
 
 impl KafkaSettings {
@@ -72,51 +68,41 @@ impl KafkaSettings {
     pub fn from_config(config: &Config) -> KafkaSettings {
         KafkaSettings {
             kafka: config.kafka.clone(),
-            consumer: config.consumer.clone(),
             limits: ProducerLimits {
                 max_pending_bytes: config.storage.max_pending_bytes,
                 max_batches: config.ingestion.max_batches_in_flight(),
             },
             max_field_bytes: config.ingestion.max_field_bytes,
-            objects: (config.storage.backend == StorageBackend::S3)
-                .then(|| config.storage.s3.clone()),
         }
     }
 }
 
-/// v2, running: the producer, the consumer group, the broker probe and the store the consumers
-/// write to.
+/// v2, running: the producer, the consumer group, the broker probe and the sink the consumers
+/// write through.
 pub struct KafkaPipeline {
     producer: IngestProducer,
     /// Taken by the first [`KafkaPipeline::shutdown`].
     consumers: Mutex<Option<ConsumerGroup>>,
     probe: Probe,
-    store: Store,
-    /// Where the consumers write: `store`, or the bucket.
-    destination: Destination,
+    /// Where the consumers write.
+    sink: Arc<dyn Sink>,
     produce_timeout: Duration,
     topic: String,
     metrics: Metrics,
 }
 
-/// How often [`KafkaPipeline::settle`] looks at the stored checkpoint.
+/// How often [`KafkaPipeline::settle`] looks at what the sink stored.
 const SETTLE_POLL: Duration = Duration::from_millis(5);
 
 impl KafkaPipeline {
     /// Checks the broker (creating the topics if it answers without them; the probe goes on
-    /// trying while it does not answer), creates the producer and the consumer group.
+    /// trying while it does not answer), creates the producer and the consumer group, which
+    /// writes through `sink`.
     pub async fn start(
         settings: KafkaSettings,
-        store: Store,
+        sink: Arc<dyn Sink>,
         metrics: Metrics,
     ) -> anyhow::Result<KafkaPipeline> {
-        let destination = match &settings.objects {
-            None => Destination::Files(store.clone()),
-            Some(s3) => Destination::Objects(
-                Arc::new(Objects::connect(s3, metrics.clone())?),
-                RangeLimits::from_config(s3),
-            ),
-        };
         let kafka = &settings.kafka;
         if !kafka.async_ack && kafka.batch_timeout > Duration::from_millis(100) {
             tracing::warn!(
@@ -133,7 +119,7 @@ impl KafkaPipeline {
         }
         let id = broker.topic_id().await;
         let producer = IngestProducer::new(kafka, settings.limits, metrics.clone())?;
-        let consumers = ConsumerGroup::start(&settings, destination.clone(), metrics.clone())?;
+        let consumers = ConsumerGroup::start(&settings, sink.clone(), metrics.clone())?;
         let events = Renewals {
             producer: producer.clone(),
             recreations: consumers.recreations(),
@@ -143,8 +129,7 @@ impl KafkaPipeline {
             producer,
             consumers: Mutex::new(Some(consumers)),
             probe,
-            store,
-            destination,
+            sink,
             produce_timeout: kafka.produce_timeout,
             topic: kafka.topic.clone(),
             metrics,
@@ -171,7 +156,7 @@ impl KafkaPipeline {
     }
 
     /// Waits, at most `timeout`, until everything this process's producer had acknowledged when
-    /// called is stored in the hour files, for the partitions this process's consumers own
+    /// called is stored (in the hour files or the bucket), for the partitions this process's consumers own
     /// (another process stores the others, in its own logs directory). Whether it got there.
     pub async fn settle(&self, timeout: Duration) -> bool {
         let acknowledged = self.producer.acknowledged();
@@ -185,10 +170,10 @@ impl KafkaPipeline {
                 },
                 None => return true,
             };
-            let stored = self.destination.stored();
+            let stored = self.sink.stored(&self.topic);
             acknowledged.iter().all(|(partition, next)| {
                 !owned.contains(partition)
-                    || (stored.next(&self.topic, *partition)).is_some_and(|stored| stored >= *next)
+                    || (stored.get(partition)).is_some_and(|stored| stored >= next)
             })
         };
         let deadline = tokio::time::Instant::now() + timeout;
@@ -202,7 +187,7 @@ impl KafkaPipeline {
     }
 
     /// Ready when a produce can succeed now (the broker answers with the topic, every partition
-    /// has a leader, and the broker gave the producer its id), the store can take the consumers'
+    /// has a leader, and the broker gave the producer its id), the sink can take the consumers'
     /// writes, and no partition is stalled behind a dead letter that cannot be delivered.
     pub fn readiness(&self) -> Result<(), &'static str> {
         if !self.probe.broker_answers() {
@@ -230,7 +215,7 @@ impl KafkaPipeline {
                 "the Kafka topic was created again; the consumers do not write its offsets over the bucket's objects",
             );
         }
-        self.store.readiness()
+        self.sink.readiness()
     }
 
     /// Stops everything in the order documented at the top of this module. Idempotent.
@@ -241,7 +226,7 @@ impl KafkaPipeline {
         if let Some(consumers) = consumers {
             consumers.shutdown().await;
         }
-        self.store.shutdown().await;
+        self.sink.shutdown().await;
     }
 }
 
@@ -273,9 +258,4 @@ fn base_config(kafka: &KafkaConfig) -> ClientConfig {
         // librdkafka logs through its own callback; keep only warnings and errors.
         .set("log_level", "4");
     client
-}
-
-/// The checkpoint key of a partition: `topic/partition`.
-pub fn checkpoint_key(topic: &str, partition: i32) -> String {
-    format!("{topic}/{partition}")
 }

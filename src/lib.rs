@@ -24,8 +24,11 @@
 //!   from start-up to shutdown. [`pipeline::Intake`] is all the HTTP layer asks of it, and
 //!   [`pipeline::Refusal`] what a refused batch means for the client (each backend's errors are
 //!   mapped to it once, in `pipeline/refusal.rs`).
+//! - [`storage`]: where records are stored, decided once from `storage.backend`: the store (the
+//!   hour files) or the bucket client, the consumers' sink, the analytics' source and the ingest
+//!   figures, each used afterwards through one interface.
 //! - [`kafka`]: v2, owned by [`kafka::KafkaPipeline`]: producer, consumer group (writing through
-//!   the store with checkpoints; dead-letter topic), broker set-up and probe.
+//!   a [`kafka::Sink`], which knows the backend; dead-letter topic), broker set-up and probe.
 //! - [`analytics`]: incremental hourly summaries of the hour files, or of the bucket's objects
 //!   (bots and humans split with the vendored isbot list) and the analytics API's bounded
 //!   queries; reads what the store (or the consumers, through [`objects`]) wrote, shares no locks
@@ -66,6 +69,7 @@ pub mod profiling;
 pub mod record;
 pub mod server;
 pub mod ship;
+pub mod storage;
 pub mod store;
 pub mod telemetry;
 

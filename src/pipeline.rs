@@ -1,8 +1,8 @@
 //! Where accepted batches go: one value owns each pipeline mode, from start-up to shutdown.
 //!
 //! - [`Pipeline::V1`]: the [`Store`] writes batches straight to the hour files.
-//! - [`Pipeline::V2`]: the [`KafkaPipeline`] produces them to Kafka; its consumer group writes the
-//!   same hour files through its own [`Store`].
+//! - [`Pipeline::V2`]: the [`KafkaPipeline`] produces them to Kafka; its consumer group writes
+//!   them through the sink of [`Storage`] (the same hour files, or the bucket).
 //!
 //! The HTTP layer sees only [`Intake`] (what it asks of a pipeline, which [`Pipeline`]
 //! implements) and [`SubmitError`], whose [`Refusal`] says what a refused batch means for the
@@ -24,11 +24,14 @@ use futures_util::future::BoxFuture;
 pub use refusal::{Refusal, SubmitError, UnknownCounts};
 
 use crate::config::{Config, PipelineVersion};
-use crate::idempotency::{Claim, Fingerprint, Key, KeyIndex, Update, now_ms};
+use anyhow::Context as _;
+
+use crate::idempotency::{Claim, Fingerprint, Key, KeyIndex, Retention, Update, now_ms};
 use crate::kafka::{KafkaPipeline, KafkaSettings};
 use crate::metrics::Metrics;
 use crate::record::EncodedBatch;
-use crate::store::{Store, StoreOptions};
+use crate::storage::Storage;
+use crate::store::Store;
 
 /// The running pipeline of this process.
 pub enum Pipeline {
@@ -120,26 +123,34 @@ impl Intake for Pipeline {
 }
 
 impl Pipeline {
-    /// Opens the store and, in v2, connects to Kafka and starts the consumer group.
-    pub async fn start(config: &Config, metrics: &Metrics) -> anyhow::Result<Pipeline> {
-        let options = StoreOptions::from_config(&config.storage, &config.idempotency);
-        let store = Store::open(options, metrics.clone())?;
+    /// Starts the configured mode over `storage`: v1 writes through its store; v2 connects to
+    /// Kafka and starts the consumer group, which writes through its sink.
+    pub async fn start(
+        config: &Config,
+        storage: &Storage,
+        metrics: &Metrics,
+    ) -> anyhow::Result<Pipeline> {
         Ok(match config.version {
-            PipelineVersion::V1 => Pipeline::V1 {
-                keys: KeyIndex::new(store.ledger().clone()),
-                store,
-                metrics: metrics.clone(),
-            },
+            PipelineVersion::V1 => {
+                let store = (storage.store.clone())
+                    .context("v1 writes the hour files: it needs storage.backend local")?;
+                Pipeline::V1 {
+                    keys: KeyIndex::new(store.ledger().clone()),
+                    store,
+                    metrics: metrics.clone(),
+                }
+            }
             PipelineVersion::V2 => {
                 // Acknowledged batches are this process's to remember; those its consumers
                 // stored whole before a restart are known to be acknowledged.
-                let keys = KeyIndex::new(store.ledger().whole_batches());
+                let retention = Retention::from_config(&config.idempotency);
+                let keys = KeyIndex::new(storage.sink.whole_batches(retention));
                 let settings = KafkaSettings::from_config(config);
-                match KafkaPipeline::start(settings, store.clone(), metrics.clone()).await {
+                match KafkaPipeline::start(settings, storage.sink.clone(), metrics.clone()).await {
                     Ok(kafka) => Pipeline::V2 { kafka, keys },
                     Err(err) => {
                         // Release the logs directory before reporting the failure.
-                        store.shutdown().await;
+                        storage.sink.shutdown().await;
                         return Err(err);
                     }
                 }
@@ -242,7 +253,9 @@ mod tests {
         };
         config.storage.logs_dir = logs_dir.to_owned();
         config.storage.analytics_dir = logs_dir.join("analytics");
-        Pipeline::start(&config, &Metrics::new()).await.unwrap()
+        let metrics = Metrics::new();
+        let storage = Storage::open(&config, &metrics).unwrap();
+        Pipeline::start(&config, &storage, &metrics).await.unwrap()
     }
 
     /// A batch of records at 2025-11-22 14:xx with these paths.

@@ -107,10 +107,7 @@ impl StoreOptions {
             max_pending_bytes: storage.max_pending_bytes,
             idle_file_timeout: storage.idle_file_timeout,
             write_timeout: storage.write_timeout,
-            keys: Retention {
-                retention: idempotency.retention,
-                max_keys: idempotency.max_keys,
-            },
+            keys: Retention::from_config(idempotency),
         }
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{Fingerprint, Key};
+use crate::config::IdempotencyConfig;
 
 /// Which records of one keyed batch (by their index in it) are stored, as sorted, disjoint,
 /// half-open ranges.
@@ -185,6 +186,15 @@ impl Update {
 pub struct Retention {
     pub retention: Duration,
     pub max_keys: usize,
+}
+
+impl Retention {
+    pub fn from_config(idempotency: &IdempotencyConfig) -> Retention {
+        Retention {
+            retention: idempotency.retention,
+            max_keys: idempotency.max_keys,
+        }
+    }
 }
 
 /// Keyed batches stored (or, for v2's API, acknowledged) within the retention.

@@ -1,0 +1,92 @@
+//! Where records are stored, decided once: `storage.backend` is read here and nowhere else.
+//!
+//! [`Storage::open`] builds everything that depends on the backend, each used afterwards through
+//! one interface:
+//!
+//! | part | `local` (the hour files) | `s3` (one bucket, several instances) |
+//! |---|---|---|
+//! | v1's writer ([`Storage::store`]) | the [`Store`] | none (s3 runs v2 only) |
+//! | what the v2 consumers write through ([`Sink`]) | [`FilesSink`] (the same store) | [`BucketSink`] |
+//! | what the analytics read ([`Aggregator`]'s source) | the logs directory | the bucket's objects |
+//! | the dashboard's ingest figures ([`IngestFigures`]) | this process's | every live instance's |
+//!
+//! The bucket client ([`Objects`]) is built once and shared; with `s3` no local store is opened
+//! (the logs directory is not touched). A third backend is one more arm of the match in
+//! [`Storage::open`], with its consumer sink (`kafka/consumer/<name>.rs`) and its analytics source.
+
+use std::sync::Arc;
+
+use crate::analytics::bucket::Bucket;
+use crate::analytics::ingest_figures::IngestFigures;
+use crate::analytics::{Aggregator, Bounds};
+use crate::config::{Config, StorageBackend};
+use crate::kafka::Sink;
+use crate::kafka::consumer::bucket::BucketSink;
+use crate::kafka::consumer::files::FilesSink;
+use crate::kafka::ranges::RangeLimits;
+use crate::metrics::Metrics;
+use crate::objects::Objects;
+use crate::store::{Store, StoreOptions};
+
+/// Everything of the configured backend (see the module docs).
+pub struct Storage {
+    /// The hour files' store, with `local`: v1 writes through it.
+    pub store: Option<Store>,
+    /// Where the v2 consumers write.
+    pub sink: Arc<dyn Sink>,
+    /// The summaries of what is stored, shared by the periodic pass and the queries.
+    pub aggregator: Arc<Aggregator>,
+    /// The ingest figures of the dashboard.
+    pub figures: Arc<IngestFigures>,
+}
+
+impl Storage {
+    /// Opens the configured backend: with `local` the store (locking and repairing the logs
+    /// directory); with `s3` the bucket client.
+    pub fn open(config: &Config, metrics: &Metrics) -> anyhow::Result<Storage> {
+        let storage = &config.storage;
+        let bounds = Bounds {
+            max_keys: config.aggregation.max_keys_per_hour,
+            max_bytes: config.aggregation.max_summary_bytes,
+        };
+        let analytics_dir = storage.analytics_dir.clone();
+        Ok(match storage.backend {
+            StorageBackend::Local => {
+                let options = StoreOptions::from_config(storage, &config.idempotency);
+                let store = Store::open(options, metrics.clone())?;
+                let (flush_size, flush_interval) =
+                    (config.consumer.flush_size, config.consumer.flush_interval);
+                Storage {
+                    sink: Arc::new(FilesSink::new(store.clone(), flush_size, flush_interval)),
+                    store: Some(store),
+                    aggregator: Arc::new(Aggregator::new(
+                        storage.logs_dir.clone(),
+                        analytics_dir,
+                        bounds,
+                        metrics.clone(),
+                    )),
+                    figures: Arc::new(IngestFigures::new(metrics.clone())),
+                }
+            }
+            StorageBackend::S3 => {
+                let objects = Arc::new(Objects::connect(&storage.s3, metrics.clone())?);
+                let limits = RangeLimits::from_config(&storage.s3);
+                Storage {
+                    store: None,
+                    sink: Arc::new(BucketSink::new(
+                        objects.clone(),
+                        limits,
+                        config.kafka.session_timeout,
+                    )?),
+                    aggregator: Arc::new(Aggregator::with_bucket(
+                        Bucket::new(objects.clone()),
+                        analytics_dir,
+                        bounds,
+                        metrics.clone(),
+                    )),
+                    figures: Arc::new(IngestFigures::in_bucket(metrics.clone(), objects)),
+                }
+            }
+        })
+    }
+}
