@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 
-use crate::analytics::bucket::Bucket;
+use crate::analytics::bucket::BucketSource;
 use crate::analytics::ingest_figures::IngestFigures;
 use crate::analytics::{Aggregator, Bounds};
 use crate::config::{Config, StorageBackend};
@@ -78,8 +78,8 @@ impl Storage {
                         limits,
                         config.kafka.session_timeout,
                     )?),
-                    aggregator: Arc::new(Aggregator::with_bucket(
-                        Bucket::new(objects.clone()),
+                    aggregator: Arc::new(Aggregator::with_source(
+                        Box::new(BucketSource::new(objects.clone())),
                         analytics_dir,
                         bounds,
                         metrics.clone(),

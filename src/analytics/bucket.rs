@@ -32,7 +32,7 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use futures_util::future::try_join_all;
 use hashbrown::HashMap;
@@ -40,8 +40,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tokio::runtime::Handle;
 
+use super::source::{Source, Summaries};
 use super::summary::{Bounds, HourSummary, SourceState, write_summary};
-use super::{Aggregator, HourOutcome, scan};
+use super::{HourOutcome, scan};
 use crate::layout;
 use crate::metrics::{OBJECT_RECORDS, OBJECT_SUMMARY};
 use crate::objects::{Fetched, ObjectError, Objects};
@@ -52,35 +53,62 @@ const READ_CONCURRENCY: usize = 4;
 /// How many recently updated bucket summaries stay parsed in memory.
 const CACHED_ROLLUPS: usize = 4;
 
-/// The bucket the summaries count, and the runtime its requests run on (the aggregator runs on
-/// blocking threads).
-pub struct Bucket {
+/// The [`Source`] of `storage.backend: s3`: the bucket the summaries count, and the runtime its
+/// requests run on (the aggregator runs on blocking threads).
+pub struct BucketSource {
     objects: Arc<Objects>,
     runtime: Handle,
+    /// Taken for one hour at a time: whoever holds it is this instance's only writer of the
+    /// bucket's summaries (and of its copies).
+    state: Mutex<BucketStates>,
 }
 
-impl Bucket {
+impl BucketSource {
     /// `objects`, reached through the current Tokio runtime.
-    pub fn new(objects: Arc<Objects>) -> Bucket {
-        Bucket {
+    pub fn new(objects: Arc<Objects>) -> BucketSource {
+        BucketSource {
             objects,
             runtime: Handle::current(),
+            state: Mutex::default(),
         }
     }
 
     fn block_on<T>(&self, request: impl Future<Output = Result<T, ObjectError>>) -> io::Result<T> {
         self.runtime.block_on(request).map_err(io::Error::other)
     }
+}
 
-    /// Every hour that has record objects.
-    pub(super) fn hours(&self) -> io::Result<Vec<Hour>> {
-        self.block_on(self.objects.hours())
+impl Source for BucketSource {
+    fn name(&self) -> String {
+        "the bucket".to_owned()
+    }
+
+    /// The hours with record objects, and those this instance has copies of: those the bucket
+    /// lost are found empty by their update, which removes the copy.
+    fn hours(&self, summaries: &Summaries) -> io::Result<Vec<Hour>> {
+        let mut hours = self.block_on(self.objects.hours())?;
+        hours.extend(
+            layout::summaries(&summaries.analytics_dir)?
+                .into_iter()
+                .map(|(hour, _)| hour),
+        );
+        hours.sort();
+        hours.dedup();
+        Ok(hours)
+    }
+
+    fn update_hour(&self, summaries: &Summaries, hour: Hour) -> io::Result<HourOutcome> {
+        self.update(summaries, hour)
+    }
+
+    fn remote(&self) -> bool {
+        true
     }
 }
 
-/// What the aggregator remembers of the bucket's hours between updates.
+/// What the source remembers of the bucket's hours between updates.
 #[derive(Default)]
-pub(super) struct BucketStates {
+struct BucketStates {
     /// Per hour: the listing of record objects the local copy of its summary covers (its
     /// [`listing_id`]), and whether it is split with this binary's bot list.
     seen: HashMap<Hour, (u64, bool)>,
@@ -123,21 +151,17 @@ impl Rollup {
     }
 }
 
-impl Aggregator {
+impl BucketSource {
     /// Brings `hour`'s summary in the bucket up to date with the hour's record objects, and this
     /// instance's copy with it. `NotFound` if the hour has no objects.
-    pub(super) fn update_bucket_hour(
-        &self,
-        bucket: &Bucket,
-        hour: Hour,
-    ) -> io::Result<HourOutcome> {
-        let mut state = self.state.lock().expect("aggregator state lock");
+    fn update(&self, summaries: &Summaries, hour: Hour) -> io::Result<HourOutcome> {
+        let mut state = self.state.lock().expect("bucket source lock");
         // Listed under the lock: see the module's documentation.
-        let mut listed = bucket.block_on(bucket.objects.hour_objects(hour))?;
+        let mut listed = self.block_on(self.objects.hour_objects(hour))?;
         if listed.is_empty() {
-            return self.forget_bucket_hour(&mut state.bucket, hour);
+            return forget_hour(summaries, &mut state, hour);
         }
-        let states = &mut state.bucket;
+        let states = &mut *state;
         if states.seen.get(&hour) == Some(&(listing_id(&listed), true)) {
             return Ok(HourOutcome::Unchanged);
         }
@@ -148,49 +172,51 @@ impl Aggregator {
             .map(|at| states.cache.remove(at));
         let key = layout::summary_object(hour);
         let known = cached.as_ref().and_then(|(_, e_tag)| e_tag.as_deref());
-        let (stored, e_tag) = match bucket.block_on(bucket.objects.fetch(
+        let (stored, e_tag) = match self.block_on(self.objects.fetch(
             &key,
             known,
             OBJECT_SUMMARY,
         ))? {
             Fetched::Unchanged => cached.expect("an entity tag comes with a cached summary"),
-            Fetched::Found { bytes, e_tag } => match Rollup::from_json(&bytes, self.bounds) {
+            Fetched::Found { bytes, e_tag } => match Rollup::from_json(&bytes, summaries.bounds) {
                 Ok(rollup) if rollup.summary.hour == hour => (rollup, e_tag),
                 Ok(_) | Err(_) => {
                     tracing::warn!(object = %key, "the hour's summary in the bucket cannot be read; rebuilding it from the hour's objects");
-                    (self.empty_rollup(hour), None)
+                    (empty_rollup(summaries, hour), None)
                 }
             },
             Fetched::Missing => (
-                cached.map_or_else(|| self.empty_rollup(hour), |(rollup, _)| rollup),
+                cached.map_or_else(|| empty_rollup(summaries, hour), |(rollup, _)| rollup),
                 None,
             ),
         };
         let mut reclassified = false;
-        let mut rollup = if stored.summary.bots.list.as_deref() == Some(self.classifier.id()) {
+        let mut rollup = if stored.summary.bots.list.as_deref() == Some(summaries.classifier.id()) {
             stored
         } else {
             let mut split = stored.clone();
             reclassified = split
                 .summary
-                .reclassify(self.classifier.id(), |agent| self.classifier.is_bot(agent));
+                .reclassify(summaries.classifier.id(), |agent| {
+                    summaries.classifier.is_bot(agent)
+                });
             if reclassified {
                 split
             } else {
                 tracing::info!(object = %key, "the hour's bot split cannot be redone from its summary; rebuilding it from the hour's objects");
-                self.empty_rollup(hour)
+                empty_rollup(summaries, hour)
             }
         };
         if !names_only_listed(&rollup, &listed) {
             // Written after our listing (by another instance), or lost: see the module's
             // documentation.
-            listed = bucket.block_on(bucket.objects.hour_objects(hour))?;
+            listed = self.block_on(self.objects.hour_objects(hour))?;
             if !names_only_listed(&rollup, &listed) {
                 tracing::warn!(%hour, object = %key, "the hour's summary counts record objects the bucket no longer has (the store lost them, or they were deleted); rebuilding it from the objects it has");
-                rollup = self.empty_rollup(hour);
+                rollup = empty_rollup(summaries, hour);
             }
             if listed.is_empty() {
-                return self.forget_bucket_hour(&mut state.bucket, hour);
+                return forget_hour(summaries, &mut state, hour);
             }
         }
         let rebuilt = rollup.objects.is_empty();
@@ -201,19 +227,19 @@ impl Aggregator {
         let (mut records, mut skipped, mut bytes_read) = (0, 0, 0);
         let dir = layout::hour_object_dir(hour);
         for group in new.chunks(READ_CONCURRENCY) {
-            let bodies = bucket.block_on(try_join_all(group.iter().map(|(name, _)| {
+            let bodies = self.block_on(try_join_all(group.iter().map(|(name, _)| {
                 let key = format!("{dir}/{name}");
-                async move { bucket.objects.fetch(&key, None, OBJECT_RECORDS).await }
+                async move { self.objects.fetch(&key, None, OBJECT_RECORDS).await }
             })))?;
             for (&(name, size), body) in group.iter().zip(bodies) {
                 let Fetched::Found { bytes, .. } = body else {
                     continue; // listed, then gone: not counted, and so not named either
                 };
-                let outcome = scan::scan_bytes(&bytes, self.bounds, self.classifier);
+                let outcome = scan::scan_bytes(&bytes, summaries.bounds, summaries.classifier);
                 for skip in &outcome.first_skips {
                     tracing::warn!(object = %format!("{dir}/{name}"), line = skip.line + 1, reason = skip.reason, "skipping a line that is not a valid record");
                 }
-                self.count_requests((outcome.bots.bot_requests, outcome.bots.human_requests));
+                summaries.count_requests((outcome.bots.bot_requests, outcome.bots.human_requests));
                 let summary = &mut rollup.summary;
                 summary.add_counts(
                     &outcome.paths,
@@ -235,16 +261,15 @@ impl Aggregator {
         }
         let changed = !new.is_empty() || reclassified || e_tag.is_none();
         let e_tag = if changed {
-            bucket.block_on(
-                bucket
-                    .objects
+            self.block_on(
+                self.objects
                     .put(&key, rollup.to_json().into(), OBJECT_SUMMARY),
             )?
         } else {
             e_tag
         };
-        write_summary(&self.analytics_dir, &rollup.summary)?;
-        let states = &mut state.bucket;
+        write_summary(&summaries.analytics_dir, &rollup.summary)?;
+        let states = &mut *state;
         states.seen.insert(hour, (listing_id(&listed), true));
         if states.cache.len() == CACHED_ROLLUPS {
             states.cache.remove(0);
@@ -258,33 +283,37 @@ impl Aggregator {
             bytes: bytes_read,
         })
     }
+}
 
-    /// The bucket has no record objects of `hour` (any more): this instance's copy of its
-    /// summary, if it has one, goes, so that no answer counts what the store no longer holds.
-    /// `NotFound` if there was no copy either.
-    fn forget_bucket_hour(&self, states: &mut BucketStates, hour: Hour) -> io::Result<HourOutcome> {
-        states.seen.remove(&hour);
-        states
-            .cache
-            .retain(|(rollup, _)| rollup.summary.hour != hour);
-        match std::fs::remove_file(self.analytics_dir.join(layout::summary_file(hour))) {
-            Ok(()) => {
-                tracing::warn!(%hour, "the bucket has no record objects of this hour any more (the store lost them, or they were deleted); its summary is no longer answered for");
-                Ok(HourOutcome::Forgotten)
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("no record objects for hour {hour}"),
-            )),
-            Err(e) => Err(e),
+/// The bucket has no record objects of `hour` (any more): this instance's copy of its
+/// summary, if it has one, goes, so that no answer counts what the store no longer holds.
+/// `NotFound` if there was no copy either.
+fn forget_hour(
+    summaries: &Summaries,
+    states: &mut BucketStates,
+    hour: Hour,
+) -> io::Result<HourOutcome> {
+    states.seen.remove(&hour);
+    states
+        .cache
+        .retain(|(rollup, _)| rollup.summary.hour != hour);
+    match std::fs::remove_file(summaries.analytics_dir.join(layout::summary_file(hour))) {
+        Ok(()) => {
+            tracing::warn!(%hour, "the bucket has no record objects of this hour any more (the store lost them, or they were deleted); its summary is no longer answered for");
+            Ok(HourOutcome::Forgotten)
         }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no record objects for hour {hour}"),
+        )),
+        Err(e) => Err(e),
     }
+}
 
-    fn empty_rollup(&self, hour: Hour) -> Rollup {
-        Rollup {
-            objects: BTreeSet::new(),
-            summary: HourSummary::new(hour, self.bounds, self.classifier.id()),
-        }
+fn empty_rollup(summaries: &Summaries, hour: Hour) -> Rollup {
+    Rollup {
+        objects: BTreeSet::new(),
+        summary: HourSummary::new(hour, summaries.bounds, summaries.classifier.id()),
     }
 }
 
@@ -308,6 +337,8 @@ fn names_only_listed(rollup: &Rollup, listed: &[(String, u64)]) -> bool {
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    use crate::analytics::Aggregator;
 
     use futures_util::TryStreamExt as _;
     use object_store::memory::InMemory;
@@ -365,8 +396,8 @@ mod tests {
         ));
         let analytics = tempfile::tempdir().unwrap();
         Instance {
-            aggregator: Arc::new(Aggregator::with_bucket(
-                Bucket::new(objects),
+            aggregator: Arc::new(Aggregator::with_source(
+                Box::new(BucketSource::new(objects)),
                 analytics.path().to_owned(),
                 BOUNDS,
                 metrics.clone(),
