@@ -67,6 +67,7 @@ impl Application {
         tracing::info!(
             addr = %listener.local_addr()?,
             version = %config.version,
+            backend = ?config.storage.backend,
             logs_dir = %config.storage.logs_dir.display(),
             fsync = config.storage.fsync.as_str(),
             auth = !config.auth.tokens.is_empty(),

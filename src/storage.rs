@@ -90,3 +90,51 @@ impl Storage {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PipelineVersion;
+
+    fn config(root: &std::path::Path, backend: StorageBackend) -> Config {
+        let mut config = Config {
+            version: PipelineVersion::V2,
+            ..Config::default()
+        };
+        config.storage.backend = backend;
+        config.storage.logs_dir = root.join("logs");
+        config.storage.analytics_dir = root.join("analytics");
+        config.storage.s3.bucket = "logs".to_owned();
+        // Nothing listens there: opening the bucket sends no request.
+        config.storage.s3.endpoint = "http://127.0.0.1:9".to_owned();
+        config
+    }
+
+    #[tokio::test]
+    async fn the_bucket_opens_no_local_store() {
+        let root = tempfile::tempdir().unwrap();
+        let config = config(root.path(), StorageBackend::S3);
+        let storage = Storage::open(&config, &Metrics::new()).expect("opens");
+        assert!(storage.store.is_none());
+        assert!(
+            !config.storage.logs_dir.exists(),
+            "the logs directory is not touched"
+        );
+        // Readiness does not depend on a disk this backend does not use.
+        assert_eq!(storage.sink.readiness(), Ok(()));
+        assert_eq!(storage.sink.stored("logs"), Default::default());
+    }
+
+    #[tokio::test]
+    async fn the_local_backend_opens_its_store_once_for_v1_and_the_consumers() {
+        let root = tempfile::tempdir().unwrap();
+        let config = config(root.path(), StorageBackend::Local);
+        let storage = Storage::open(&config, &Metrics::new()).expect("opens");
+        assert!(storage.store.is_some());
+        assert!(config.storage.logs_dir.is_dir());
+        // The directory is locked by the one store: a second one is refused.
+        let again = Storage::open(&config, &Metrics::new());
+        assert!(again.is_err(), "the logs directory is locked once");
+        storage.sink.shutdown().await;
+    }
+}

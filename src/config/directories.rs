@@ -11,20 +11,21 @@ use super::key::Key;
 use super::overrides::Overrides;
 use super::sections::{profiling, storage};
 use super::validate::Problem;
-use super::{Config, ConfigError};
+use super::{Config, ConfigError, StorageBackend};
 
 impl Config {
-    /// The directories a serving run writes, with their keys: `storage.logsDir` (in every mode:
-    /// the store keeps its lock, checkpoints and keys there), `storage.analyticsDir`, and
-    /// `profiling.dir` when `profiling.capture` is on.
+    /// The directories a serving run writes, with their keys: `storage.logsDir` with the local
+    /// backend (the store keeps its lock, checkpoints and keys there; with `s3` nothing is kept
+    /// on the machine but the analytics' copies), `storage.analyticsDir`, and `profiling.dir`
+    /// when `profiling.capture` is on.
     pub fn written_directories(&self) -> Vec<(&'static Key, &Path)> {
-        let mut directories = vec![
-            (&storage::LOGS_DIR, self.storage.logs_dir.as_path()),
-            (
-                &storage::ANALYTICS_DIR,
-                self.storage.analytics_dir.as_path(),
-            ),
-        ];
+        let mut directories = vec![(
+            &storage::ANALYTICS_DIR,
+            self.storage.analytics_dir.as_path(),
+        )];
+        if self.storage.backend == StorageBackend::Local {
+            directories.insert(0, (&storage::LOGS_DIR, self.storage.logs_dir.as_path()));
+        }
         if self.profiling.capture {
             directories.push((&profiling::DIR, self.profiling.dir.as_path()));
         }
@@ -194,5 +195,25 @@ mod tests {
         config
             .prepare_directories(&Overrides::default())
             .expect("and used again");
+    }
+
+    #[test]
+    fn with_the_bucket_the_logs_directory_is_not_needed() {
+        let root = tempfile::tempdir().expect("temporary directory");
+        let file = root.path().join("a-file");
+        std::fs::write(&file, "").expect("write a file");
+        let mut config = Config::default();
+        config.storage.backend = StorageBackend::S3;
+        config.storage.logs_dir = file.clone();
+        config.storage.analytics_dir = root.path().join("analytics");
+        config
+            .prepare_directories(&Overrides::default())
+            .expect("a logs directory that is a file does not matter with s3");
+        assert!(config.storage.analytics_dir.is_dir());
+        config.storage.backend = StorageBackend::Local;
+        let err = config
+            .prepare_directories(&Overrides::default())
+            .expect_err("it does with the local backend");
+        assert!(err.to_string().starts_with("storage.logsDir: "), "{err}");
     }
 }

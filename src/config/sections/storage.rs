@@ -142,7 +142,8 @@ pub const LOGS_DIR: Key = Key::new(
     "storage.logsDir",
     Field::Path(lens!(storage.logs_dir)),
     "Directory of the hourly NDJSON log files, relative to the working directory unless \
-     absolute; the store also keeps its lock, checkpoints and idempotency keys there.",
+     absolute; the store also keeps its lock, checkpoints and idempotency keys there. Not used \
+     (not even created) with `backend: s3`.",
 )
 .flag(Flag::new("logs-dir", "LOGS_DIR", "PATH"));
 
