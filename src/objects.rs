@@ -42,22 +42,21 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use futures_util::future::try_join_all;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
 use object_store::{
     ClientOptions, GetOptions, ObjectStore, ObjectStoreExt as _, PutPayload, RetryConfig,
 };
-use tokio::sync::Semaphore;
 
 use crate::config::S3Config;
 use crate::layout;
-use crate::metrics::{Metrics, OBJECT_INTENT, OBJECT_RECORDS};
+use crate::metrics::{Metrics, OBJECT_RECORDS};
 use crate::record::{EncodedBatch, Hour};
 
 mod intent;
+mod lookups;
+mod write;
 
-use intent::Intent;
 pub use intent::KeptRun;
 
 /// Tries per request before a flush fails.
@@ -225,242 +224,6 @@ impl Objects {
     /// The full path of `key` (a [`layout`] object key).
     fn path(&self, key: &str) -> Path {
         Path::from(format!("{}{key}", self.prefix))
-    }
-
-    /// What a writer decided for the range starting at `first` of `partition`, if one did.
-    pub async fn decided(
-        &self,
-        topic: &str,
-        partition: i32,
-        first: i64,
-    ) -> Result<Option<Decision>, ObjectError> {
-        let key = layout::intent_object(topic, partition, first);
-        let bytes = match self.fetch(&key, None, OBJECT_INTENT).await? {
-            Fetched::Found { bytes, .. } => bytes,
-            Fetched::Missing => return Ok(None),
-            Fetched::Unchanged => unreachable!("no entity tag was given"),
-        };
-        let intent = Intent::parse(&key, &bytes, partition, Some(first))?;
-        Ok(Some(Decision {
-            last: intent.last,
-            copies: intent.copies,
-        }))
-    }
-
-    /// The keyed records stored by the ranges of `partition` that start before `before`, in
-    /// offset order: those of the last [`RECENT_RANGES`] ranges within the [`RECENT_OFFSETS`]
-    /// offsets before it (what a consumer that starts reading there needs to know to drop later
-    /// copies of them; see `kafka::keyed::KeptCopies`). Intents of older versions name none.
-    pub async fn kept_before(
-        &self,
-        topic: &str,
-        partition: i32,
-        before: i64,
-    ) -> Result<Vec<KeptRun>, ObjectError> {
-        let keys = self.recent_intents(topic, partition, before).await?;
-        let limit = Semaphore::new(PUT_CONCURRENCY);
-        let intents = try_join_all(keys.iter().map(|key| async {
-            let _permit = limit.acquire().await.expect("never closed");
-            match self.fetch(key, None, OBJECT_INTENT).await? {
-                Fetched::Found { bytes, .. } => {
-                    Intent::parse(key, &bytes, partition, None).map(Some)
-                }
-                // Expired by a lifecycle rule since the listing.
-                _ => Ok(None),
-            }
-        }))
-        .await?;
-        Ok(intents.into_iter().flatten().flat_map(|i| i.kept).collect())
-    }
-
-    /// The keys of the intents of the last [`RECENT_RANGES`] ranges of `partition` that start
-    /// before `before`, within [`RECENT_OFFSETS`] offsets, oldest first. A store lists names
-    /// only forwards: they are listed backwards in windows of offsets, each eight times as wide
-    /// as the one after it; a window that holds more than [`LISTED_PER_WINDOW`] intents (a long
-    /// stretch of tiny ranges) ends the search there.
-    async fn recent_intents(
-        &self,
-        topic: &str,
-        partition: i32,
-        before: i64,
-    ) -> Result<Vec<String>, ObjectError> {
-        let floor = before.saturating_sub(RECENT_OFFSETS).max(0);
-        let mut keys = std::collections::VecDeque::new();
-        let (mut to, mut width) = (before, FIRST_WINDOW);
-        while keys.len() < RECENT_RANGES && to > floor {
-            let from = to.saturating_sub(width).max(floor);
-            let Some(window) = self.intents_between(topic, partition, from, to).await? else {
-                break;
-            };
-            for key in window.into_iter().rev().take(RECENT_RANGES - keys.len()) {
-                keys.push_front(key);
-            }
-            (to, width) = (from, width.saturating_mul(8));
-        }
-        Ok(keys.into())
-    }
-
-    /// The keys of the intents of `partition` for ranges starting in `from..to`, in order; `None`
-    /// if there are more than [`LISTED_PER_WINDOW`].
-    async fn intents_between(
-        &self,
-        topic: &str,
-        partition: i32,
-        from: i64,
-        to: i64,
-    ) -> Result<Option<Vec<String>>, ObjectError> {
-        let dir = layout::intent_dir(topic, partition);
-        let end = layout::intent_object(topic, partition, to);
-        self.request(&dir, || async {
-            let prefix = self.path(&dir);
-            // Names sort by offset: list those after the one just before `from`.
-            let mut pages = match from.checked_sub(1) {
-                Some(after) => {
-                    let after = self.path(&layout::intent_object(topic, partition, after));
-                    self.store.list_with_offset(Some(&prefix), &after)
-                }
-                None => self.store.list(Some(&prefix)),
-            };
-            let mut keys = Vec::new();
-            while let Some(meta) = futures_util::TryStreamExt::try_next(&mut pages).await? {
-                let Some(key) = meta.location.as_ref().strip_prefix(&self.prefix) else {
-                    continue;
-                };
-                if key >= end.as_str() {
-                    break;
-                }
-                if keys.len() == LISTED_PER_WINDOW {
-                    return Ok(None);
-                }
-                keys.push(key.to_owned());
-            }
-            Ok(Some(keys))
-        })
-        .await
-    }
-
-    /// Writes `ranges` of `topic` (see the module's protocol): each range's intent, unless the
-    /// same one is there already, then its records objects, those of a range decided before
-    /// only if they are not there. Every request that writes asks `owner` first. Fails as a whole
-    /// if any range does; what was written is rewritten identically by the next try.
-    pub async fn write_owned(
-        &self,
-        topic: &str,
-        mut ranges: Vec<Range>,
-        owner: &dyn Ownership,
-    ) -> Result<(), ObjectError> {
-        // Intents first, every one of them, before any records object that depends on them.
-        let limit = Semaphore::new(PUT_CONCURRENCY);
-        let decided_before = try_join_all(ranges.iter().map(|range| async {
-            let _permit = limit.acquire().await.expect("never closed");
-            self.decide(topic, range, owner).await
-        }))
-        .await?;
-        let puts: Vec<RecordsPut> = (ranges.iter_mut().zip(decided_before))
-            .flat_map(|(range, decided_before)| {
-                let (partition, first, last) = (range.partition, range.first, range.last);
-                range.batch.chunks.iter_mut().map(move |chunk| RecordsPut {
-                    partition,
-                    key: layout::records_object(topic, partition, first, last, chunk.hour),
-                    bytes: Bytes::from(std::mem::take(&mut chunk.lines)),
-                    records: chunk.records,
-                    maybe_there: decided_before,
-                })
-            })
-            .collect();
-        try_join_all(puts.into_iter().map(|put| {
-            let limit = &limit;
-            async move {
-                let _permit = limit.acquire().await.expect("never closed");
-                // Its decider may have written it (a crash or a failed flush came after): the
-                // same bytes, already there and counted.
-                if put.maybe_there && self.exists(&put.key).await? {
-                    return Ok(());
-                }
-                let owned = || owned(owner, put.partition);
-                self.put_if(&put.key, put.bytes, OBJECT_RECORDS, owned)
-                    .await?;
-                // Counted by whoever creates the object: once, however often its range is written.
-                self.metrics.logs_ingested.inc_by(put.records as u64);
-                Ok::<(), ObjectError>(())
-            }
-        }))
-        .await?;
-        let mut written = self.written.lock().expect("written lock");
-        for range in &ranges {
-            let next = written.entry(range.partition).or_insert(0);
-            *next = (*next).max(range.last + 1);
-        }
-        Ok(())
-    }
-
-    /// [`Objects::write_owned`] by an owner that never withholds a write.
-    #[cfg(test)]
-    pub async fn write(&self, topic: &str, ranges: Vec<Range>) -> Result<(), ObjectError> {
-        struct Always;
-        impl Ownership for Always {
-            fn withheld(&self, _: i32) -> Option<String> {
-                None
-            }
-        }
-        self.write_owned(topic, ranges, &Always).await
-    }
-
-    /// Per partition, the offset after the last range this process wrote since it was last
-    /// assigned the partition.
-    pub fn written(&self) -> BTreeMap<i32, i64> {
-        self.written.lock().expect("written lock").clone()
-    }
-
-    /// `partition` was assigned (again): what this process wrote of it before says nothing of
-    /// where it is now (others may have written it since).
-    pub fn forget_written(&self, partition: i32) {
-        self.written
-            .lock()
-            .expect("written lock")
-            .remove(&partition);
-    }
-
-    /// Makes `range`'s end the decided one: writes its intent, or finds the same one there.
-    /// Returns whether it was there (decided before, by another writer or an earlier try).
-    async fn decide(
-        &self,
-        topic: &str,
-        range: &Range,
-        owner: &dyn Ownership,
-    ) -> Result<bool, ObjectError> {
-        // Its copies were dropped as the intent says (the consumer follows it), so only the end
-        // is compared: an offset the broker no longer delivers is no line either way.
-        match self.decided(topic, range.partition, range.first).await? {
-            Some(decided) if decided.last == range.last => return Ok(true),
-            Some(decided) => {
-                return Err(ObjectError::Decided {
-                    partition: range.partition,
-                    first: range.first,
-                    last: decided.last,
-                    ours: range.last,
-                });
-            }
-            None => {}
-        }
-        let intent = Intent {
-            topic: topic.to_owned(),
-            partition: range.partition,
-            first: range.first,
-            last: range.last,
-            hours: (range.batch.chunks.iter())
-                .map(|chunk| chunk.hour.to_string())
-                .collect(),
-            records: range.batch.records(),
-            copies: range.copies.clone(),
-            kept: range.kept.clone(),
-        };
-        let body = serde_json::to_vec(&intent).expect("an intent serializes");
-        let key = layout::intent_object(topic, range.partition, range.first);
-        let owned = || owned(owner, range.partition);
-        self.put_if(&key, Bytes::from(body), OBJECT_INTENT, owned)
-            .await?;
-        Ok(false)
     }
 
     /// Whether there is an object at `key`.
@@ -669,24 +432,6 @@ impl Objects {
             tokio::time::sleep(backoff).await;
             backoff *= 2;
         }
-    }
-}
-
-/// One records object of a flush.
-struct RecordsPut {
-    partition: i32,
-    key: String,
-    bytes: Bytes,
-    records: usize,
-    /// Its range was decided before: the object may be there already.
-    maybe_there: bool,
-}
-
-/// `Ok` if `owner` lets `partition` be written now.
-fn owned(owner: &dyn Ownership, partition: i32) -> Result<(), ObjectError> {
-    match owner.withheld(partition) {
-        None => Ok(()),
-        Some(reason) => Err(ObjectError::Withheld { partition, reason }),
     }
 }
 
