@@ -165,48 +165,9 @@ impl BucketSource {
         if states.seen.get(&hour) == Some(&(listing_id(&listed), true)) {
             return Ok(HourOutcome::Unchanged);
         }
-        let cached = states
-            .cache
-            .iter()
-            .position(|(rollup, _)| rollup.summary.hour == hour)
-            .map(|at| states.cache.remove(at));
         let key = layout::summary_object(hour);
-        let known = cached.as_ref().and_then(|(_, e_tag)| e_tag.as_deref());
-        let (stored, e_tag) = match self.block_on(self.objects.fetch(
-            &key,
-            known,
-            OBJECT_SUMMARY,
-        ))? {
-            Fetched::Unchanged => cached.expect("an entity tag comes with a cached summary"),
-            Fetched::Found { bytes, e_tag } => match Rollup::from_json(&bytes, summaries.bounds) {
-                Ok(rollup) if rollup.summary.hour == hour => (rollup, e_tag),
-                Ok(_) | Err(_) => {
-                    tracing::warn!(object = %key, "the hour's summary in the bucket cannot be read; rebuilding it from the hour's objects");
-                    (empty_rollup(summaries, hour), None)
-                }
-            },
-            Fetched::Missing => (
-                cached.map_or_else(|| empty_rollup(summaries, hour), |(rollup, _)| rollup),
-                None,
-            ),
-        };
-        let mut reclassified = false;
-        let mut rollup = if stored.summary.bots.list.as_deref() == Some(summaries.classifier.id()) {
-            stored
-        } else {
-            let mut split = stored.clone();
-            reclassified = split
-                .summary
-                .reclassify(summaries.classifier.id(), |agent| {
-                    summaries.classifier.is_bot(agent)
-                });
-            if reclassified {
-                split
-            } else {
-                tracing::info!(object = %key, "the hour's bot split cannot be redone from its summary; rebuilding it from the hour's objects");
-                empty_rollup(summaries, hour)
-            }
-        };
+        let (mut rollup, e_tag, reclassified) =
+            self.stored_rollup(summaries, states, hour, &key)?;
         if !names_only_listed(&rollup, &listed) {
             // Written after our listing (by another instance), or lost: see the module's
             // documentation.
@@ -224,6 +185,91 @@ impl BucketSource {
             .iter()
             .filter(|(name, _)| !rollup.objects.contains(name))
             .collect();
+        let (records, skipped, bytes_read) = self.count_new(summaries, &mut rollup, &new, hour)?;
+        let changed = !new.is_empty() || reclassified || e_tag.is_none();
+        let e_tag = if changed {
+            self.block_on(
+                self.objects
+                    .put(&key, rollup.to_json().into(), OBJECT_SUMMARY),
+            )?
+        } else {
+            e_tag
+        };
+        write_summary(&summaries.analytics_dir, &rollup.summary)?;
+        let states = &mut *state;
+        states.seen.insert(hour, (listing_id(&listed), true));
+        if states.cache.len() == CACHED_ROLLUPS {
+            states.cache.remove(0);
+        }
+        states.cache.push((rollup, e_tag));
+        Ok(HourOutcome::Updated {
+            rebuilt,
+            reclassified,
+            records,
+            skipped,
+            bytes: bytes_read,
+        })
+    }
+
+    /// The summary the bucket holds for `hour` (at `key`; from memory if its entity tag did not
+    /// change), split with this binary's bot list, with its entity tag and whether it was split
+    /// again; an empty one if there is none or it cannot be read or split.
+    fn stored_rollup(
+        &self,
+        summaries: &Summaries,
+        states: &mut BucketStates,
+        hour: Hour,
+        key: &str,
+    ) -> io::Result<(Rollup, Option<String>, bool)> {
+        let cached = states
+            .cache
+            .iter()
+            .position(|(rollup, _)| rollup.summary.hour == hour)
+            .map(|at| states.cache.remove(at));
+        let known = cached.as_ref().and_then(|(_, e_tag)| e_tag.as_deref());
+        let (stored, e_tag) = match self.block_on(self.objects.fetch(key, known, OBJECT_SUMMARY))? {
+            Fetched::Unchanged => cached.expect("an entity tag comes with a cached summary"),
+            Fetched::Found { bytes, e_tag } => match Rollup::from_json(&bytes, summaries.bounds) {
+                Ok(rollup) if rollup.summary.hour == hour => (rollup, e_tag),
+                Ok(_) | Err(_) => {
+                    tracing::warn!(object = %key, "the hour's summary in the bucket cannot be read; rebuilding it from the hour's objects");
+                    (empty_rollup(summaries, hour), None)
+                }
+            },
+            Fetched::Missing => (
+                cached.map_or_else(|| empty_rollup(summaries, hour), |(rollup, _)| rollup),
+                None,
+            ),
+        };
+        let mut reclassified = false;
+        let rollup = if stored.summary.bots.list.as_deref() == Some(summaries.classifier.id()) {
+            stored
+        } else {
+            let mut split = stored.clone();
+            reclassified = split
+                .summary
+                .reclassify(summaries.classifier.id(), |agent| {
+                    summaries.classifier.is_bot(agent)
+                });
+            if reclassified {
+                split
+            } else {
+                tracing::info!(object = %key, "the hour's bot split cannot be redone from its summary; rebuilding it from the hour's objects");
+                empty_rollup(summaries, hour)
+            }
+        };
+        Ok((rollup, e_tag, reclassified))
+    }
+
+    /// Reads the record objects `new` of `hour` ([`READ_CONCURRENCY`] at a time) and adds their
+    /// counts and names to `rollup`; returns the records, skipped lines and bytes read.
+    fn count_new(
+        &self,
+        summaries: &Summaries,
+        rollup: &mut Rollup,
+        new: &[&(String, u64)],
+        hour: Hour,
+    ) -> io::Result<(u64, u64, u64)> {
         let (mut records, mut skipped, mut bytes_read) = (0, 0, 0);
         let dir = layout::hour_object_dir(hour);
         for group in new.chunks(READ_CONCURRENCY) {
@@ -259,29 +305,7 @@ impl BucketSource {
                 bytes_read += size;
             }
         }
-        let changed = !new.is_empty() || reclassified || e_tag.is_none();
-        let e_tag = if changed {
-            self.block_on(
-                self.objects
-                    .put(&key, rollup.to_json().into(), OBJECT_SUMMARY),
-            )?
-        } else {
-            e_tag
-        };
-        write_summary(&summaries.analytics_dir, &rollup.summary)?;
-        let states = &mut *state;
-        states.seen.insert(hour, (listing_id(&listed), true));
-        if states.cache.len() == CACHED_ROLLUPS {
-            states.cache.remove(0);
-        }
-        states.cache.push((rollup, e_tag));
-        Ok(HourOutcome::Updated {
-            rebuilt,
-            reclassified,
-            records,
-            skipped,
-            bytes: bytes_read,
-        })
+        Ok((records, skipped, bytes_read))
     }
 }
 

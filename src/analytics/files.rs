@@ -102,17 +102,7 @@ fn update(
     // Opened and measured under the lock: see the module's documentation.
     let file = File::open(path)?;
     let length = file.metadata()?.len();
-    let covered = match state.covered.get(&hour) {
-        Some(covered) => Some(*covered),
-        None => read_head(&summaries.analytics_dir.join(layout::summary_file(hour)))
-            .unwrap_or(None)
-            .map(|head| Covered {
-                source: head.source,
-                classified: head
-                    .bots
-                    .is_some_and(|(list, _, _)| list == summaries.classifier.id()),
-            }),
-    };
+    let covered = covered(&state, summaries, hour);
     if let Some(covered) = covered
         && covered.source.bytes == length
         && covered.classified
@@ -179,6 +169,21 @@ fn update(
         skipped,
         bytes: end - start,
     })
+}
+
+/// What `hour`'s summary covers: as last written or read, else as its file's head says.
+fn covered(state: &FileStates, summaries: &Summaries, hour: Hour) -> Option<Covered> {
+    match state.covered.get(&hour) {
+        Some(covered) => Some(*covered),
+        None => read_head(&summaries.analytics_dir.join(layout::summary_file(hour)))
+            .unwrap_or(None)
+            .map(|head| Covered {
+                source: head.source,
+                classified: head
+                    .bots
+                    .is_some_and(|(list, _, _)| list == summaries.classifier.id()),
+            }),
+    }
 }
 
 /// The summary `hour`'s update starts from, split with this binary's bot list, and whether
