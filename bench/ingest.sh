@@ -26,6 +26,8 @@
 #   EXTRA_ARGS=""      extra server flags (word-split)
 #   KEEP_TMP=1         keep the temp dir (payloads, server logs, hey output, written logs)
 #   ORIGINAL_BIN=path  the original's binary (built by ../shared/tools/original/build.sh)
+#   LOG_PIPELINE_BIN=path  measure this build of ours instead of the tree's release binary (to
+#                      compare two commits in one sitting; the ceiling still comes from the tree)
 #   TARGETS="ceiling original ours"   subset, in this order
 #   ROUNDS=1           rounds per shape; round r runs the targets in that order rotated r-1 times (with
 #                      3 rounds of 3 targets, each target runs once first, once second, once last),
@@ -110,7 +112,13 @@ command -v curl >/dev/null 2>&1 || die "curl is required"
 command -v python3 >/dev/null 2>&1 || die "python3 is required"
 
 echo "== cargo build --release" >&2
-BIN=$(bash scripts/release-binary.sh) || die "cargo build --release failed"
+if [[ -n "${LOG_PIPELINE_BIN:-}" ]]; then
+  BIN="$LOG_PIPELINE_BIN"   # another build of ours (e.g. before a change), measured the same way
+  [[ -x "$BIN" ]] || die "LOG_PIPELINE_BIN=$BIN is not an executable"
+  bash scripts/release-binary.sh >/dev/null || die "cargo build --release failed"
+else
+  BIN=$(bash scripts/release-binary.sh) || die "cargo build --release failed"
+fi
 cargo build --release --locked --example ceiling >&2 || die "cargo build --release --example ceiling failed"
 CEILING_BIN="$(dirname "$BIN")/examples/ceiling"
 [[ -x "$CEILING_BIN" ]] || die "no ceiling binary at $CEILING_BIN"

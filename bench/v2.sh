@@ -13,6 +13,7 @@
 #
 # Usage: bash bench/v2.sh     Knobs (env): DURATION=15s CONCURRENCY=50 RECORDS=1000 KEEP_TMP=1
 #   FETCH_MAX_BYTES=<bytes> (kafka.fetchMaxBytes, for ours and the broker alone; default 4 MiB)
+#   LOG_PIPELINE_BIN=<path> (measure this build of ours instead of the tree's release binary)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -34,7 +35,8 @@ cleanup() {
 trap cleanup EXIT
 
 command -v hey >/dev/null || { apt-get update -qq && apt-get install -y -qq hey; }
-BIN=$(bash scripts/release-binary.sh)
+# LOG_PIPELINE_BIN: another build of ours (e.g. before a change), to compare two in one sitting.
+BIN=${LOG_PIPELINE_BIN:-$(bash scripts/release-binary.sh)}
 cargo bench --locked --no-run --bench broker >&2
 
 eval "$(scripts/kafka-local.sh start)"
