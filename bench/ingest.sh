@@ -115,12 +115,13 @@ echo "== cargo build --release" >&2
 if [[ -n "${LOG_PIPELINE_BIN:-}" ]]; then
   BIN="$LOG_PIPELINE_BIN"   # another build of ours (e.g. before a change), measured the same way
   [[ -x "$BIN" ]] || die "LOG_PIPELINE_BIN=$BIN is not an executable"
-  bash scripts/release-binary.sh >/dev/null || die "cargo build --release failed"
+  TREE_BIN=$(bash scripts/release-binary.sh) || die "cargo build --release failed"
 else
   BIN=$(bash scripts/release-binary.sh) || die "cargo build --release failed"
+  TREE_BIN="$BIN"
 fi
 cargo build --release --locked --example ceiling >&2 || die "cargo build --release --example ceiling failed"
-CEILING_BIN="$(dirname "$BIN")/examples/ceiling"
+CEILING_BIN="$(dirname "$TREE_BIN")/examples/ceiling"
 [[ -x "$CEILING_BIN" ]] || die "no ceiling binary at $CEILING_BIN"
 
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/ingest-bench.XXXXXX")"
