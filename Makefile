@@ -43,10 +43,14 @@ kafka-local: ## Run a local Kafka-protocol broker (tansu) on 127.0.0.1:19092, in
 fmt: ## Format the code
 	$(CARGO) fmt
 
-lint: ## Check formatting and clippy (warnings are errors)
+lint: ## Check formatting, clippy and the code's documentation (warnings are errors)
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) clippy --locked --test faults --test scale -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --no-deps --document-private-items
+
+doc: ## The code's documentation, private items included (target/doc/log_pipeline/index.html)
+	$(CARGO) doc --locked --no-deps --document-private-items
 
 bench: bench-ingest bench-analytics bench-v2 bench-scale bench-properties bench-idempotency bench-decode bench-client ## Every benchmark
 

@@ -29,10 +29,10 @@
 //!   figures, each used afterwards through one interface.
 //! - [`kafka`]: v2, owned by [`kafka::KafkaPipeline`]: producer, consumer group (writing through
 //!   a [`kafka::Sink`], which knows the backend; dead-letter topic), broker set-up and probe.
-//! - [`analytics`]: incremental hourly summaries of the hour files, or of the bucket's objects
-//!   (bots and humans split with the vendored isbot list) and the analytics API's bounded
-//!   queries; reads what the store (or the consumers, through [`objects`]) wrote, shares no locks
-//!   with it.
+//! - [`analytics`]: incremental hourly summaries of what is stored, read through one
+//!   [`analytics::Source`] (the hour files, or the bucket's objects), bots and humans split with
+//!   the vendored isbot list, and the analytics API's bounded queries; shares no locks with the
+//!   writers.
 //! - [`objects`]: the bucket of `storage.backend: s3` (v2 on several machines): ranges of offsets
 //!   written as objects whose names their messages fix, after an intent; exactly once with no
 //!   local state.
@@ -52,6 +52,10 @@
 //!   default, range, flag, env var, meaning), validated once at start-up; a leaf.
 //! - [`metrics`]: every metric name, label and help text.
 //! - [`telemetry`]: structured JSON logs.
+
+// The code's documentation is read with its private items (`make doc`): links from public
+// items to private ones are how a reader finds where a behaviour lives.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod analytics;
 pub mod app;

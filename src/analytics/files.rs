@@ -14,7 +14,7 @@
 //! summary after its own update, outside the lock, reads one that covers at least what it saw.
 //!
 //! The parsed summaries kept in memory take at most one summary's budget
-//! ([`Bounds::max_bytes`]); a summary file larger than the bounds allow is not read, its hour is
+//! (`aggregation.maxSummaryBytes`); a summary file larger than the bounds allow is not read, its hour is
 //! rebuilt within them.
 
 use std::fs::File;
@@ -33,7 +33,7 @@ use crate::record::Hour;
 
 /// How many recently updated summaries stay parsed in memory (the current hour and late data),
 /// so the hour being appended to is not re-read from disk every pass; together they take at most
-/// the bytes of one summary ([`Bounds::max_bytes`]).
+/// the bytes of one summary (`aggregation.maxSummaryBytes`).
 const CACHED_SUMMARIES: usize = 4;
 
 /// The hour files under `storage.logsDir`.

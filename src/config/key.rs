@@ -74,7 +74,7 @@ impl Flag {
     }
 }
 
-/// Reads and writes one field of a [`Config`]; made by [`lens!`](crate::config::lens).
+/// Reads and writes one field of a [`Config`]; made by `lens!`.
 pub struct Lens<T: 'static> {
     pub get: fn(&Config) -> &T,
     pub get_mut: fn(&mut Config) -> &mut T,

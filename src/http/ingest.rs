@@ -8,7 +8,7 @@
 //!   refused so before a byte of it is read. Decoding takes the encoded batch's expected size
 //!   too. The share is given back once the batch is handed over (the store's
 //!   `storage.maxPendingBytes` bounds it from then on).
-//! - **Pace.** A body must keep arriving at `server.minBodyRate` ([`pace`]): a slower one gets
+//! - **Pace.** A body must keep arriving at `server.minBodyRate` ([`pace`](super::pace)): a slower one gets
 //!   408 `body_too_slow` and gives its share back, so what a client holds it holds only while
 //!   it sends.
 //! - **Deadlines.** `server.requestTimeout` bounds reading and decoding; a batch not handed over

@@ -1,6 +1,6 @@
 //! A consumer's **lease** on its partitions with `storage.backend: s3`: whether it may still write
 //! their ranges to the bucket, asked before every request that writes one
-//! ([`Ownership`](crate::objects::Ownership)).
+//! ([`Ownership`]).
 //!
 //! A consumer holds a partition from its assignment to its revocation. But a process frozen
 //! (SIGSTOP, a paused VM, a stalled host) for longer than `kafka.sessionTimeout` wakes up owning

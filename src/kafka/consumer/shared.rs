@@ -56,7 +56,7 @@ pub(super) struct State {
     pub buffer: Box<dyn Buffer>,
     /// The flush being written, if any.
     pub flushing: Option<Flush>,
-    /// Per assigned partition: where it resumes (see [`super::resume`]).
+    /// Per assigned partition: where it resumes (see [`resume`](crate::kafka::resume)).
     pub resume: BTreeMap<i32, Resume>,
     /// Per partition paused behind a dead letter: that dead letter.
     pub dead_letters: BTreeMap<i32, PendingDeadLetter>,

@@ -149,7 +149,7 @@ impl RenewingProducer {
 
     /// Sends `lines` to `topic` as one message each, reporting to `tracker`; stops at the first
     /// record the client refuses (queue full, too large) and returns its error. The lines of a
-    /// keyed batch carry its key (see [`super::keyed`]).
+    /// keyed batch carry its key (see [`crate::kafka::keyed`]).
     pub(in crate::kafka) fn send<'a>(
         &self,
         topic: &str,
