@@ -81,6 +81,8 @@ pub struct Shared {
     pub request_timeout: Duration,
     /// `server.maxInflightBytes`: request bodies being read and decoded, across requests.
     pub inflight: Arc<tokio::sync::Semaphore>,
+    /// The whole of [`Shared::inflight`], in bytes.
+    pub inflight_bytes: usize,
     /// Accepted bearer tokens and the routes that need one.
     pub auth: Arc<AuthConfig>,
     /// Set when shutdown begins, so `/ready` turns 503 while requests drain.
@@ -98,6 +100,8 @@ impl AppState {
         shutting_down: Arc<AtomicBool>,
         analytics: Analytics,
     ) -> AppState {
+        let inflight_bytes =
+            (config.server.max_inflight_bytes).min(tokio::sync::Semaphore::MAX_PERMITS);
         AppState(Arc::new(Shared {
             pipeline,
             metrics,
@@ -106,12 +110,8 @@ impl AppState {
             read_body_timeout: config.server.read_body_timeout,
             min_body_rate: config.server.min_body_rate,
             request_timeout: config.server.request_timeout,
-            inflight: Arc::new(tokio::sync::Semaphore::new(
-                config
-                    .server
-                    .max_inflight_bytes
-                    .min(tokio::sync::Semaphore::MAX_PERMITS),
-            )),
+            inflight: Arc::new(tokio::sync::Semaphore::new(inflight_bytes)),
+            inflight_bytes,
             auth: Arc::new(config.auth.clone()),
             shutting_down,
             analytics,

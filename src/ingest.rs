@@ -183,6 +183,25 @@ pub fn expected_output(format: Format, body_bytes: usize) -> usize {
     }
 }
 
+/// The largest body of `format` whose decoding fits `budget` bytes with its batch (a body and its
+/// batch are held at once: [`expected_output`]).
+pub fn largest_body(format: Format, budget: usize) -> usize {
+    let fits = |body: usize| {
+        body.checked_add(expected_output(format, body))
+            .is_some_and(|needed| needed <= budget)
+    };
+    let (mut low, mut high) = (0, budget);
+    while low < high {
+        let mid = low + (high - low).div_ceil(2);
+        if fits(mid) {
+            low = mid;
+        } else {
+            high = mid - 1;
+        }
+    }
+    if fits(low) { low } else { 0 }
+}
+
 /// Validates one record given as a JSON object (a Kafka message value: one stored line without
 /// its newline) and appends it to `batch`. On error `batch` is unchanged and the error says why.
 ///

@@ -25,8 +25,12 @@ const RETRY_AFTER_SECS: u64 = 1;
 pub enum ApiError {
     #[error(transparent)]
     Decode(#[from] DecodeError),
-    #[error("request body exceeds {limit} bytes after decompression (server.maxBodyBytes)")]
-    BodyTooLarge { limit: usize },
+    #[error("request body exceeds {limit} bytes after decompression ({by})")]
+    BodyTooLarge {
+        limit: usize,
+        /// What sets the limit: `server.maxBodyBytes`, or the in-flight budget.
+        by: &'static str,
+    },
     #[error("request body could not be read or decompressed: {0}")]
     UnreadableBody(String),
     #[error("request body was not received within {0:?} (server.readBodyTimeout)")]
@@ -268,6 +272,7 @@ impl ApiError {
             ApiError::BodyTooSlow { min_rate, window } => {
                 json!({"minBodyRate": min_rate, "windowSeconds": window.as_secs()})
             }
+            ApiError::BodyTooLarge { limit, .. } => json!({"limit": limit}),
             ApiError::SummaryTooLarge { hour, bytes, limit } => {
                 json!({"hour": hour, "bytes": bytes, "limit": limit})
             }

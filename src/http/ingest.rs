@@ -116,25 +116,57 @@ async fn read_and_decode(
     let coding = Coding::of(headers)?;
     let key = idempotency_key(headers)?;
     let declared = content_length(headers);
+    let limit = body_limit(state, format);
     if let Some(length) = declared
-        && length > state.max_body_bytes
+        && length > limit.bytes
         && coding == Coding::Identity
     {
-        return Err(ApiError::BodyTooLarge {
-            limit: state.max_body_bytes,
-        });
+        return Err(limit.refusal());
     }
     // Advisory, reserving nothing: a body that plainly does not fit is told before it is sent.
     if declared.is_some_and(|length| length > state.inflight.available_permits()) {
         return Err(ApiError::Overloaded);
     }
     let mut share = BudgetShare::new(&state.inflight);
-    let bytes = read_by_deadline(state, body, coding, &mut share, deadline).await?;
+    let bytes = read_by_deadline(state, body, coding, limit, &mut share, deadline).await?;
     // Decoding holds the body and the encoded batch at once: both count against the budget.
     share.grow_to(bytes.len() + ingest::expected_output(format, bytes.len()))?;
     let decoded = decode(state.limits, format, bytes, key, deadline).await;
     drop(share);
     decoded
+}
+
+/// How large a body may be, after decompression: `server.maxBodyBytes`, or less if the in-flight
+/// budget could never hold a larger one of `format` while it is decoded (its client must be told
+/// 413, not 503 "retry": a retry would never fit either).
+#[derive(Debug, Clone, Copy)]
+struct BodyLimit {
+    bytes: usize,
+    by: &'static str,
+}
+
+impl BodyLimit {
+    fn refusal(self) -> ApiError {
+        ApiError::BodyTooLarge {
+            limit: self.bytes,
+            by: self.by,
+        }
+    }
+}
+
+fn body_limit(state: &AppState, format: Format) -> BodyLimit {
+    let decodable = ingest::largest_body(format, state.inflight_bytes);
+    if decodable < state.max_body_bytes {
+        BodyLimit {
+            bytes: decodable,
+            by: "server.maxInflightBytes: decoding holds the body and its batch at once",
+        }
+    } else {
+        BodyLimit {
+            bytes: state.max_body_bytes,
+            by: "server.maxBodyBytes",
+        }
+    }
 }
 
 /// Reads the body, decoded, within `server.readBodyTimeout` (and the request's `deadline`), as
@@ -143,6 +175,7 @@ async fn read_by_deadline(
     state: &AppState,
     body: Body,
     coding: Coding,
+    limit: BodyLimit,
     share: &mut BudgetShare,
     deadline: Instant,
 ) -> Result<Bytes, ApiError> {
@@ -151,7 +184,7 @@ async fn read_by_deadline(
     let body = pace.count(body);
     let read = async {
         tokio::select! {
-            bytes = read_body(body, coding, state.max_body_bytes, share) => bytes,
+            bytes = read_body(body, coding, limit, share) => bytes,
             too_slow = pace.too_slow() => Err(too_slow),
         }
     };
@@ -277,7 +310,7 @@ fn content_length(headers: &HeaderMap) -> Option<usize> {
 async fn read_body(
     body: Body,
     coding: Coding,
-    limit: usize,
+    limit: BodyLimit,
     share: &mut BudgetShare,
 ) -> Result<Bytes, ApiError> {
     match coding.open(body).await {
@@ -287,7 +320,7 @@ async fn read_body(
             loop {
                 buffer.reserve(DECODE_STEP);
                 // One byte past the limit tells a body that is too large.
-                let room = (limit + 1 - buffer.len()).min(DECODE_STEP);
+                let room = (limit.bytes + 1 - buffer.len()).min(DECODE_STEP);
                 let read = reader
                     .read_buf(&mut (&mut buffer).limit(room))
                     .await
@@ -295,8 +328,8 @@ async fn read_body(
                 if read == 0 {
                     return Ok(buffer.freeze());
                 }
-                if buffer.len() > limit {
-                    return Err(ApiError::BodyTooLarge { limit });
+                if buffer.len() > limit.bytes {
+                    return Err(limit.refusal());
                 }
                 share.grow_to(buffer.len())?;
             }
@@ -307,7 +340,11 @@ async fn read_body(
 /// Reads a body that is not encoded. A body that arrives as one frame (the usual case for a
 /// body that fits hyper's read buffer) is kept as it is; the frames of a longer one are gathered
 /// into one buffer sized from the declared length, so the body is copied at most once.
-async fn read_frames(body: Body, limit: usize, share: &mut BudgetShare) -> Result<Bytes, ApiError> {
+async fn read_frames(
+    body: Body,
+    limit: BodyLimit,
+    share: &mut BudgetShare,
+) -> Result<Bytes, ApiError> {
     let mut body = body;
     let expected = http_body::Body::size_hint(&body).lower() as usize;
     let mut first: Option<Bytes> = None;
@@ -318,8 +355,8 @@ async fn read_frames(body: Body, limit: usize, share: &mut BudgetShare) -> Resul
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        if length + data.len() > limit {
-            return Err(ApiError::BodyTooLarge { limit });
+        if length + data.len() > limit.bytes {
+            return Err(limit.refusal());
         }
         share.grow_to(length + data.len())?;
         length += data.len();
@@ -328,7 +365,7 @@ async fn read_frames(body: Body, limit: usize, share: &mut BudgetShare) -> Resul
             continue;
         }
         if let Some(first) = first.take() {
-            buffer.reserve(expected.min(limit).max(length));
+            buffer.reserve(expected.min(limit.bytes).max(length));
             buffer.extend_from_slice(&first);
         }
         buffer.extend_from_slice(&data);

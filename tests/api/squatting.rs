@@ -80,24 +80,31 @@ async fn slow_bodies_do_not_hold_the_inflight_budget() {
     app.stop().await;
 }
 
-/// Real use can fill the budget: bytes that did arrive are held. A client declares 1 MiB (the
-/// whole budget here), sends all of it but the last byte at once and stops. Meanwhile a normal
-/// client's batches get 503 `overloaded` with `Retry-After: 1`, nothing stored; once the stalled
-/// body falls below the minimum rate (the window after its burst) it gets 408 and the normal
-/// client is served again.
+/// Real use can fill the budget: bytes that did arrive are held. Two clients each declare the
+/// largest body the 1 MiB budget can decode (half of it: a body and its batch are held at once),
+/// send all of it but the last byte at once and stop. Meanwhile a normal client's batches get 503
+/// `overloaded` with `Retry-After: 1`, nothing stored; once the stalled bodies fall below the
+/// minimum rate (the window after their burst) they get 408 and the normal client is served
+/// again.
 #[tokio::test]
 async fn a_stalled_body_holds_the_budget_for_at_most_two_rate_windows() {
     let budget = 1 << 20;
+    // An NDJSON body of n bytes decodes into at most n + 64: (budget - 64) / 2 is the largest.
+    let largest = (budget - 64) / 2;
     let app = spawn_app(|config| config.server.max_inflight_bytes = budget).await;
-    let stalled = SlowBody::start(
-        app.addr,
-        &[("content-type", NDJSON)],
-        budget,
-        budget - 1,
-        Duration::MAX,
-    )
-    .await
-    .expect("the service reads the stalled body");
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let body = SlowBody::start(
+            app.addr,
+            &[("content-type", NDJSON)],
+            largest,
+            largest - 1,
+            Duration::MAX,
+        )
+        .await
+        .expect("the service reads the stalled body");
+        stalled.push(body);
+    }
     let stalled_at = Instant::now();
     let mut refused = 0;
     let mut stored = 0;
@@ -127,8 +134,10 @@ async fn a_stalled_body_holds_the_budget_for_at_most_two_rate_windows() {
         served_again <= 2 * Duration::from_secs(5) + Duration::from_secs(1),
         "the stalled body held the budget for {served_again:?}"
     );
-    let answer = stalled.answer_within(Duration::from_secs(1)).await;
-    assert_eq!(answer.body["error"], "body_too_slow", "{answer:?}");
+    for body in stalled {
+        let answer = body.answer_within(Duration::from_secs(1)).await;
+        assert_eq!(answer.body["error"], "body_too_slow", "{answer:?}");
+    }
     assert_eq!(app.read_hour_file(HOUR_14).len(), stored);
     assert_eq!(
         app.metric("ingest_inflight_rejections_total").await,

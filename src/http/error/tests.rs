@@ -118,9 +118,12 @@ async fn refused_bodies_are_4xx_with_what_was_wrong() {
     )
     .await;
     check(
-        ApiError::BodyTooLarge { limit: 4096 },
+        ApiError::BodyTooLarge {
+            limit: 4096,
+            by: "server.maxBodyBytes",
+        },
         413,
-        r#"{"error":"body_too_large","message":"request body exceeds 4096 bytes after decompression (server.maxBodyBytes)"}"#,
+        r#"{"error":"body_too_large","limit":4096,"message":"request body exceeds 4096 bytes after decompression (server.maxBodyBytes)"}"#,
     )
     .await;
     check(
@@ -342,7 +345,10 @@ fn refusals_of_a_request_count_by_their_kind() {
         ApiError::from(DecodeError::Empty),
         DecodeError::UnsupportedMediaType(String::new()).into(),
         DecodeError::TooManyRecords { max: 1 }.into(),
-        ApiError::BodyTooLarge { limit: 1 },
+        ApiError::BodyTooLarge {
+            limit: 1,
+            by: "server.maxBodyBytes",
+        },
         ApiError::UnreadableBody(String::new()),
         ApiError::UnsupportedEncoding,
         KeyError::Empty.into(),

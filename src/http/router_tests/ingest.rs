@@ -214,28 +214,32 @@ async fn refused_bodies_never_reach_the_pipeline_and_count_as_invalid() {
     assert_refusals(&api, &[("invalid_requests_total", 10.0)]);
 }
 
+/// A JSON body of `n` bytes padded with spaces after its two records.
+fn padded(n: usize) -> String {
+    format!("{TWO_RECORDS:<n$}")
+}
+
 #[tokio::test]
-async fn bodies_beyond_the_inflight_budget_are_503_overloaded() {
-    let api = api(|config| config.server.max_inflight_bytes = 64);
+async fn a_body_the_inflight_budget_can_never_take_is_413_not_a_503_to_retry() {
+    // Decoding holds a JSON body of n bytes and its batch (at most n + 64 bytes) at once, so a
+    // budget of 1,024 bytes takes bodies of up to 480 bytes, and never a larger one: telling its
+    // client to retry (503) would have it retry for ever.
+    let api = api(|config| config.server.max_inflight_bytes = 1024);
     let json = ("content-type", "application/json");
-    let length = TWO_RECORDS.len().to_string();
-    // Declared beyond what is free: refused before the body is read.
+    let fits = api.post(&[json], padded(480)).await;
+    assert_eq!(fits.status, StatusCode::ACCEPTED, "{:?}", fits.json());
     let declared = api
-        .post(&[json, ("content-length", &length)], TWO_RECORDS)
+        .post(&[json, ("content-length", "481")], padded(481))
         .await;
-    // Not declared: refused as its bytes outgrow the budget.
-    let streamed = api.post(&[json], TWO_RECORDS).await;
+    let streamed = api.post(&[json], padded(481)).await;
     for answer in [declared, streamed] {
-        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(answer.code(), "overloaded");
-        assert!(
-            answer.json()["message"]
-                .as_str()
-                .unwrap()
-                .contains("server.maxInflightBytes")
-        );
-        assert_eq!(answer.header(header::RETRY_AFTER), Some("1"));
+        assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(answer.code(), "body_too_large");
+        assert_eq!(answer.json()["limit"], 480);
+        let message = answer.json()["message"].as_str().unwrap().to_owned();
+        assert!(message.contains("server.maxInflightBytes"), "{message}");
+        assert_eq!(answer.header(header::RETRY_AFTER), None);
     }
-    assert!(api.pipeline.handed().is_empty());
-    assert_refusals(&api, &[("ingest_inflight_rejections_total", 2.0)]);
+    assert_eq!(api.pipeline.handed().len(), 1);
+    assert_refusals(&api, &[("invalid_requests_total", 2.0)]);
 }
