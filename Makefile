@@ -40,8 +40,10 @@ kafka-local: ## Run a local Kafka-protocol broker (tansu) on 127.0.0.1:19092, in
 fmt: ## Format the code
 	$(CARGO) fmt
 
-lint: ## Check formatting and clippy (warnings are errors)
+lint: ## Check formatting, clippy (warnings are errors) and the docs' relative links and anchors
 	$(CARGO) fmt --check
+	bash scripts/check-links.sh --self-test
+	bash scripts/check-links.sh
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) clippy --locked --test faults --test scale -- -D warnings
 
