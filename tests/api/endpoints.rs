@@ -72,11 +72,8 @@ async fn metrics_are_prometheus_text_and_start_at_zero() {
 /// The `## Metrics` table of the operator guide (`docs/operations.md`): family name → type
 /// (`counter`, `gauge`, `histogram`).
 fn documented_metrics() -> BTreeMap<String, String> {
-    let guide = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/docs/operations.md"
-    ))
-    .expect("docs/operations.md");
+    let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+        .expect("docs/operations.md");
     let section = guide
         .split("\n## Metrics\n")
         .nth(1)
