@@ -31,8 +31,8 @@ mod summary;
 mod bucket;
 mod garage;
 
-mod frozen;
 mod ingest_rate;
+mod frozen;
 mod instances;
 mod keyed;
 mod paused;
