@@ -43,8 +43,10 @@ kafka-local: ## Run a local Kafka-protocol broker (tansu) on 127.0.0.1:19092, in
 fmt: ## Format the code
 	$(CARGO) fmt
 
-lint: ## Check formatting, clippy and the code's documentation (warnings are errors)
+lint: ## Check formatting, clippy, the code's documentation (warnings are errors) and the docs' relative links and anchors
 	$(CARGO) fmt --check
+	bash scripts/check-links.sh --self-test
+	bash scripts/check-links.sh
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	$(CARGO) clippy --locked --test faults --test scale -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --locked --no-deps --document-private-items
@@ -78,8 +80,8 @@ bench-client: ## The Node.js client: middleware ns/request, a host's p99 under h
 bench-properties: ## Decoder and line-format properties (tests/properties) with CASES=100000 cases in all
 	$(CARGO) bench --locked --bench properties
 
-# ---- Docker stack (docker-compose.yml) with Docker or podman (scripts/stack.sh picks; README
-# "Running the Docker stack"). STACK_ENGINE=docker|podman, STACK_LOCAL_IMAGES=1|0.
+# ---- Docker stack (docker-compose.yml) with Docker or podman (scripts/stack.sh picks;
+# docs/operations/docker-stack.md). STACK_ENGINE=docker|podman, STACK_LOCAL_IMAGES=1|0.
 
 stack-up: ## Build the image and start the stack: kafka, kafka-init, prometheus (:9090), app-v1 (:8082), app-v2 (:8083)
 	bash scripts/stack.sh up
@@ -121,7 +123,7 @@ loadtest-v1: ## hey: N POSTs of BODY, C at a time, to v1 on :8082 (start it firs
 loadtest-v2: ## hey: N POSTs of BODY, C at a time, to v2 on :8083 (start it first, e.g. `make run-v2`)
 	bash scripts/loadtest.sh v2
 
-# ---- Profiling (README "Profiling"). Every target reads or writes profiles/ (PROFILE_DIR):
+# ---- Profiling (docs/operations/profiling.md). Every target reads or writes profiles/ (PROFILE_DIR):
 # cpu_<v>.prof and heap_<v>.prof are gzipped pprof, goroutine_<v>.prof is a tokio task dump (text).
 # capture-profile-* writes them at Ctrl-C; profile-{cpu,heap,goroutine}-* fetch the same file names
 # from a running `make profile-run-*`. PROFILE_SECONDS=30: length of a live CPU profile.

@@ -15,7 +15,7 @@
 # otherwise MISMATCH is printed and the script exits 1. Peak RSS is VmHWM from /proc/PID/status.
 # The report gives our records/s as a ratio of the original's (target >= 5x), p99 against the
 # original's (target: below), peak RSS (target <= 32 MB) and req/s as a share of the ceiling.
-# Without ORIGINAL_BIN, the original's figures recorded in the README are shown instead.
+# Without ORIGINAL_BIN, the original's figures recorded below (GO_RECS, GO_P99) are shown instead.
 #
 # Usage: bash bench/ingest.sh            (from any directory)
 # Knobs (env):
@@ -427,8 +427,8 @@ if has original; then
   source_note="measured in this run"
   for s in "${SHAPE_LIST[@]}"; do GO_RECS[$s]=${R_RECS[$s/original]}; GO_P99[$s]=${R_P99[$s/original]}; done
 else
-  # No ORIGINAL_BIN: the original's figures from the README (2026-11-29, same machine kind).
-  source_note="NOT measured in this run: figures recorded in the README"
+  # No ORIGINAL_BIN: the original's figures of an earlier run (2026-11-29, same machine kind).
+  source_note="NOT measured in this run: figures recorded in bench/ingest.sh"
   GO_RECS=([json100]=146000 [json1000]=187000 [csv100]=159000)
   GO_P99=([json100]=67 [json1000]=361 [csv100]=46)
 fi

@@ -107,7 +107,7 @@ post_batch() {
     if [[ $status == 202 ]]; then echo "$id $count" >>"$acked"; fi
 }
 
-# Like post_batch, with an Idempotency-Key, tried again (same key and body, as the README tells
+# Like post_batch, with an Idempotency-Key, tried again (same key and body, as docs/api.md tells
 # clients) until answered 202, at most 10 times: a batch is acknowledged once however often it
 # was sent, and stored once.
 post_keyed_batch() {

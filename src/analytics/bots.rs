@@ -301,7 +301,7 @@ mod tests {
             }
         }
         assert!(wrong.is_empty(), "misclassified:\n{}", wrong.join("\n"));
-        // Every kind the README names is in the sample.
+        // Every kind docs/design/analytics.md ("Bots and humans") names is in the sample.
         for kind in ["browser", "crawler", "monitoring", "script", "preview"] {
             assert!(
                 kinds.contains_key(kind),

@@ -69,7 +69,7 @@ pub const SECTIONS: &[Section] = &[
     },
     Section {
         name: "idempotency",
-        doc: "How long and how many `Idempotency-Key`s are kept (see the README's \
+        doc: "How long and how many `Idempotency-Key`s are kept (see docs/api.md, \
               \"Idempotent retries\").",
         keys: idempotency::KEYS,
     },

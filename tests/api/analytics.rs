@@ -66,7 +66,7 @@ fn stored_bytes(records: &[Rec]) -> u64 {
 }
 
 /// The CRC-32 of the last (up to) 64 bytes of the lines stored for `records`, in order: what a
-/// summary covering them must say in `source.tailCrc32` (README "Analytics").
+/// summary covering them must say in `source.tailCrc32` (docs/design/analytics.md).
 fn stored_tail_crc32(records: &[Rec]) -> u64 {
     let text: String = records
         .iter()

@@ -69,11 +69,12 @@ async fn metrics_are_prometheus_text_and_start_at_zero() {
     app.stop().await;
 }
 
-/// The `## Metrics` table of the README: family name → type (`counter`, `gauge`, `histogram`).
+/// The `## Metrics` table of the operator guide (`docs/operations.md`): family name → type
+/// (`counter`, `gauge`, `histogram`).
 fn documented_metrics() -> BTreeMap<String, String> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-        .expect("README.md");
-    let section = readme
+    let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/operations.md"))
+        .expect("docs/operations.md");
+    let section = guide
         .split("\n## Metrics\n")
         .nth(1)
         .and_then(|rest| rest.split("\n## ").next())
@@ -108,7 +109,7 @@ async fn every_exported_metric_family_is_documented_with_its_type() {
         assert_eq!(
             documented.get(name),
             Some(kind),
-            "{name} ({kind}) is exported but not documented so in the README's Metrics table"
+            "{name} ({kind}) is exported but not documented so in docs/operations.md's Metrics table"
         );
     }
     // Families with a label appear once they have a series; v2's have none in v1 (the Kafka

@@ -54,8 +54,8 @@ async fn send_keyed(
     })
 }
 
-/// A client following the README's contract: the same key and body again after any answer but
-/// 202 (or none), until 202.
+/// A client following the contract of docs/api.md ("Idempotent retries"): the same key and body
+/// again after any answer but 202 (or none), until 202.
 async fn send_until_accepted(
     client: &Client,
     addr: SocketAddr,

@@ -341,7 +341,8 @@ async fn paused_broker_gets_503_with_retry_after_then_recovers_on_its_own() {
         v2(config, &broker.addr, &names);
         config.kafka.produce_timeout = produce_timeout;
         // The pause outlasts `v2`'s 6 s session, and a tansu group whose member's session runs
-        // out during a pause stays closed for good (see kafka.sessionTimeout in the README).
+        // out during a pause stays closed for good (docs/design/v2-delivery.md, "A group closed
+        // for good").
         config.kafka.session_timeout = Duration::from_secs(45);
     })
     .await;

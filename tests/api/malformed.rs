@@ -32,7 +32,7 @@ const COLUMNS: [&str; 11] = [
     "says",
 ];
 
-/// How many cases the corpus has (README, "Fault suite": "the corpus of 128 malformed bodies").
+/// How many cases the corpus has (docs/operations/suites.md: "the corpus of 128 malformed bodies").
 const CASES: usize = 128;
 
 const LOGS_5XX: &str = r#"http_request_duration_seconds_count{route="/logs",status_class="5xx"}"#;
@@ -319,7 +319,7 @@ impl Case {
             .map_err(|why| format!("{why}; answer: {text}"))
     }
 
-    /// The body's fields for its error code, as the README's `POST /logs` table lists them.
+    /// The body's fields for its error code, as the `POST /logs` table of docs/api.md lists them.
     fn check_body(&self, answer: &Value) -> Result<(), String> {
         let message = answer["message"].as_str().unwrap_or_default();
         if message.is_empty() {

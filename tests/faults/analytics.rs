@@ -105,9 +105,10 @@ const HUGE_PATH_BYTES: usize = 8000;
 const HUGE_PER_POST: usize = 1923;
 /// As in the issue: 26 POSTs, ~50,000 distinct paths, a 400 MB hour file.
 const HUGE_POSTS: usize = 26;
-/// The default `aggregation.maxSummaryBytes` (README "Analytics").
+/// The default `aggregation.maxSummaryBytes` (docs/configuration.md).
 const SUMMARY_BUDGET: u64 = 16 << 20;
-/// What the README documents the analytics may hold beyond the idle process: 6 summaries' worth.
+/// What docs/design/analytics.md documents the analytics may hold beyond the idle process: 6
+/// summaries' worth.
 const ANALYTICS_MEMORY: u64 = 6 * SUMMARY_BUDGET;
 /// The count of `GET /analytics` answers with a 2xx status.
 const ANALYTICS_2XX: &str =

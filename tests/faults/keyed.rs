@@ -1,7 +1,8 @@
 //! `kill -9` at random moments while clients send batches with an `Idempotency-Key` and retry
-//! every failure (no answer, 409, 5xx) with the same key and body until they get a 202, as the
-//! README tells them to: twenty rounds per mode, and at the end every batch is on disk exactly
-//! once, whatever the kills interrupted (a write, an fsync, a produce, a flush).
+//! every failure (no answer, 409, 5xx) with the same key and body until they get a 202, as
+//! docs/api.md ("Idempotent retries") tells them to: twenty rounds per mode, and at the end every
+//! batch is on disk exactly once, whatever the kills interrupted (a write, an fsync, a produce, a
+//! flush).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

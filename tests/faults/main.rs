@@ -3,7 +3,7 @@
 //! a full disk). Every scenario checks the promise from the outside: every acknowledged record is
 //! on disk exactly once, no line is torn or glued, no batch answered "nothing stored" left a line,
 //! and the service recovers by itself. Each scenario adds a row to the summary table that
-//! `scripts/test-faults.sh` prints (and the README shows).
+//! `scripts/test-faults.sh` prints (and docs/operations/suites.md shows).
 //!
 //! - [`crash`]: `kill -9` under load, 10 rounds per mode.
 //! - [`keyed`]: `kill -9` at random moments while clients retry with their `Idempotency-Key`

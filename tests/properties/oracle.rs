@@ -1,7 +1,7 @@
 //! What the decoders and the line format should produce, worked out from the specifications (the
-//! README's `POST /logs` section and the line format in `src/record.rs`) without the crate's code:
-//! Go's `RFC3339Nano` timestamps, the stored line of a record, the batch a list of records becomes,
-//! and the records a body holds.
+//! `POST /logs` section of docs/api.md and the line format in `src/record.rs`) without the
+//! crate's code: Go's `RFC3339Nano` timestamps, the stored line of a record, the batch a list of
+//! records becomes, and the records a body holds.
 //!
 //! Shared by the tests (`tests/properties/`) and the benchmark (`bench/properties.rs`).
 
@@ -105,8 +105,8 @@ pub fn batch_hours(batch: &EncodedBatch) -> Result<Vec<HourLines>, String> {
         .collect()
 }
 
-/// The records `body` holds as `format` (README, `POST /logs`), fields as sent; `None` when the
-/// body is not that format, or a record lacks a field or has one that is not text.
+/// The records `body` holds as `format` (docs/api.md, `POST /logs`), fields as sent; `None` when
+/// the body is not that format, or a record lacks a field or has one that is not text.
 ///
 /// JSON is read after replacing bytes that are not UTF-8 with U+FFFD: the decoders skip the values
 /// of other keys ("ignored") without checking their UTF-8, and a record whose own fields are not
@@ -161,7 +161,7 @@ fn csv_records(body: &[u8]) -> Option<Vec<SentFields>> {
         .collect()
 }
 
-/// Why a record sent as `fields` is invalid under `limits` (README, `POST /logs`), or its
+/// Why a record sent as `fields` is invalid under `limits` (docs/api.md, `POST /logs`), or its
 /// instant when it is valid.
 pub fn validate(fields: &SentFields, limits: &Limits) -> Result<DateTime<Utc>, String> {
     let [timestamp, path, user_agent] = fields;

@@ -91,8 +91,9 @@ fn fail(why: impl Into<String>) -> TestCaseError {
 }
 
 /// Any body, of any format, is decoded to a batch or refused with a `DecodeError`, never a panic.
-/// A batch holds exactly the records the body holds by the README's rules: each stored line
-/// reads back to the record's instant in canonical UTC, its trimmed path and user agent.
+/// A batch holds exactly the records the body holds by the rules of docs/api.md (`POST /logs`):
+/// each stored line reads back to the record's instant in canonical UTC, its trimmed path and user
+/// agent.
 fn any_bytes_decode_to_a_batch_or_an_error(runner: &mut TestRunner) -> Result<(), String> {
     run(
         runner,

@@ -436,8 +436,8 @@ pub fn csv_cell(text: &str, quote: bool) -> String {
     }
 }
 
-/// Whether a CSV cell names the timestamp column: the README's rule (case, `_`, `-` ignored), and
-/// spaces and tabs, which the decoder ignores as well.
+/// Whether a CSV cell names the timestamp column: the rule of docs/api.md (case, `_`, `-`
+/// ignored), and spaces and tabs, which the decoder ignores as well.
 pub fn names_timestamp(cell: &str) -> bool {
     let name: String = cell
         .chars()

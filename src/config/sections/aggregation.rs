@@ -59,7 +59,7 @@ pub const KEYS: &[Key] = &[
         "Largest an hour's summary may grow (its three maps together); keys beyond it are \
          counted under `(other)` and the summary says `\"truncated\": true`. It is also the \
          most a query reads per hour and merges per range, so the analytics' memory is a small \
-         multiple of it (see the README's Analytics).",
+         multiple of it (see docs/design/analytics.md).",
     )
     .range(Bounds::number(
         MIN_SUMMARY_BYTES as u64,

@@ -1,4 +1,4 @@
-//! `idempotency`: how long and how many `Idempotency-Key`s are kept (see the README's
+//! `idempotency`: how long and how many `Idempotency-Key`s are kept (see docs/api.md,
 //! "Idempotent retries").
 
 use std::time::Duration;

@@ -232,7 +232,7 @@ pub const KEYS: &[Key] = &[
          partitions to another member (librdkafka `session.timeout.ms`). Shorter moves the \
          partitions of a crashed process sooner; it must stay above the longest broker pause \
          you want to ride out (a member that times out during a pause rejoins after it; with \
-         tansu 0.6 the group then stays closed to every member, see the README).",
+         tansu 0.6 the group then stays closed to every member, see docs/design/v2-delivery.md).",
     )
     .range(Bounds::duration(
         Duration::from_secs(6),
@@ -246,7 +246,7 @@ pub const KEYS: &[Key] = &[
         "Most bytes (compressed) a consumer asks the broker for in one fetch (librdkafka \
          `fetch.max.bytes`; `max.partition.fetch.bytes` is the smaller of it and 8 MiB). \
          Fetched messages and their decompressed copies are most of v2's memory: larger reads \
-         faster and takes more (see the README's Benchmarks).",
+         faster and takes more (see docs/benchmarks.md, v2 end to end).",
     )
     .range(Bounds::number(
         MIB,
