@@ -186,12 +186,13 @@ impl Buffer for BucketBuffer {
 
     fn taken(&mut self, partition: i32, offset: i64, produced_ms: i64, keyed: Option<KeyedRecord>) {
         self.ranges.produced(partition, produced_ms);
-        self.consumed(partition, offset);
         if let Some(record) = keyed {
             self.kept.keep(&record, partition, offset);
-            // For whoever starts after this range (see `prepare`).
+            // For whoever starts after this range (see `prepare`); before the offset counts,
+            // which may seal the range.
             self.ranges.kept(partition, &record, offset);
         }
+        self.consumed(partition, offset);
     }
 
     fn consumed(&mut self, partition: i32, offset: i64) {
@@ -287,5 +288,66 @@ impl Buffer for BucketBuffer {
 
     fn confirm(&mut self, pauses: u64) {
         self.lease.confirm(pauses);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use object_store::memory::InMemory;
+
+    use super::*;
+    use crate::idempotency::{Fingerprint, Key};
+    use crate::metrics::Metrics;
+    use crate::record::Hour;
+
+    #[tokio::test]
+    async fn a_keyed_record_that_completes_its_range_is_kept_in_it() {
+        let session = Duration::from_secs(6);
+        let objects = Objects::new(Arc::new(InMemory::new()), "", session, Metrics::new());
+        let pulse = Arc::new(Pulse::new(session, Instant::now()));
+        let mut buffer = BucketBuffer {
+            topic: "logs".to_owned(),
+            index: 0,
+            runtime: tokio::runtime::Handle::current(),
+            objects: Arc::new(objects),
+            // One message a range: taking it seals its range.
+            limits: RangeLimits {
+                max_messages: 1,
+                max_bytes: 1 << 20,
+                max_age: Duration::from_secs(60),
+            },
+            lease: Arc::new(Lease::new(pulse)),
+            ranges: Ranges::default(),
+            lookups: BTreeSet::new(),
+            kept: KeptCopies::default(),
+            seeds: BTreeSet::new(),
+        };
+        let record = KeyedRecord {
+            key: Key(7),
+            fingerprint: Fingerprint(9),
+            index: 0,
+            records: 1,
+        };
+        buffer.prepare(0, 0).expect("no bucket request needed");
+        buffer
+            .batch(0)
+            .push_line(Hour::from_index(490_000), b"{\"x\":1}");
+        buffer.taken(0, 0, 0, Some(record));
+        let sealed = buffer.ranges.take_sealed();
+        assert_eq!(sealed.ranges.len(), 1);
+        let kept: Vec<(u128, i64)> = (sealed.ranges[0].kept.iter())
+            .map(|run| (run.key, run.offset))
+            .collect();
+        assert_eq!(
+            kept,
+            [(7, 0)],
+            "the range's intent names the keyed record it stored"
+        );
+        assert!(
+            buffer.is_copy(&record, 1, 5),
+            "a later copy elsewhere is known"
+        );
     }
 }
