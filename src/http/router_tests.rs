@@ -173,7 +173,10 @@ fn api(configure: impl FnOnce(&mut Config)) -> Api {
         pipeline.clone(),
         metrics.clone(),
         shutting_down.clone(),
-        Analytics::new(aggregator(), Arc::new(IngestFigures::new(metrics.clone()))),
+        Analytics::new(
+            aggregator(),
+            Arc::new(IngestFigures::new(metrics.clone())),
+        ),
     );
     Api {
         router: router(state, config.server.request_timeout),
