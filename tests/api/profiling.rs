@@ -215,12 +215,12 @@ async fn get(addr: SocketAddr, path: &str) -> Response {
     send(&client(), addr, Method::GET, path, &[], Vec::new()).await
 }
 
-#[tokio::test]
-async fn endpoint_serves_profiles_on_its_own_address() {
-    let root = tempfile::tempdir().unwrap();
+/// The service in `cwd` with `PROFILE_ENABLED=1`, once both its API address and its
+/// `/debug/pprof/` address (the second returned) listen.
+async fn serve_profiles(cwd: &Path) -> (ChildGuard, SocketAddr, SocketAddr) {
     let debug: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let mut child = ChildGuard::spawn(&mut service(
-        root.path(),
+        cwd,
         &[
             ("PROFILE_ENABLED", "1"),
             ("PROFILE_ADDR", &debug.to_string()),
@@ -228,6 +228,13 @@ async fn endpoint_serves_profiles_on_its_own_address() {
     ));
     let addr = child.listening_addr().await;
     wait_for_listener(debug).await;
+    (child, addr, debug)
+}
+
+#[tokio::test]
+async fn endpoint_serves_profiles_on_its_own_address() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut child, addr, debug) = serve_profiles(root.path()).await;
     assert!(
         !sigprof_handled(child.pid()),
         "no CPU profiler runs until a profile is asked for"
@@ -423,22 +430,13 @@ async fn go_tool_pprof_reads_the_captured_profiles() {
 }
 
 /// What an operator does with the profiles of `/debug/pprof/`: `go tool pprof`, not the library
-/// that wrote them (the endpoint's answers are checked by `endpoint_serves_profiles_on_its_own_address`).
+/// that wrote them (the endpoint's answers: `endpoint_serves_profiles_on_its_own_address`).
 #[tokio::test]
 #[ignore = "needs Go (go tool pprof): make test"]
 async fn go_tool_pprof_reads_the_live_profiles() {
     let go = go_binary();
     let root = tempfile::tempdir().unwrap();
-    let debug: SocketAddr = ([127, 0, 0, 1], free_port()).into();
-    let mut child = ChildGuard::spawn(&mut service(
-        root.path(),
-        &[
-            ("PROFILE_ENABLED", "1"),
-            ("PROFILE_ADDR", &debug.to_string()),
-        ],
-    ));
-    let addr = child.listening_addr().await;
-    wait_for_listener(debug).await;
+    let (mut child, addr, debug) = serve_profiles(root.path()).await;
     let cpu = tokio::spawn(async move { get(debug, "/debug/pprof/profile?seconds=3").await });
     let pid = child.pid();
     wait_until("the CPU profile to start", || sigprof_handled(pid)).await;
