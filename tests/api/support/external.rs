@@ -28,7 +28,8 @@ fn allow_external(what: &str) {
     panic!(
         "{test} needs {what}, which plain `cargo test` runs without: mark it \
          `#[ignore = \"needs {what}: make test\"]`, and run it with `make test` (which sets \
-         {EXTERNAL_ENV}=1 and runs the ignored tests too)"
+         {EXTERNAL_ENV}=1 and runs the ignored tests too; `make test-faults` and `make \
+         test-scale` set it for their suites)"
     )
 }
 
