@@ -44,9 +44,13 @@ RUN --mount=type=cache,target=/src/target,sharing=locked \
 # The real sources (.dockerignore lets only the build inputs through). touch: COPY keeps the
 # files' mtimes, which can be older than the stub build, and cargo would then keep the stubs.
 COPY . .
+# The commit for `--version` and log_pipeline_build_info (build.rs): the context has no .git, so it
+# comes as a build argument (scripts/stack.sh passes `git rev-parse --short=12 HEAD`); `unknown`
+# without one. Declared here, after the dependencies' step, so a new commit rebuilds only the crate.
+ARG GIT_COMMIT=unknown
 RUN --mount=type=cache,target=/src/target,sharing=locked \
     touch src/main.rs src/lib.rs \
-    && cargo build --release --locked \
+    && GIT_COMMIT="$GIT_COMMIT" cargo build --release --locked \
     && install -m 0755 target/release/log-pipeline /usr/local/bin/log-pipeline
 
 # ---- runtime -------------------------------------------------------------------------------------

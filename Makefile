@@ -25,10 +25,10 @@ run-v1: ## Run v1 with config/examples/config.v1.local.yaml (:8082)
 run-v2: ## Run v2 (Kafka mode) with config/examples/config.v2.local.yaml (:8083; start `make kafka-local` first)
 	$(RUN_RELEASE) --config config/examples/config.v2.local.yaml
 
-test: ## Run every test (starts a local tansu broker for the Kafka tests, stops it afterwards)
+test: ## Run every test, the #[ignore]d ones too, as any user (starts a local tansu broker for the Kafka tests, stops it afterwards); plain `cargo test` runs those that need only Rust
 	bash scripts/test.sh
 
-test-faults: ## The fault suite against the release binary (kill -9, paused broker, full disk, hostile clients); prints a summary table. Needs root
+test-faults: ## The fault suite against the release binary (kill -9, paused broker, full disk, hostile clients) and the API scenarios that need root; prints a summary table. Needs root
 	bash scripts/test-faults.sh
 
 test-scale: ## The scale suite: instances sharing one bucket (Garage): kill -9 rounds, a paused store, keyed retries across instances, log-pipeline ship; prints a summary table

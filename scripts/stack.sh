@@ -154,8 +154,10 @@ case "$action" in
         choose_images
         prepare_data_dirs
         # One build: both app services run the image, and podman-compose would build it twice at
-        # once. `up` then finds it (and, with Docker, does not rebuild it).
-        compose build app-v1
+        # once. `up` then finds it (and, with Docker, does not rebuild it). The build context has
+        # no .git: the commit for `--version` and log_pipeline_build_info comes as an argument.
+        commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+        compose build --build-arg "GIT_COMMIT=$commit" app-v1
         compose up -d
         compose ps
         echo "app-v1 http://127.0.0.1:8082  app-v2 http://127.0.0.1:8083  prometheus http://127.0.0.1:9090  kafka localhost:19092" >&2

@@ -10,6 +10,9 @@ export KAFKA_LOCAL_STATE=${KAFKA_LOCAL_STATE:-$(mktemp -d)}
 export GARAGE_LOCAL_STATE=${GARAGE_LOCAL_STATE:-$(mktemp -d)}
 summary=$(mktemp)
 export LOG_PIPELINE_FAULT_SUMMARY=$summary
+# The suite uses the broker (and the bucket) through tests/api/support/external.rs, which allows
+# that only with this set.
+export LOG_PIPELINE_TEST_EXTERNAL=1
 trap 'scripts/kafka-local.sh stop; scripts/garage-local.sh stop; rm -f "$summary"' EXIT
 exports=$(scripts/kafka-local.sh start) || { echo "test-scale.sh: the Kafka broker did not start" >&2; exit 1; }
 eval "$exports"

@@ -20,7 +20,7 @@ use crate::config::key::{CONFIG_FILE, Field, Key, keys};
 #[derive(Parser, Debug, Default, Clone)]
 #[command(
     name = "log-pipeline",
-    version,
+    version = crate::metrics::VERSION_AND_COMMIT,
     about = "Ingests batches of web-access records over HTTP into durable hourly files (v1) or via Kafka (v2).",
     long_about = None
 )]

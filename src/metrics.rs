@@ -8,6 +8,19 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
+/// The version and commit this binary was built from: `log_pipeline_build_info`'s labels, and
+/// what `log-pipeline --version` prints. The commit comes from build.rs (`GIT_COMMIT`, else `git
+/// rev-parse --short=12 HEAD`, else `unknown`).
+pub const BUILD_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const BUILD_COMMIT: &str = env!("LOG_PIPELINE_COMMIT");
+/// `0.1.0 (0123456789ab)`: the version and the commit, as `--version` prints them after the name.
+pub const VERSION_AND_COMMIT: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("LOG_PIPELINE_COMMIT"),
+    ")"
+);
+
 /// Label values of `http_request_duration_seconds{route}` for requests no route matched.
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
@@ -335,14 +348,8 @@ impl Metrics {
             "store_queue_depth",
             "Current number of batches waiting for the store's writer (from the API in v1, from the Kafka consumers in v2).",
         );
-        let gauge_vec = |name: &str, help: &str, label: &str| {
-            let gauge =
-                IntGaugeVec::new(Opts::new(name, help), &[label]).expect("valid metric definition");
-            registry
-                .register(Box::new(gauge.clone()))
-                .expect("metric registered once");
-            gauge
-        };
+        let gauge_vec =
+            |name: &str, help: &str, label: &str| gauge_vec_of(&registry, name, help, &[label]);
 
         let http_duration = HistogramVec::new(
             HistogramOpts::new(
@@ -423,6 +430,18 @@ impl Metrics {
                 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
             ],
         );
+
+        // Constant 1, labelled with what was built (as Prometheus exporters conventionally
+        // expose it): a dashboard or alert joins on it to tell which build each instance runs.
+        let build_info = gauge_vec_of(
+            &registry,
+            "log_pipeline_build_info",
+            "A metric with a constant '1' value labeled by the version and commit log-pipeline was built from.",
+            &["version", "commit"],
+        );
+        build_info
+            .with_label_values(&[BUILD_VERSION, BUILD_COMMIT])
+            .set(1);
 
         registry
             .register(Box::new(
@@ -549,6 +568,15 @@ impl Default for Metrics {
     }
 }
 
+/// A gauge family with `labels`, registered in `registry`.
+fn gauge_vec_of(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let gauge = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric definition");
+    registry
+        .register(Box::new(gauge.clone()))
+        .expect("metric registered once");
+    gauge
+}
+
 /// The `status_class` label value for a status code: `2xx`, `4xx`, ...
 pub fn status_class(status: u16) -> &'static str {
     match status {
@@ -626,6 +654,19 @@ mod tests {
                 assert_eq!(value(&text, other), expected, "{why:?}: {other}");
             }
         }
+    }
+
+    #[test]
+    fn build_info_is_one_labelled_with_this_build() {
+        let text = Metrics::new().render();
+        let series = format!(
+            "log_pipeline_build_info{{commit=\"{BUILD_COMMIT}\",version=\"{BUILD_VERSION}\"}}"
+        );
+        assert_eq!(value(&text, &series), 1.0);
+        assert_eq!(
+            VERSION_AND_COMMIT,
+            format!("{BUILD_VERSION} ({BUILD_COMMIT})")
+        );
     }
 
     #[test]

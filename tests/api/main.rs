@@ -1,5 +1,10 @@
 //! Integration tests of the HTTP API and the binary, from the outside: status codes, JSON bodies,
 //! files on disk and scraped metrics.
+//!
+//! Plain `cargo test` runs those that need nothing but this crate; those that need the broker,
+//! Prometheus, Go, Chromium or the release binary are `#[ignore = "needs ...: make test"]`, and
+//! `make test` runs them too (see `support/external.rs`, whose gate fails an unmarked one).
+//! None needs root: the scenarios that do are in the fault suite (tests/faults).
 
 mod analytics;
 mod analytics_hostile;

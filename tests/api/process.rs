@@ -1,5 +1,5 @@
 //! The `log-pipeline` binary as operators run it: configuration precedence, refusing invalid
-//! configuration, graceful SIGTERM, the logs-directory lock and `--help`.
+//! configuration, graceful SIGTERM, the logs-directory lock, `--help` and `--version`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -479,6 +479,42 @@ async fn help_names_every_variable_and_never_prints_token_values() {
         !help.contains("s3cret-token"),
         "--help must not print token values:\n{help}"
     );
+}
+
+/// The commit checked out where the tests were built, as build.rs names it for the binary.
+fn checked_out_commit() -> String {
+    let output = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("git runs (the tests run in a clone)");
+    assert!(output.status.success(), "git rev-parse: {output:?}");
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test]
+async fn version_and_build_info_name_the_commit_built() {
+    let root = tempfile::tempdir().unwrap();
+    let (version, commit) = (env!("CARGO_PKG_VERSION"), checked_out_commit());
+    let mut child = ChildGuard::spawn(pipeline(root.path()).arg("--version"));
+    let status = child.wait_exit().await;
+    assert!(status.success(), "{status}; stderr:\n{}", child.stderr());
+    assert_eq!(
+        child.stdout(),
+        format!("log-pipeline {version} ({commit})\n")
+    );
+
+    let mut child = start_v1(root.path(), &root.path().join("logs"));
+    let addr = child.listening_addr().await;
+    let metrics = send(&client(), addr, Method::GET, "/metrics", &[], Vec::new()).await;
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let metrics = metrics.text().await.unwrap();
+    let series =
+        format!("\nlog_pipeline_build_info{{commit=\"{commit}\",version=\"{version}\"}} 1\n");
+    assert!(metrics.contains(&series), "{series:?} not in:\n{metrics}");
+    child.terminate();
+    let status = child.wait_exit().await;
+    assert!(status.success(), "{status}; stderr:\n{}", child.stderr());
 }
 
 /// The binary in v1 on a free port of 127.0.0.1, writing to `logs`, run from `cwd`.

@@ -1,7 +1,7 @@
 //! Profiling as an operator uses it, on the real binary: `PROFILE_CAPTURE=1` writes CPU, heap
 //! and task-dump files at shutdown; `PROFILE_ENABLED=1` serves `/debug/pprof/` on its own
 //! address; with neither, no profiler is installed. The files are read the way `go tool pprof`
-//! reads them (and by `go tool pprof` itself where Go is installed).
+//! reads them, and by `go tool pprof` itself (the tests that need Go run with `make test`).
 
 use std::io::Read as _;
 use std::net::SocketAddr;
@@ -215,12 +215,12 @@ async fn get(addr: SocketAddr, path: &str) -> Response {
     send(&client(), addr, Method::GET, path, &[], Vec::new()).await
 }
 
-#[tokio::test]
-async fn endpoint_serves_profiles_on_its_own_address() {
-    let root = tempfile::tempdir().unwrap();
+/// The service in `cwd` with `PROFILE_ENABLED=1`, once both its API address and its
+/// `/debug/pprof/` address (the second returned) listen.
+async fn serve_profiles(cwd: &Path) -> (ChildGuard, SocketAddr, SocketAddr) {
     let debug: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let mut child = ChildGuard::spawn(&mut service(
-        root.path(),
+        cwd,
         &[
             ("PROFILE_ENABLED", "1"),
             ("PROFILE_ADDR", &debug.to_string()),
@@ -228,6 +228,13 @@ async fn endpoint_serves_profiles_on_its_own_address() {
     ));
     let addr = child.listening_addr().await;
     wait_for_listener(debug).await;
+    (child, addr, debug)
+}
+
+#[tokio::test]
+async fn endpoint_serves_profiles_on_its_own_address() {
+    let root = tempfile::tempdir().unwrap();
+    let (mut child, addr, debug) = serve_profiles(root.path()).await;
     assert!(
         !sigprof_handled(child.pid()),
         "no CPU profiler runs until a profile is asked for"
@@ -285,13 +292,7 @@ async fn endpoint_serves_profiles_on_its_own_address() {
     let heap = decode_pprof(&heap_bytes);
     assert_eq!(sample_type_names(&heap), ["inuse_space"]);
     assert!(!heap.sample.is_empty(), "live allocations are sampled");
-    // What an operator does with them: `go tool pprof`, not the library that wrote them.
-    for (kind, bytes) in [("cpu", &cpu_bytes), ("heap", &heap_bytes)] {
-        let file = root.path().join(format!("live_{kind}.prof"));
-        std::fs::write(&file, bytes).unwrap();
-        let top = go_pprof_top(&file);
-        assert!(top.contains("log_pipeline"), "{kind}:\n{top}");
-    }
+    // `go tool pprof` reads them too: `go_tool_pprof_reads_the_live_profiles`.
 
     let tasks = get(debug, "/debug/pprof/goroutine").await;
     assert_eq!(tasks.status(), StatusCode::OK);
@@ -392,9 +393,9 @@ async fn bad_profiling_variables_stop_the_start() {
     }
 }
 
-/// `go tool pprof -top` of `file`, every node, by cumulative weight.
-fn go_pprof_top(file: &Path) -> String {
-    let output = Command::new(go_binary())
+/// `go tool pprof -top` of `file`, every node, by cumulative weight (`go` from [`go_binary`]).
+fn go_pprof_top(go: &Path, file: &Path) -> String {
+    let output = Command::new(go)
         .args([
             "tool",
             "pprof",
@@ -418,10 +419,38 @@ fn go_pprof_top(file: &Path) -> String {
 }
 
 #[tokio::test]
+#[ignore = "needs Go (go tool pprof): make test"]
 async fn go_tool_pprof_reads_the_captured_profiles() {
+    let go = go_binary();
     let (_root, dir) = capture_run().await;
     for kind in ["cpu", "heap"] {
-        let top = go_pprof_top(&dir.join(format!("{kind}_t.prof")));
+        let top = go_pprof_top(&go, &dir.join(format!("{kind}_t.prof")));
         assert!(top.contains("log_pipeline"), "{kind}:\n{top}");
     }
+}
+
+/// What an operator does with the profiles of `/debug/pprof/`: `go tool pprof`, not the library
+/// that wrote them (the endpoint's answers: `endpoint_serves_profiles_on_its_own_address`).
+#[tokio::test]
+#[ignore = "needs Go (go tool pprof): make test"]
+async fn go_tool_pprof_reads_the_live_profiles() {
+    let go = go_binary();
+    let root = tempfile::tempdir().unwrap();
+    let (mut child, addr, debug) = serve_profiles(root.path()).await;
+    let cpu = tokio::spawn(async move { get(debug, "/debug/pprof/profile?seconds=3").await });
+    let pid = child.pid();
+    wait_until("the CPU profile to start", || sigprof_handled(pid)).await;
+    post_batches(addr, 40).await;
+    let cpu = cpu.await.unwrap();
+    let heap = get(debug, "/debug/pprof/heap").await;
+    for (kind, response) in [("cpu", cpu), ("heap", heap)] {
+        assert_eq!(response.status(), StatusCode::OK, "{kind}");
+        let file = root.path().join(format!("live_{kind}.prof"));
+        std::fs::write(&file, response.bytes().await.unwrap()).unwrap();
+        let top = go_pprof_top(&go, &file);
+        assert!(top.contains("log_pipeline"), "{kind}:\n{top}");
+    }
+    child.terminate();
+    let status = child.wait_exit().await;
+    assert!(status.success(), "{status}; stderr:\n{}", child.stderr());
 }

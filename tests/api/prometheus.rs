@@ -26,6 +26,7 @@ const BATCHES: usize = 3;
 const CHILD_POLL: Duration = Duration::from_millis(50);
 
 #[tokio::test]
+#[ignore = "needs Prometheus: make test"]
 async fn prometheus_scrapes_the_service_and_sees_accepted_batches() {
     let binary = external_binary("PROMETHEUS_BIN", "prometheus", "prometheus");
     let app = spawn_app(|_| {}).await;
@@ -55,6 +56,7 @@ async fn prometheus_scrapes_the_service_and_sees_accepted_batches() {
 }
 
 #[tokio::test]
+#[ignore = "needs promtool (Prometheus): make test"]
 async fn promtool_finds_no_problems_in_a_scrape() {
     let promtool = external_binary("PROMTOOL_BIN", "promtool", "prometheus");
     let app = spawn_app(|_| {}).await;

@@ -10,30 +10,10 @@ use log_pipeline::config::key::{keys, yaml_document};
 use reqwest::{Method, StatusCode};
 
 use crate::support::{
-    ChildGuard, HOUR_14, KAFKA_DEADLINE, KAFKA_POLL, NDJSON, Names, PARTITIONS, Tmpfs,
-    assert_accepted, client, expect_config_error, gzip, kafka_broker, ndjson, pipeline,
-    poll_within, read_lines, record, send, wait_counter, write_config,
+    HOUR_14, KAFKA_DEADLINE, KAFKA_POLL, NDJSON, Names, PARTITIONS, assert_accepted,
+    assert_directories_refused, client, expect_config_error, gzip, kafka_broker, ndjson,
+    poll_within, read_lines, record, refusal_naming, send, start_child, wait_counter, write_config,
 };
-
-/// The binary on 127.0.0.1:0 with its directories under `cwd`, plus `args`.
-fn start(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> ChildGuard {
-    let mut command = pipeline(cwd);
-    command
-        .args(["--addr", "127.0.0.1:0"])
-        .args(args)
-        .envs(env.iter().copied());
-    ChildGuard::spawn(&mut command)
-}
-
-/// The refusal's one line, after checking it names `key`.
-fn refusal_naming(stderr: &str, key: &str) -> String {
-    let line = stderr
-        .lines()
-        .find(|line| line.starts_with("log-pipeline: invalid configuration: "))
-        .unwrap_or_else(|| panic!("no refusal line in:\n{stderr}"));
-    assert!(line.contains(key), "{key} not named in: {line}");
-    line.to_owned()
-}
 
 /// One NDJSON record, sent plain and gzipped (with `headers`): both must be stored.
 async fn post_plain_and_gzip(addr: SocketAddr, headers: &[(&str, &str)]) {
@@ -55,13 +35,11 @@ async fn a_directory_that_cannot_be_written_is_refused_naming_its_key() {
     let file = cwd.join("a-file");
     std::fs::write(&file, "not a directory").unwrap();
     let under_file = file.join("analytics");
-    let read_only = Tmpfs::read_only();
     let (file, under_file) = (file.to_str().unwrap(), under_file.to_str().unwrap());
-    let ro = read_only.path().to_str().unwrap();
-    let ro_missing = read_only.path().join("analytics");
-    let ro_missing = ro_missing.to_str().unwrap();
 
     // The flag (or variable) that sets a directory, its value, the key named, a detail shown.
+    // Directories that exist but cannot be written are refused too: a read-only mount, which only
+    // root can make (`make test-faults`: tests/faults/read_only.rs).
     let cases = [
         (
             "--analytics-dir",
@@ -75,39 +53,16 @@ async fn a_directory_that_cannot_be_written_is_refused_naming_its_key() {
             "storage.analyticsDir",
             "is not a directory",
         ),
-        (
-            "--analytics-dir",
-            ro,
-            "storage.analyticsDir",
-            "not writable",
-        ),
-        (
-            "--analytics-dir",
-            ro_missing,
-            "storage.analyticsDir",
-            "not writable",
-        ),
         ("--logs-dir", file, "storage.logsDir", "is not a directory"),
-        ("--logs-dir", ro, "storage.logsDir", "not writable"),
         ("PROFILE_DIR", file, "profiling.dir", "is not a directory"),
     ];
-    for (setting, dir, key, detail) in cases {
-        let child = if setting.starts_with("--") {
-            start(cwd, &[setting, dir], &[])
-        } else {
-            start(cwd, &["--profile-capture", "1"], &[(setting, dir)])
-        };
-        let line = refusal_naming(&expect_config_error(child).await, key);
-        assert!(line.contains(detail), "{detail:?} missing from: {line}");
-        let source = line.rsplit("(from ").next().unwrap_or_default();
-        assert!(source.contains(setting), "{setting} not named in: {line}");
-    }
+    assert_directories_refused(cwd, &cases).await;
     // Refused before anything was created.
     assert!(!cwd.join("logs").exists() && !cwd.join("analytics").exists());
 
     // A missing directory is created at start-up, before the first summary needs it.
     let nested = cwd.join("new/analytics");
-    let mut child = start(cwd, &["--analytics-dir", nested.to_str().unwrap()], &[]);
+    let mut child = start_child(cwd, &["--analytics-dir", nested.to_str().unwrap()], &[]);
     let addr = child.listening_addr().await;
     assert!(nested.is_dir(), "{} created", nested.display());
     let hours = send(
@@ -143,7 +98,7 @@ async fn numbers_at_their_type_extremes_are_refused_at_start_or_served() {
         ),
     ] {
         let config = write_config(cwd, yaml);
-        let mut child = start(cwd, &["--config", &config], &[]);
+        let mut child = start_child(cwd, &["--config", &config], &[]);
         match child.listening_or_exit().await {
             Ok(addr) => {
                 post_plain_and_gzip(addr, &[]).await;
@@ -164,7 +119,7 @@ async fn numbers_at_their_type_extremes_are_refused_at_start_or_served() {
 async fn tokens_no_client_can_present_are_refused_without_printing_them() {
     let root = tempfile::tempdir().unwrap();
     let cwd = root.path();
-    let stderr = expect_config_error(start(
+    let stderr = expect_config_error(start_child(
         cwd,
         &[],
         &[("LOG_PIPELINE_TOKENS", "good-token,tökén-1")],
@@ -181,7 +136,7 @@ async fn tokens_no_client_can_present_are_refused_without_printing_them() {
     );
 
     let config = write_config(cwd, "auth:\n  tokens: [\"ok-token\", \"del\\x7Fin-it\"]\n");
-    let stderr = expect_config_error(start(cwd, &["--config", &config], &[])).await;
+    let stderr = expect_config_error(start_child(cwd, &["--config", &config], &[])).await;
     refusal_naming(&stderr, "auth.tokens: entry 1 ");
     assert!(
         !stderr.contains("in-it") && !stderr.contains("ok-token"),
@@ -190,7 +145,7 @@ async fn tokens_no_client_can_present_are_refused_without_printing_them() {
 
     // What a client can send in the header is accepted, and matches when presented.
     let config = write_config(cwd, "auth:\n  tokens: [\"two words\", \"tab\\there~!\"]\n");
-    let mut child = start(cwd, &["--config", &config], &[]);
+    let mut child = start_child(cwd, &["--config", &config], &[]);
     let addr = child.listening_addr().await;
     for token in ["two words", "tab\there~!"] {
         let bearer = format!("Bearer {token}");
@@ -214,7 +169,7 @@ async fn serves_at_the_largest_values(cwd: &Path, except: &[(&str, &str)], versi
     settings.push(("storage.fsync", "interval".to_owned()));
     settings.push(("version", version.to_string()));
     let config = write_config(cwd, &yaml_document(&settings));
-    let mut child = start(cwd, &["--config", &config], &[]);
+    let mut child = start_child(cwd, &["--config", &config], &[]);
     let addr = child.listening_addr().await;
     let get = async |path: &str| {
         send(&client(), addr, Method::GET, path, &[], Vec::new())
@@ -261,6 +216,7 @@ async fn every_key_at_its_largest_value_is_served() {
 }
 
 #[tokio::test]
+#[ignore = "needs a Kafka broker (tansu): make test"]
 async fn v2_every_key_at_its_largest_value_is_served() {
     let root = tempfile::tempdir().unwrap();
     let broker = kafka_broker();

@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use crate::crash::write_v1_config;
 use crate::load::{Answer, Disk, Load, assert_503s_say_when_to_retry, tally};
-use crate::support::{DEADLINE, POLL, Tmpfs, poll_within, start_binary};
+use crate::support::{DEADLINE, POLL, poll_within, start_binary};
+use crate::tmpfs::Tmpfs;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn disk_full_under_load() {

@@ -17,6 +17,12 @@
 //!   batch that outlives its request, bodies that would take the memory, an oversized body sent
 //!   whole) and slow or idle clients next to a normal one.
 //! - [`squatting`]: clients holding the in-flight budget with slow bodies next to a normal one.
+//!
+//! And the scenarios of the API that need root (a tmpfs mount, `chattr`), kept out of `make test`
+//! so that it runs as any user; they add no summary row:
+//! - [`rollback`]: a rollback that fails (full disk, append-only file): 500 `outcome_unknown`,
+//!   then the store repairs itself.
+//! - [`read_only`]: read-only directories refused at start-up, naming their key.
 
 // The harness is shared with the API tests; this suite uses part of it.
 #[allow(dead_code, unused_imports)]
@@ -25,6 +31,7 @@ mod support;
 
 mod load;
 mod summary;
+mod tmpfs;
 
 mod analytics;
 mod broker;
@@ -32,5 +39,7 @@ mod crash;
 mod disk;
 mod hostile;
 mod keyed;
+mod read_only;
 mod restart;
+mod rollback;
 mod squatting;

@@ -231,6 +231,43 @@ pub async fn expect_config_error(mut child: ChildGuard) -> String {
     stderr
 }
 
+/// The binary on 127.0.0.1:0 with its directories under `cwd`, plus `args` and `env`.
+pub fn start_child(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> ChildGuard {
+    let mut command = pipeline(cwd);
+    command
+        .args(["--addr", "127.0.0.1:0"])
+        .args(args)
+        .envs(env.iter().copied());
+    ChildGuard::spawn(&mut command)
+}
+
+/// The refusal's one line in a refused start's `stderr`, after checking it names `key`.
+pub fn refusal_naming(stderr: &str, key: &str) -> String {
+    let line = stderr
+        .lines()
+        .find(|line| line.starts_with("log-pipeline: invalid configuration: "))
+        .unwrap_or_else(|| panic!("no refusal line in:\n{stderr}"));
+    assert!(line.contains(key), "{key} not named in: {line}");
+    line.to_owned()
+}
+
+/// Starts the binary in `cwd` once per case (the flag, or the variable, that sets a directory;
+/// its value; the key; a detail) and checks that each start is refused with one line naming the
+/// key, the detail and the setting.
+pub async fn assert_directories_refused(cwd: &Path, cases: &[(&str, &str, &str, &str)]) {
+    for &(setting, dir, key, detail) in cases {
+        let child = if setting.starts_with("--") {
+            start_child(cwd, &[setting, dir], &[])
+        } else {
+            start_child(cwd, &["--profile-capture", "1"], &[(setting, dir)])
+        };
+        let line = refusal_naming(&expect_config_error(child).await, key);
+        assert!(line.contains(detail), "{detail:?} missing from: {line}");
+        let source = line.rsplit("(from ").next().unwrap_or_default();
+        assert!(source.contains(setting), "{setting} not named in: {line}");
+    }
+}
+
 /// Writes `yaml` to `dir/config.yaml`; returns its path, for `--config`.
 pub fn write_config(dir: &Path, yaml: &str) -> String {
     let path = dir.join("config.yaml");

@@ -7,7 +7,6 @@
 //! - [`wait`]: polling with deadlines.
 //! - [`squatters`]: clients that hold a budget without using it ([`SlowBody`]).
 //! - [`racing`]: readers racing writers across hour boundaries, for the analytics' promises.
-//! - [`tmpfs`]: a small filesystem of a test's own, for disk-full faults.
 //! - [`kafka`]: the Kafka tests' names, batches and exact storage checks.
 //! - [`external`]: the broker and programs the tests need; missing ones fail the test.
 //! - [`browser`]: the dashboard in a real browser, as a person sees it.
@@ -21,7 +20,6 @@ mod kafka;
 mod racing;
 mod records;
 mod squatters;
-mod tmpfs;
 mod wait;
 
 pub use app::*;
@@ -33,5 +31,4 @@ pub use kafka::*;
 pub use racing::*;
 pub use records::*;
 pub use squatters::*;
-pub use tmpfs::*;
 pub use wait::*;

@@ -1,6 +1,7 @@
 //! A small tmpfs mounted for one test: a real filesystem that runs out of space (ENOSPC) when the
-//! test says, or that is read-only. Mounting needs root, as CI has; without it the test fails
-//! saying so.
+//! test says, or that is read-only. Mounting needs root, which is why the tests that use it are in
+//! the fault suite (run as root by `make test-faults`, as CI does); without root they fail saying
+//! so.
 
 use std::io::Write;
 use std::path::Path;
