@@ -328,6 +328,7 @@ impl Case {
         let extra: &[&str] = match self.error.as_str() {
             "invalid_records" => &["errors", "totalErrors"],
             "malformed_body" => &["column", "line"],
+            "body_too_large" => &["limit"],
             "unsupported_media_type" | "unsupported_content_encoding" => &["supported"],
             _ => &[],
         };
