@@ -23,11 +23,14 @@ An unknown key, a bad value, a number or duration out of its [range](#ranges) or
 combination stops the start with exit status 2 and a message naming each problem's key (and the \
 flag or environment variable that set it), e.g. `config file x.yaml: kafka.brokers: required \
 when version is 2`. So does a directory the service would write that it cannot: \
-`storage.logsDir`, `storage.analyticsDir` and, with `profiling.capture`, `profiling.dir` must \
-each be a directory the process can write, or be missing under one (they are then created), \
-e.g. `storage.analyticsDir: /srv/x is not a directory (from --analytics-dir/ANALYTICS_DIR)`; \
-nothing is created when the start is refused. (Checked by `tests/api/startup.rs` \
-`a_directory_that_cannot_be_written_is_refused_naming_its_key`.)
+`storage.logsDir` (with `storage.backend: local`; with `s3` it is not used), \
+`storage.analyticsDir` and, with `profiling.capture`, `profiling.dir` must each be a directory \
+the process can write, or be missing under one (they are then created), e.g. \
+`storage.analyticsDir: /srv/x is not a directory (from --analytics-dir/ANALYTICS_DIR)`; nothing is \
+created when the start is refused. (Checked by `tests/api/startup.rs` \
+`a_directory_that_cannot_be_written_is_refused_naming_its_key`, and for read-only directories, \
+which need root to set up, by `tests/faults/read_only.rs` \
+`a_read_only_directory_is_refused_naming_its_key`.)
 
 Examples: `config/examples/` (each is loaded by a test, and each key it sets either differs \
 from the default or says why it is there).";
