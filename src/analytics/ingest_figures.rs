@@ -140,10 +140,14 @@ pub struct IngestFigures {
 impl IngestFigures {
     /// This instance's figures alone (local storage).
     pub fn new(metrics: Metrics) -> IngestFigures {
+        let started = Instant::now();
+        // The first sample is the start: records stored before the sampling task first runs
+        // count in the rate (they would not if its first sample were the first one).
+        let first = (started, metrics.logs_ingested.get());
         IngestFigures {
             metrics,
-            started: Instant::now(),
-            samples: Mutex::new(VecDeque::new()),
+            started,
+            samples: Mutex::new(VecDeque::from([first])),
             publisher: None,
         }
     }
