@@ -172,7 +172,7 @@ impl IngestFigures {
         let stored = self.metrics.logs_ingested.get();
         let (since, stored_then) = (self.samples.lock().expect("samples lock").front())
             .copied()
-            .unwrap_or((self.started, 0));
+            .expect("the first sample is kept until a later one replaces it");
         let elapsed = now.duration_since(since).as_secs_f64();
         let invalid = self.metrics.invalid_requests.get();
         let overloaded = self.metrics.overload_rejections.get();
