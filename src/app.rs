@@ -16,6 +16,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
+use crate::access::{Access, AccessCell};
 use crate::analytics::ingest_figures::IngestFigures;
 use crate::analytics::{AggregationTask, Aggregator};
 use crate::config::Config;
@@ -39,6 +40,8 @@ impl Application {
     /// Opens the configured storage ([`Storage`]: the store, or the bucket client), starts the
     /// pipeline (in v2 connects to Kafka) and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
+        // The sites file first: a bad one stops the start before anything is opened.
+        let access = Access::load(&config)?;
         let metrics = Metrics::new();
         let storage = Storage::open(&config, &metrics)?;
         let pipeline = Arc::new(Pipeline::start(&config, &storage, &metrics).await?);
@@ -62,6 +65,7 @@ impl Application {
             metrics.clone(),
             shutting_down.clone(),
             Analytics::new(aggregator.clone(), ingest_figures.clone()),
+            Arc::new(AccessCell::new(access)),
         );
         let settings = ServerSettings::from_config(&config.server);
         tracing::info!(
@@ -71,6 +75,7 @@ impl Application {
             logs_dir = %config.storage.logs_dir.display(),
             fsync = config.storage.fsync.as_str(),
             auth = !config.auth.tokens.is_empty(),
+            sites = config.sites.enabled(),
             max_connections = settings.max_connections,
             "log-pipeline listening"
         );

@@ -225,6 +225,7 @@ mod tests {
                 "AGGREGATION_INTERVAL",
                 "KAFKA_BROKERS",
                 "LOG_PIPELINE_TOKENS",
+                "LOG_PIPELINE_SITES_FILE",
                 "PROFILE_CAPTURE",
                 "PROFILE_NAME",
                 "PROFILE_DIR",

@@ -1,7 +1,7 @@
 //! The typed configuration tree: every setting the service reads, how the YAML file and the
 //! overrides (flags and environment variables) combine, and the validation that runs once at
-//! start-up, before anything is bound or opened. A leaf of the module graph: it imports no other
-//! module of the crate, and [`crate::cli`] builds the [`Overrides`] it applies.
+//! start-up, before anything is bound or opened. Near the bottom of the module graph: it imports only
+//! [`crate::site`], and [`crate::cli`] builds the [`Overrides`] it applies.
 //!
 //! Precedence, highest first: command-line flag, environment variable (both read by
 //! [`crate::cli::Cli`] into [`Overrides`]), the YAML file named by `--config`, the defaults.
@@ -23,6 +23,7 @@
 //! - `load`: the YAML file into the tree, then the overrides, then validation; [`ConfigError`].
 //! - `overrides`: [`Overrides`], values for keys from flags and environment variables.
 //! - `validate`: the ranges and the rules across keys.
+//! - [`sites`]: the sites file (`sites.file`): each customer site's id, name, keys and limits.
 //! - `directories`: the directories a serving run writes, checked (and created when missing) at
 //!   start-up.
 //! - `reference` (tests): `docs/configuration.md`, made from the table and checked against it.
@@ -43,6 +44,7 @@ pub mod ranges;
 #[cfg(test)]
 mod reference;
 pub mod sections;
+pub mod sites;
 mod validate;
 
 pub use load::ConfigError;
@@ -55,7 +57,9 @@ pub use sections::ingestion::IngestionConfig;
 pub use sections::kafka::{Compression, KafkaConfig};
 pub use sections::profiling::ProfilingConfig;
 pub use sections::server::ServerConfig;
+pub use sections::sites::SitesConfig;
 pub use sections::storage::{FsyncPolicy, S3Config, StorageBackend, StorageConfig};
+pub use sites::{Site, SiteLimits, Sites};
 
 /// The whole configuration: the top-level mapping, one field per section (its YAML key is the
 /// field's camelCase name), and `version`.
@@ -72,6 +76,7 @@ pub struct Config {
     pub consumer: ConsumerConfig,
     pub kafka: KafkaConfig,
     pub auth: AuthConfig,
+    pub sites: SitesConfig,
     pub profiling: ProfilingConfig,
 }
 

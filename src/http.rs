@@ -32,7 +32,6 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
-use subtle::ConstantTimeEq;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
@@ -46,7 +45,8 @@ mod pace;
 pub use analytics::{Analytics, MAX_CONCURRENT_QUERIES, SETTLE_TIMEOUT};
 pub use error::ApiError;
 
-use crate::config::{AuthConfig, Config, Protected};
+use crate::access::{AccessCell, Role};
+use crate::config::{Config, Protected};
 use crate::ingest::Limits;
 use crate::metrics::{Metrics, UNMATCHED_ROUTE, status_class};
 use crate::pipeline::Intake;
@@ -83,8 +83,8 @@ pub struct Shared {
     pub inflight: Arc<tokio::sync::Semaphore>,
     /// The whole of [`Shared::inflight`], in bytes.
     pub inflight_bytes: usize,
-    /// Accepted bearer tokens and the routes that need one.
-    pub auth: Arc<AuthConfig>,
+    /// The keys in force (operator keys, and each site's), replaced whole at a reload.
+    pub access: Arc<AccessCell>,
     /// Set when shutdown begins, so `/ready` turns 503 while requests drain.
     pub shutting_down: Arc<AtomicBool>,
     /// The analytics the queries read (brought up to date as they are asked).
@@ -99,6 +99,7 @@ impl AppState {
         metrics: Metrics,
         shutting_down: Arc<AtomicBool>,
         analytics: Analytics,
+        access: Arc<AccessCell>,
     ) -> AppState {
         let inflight_bytes =
             (config.server.max_inflight_bytes).min(tokio::sync::Semaphore::MAX_PERMITS);
@@ -112,7 +113,7 @@ impl AppState {
             request_timeout: config.server.request_timeout,
             inflight: Arc::new(tokio::sync::Semaphore::new(inflight_bytes)),
             inflight_bytes,
-            auth: Arc::new(config.auth.clone()),
+            access,
             shutting_down,
             analytics,
         }))
@@ -129,14 +130,13 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/analytics/hours", get(analytics::get_analytics_hours))
         .route("/analytics/ingest", get(analytics::get_ingest));
     let metrics = Router::new().route("/metrics", get(metrics));
-    // Each group behind the token check when `auth.protect` says so (`/logs` whenever tokens are
-    // set); the probes never.
+    // Each group behind the key check, which asks the keys in force whether the group needs one
+    // (see [`crate::access::Access::protects`]); the probes never.
     let protect = |routes: Router<AppState>, group: Protected| {
-        if state.auth.protects(group) {
-            routes.route_layer(middleware::from_fn_with_state(state.clone(), require_token))
-        } else {
-            routes
-        }
+        routes.route_layer(middleware::from_fn_with_state(
+            (state.clone(), group),
+            require_key,
+        ))
     };
     let timed = Router::new()
         .route("/health", get(health))
@@ -202,25 +202,28 @@ async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!("no route for {method} {}", uri.path()))
 }
 
-/// Requires `Authorization: Bearer <token>` with one of the configured tokens. Every configured
-/// token is compared in constant time, so the answer time does not reveal how much of a guess
-/// matched.
-async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(presented) = bearer_token(request.headers()) else {
-        return ApiError::Unauthorized.into_response();
-    };
-    let matched = state
-        .auth
-        .tokens
-        .iter()
-        .fold(subtle::Choice::from(0), |any, token| {
-            any | token.as_bytes().ct_eq(presented)
-        });
-    if bool::from(matched) {
-        next.run(request).await
+/// Resolves the request's key to its [`Role`], which the handlers read from the request's
+/// extensions, against the keys in force when it arrived ([`AccessCell::current`]): a request in
+/// flight keeps its role through a reload. Routes of a `group` that needs no key (no tokens, no
+/// sites, or not in `auth.protect`) are served as the operator, as they were before keys.
+async fn require_key(
+    State((state, group)): State<(AppState, Protected)>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let access = state.access.current();
+    let role = if access.protects(group) {
+        let presented = bearer_token(request.headers());
+        match presented.and_then(|key| access.resolve(key)) {
+            Some(role) => role,
+            None => return ApiError::Unauthorized.into_response(),
+        }
     } else {
-        ApiError::Unauthorized.into_response()
-    }
+        Role::Operator
+    };
+    request.extensions_mut().insert(role);
+    request.extensions_mut().insert(access);
+    next.run(request).await
 }
 
 /// The token of `Authorization: Bearer <token>` (scheme in any case), trimmed. The header must be

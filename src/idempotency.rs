@@ -27,6 +27,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::record::EncodedBatch;
+use crate::site::SiteId;
 
 #[cfg(test)]
 mod fixtures;
@@ -79,8 +80,16 @@ pub enum KeyError {
 }
 
 impl Key {
-    /// The key a header value names.
+    /// The key a header value names, without sites.
     pub fn parse(value: &[u8]) -> Result<Key, KeyError> {
+        Key::parse_for(None, value)
+    }
+
+    /// The key a header value names for `site`: keys are scoped per site, so the same value sent
+    /// by two sites names two keys, and one site can never replay or probe another's answer.
+    /// Without a site, the key is the one it always was (journals and ledgers written before
+    /// sites existed keep their meaning).
+    pub fn parse_for(site: Option<&SiteId>, value: &[u8]) -> Result<Key, KeyError> {
         if value.is_empty() {
             return Err(KeyError::Empty);
         }
@@ -93,7 +102,10 @@ impl Key {
                 byte: value[position],
             });
         }
-        Ok(Key(hash128(&[b"key\0", value])))
+        Ok(Key(match site {
+            None => hash128(&[b"key\0", value]),
+            Some(site) => hash128(&[b"site-key\0", site.as_str().as_bytes(), b"\0", value]),
+        }))
     }
 }
 
@@ -122,6 +134,28 @@ impl Fingerprint {
 mod tests {
     use super::*;
     use fixtures::batch;
+
+    #[test]
+    fn keys_are_scoped_per_site_and_unsited_keys_keep_their_hash() {
+        let (a, b) = (SiteId::parse("a").unwrap(), SiteId::parse("b").unwrap());
+        let value = b"order-42";
+        let of = |site| Key::parse_for(site, value).unwrap();
+        assert_eq!(of(None), Key::parse(value).unwrap());
+        assert_eq!(
+            of(None),
+            Key(hash128(&[b"key\0", value])),
+            "as journals wrote it"
+        );
+        assert_ne!(of(Some(&a)), of(Some(&b)));
+        assert_ne!(of(Some(&a)), of(None));
+        assert_eq!(of(Some(&a)), of(Some(&a)));
+        // The site and the value are separated: site "a" with "bc" is not site "ab" with "c".
+        let ab = SiteId::parse("ab").unwrap();
+        assert_ne!(
+            Key::parse_for(Some(&a), b"bc"),
+            Key::parse_for(Some(&ab), b"c")
+        );
+    }
 
     #[test]
     fn keys_are_printable_ascii_of_bounded_length() {

@@ -22,6 +22,14 @@
 //! | `intents/<topic>/<partition>/<first>.json` | the range a writer decided on, before writing it |
 //!
 //! Partitions are zero-padded to 5 digits and offsets to 20, so names sort by offset.
+//!
+//! # Sites
+//!
+//! With sites configured (`sites.file`), each site's records and summaries live below its own
+//! root, in exactly the layout above: `<logsDir>/sites/<id>/`, `<analyticsDir>/sites/<id>/`, and
+//! `sites/<id>/` below the bucket's prefix ([`site_dir`], [`site_prefix`]). Without sites the
+//! roots are the directories and the prefix themselves, as the original service had them. A site
+//! id is a slug ([`crate::site`]), so it is one path segment as it is.
 
 use std::fs;
 use std::io;
@@ -30,6 +38,28 @@ use std::path::{Path, PathBuf};
 use chrono::{Datelike, NaiveDate, Timelike};
 
 use crate::record::Hour;
+use crate::site::SiteId;
+
+/// The directory (of the logs or of the analytics) below which `site`'s files live: `root`
+/// itself without a site, `root/sites/<id>` with one.
+pub fn site_dir(root: &Path, site: Option<&SiteId>) -> PathBuf {
+    match site {
+        None => root.to_path_buf(),
+        Some(site) => root.join(SITES).join(site.as_str()),
+    }
+}
+
+/// The key prefix (below the bucket's prefix) of `site`'s objects: empty without a site,
+/// `sites/<id>/` with one.
+pub fn site_prefix(site: Option<&SiteId>) -> String {
+    match site {
+        None => String::new(),
+        Some(site) => format!("{SITES}/{site}/"),
+    }
+}
+
+/// The directory (and object "directory") that holds one root per site.
+pub const SITES: &str = "sites";
 
 /// The lock file inside the logs directory (it holds the owner's PID).
 pub const LOCK_FILE: &str = ".lock";
@@ -246,6 +276,27 @@ mod tests {
                 .unwrap()
                 .with_timezone(&Utc),
         )
+    }
+
+    #[test]
+    fn a_site_has_its_own_root_and_no_site_is_the_root_itself() {
+        let acme = SiteId::parse("acme").unwrap();
+        assert_eq!(site_dir(Path::new("/l"), None), Path::new("/l"));
+        assert_eq!(
+            site_dir(Path::new("/l"), Some(&acme)),
+            Path::new("/l/sites/acme")
+        );
+        assert_eq!(site_prefix(None), "");
+        assert_eq!(site_prefix(Some(&acme)), "sites/acme/");
+        let h = hour("2025-11-22T14:00:00Z");
+        assert_eq!(
+            format!(
+                "{}{}",
+                site_prefix(Some(&acme)),
+                records_object("t", 1, 2, 3, h)
+            ),
+            "sites/acme/logs/2025-11-22/14/t-00001-00000000000000000002-00000000000000000003.log.json"
+        );
     }
 
     #[test]

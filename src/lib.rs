@@ -46,17 +46,22 @@
 //! - [`layout`]: which file of the logs and analytics directories (and which object of the
 //!   bucket) holds which hour.
 //! - [`record`]: the record type and its NDJSON line format (the compatibility contract).
+//! - [`access`]: who a bearer key is ([`access::Role`]: the operator, or a site's ingest or read
+//!   key), and the set of keys in force, replaced whole at a reload.
 //! - [`cli`]: the command line: subcommands and the override flags, built from the configuration's
 //!   key table into a [`config::Overrides`] value.
 //! - [`config`]: the typed configuration tree (YAML + flags + env), one table of keys (name,
-//!   default, range, flag, env var, meaning), validated once at start-up; a leaf.
+//!   default, range, flag, env var, meaning), validated once at start-up, and the sites file;
+//!   imports only [`site`].
 //! - [`metrics`]: every metric name, label and help text.
 //! - [`telemetry`]: structured JSON logs.
+//! - [`site`]: a customer site's id, the one spelling every layer shares; a leaf.
 
 // The code's documentation is read with its private items (`make doc`): links from public
 // items to private ones are how a reader finds where a behaviour lives.
 #![allow(rustdoc::private_intra_doc_links)]
 
+pub mod access;
 pub mod analytics;
 pub mod app;
 pub mod cli;
@@ -73,6 +78,7 @@ pub mod profiling;
 pub mod record;
 pub mod server;
 pub mod ship;
+pub mod site;
 pub mod storage;
 pub mod store;
 pub mod telemetry;

@@ -4,8 +4,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Deserialize;
-
 use super::Config;
 use super::overrides::Overrides;
 
@@ -39,7 +37,11 @@ impl ConfigError {
     }
 
     fn within_file(self, path: &Path) -> Self {
-        let prefix = format!("config file {}", path.display());
+        self.prefixed(&format!("config file {}", path.display()))
+    }
+
+    /// Each problem behind `prefix: `.
+    pub(super) fn prefixed(self, prefix: &str) -> Self {
         ConfigError {
             problems: self
                 .problems
@@ -84,11 +86,16 @@ impl Config {
 /// Parses YAML into the tree without validating. Errors name the dotted key (tracked by
 /// `serde_path_to_error`, since the YAML error alone only has a line and column) and the location.
 pub(super) fn parse_yaml(text: &str) -> Result<Config, ConfigError> {
+    parse_yaml_as(text)
+}
+
+/// Parses YAML into any tree (the configuration, the sites file), errors as [`parse_yaml`]'s.
+pub(super) fn parse_yaml_as<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, ConfigError> {
     let mut track = serde_path_to_error::Track::new();
     // One line per problem: the multi-line source snippet does not fit log lines.
     let options = serde_saphyr::options! { with_snippet: false };
     let parsed = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
-        Config::deserialize(serde_path_to_error::Deserializer::new(de, &mut track))
+        T::deserialize(serde_path_to_error::Deserializer::new(de, &mut track))
     });
     parsed.map_err(|err| {
         let key = dotted_key(&track.path());

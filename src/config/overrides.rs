@@ -278,7 +278,7 @@ mod tests {
             assert_ne!(key.value(&config), key.default_value(), "{}", key.name);
             checked += 1;
         }
-        assert_eq!(checked, 12);
+        assert_eq!(checked, 13);
     }
 
     #[test]

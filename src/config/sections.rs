@@ -13,6 +13,7 @@ pub mod ingestion;
 pub mod kafka;
 pub mod profiling;
 pub mod server;
+pub mod sites;
 pub mod storage;
 
 /// One section of the YAML tree and its keys.
@@ -88,6 +89,12 @@ pub const SECTIONS: &[Section] = &[
         name: "auth",
         doc: "Bearer tokens, and which routes need one.",
         keys: auth::KEYS,
+    },
+    Section {
+        name: "sites",
+        doc: "Customer sites: the file that lists them (read again on `SIGHUP`) and the \
+              limits each gets unless its entry says otherwise (see docs/sites.md).",
+        keys: sites::KEYS,
     },
     Section {
         name: "profiling",

@@ -44,6 +44,9 @@ pub enum ApiError {
     UnsupportedEncoding,
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// A valid key asking for what its role does not allow; says which key would.
+    #[error("{0}")]
+    Forbidden(&'static str),
     #[error("{0}")]
     NotFound(String),
     #[error("method not allowed")]
@@ -109,6 +112,7 @@ impl ApiError {
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BodyTimeout(_) | ApiError::BodyTooSlow { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) | ApiError::NoSummary(_) => StatusCode::NOT_FOUND,
             ApiError::SummaryTooLarge { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -151,6 +155,7 @@ impl ApiError {
             | ApiError::BodyTimeout(_)
             | ApiError::BodyTooSlow { .. }
             | ApiError::Unauthorized
+            | ApiError::Forbidden(_)
             | ApiError::NotFound(_)
             | ApiError::MethodNotAllowed
             | ApiError::Timeout
@@ -179,6 +184,7 @@ impl ApiError {
             ApiError::BodyTooSlow { .. } => "body_too_slow",
             ApiError::UnsupportedEncoding => "unsupported_content_encoding",
             ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Submit(err) => match err.refusal() {

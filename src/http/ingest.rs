@@ -35,7 +35,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -51,10 +51,12 @@ use super::AppState;
 use super::encoding::{self, Coding, Source};
 use super::error::ApiError;
 use super::pace::Pace;
+use crate::access::{Access, Role};
 use crate::idempotency::{self, Fingerprint, Key, KeyError};
 use crate::ingest::{self, Format, Limits};
 use crate::pipeline::KeyedOutcome;
 use crate::record::EncodedBatch;
+use crate::site::SiteId;
 
 /// Bodies larger than this are decoded on the blocking pool instead of an async worker.
 const INLINE_DECODE_BYTES: usize = 512 * 1024;
@@ -69,10 +71,15 @@ const LINGER_TIME: Duration = Duration::from_secs(10);
 /// ([`ApiError::refused_as`]), before [`linger`] makes the answer wait for the rest of the body.
 pub(super) async fn post_logs(
     State(state): State<AppState>,
+    Extension(role): Extension<Role>,
+    Extension(access): Extension<Arc<Access>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let answer = take_batch(&state, &headers, body).await;
+    let answer = match sender(&access, role) {
+        Ok(site) => take_batch(&state, site, &headers, body).await,
+        Err(refused) => Err(refused),
+    };
     if let Err(err) = &answer
         && let Some(why) = err.refused_as()
     {
@@ -81,9 +88,27 @@ pub(super) async fn post_logs(
     answer
 }
 
-/// Reads and decodes the batch, hands it over, and answers with its outcome.
+/// The site whose records a request with `role`'s key sends: with sites, only a site's ingest
+/// key sends, and always for its own site (never one the body or the URL names); without sites,
+/// every key sends for no site, as before sites.
+fn sender(access: &Access, role: Role) -> Result<Option<SiteId>, ApiError> {
+    match (access.has_sites(), role) {
+        (false, _) => Ok(None),
+        (true, Role::Ingest(site)) => Ok(Some(site)),
+        (true, Role::Read(_)) => Err(ApiError::Forbidden(
+            "a read key cannot send records: send them with the site's ingest key",
+        )),
+        (true, Role::Operator) => Err(ApiError::Forbidden(
+            "an operator key reads every site but sends for none: send records with the \
+             site's ingest key",
+        )),
+    }
+}
+
+/// Reads and decodes the batch, hands it over for `site`, and answers with its outcome.
 async fn take_batch(
     state: &AppState,
+    site: Option<SiteId>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -91,9 +116,10 @@ async fn take_batch(
     if state.shutting_down.load(Ordering::Relaxed) {
         return Err(ApiError::ShuttingDown);
     }
-    let Decoded { batch, keyed } = read_and_decode(state, headers, body, deadline).await?;
+    let Decoded { batch, keyed } =
+        read_and_decode(state, site.as_ref(), headers, body, deadline).await?;
     let records = batch.records();
-    let outcome = hand_over(state, batch, keyed, deadline).await?;
+    let outcome = hand_over(state, site, batch, keyed, deadline).await?;
     answer(state, records, outcome)
 }
 
@@ -107,6 +133,7 @@ struct Decoded {
 /// `server.maxInflightBytes` until the batch is decoded (see the module docs).
 async fn read_and_decode(
     state: &AppState,
+    site: Option<&SiteId>,
     headers: &HeaderMap,
     body: Body,
     deadline: Instant,
@@ -114,7 +141,7 @@ async fn read_and_decode(
     let content_type = headers.get(header::CONTENT_TYPE).map(HeaderValue::as_bytes);
     let format = Format::from_content_type(content_type)?;
     let coding = Coding::of(headers)?;
-    let key = idempotency_key(headers)?;
+    let key = idempotency_key(site, headers)?;
     let declared = content_length(headers);
     let limit = body_limit(state, format);
     if let Some(length) = declared
@@ -225,6 +252,7 @@ async fn decode(
 /// pipeline.
 async fn hand_over(
     state: &AppState,
+    site: Option<SiteId>,
     batch: EncodedBatch,
     keyed: Option<(Key, Fingerprint)>,
     deadline: Instant,
@@ -235,11 +263,11 @@ async fn hand_over(
         match keyed {
             Some((key, fingerprint)) => {
                 pipeline
-                    .submit_keyed(batch, key, fingerprint, deadline)
+                    .submit_keyed(site, batch, key, fingerprint, deadline)
                     .await
             }
             None => pipeline
-                .submit(batch, deadline)
+                .submit(site, batch, deadline)
                 .await
                 .map(|()| KeyedOutcome::Stored),
         }
@@ -284,7 +312,7 @@ fn call_once<T>(f: impl FnOnce() -> T) -> T {
 }
 
 /// The request's `Idempotency-Key`, if it has one (400 if it is not a valid key).
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<Key>, ApiError> {
+fn idempotency_key(site: Option<&SiteId>, headers: &HeaderMap) -> Result<Option<Key>, ApiError> {
     let mut values = headers.get_all(idempotency::HEADER).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -292,7 +320,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<Key>, ApiError> {
     if values.next().is_some() {
         return Err(KeyError::Repeated.into());
     }
-    Ok(Some(Key::parse(value.as_bytes())?))
+    Ok(Some(Key::parse_for(site, value.as_bytes())?))
 }
 
 /// The `Content-Length` of a request, if it has a valid one.

@@ -5,6 +5,7 @@
 
 mod ingest;
 mod routes;
+mod sites;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +20,7 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use super::{Analytics, AppState, router};
+use crate::access::{Access, AccessCell};
 use crate::analytics::ingest_figures::IngestFigures;
 use crate::analytics::{Aggregator, Bounds};
 use crate::config::Config;
@@ -26,6 +28,7 @@ use crate::idempotency::{Fingerprint, Key};
 use crate::metrics::Metrics;
 use crate::pipeline::{Intake, KeyedOutcome, Refusal, SubmitError};
 use crate::record::EncodedBatch;
+use crate::site::SiteId;
 
 /// What the stand-in does with the next batches.
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +46,8 @@ enum Answer {
 /// A batch the stand-in was handed.
 #[derive(Debug, PartialEq)]
 struct Handed {
+    /// The site it was handed for.
+    site: Option<SiteId>,
     /// Its stored lines, in order.
     lines: String,
     keyed: Option<(Key, Fingerprint)>,
@@ -58,13 +63,18 @@ struct StandIn {
 }
 
 impl StandIn {
-    fn take(&self, batch: EncodedBatch, keyed: Option<(Key, Fingerprint)>) -> Answer {
+    fn take(
+        &self,
+        site: Option<SiteId>,
+        batch: EncodedBatch,
+        keyed: Option<(Key, Fingerprint)>,
+    ) -> Answer {
         let lines = batch
             .chunks
             .iter()
             .map(|chunk| String::from_utf8(chunk.lines.clone()).unwrap())
             .collect();
-        self.handed.lock().unwrap().push(Handed { lines, keyed });
+        (self.handed.lock().unwrap()).push(Handed { site, lines, keyed });
         let answer = *self.answer.lock().unwrap();
         if let Answer::Panic = answer {
             panic!("the stand-in pipeline was told to panic");
@@ -82,8 +92,13 @@ fn refused(refusal: Refusal) -> SubmitError {
 }
 
 impl Intake for StandIn {
-    fn submit(&self, batch: EncodedBatch, _: Instant) -> BoxFuture<'_, Result<(), SubmitError>> {
-        let answer = self.take(batch, None);
+    fn submit(
+        &self,
+        site: Option<SiteId>,
+        batch: EncodedBatch,
+        _: Instant,
+    ) -> BoxFuture<'_, Result<(), SubmitError>> {
+        let answer = self.take(site, batch, None);
         Box::pin(async move {
             match answer {
                 Answer::Refuse(refusal) => Err(refused(refusal)),
@@ -94,12 +109,13 @@ impl Intake for StandIn {
 
     fn submit_keyed(
         &self,
+        site: Option<SiteId>,
         batch: EncodedBatch,
         key: Key,
         fingerprint: Fingerprint,
         _: Instant,
     ) -> BoxFuture<'_, Result<KeyedOutcome, SubmitError>> {
-        let answer = self.take(batch, Some((key, fingerprint)));
+        let answer = self.take(site, batch, Some((key, fingerprint)));
         Box::pin(async move {
             match answer {
                 Answer::Refuse(refusal) => Err(refused(refusal)),
@@ -174,6 +190,9 @@ fn api(configure: impl FnOnce(&mut Config)) -> Api {
         metrics.clone(),
         shutting_down.clone(),
         Analytics::new(aggregator(), Arc::new(IngestFigures::new(metrics.clone()))),
+        Arc::new(AccessCell::new(
+            Access::load(&config).expect("the sites file"),
+        )),
     );
     Api {
         router: router(state, config.server.request_timeout),

@@ -21,6 +21,7 @@ async fn a_stored_batch_is_202_with_its_record_count() {
     assert_eq!(
         api.pipeline.handed(),
         [Handed {
+            site: None,
             lines: TWO_LINES.into(),
             keyed: None
         }]
