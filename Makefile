@@ -7,7 +7,7 @@ CARGO ?= cargo
 RUN_RELEASE := $(CARGO) run --release --locked --quiet --bin log-pipeline --
 
 .DEFAULT_GOAL := help
-.PHONY: help build run run-v1 run-v2 test test-faults test-scale fmt lint bench bench-ingest bench-analytics bench-v2 bench-scale bench-properties bench-idempotency bench-decode kafka-local test-client bench-client
+.PHONY: help build run run-v1 run-v2 test test-faults test-scale fmt lint bench bench-ingest bench-analytics bench-v2 bench-scale bench-properties bench-idempotency bench-decode bench-sites kafka-local test-client bench-client
 .PHONY: stack-up stack-down stack-clean stack-test scale-up scale-down infra-up infra-down kafka-topic loadtest-v1 loadtest-v2 check-ops
 
 help: ## List the targets
@@ -54,7 +54,7 @@ lint: ## Check formatting, clippy, the code's documentation (warnings are errors
 doc: ## The code's documentation, private items included (target/doc/log_pipeline/index.html)
 	$(CARGO) doc --locked --no-deps --document-private-items
 
-bench: bench-ingest bench-analytics bench-v2 bench-scale bench-properties bench-idempotency bench-decode bench-client ## Every benchmark
+bench: bench-ingest bench-analytics bench-v2 bench-scale bench-properties bench-idempotency bench-decode bench-sites bench-client ## Every benchmark
 
 bench-ingest: ## Ingest throughput side by side: a do-nothing axum ceiling, the original (ORIGINAL_BIN=...) and ours (fsync always), hey -c 50
 	bash bench/ingest.sh
@@ -67,6 +67,9 @@ bench-v2: ## v2 end to end: hey -c 50, 1000-record batches, tansu broker; record
 
 bench-scale: ## v2 with storage.backend: s3 on 1, 2 and 3 instances (local Garage and tansu): the throughput curve
 	bash bench/scale.sh
+
+bench-sites: ## Fair share: site B at its normal rate alone, then while site A floods at 10x its limit (429s); B's records/s and p99 side by side
+	bash bench/sites.sh
 
 bench-idempotency: ## Idempotency-Key: ingest with and without keys side by side, replays, key-index memory
 	$(CARGO) bench --locked --bench idempotency
