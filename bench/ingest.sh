@@ -23,7 +23,8 @@
 #   CONCURRENCY=50     hey -c
 #   SHAPES="json100 json1000 csv100"   subset, space- or comma-separated
 #   FSYNC=always       always|interval|never, written to a temp config as storage.fsync
-#   EXTRA_ARGS=""      extra server flags (word-split)
+#   EXTRA_ARGS=""      extra server flags (word-split), e.g. "--sites-file sites.yaml"
+#   AUTH_KEY=""        send `Authorization: Bearer $AUTH_KEY` (a site's ingest key, with a sites file)
 #   KEEP_TMP=1         keep the temp dir (payloads, server logs, hey output, written logs)
 #   ORIGINAL_BIN=path  the original's binary (built by ../shared/tools/original/build.sh)
 #   LOG_PIPELINE_BIN=path  measure this build of ours instead of the tree's release binary (to
@@ -54,6 +55,8 @@ case "$FSYNC" in always|interval|never) ;; *) die "FSYNC must be always, interva
 [[ "$CONCURRENCY" =~ ^[1-9][0-9]*$ ]] || die "CONCURRENCY must be a positive integer (got '$CONCURRENCY')"
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer (got '$ROUNDS')"
 read -r -a EXTRA <<<"$EXTRA_ARGS"
+AUTH=()
+[[ -n "${AUTH_KEY:-}" ]] && AUTH=(-H "Authorization: Bearer $AUTH_KEY")
 SHAPES="${SHAPES//,/ }"
 read -r -a SHAPE_LIST <<<"$SHAPES"
 [[ ${#SHAPE_LIST[@]} -gt 0 ]] || die "SHAPES is empty"
@@ -303,13 +306,13 @@ for s in "${SHAPE_LIST[@]}"; do
     wait_healthy "$port" "$dir/server.log"
 
     # Warm-up (its 202s count towards the expected totals).
-    hey -n 200 -c 10 -m POST -T "$ctype" -D "$payload" "$url" >"$dir/hey-warmup.txt" 2>&1 &
+    hey -n 200 -c 10 -m POST -T "$ctype" ${AUTH[@]+"${AUTH[@]}"} -D "$payload" "$url" >"$dir/hey-warmup.txt" 2>&1 &
     HEY_PID=$!; wait "$HEY_PID"; HEY_PID=""
     warm_ok=$(hey_status "$dir/hey-warmup.txt" 202)
     [[ $t == ours ]] && commits_before=$(metric "$port" store_commits_total)
 
     echo "   hey -z $DURATION -c $CONCURRENCY ..." >&2
-    hey -z "$DURATION" -c "$CONCURRENCY" -m POST -T "$ctype" -D "$payload" "$url" >"$dir/hey.txt" 2>&1 &
+    hey -z "$DURATION" -c "$CONCURRENCY" -m POST -T "$ctype" ${AUTH[@]+"${AUTH[@]}"} -D "$payload" "$url" >"$dir/hey.txt" 2>&1 &
     HEY_PID=$!; wait "$HEY_PID"; HEY_PID=""
 
     rss_kb=$(awk '/^VmHWM:/ { print $2 }' "/proc/$SERVER_PID/status")
