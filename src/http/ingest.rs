@@ -8,6 +8,11 @@
 //!   refused so before a byte of it is read. Decoding takes the encoded batch's expected size
 //!   too. The share is given back once the batch is handed over (the store's
 //!   `storage.maxPendingBytes` bounds it from then on).
+//! - **Sites.** With sites, a request is its ingest key's site's, and within its site's share
+//!   ([`fair_share`](super::fair_share)): refused 429 `rate_limited` before its body is read when
+//!   the site's bucket is empty, its records charged once decoded (429 if they do not fit now,
+//!   413 `over_burst` if they never can), and its body held within the site's share of the
+//!   budget (429 `inflight_share_exceeded`).
 //! - **Pace.** A body must keep arriving at `server.minBodyRate` ([`pace`](super::pace)): a slower one gets
 //!   408 `body_too_slow` and gives its share back, so what a client holds it holds only while
 //!   it sends.
@@ -17,7 +22,7 @@
 //!   deadline passes (503 `timeout`, nothing stored) and says "unknown" only for one it is
 //!   already writing (`storage.writeTimeout`, 500 `outcome_unknown`).
 //! - **Early answers are heard.** When an answer comes before the body was read in full (401,
-//!   413, 415, 503), [`linger`] reads and discards the rest of what the client is sending
+//!   403, 413, 415, 429, 503), [`linger`] reads and discards the rest of what the client is sending
 //!   (bounded in bytes and time) before answering and closing, so that a client that sends its
 //!   whole body before reading (as many do) reads the answer instead of a connection reset. A
 //!   client that asked `Expect: 100-continue` is answered at once: it has not sent the body. A
