@@ -12,8 +12,8 @@ use serde_json::json;
 use tempfile::TempDir;
 
 use crate::support::{
-    ChildGuard, JSON, body_json, client, json_array, poll, record, sample, send, start_child,
-    write_config,
+    ChildGuard, JSON, RawPost, body_json, client, json_array, poll, record, sample, send,
+    start_child, write_config,
 };
 
 const TWO_SITES: &str = "sites:\n\
@@ -289,6 +289,31 @@ async fn sighup_and_admin_reload_add_revoke_and_refuse_a_bad_file() {
             .await,
         2.0
     );
+    sited.child.terminate();
+    assert!(sited.child.wait_exit().await.success());
+}
+
+#[tokio::test]
+async fn a_batch_in_flight_across_a_sighup_that_revokes_its_key_is_stored() {
+    let mut sited = start_sited(TWO_SITES).await;
+    let body = json_array(&[record("2025-11-22T14:00:00Z", "/in-flight", "curl/8.5.0")]);
+    // Past the key check: the server asked for the body.
+    let in_flight =
+        RawPost::start_with(sited.addr, JSON, "Authorization: Bearer a-in\r\n", body).await;
+    sited
+        .sighup("sites:\n- id: b\n  ingestKeys: [b-in]\n")
+        .await;
+    assert_eq!(
+        sited.post("a-in").await,
+        StatusCode::UNAUTHORIZED,
+        "revoked"
+    );
+    let answer = in_flight.finish().await;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    let counted = sited
+        .metric("site_records_accepted_total{site=\"a\"}")
+        .await;
+    assert_eq!(counted, 1.0, "a's, the site of the key it started with");
     sited.child.terminate();
     assert!(sited.child.wait_exit().await.success());
 }
