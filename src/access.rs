@@ -2,6 +2,9 @@
 //! site's ingest and read keys (the sites file). The set is replaced whole at a reload
 //! ([`AccessCell::replace`]); a request resolves its key once, against the set current when it
 //! arrived, and keeps the [`Role`] it got until it is answered.
+//!
+//! Which role may use which group of routes is decided here, once ([`Access::admit`]), for the
+//! HTTP layer's key check; what a reload does (and counts) is [`Reloader`]'s.
 
 use std::sync::{Arc, RwLock};
 
@@ -9,6 +12,32 @@ use subtle::ConstantTimeEq;
 
 use crate::config::{AuthConfig, Config, ConfigError, Protected, Site, Sites};
 use crate::site::SiteId;
+
+mod reload;
+
+pub use reload::{ReloadError, Reloader};
+
+/// A group of routes behind the key check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteGroup {
+    /// `POST /logs`.
+    Ingest,
+    /// `/analytics*` (what the dashboard reads).
+    Analytics,
+    /// `/metrics`.
+    Metrics,
+    /// `/admin/*`: operator only, whenever any key is configured.
+    Admin,
+}
+
+/// Why a request may not use a group of routes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denied {
+    /// No key, or none in force (401).
+    Unauthorized,
+    /// A key in force whose role may not use the group; says which key would (403).
+    Forbidden(&'static str),
+}
 
 /// What a key may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +108,49 @@ impl Access {
     /// key says whose data it is); otherwise as `auth.protect` says, when tokens are set.
     pub fn protects(&self, routes: Protected) -> bool {
         (self.has_sites() && routes != Protected::Metrics) || self.auth.protects(routes)
+    }
+
+    /// The role a request presenting `presented` (its bearer token, if any) has on `group`, or
+    /// why it has none. A group that needs no key (no tokens and no sites, or not in
+    /// `auth.protect`) is used as the operator, as before keys; otherwise the key must be in
+    /// force and its role allowed on the group: with sites, only an ingest key sends (for its
+    /// site), only read and operator keys read analytics, and only operator keys read a
+    /// protected `/metrics` (it carries every site's labels) or reload.
+    pub fn admit(&self, group: RouteGroup, presented: Option<&[u8]>) -> Result<Role, Denied> {
+        let needs_key = match group {
+            RouteGroup::Ingest => self.protects(Protected::Ingest),
+            RouteGroup::Analytics => self.protects(Protected::Analytics),
+            RouteGroup::Metrics => self.protects(Protected::Metrics),
+            RouteGroup::Admin => !self.keys.is_empty() || self.has_sites(),
+        };
+        if !needs_key {
+            return Ok(Role::Operator);
+        }
+        let role = (presented.and_then(|key| self.resolve(key))).ok_or(Denied::Unauthorized)?;
+        match (group, &role) {
+            (RouteGroup::Ingest, Role::Ingest(_))
+            | (RouteGroup::Analytics, Role::Read(_) | Role::Operator)
+            | (RouteGroup::Metrics | RouteGroup::Admin, Role::Operator) => Ok(role),
+            // Without sites, every key is an operator key and sends, as before sites.
+            (RouteGroup::Ingest, Role::Operator) if !self.has_sites() => Ok(role),
+            (RouteGroup::Ingest, Role::Operator) => Err(Denied::Forbidden(
+                "an operator key reads every site but sends for none: send records with the \
+                 site's ingest key",
+            )),
+            (RouteGroup::Ingest, Role::Read(_)) => Err(Denied::Forbidden(
+                "a read key cannot send records: send them with the site's ingest key",
+            )),
+            (RouteGroup::Analytics, Role::Ingest(_)) => Err(Denied::Forbidden(
+                "an ingest key cannot read analytics: read them with the site's read key",
+            )),
+            (RouteGroup::Metrics, _) => Err(Denied::Forbidden(
+                "/metrics carries every site's figures: read it with an operator key \
+                 (auth.tokens)",
+            )),
+            (RouteGroup::Admin, _) => Err(Denied::Forbidden(
+                "only an operator key (auth.tokens) may administer the service",
+            )),
+        }
     }
 
     /// The role of the presented key, if it is one in force. Every key is compared, in constant

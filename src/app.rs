@@ -5,7 +5,7 @@
 //! [`Application::run_until_stopped`] serves connections ([`crate::server`]) and, once the
 //! shutdown future completes, drains them within `server.shutdownTimeout`, then shuts the pipeline
 //! down (in its documented order; the store fsyncs and closes every file) and runs a last
-//! aggregation pass.
+//! aggregation pass. While it serves, `SIGHUP` reloads the sites file ([`Reloader`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
-use crate::access::{Access, AccessCell};
+use crate::access::{Access, AccessCell, Reloader};
 use crate::analytics::ingest_figures::IngestFigures;
 use crate::analytics::{AggregationTask, Aggregator};
 use crate::config::Config;
@@ -34,6 +34,9 @@ pub struct Application {
     aggregator: Arc<Aggregator>,
     aggregation_interval: Duration,
     ingest_figures: Arc<IngestFigures>,
+    /// `SIGHUP`, listened to from start-up (its default action would end the process).
+    hangup: tokio::signal::unix::Signal,
+    reloader: Arc<Reloader>,
 }
 
 impl Application {
@@ -67,6 +70,9 @@ impl Application {
             Analytics::new(aggregator.clone(), ingest_figures.clone()),
             Arc::new(AccessCell::new(access)),
         );
+        let reloader = state.reloader.clone();
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot listen for SIGHUP")?;
         let settings = ServerSettings::from_config(&config.server);
         tracing::info!(
             addr = %listener.local_addr()?,
@@ -87,6 +93,8 @@ impl Application {
             aggregator,
             aggregation_interval: config.aggregation.interval,
             ingest_figures,
+            hangup,
+            reloader,
         })
     }
 
@@ -102,6 +110,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let aggregation = AggregationTask::spawn(self.aggregator, self.aggregation_interval);
         let figures = self.ingest_figures.spawn();
+        let reloads = tokio::spawn(reload_on_hangup(self.hangup, self.reloader));
         let shutting_down = self.shutting_down;
         self.server
             .run(shutdown, move || {
@@ -111,12 +120,23 @@ impl Application {
         // A request cut off by the timeout may still hold the pipeline: its storing task runs to
         // completion, so its batch is stored or refused as a whole; the store answers it `Closed`
         // if it arrives after this.
+        reloads.abort();
         self.pipeline.shutdown().await;
         figures.finish().await;
         // The last pass sees everything the store flushed.
         aggregation.finish().await;
         tracing::info!("shutdown complete: files synced and closed, summaries up to date");
         Ok(())
+    }
+}
+
+/// Reloads the sites file at each `SIGHUP` (logged and counted by [`Reloader::reload`]; without
+/// `sites.file`, logged only), until aborted at shutdown.
+async fn reload_on_hangup(mut hangup: tokio::signal::unix::Signal, reloader: Arc<Reloader>) {
+    while hangup.recv().await.is_some() {
+        let reloader = reloader.clone();
+        // Reads a file: off the async workers. The outcome is in the log and the metrics.
+        let _ = tokio::task::spawn_blocking(move || reloader.reload("SIGHUP")).await;
     }
 }
 

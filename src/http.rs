@@ -11,10 +11,14 @@
 //! | `GET /analytics?from=A&to=B&top=N` | one summary merged over `[A, B)` |
 //! | `GET /analytics/hours` | the hours that have summaries, with totals |
 //! | `GET /analytics/ingest` | the ingest counters, for the dashboard's rates |
+//! | `POST /admin/reload` | reloads the sites file: 200 `{"sites": N}`, 422 if invalid, 409 without one |
 //! | `GET /`, `GET /dashboard` | the dashboard page and its assets (public: they hold no data) |
 //!
+//! Which key may use which group of routes is decided once, by [`crate::access::Access::admit`],
+//! in the [`require_key`] middleware.
+//!
 //! `POST /logs` is in [`ingest`] (its `Content-Encoding` in [`encoding`], the pace its body must
-//! keep in [`pace`]), the analytics handlers in [`analytics`], the dashboard's assets in
+//! keep in [`pace`], what it may hold and its site's limits in [`fair_share`]), the analytics handlers in [`analytics`], the dashboard's assets in
 //! [`dashboard`], [`ApiError`] in [`error`]. Responses that layers produce without a body (405
 //! from routing, the request timeout) get the same JSON error shape in [`json_error_bodies`].
 //! The router reaches the pipeline only through [`Intake`], so `router_tests` drive it in
@@ -35,18 +39,20 @@ use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
+mod admin;
 mod analytics;
 mod dashboard;
 mod encoding;
 mod error;
+mod fair_share;
 mod ingest;
 mod pace;
 
 pub use analytics::{Analytics, MAX_CONCURRENT_QUERIES, SETTLE_TIMEOUT};
 pub use error::ApiError;
 
-use crate::access::{AccessCell, Role};
-use crate::config::{Config, Protected};
+use crate::access::{AccessCell, Denied, Reloader, RouteGroup};
+use crate::config::Config;
 use crate::ingest::Limits;
 use crate::metrics::{Metrics, UNMATCHED_ROUTE, status_class};
 use crate::pipeline::Intake;
@@ -85,6 +91,10 @@ pub struct Shared {
     pub inflight_bytes: usize,
     /// The keys in force (operator keys, and each site's), replaced whole at a reload.
     pub access: Arc<AccessCell>,
+    /// Reloads [`Shared::access`] from the sites file (`SIGHUP`, `POST /admin/reload`).
+    pub reloader: Arc<Reloader>,
+    /// With sites: each site's records per second and share of [`Shared::inflight`].
+    pub fair_share: fair_share::FairShare,
     /// Set when shutdown begins, so `/ready` turns 503 while requests drain.
     pub shutting_down: Arc<AtomicBool>,
     /// The analytics the queries read (brought up to date as they are asked).
@@ -105,7 +115,7 @@ impl AppState {
             (config.server.max_inflight_bytes).min(tokio::sync::Semaphore::MAX_PERMITS);
         AppState(Arc::new(Shared {
             pipeline,
-            metrics,
+            metrics: metrics.clone(),
             limits: Limits::from_config(&config.ingestion),
             max_body_bytes: config.server.max_body_bytes,
             read_body_timeout: config.server.read_body_timeout,
@@ -113,6 +123,8 @@ impl AppState {
             request_timeout: config.server.request_timeout,
             inflight: Arc::new(tokio::sync::Semaphore::new(inflight_bytes)),
             inflight_bytes,
+            reloader: Arc::new(Reloader::new(access.clone(), config, metrics.clone())),
+            fair_share: fair_share::FairShare::new(inflight_bytes),
             access,
             shutting_down,
             analytics,
@@ -130,9 +142,10 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/analytics/hours", get(analytics::get_analytics_hours))
         .route("/analytics/ingest", get(analytics::get_ingest));
     let metrics = Router::new().route("/metrics", get(metrics));
+    let admin = Router::new().route("/admin/reload", post(admin::reload));
     // Each group behind the key check, which asks the keys in force whether the group needs one
     // (see [`crate::access::Access::protects`]); the probes never.
-    let protect = |routes: Router<AppState>, group: Protected| {
+    let protect = |routes: Router<AppState>, group: RouteGroup| {
         routes.route_layer(middleware::from_fn_with_state(
             (state.clone(), group),
             require_key,
@@ -142,14 +155,15 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .merge(dashboard::routes())
-        .merge(protect(analytics, Protected::Analytics))
-        .merge(protect(metrics, Protected::Metrics))
+        .merge(protect(analytics, RouteGroup::Analytics))
+        .merge(protect(metrics, RouteGroup::Metrics))
+        .merge(protect(admin, RouteGroup::Admin))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             request_timeout,
         ));
     // Outermost on `/logs`: answers given before the body was read are heard by the client.
-    let logs = protect(logs, Protected::Ingest).layer(middleware::from_fn(ingest::linger));
+    let logs = protect(logs, RouteGroup::Ingest).layer(middleware::from_fn(ingest::linger));
     Router::new()
         .merge(timed)
         .merge(logs)
@@ -202,24 +216,22 @@ async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!("no route for {method} {}", uri.path()))
 }
 
-/// Resolves the request's key to its [`Role`], which the handlers read from the request's
-/// extensions, against the keys in force when it arrived ([`AccessCell::current`]): a request in
-/// flight keeps its role through a reload. Routes of a `group` that needs no key (no tokens, no
-/// sites, or not in `auth.protect`) are served as the operator, as they were before keys.
+/// Resolves the request's key to its [`crate::access::Role`] on `group`, which the handlers read
+/// from the request's extensions, against the keys in force when it arrived
+/// ([`AccessCell::current`]): a request in flight keeps its role through a reload. Whether the
+/// role may use the group is [`crate::access::Access::admit`]'s decision: 401 without a key in
+/// force, 403 for a role the group is not for. Routes of a `group` that needs no key (no tokens,
+/// no sites, or not in `auth.protect`) are served as the operator, as they were before keys.
 async fn require_key(
-    State((state, group)): State<(AppState, Protected)>,
+    State((state, group)): State<(AppState, RouteGroup)>,
     mut request: Request,
     next: Next,
 ) -> Response {
     let access = state.access.current();
-    let role = if access.protects(group) {
-        let presented = bearer_token(request.headers());
-        match presented.and_then(|key| access.resolve(key)) {
-            Some(role) => role,
-            None => return ApiError::Unauthorized.into_response(),
-        }
-    } else {
-        Role::Operator
+    let role = match access.admit(group, bearer_token(request.headers())) {
+        Ok(role) => role,
+        Err(Denied::Unauthorized) => return ApiError::Unauthorized.into_response(),
+        Err(Denied::Forbidden(why)) => return ApiError::Forbidden(why).into_response(),
     };
     request.extensions_mut().insert(role);
     request.extensions_mut().insert(access);

@@ -47,7 +47,8 @@
 //!   bucket) holds which hour.
 //! - [`record`]: the record type and its NDJSON line format (the compatibility contract).
 //! - [`access`]: who a bearer key is ([`access::Role`]: the operator, or a site's ingest or read
-//!   key), and the set of keys in force, replaced whole at a reload.
+//!   key), which role may use which group of routes ([`access::Access::admit`]), and the set of
+//!   keys in force, replaced whole at a reload of the sites file ([`access::Reloader`]).
 //! - [`cli`]: the command line: subcommands and the override flags, built from the configuration's
 //!   key table into a [`config::Overrides`] value.
 //! - [`config`]: the typed configuration tree (YAML + flags + env), one table of keys (name,

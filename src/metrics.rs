@@ -1,12 +1,17 @@
 //! Every Prometheus metric the service exports: names, help texts and labels live here and only
 //! here. Names and help texts of the original service are kept verbatim because dashboards use
 //! them. Labels are bounded: a route template, a status class, a partition, a consumer index and a
-//! user-agent class (`bot` or `human`), never a path or a user agent.
+//! user-agent class (`bot` or `human`), a configured site's id ([`sites`]), never a path or a
+//! user agent.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+mod sites;
+
+pub use sites::{RELOAD_APPLIED, RELOAD_REFUSED, SiteMetrics};
 
 /// The version and commit this binary was built from: `log_pipeline_build_info`'s labels, and
 /// what `log-pipeline --version` prints. The commit comes from build.rs (`GIT_COMMIT`, else `git
@@ -133,6 +138,8 @@ pub struct Metrics {
     pub object_put_duration: Histogram,
     /// `storage.backend: s3`: requests to the bucket that failed and were tried again.
     pub object_retries: IntCounter,
+    /// With `sites.file`: the per-site series and the sites file's reloads.
+    pub sites: SiteMetrics,
 }
 
 /// `object_store_objects_written_total` kinds.
@@ -443,6 +450,8 @@ impl Metrics {
             .with_label_values(&[BUILD_VERSION, BUILD_COMMIT])
             .set(1);
 
+        let sites = SiteMetrics::register(&registry);
+
         registry
             .register(Box::new(
                 prometheus::process_collector::ProcessCollector::for_self(),
@@ -498,6 +507,7 @@ impl Metrics {
             object_bytes_written,
             object_put_duration,
             object_retries,
+            sites,
         }
     }
 
@@ -509,10 +519,16 @@ impl Metrics {
 
     /// Counts one refused `POST /logs` request in the counter of its kind:
     /// `invalid_requests_total`, `ingest_inflight_rejections_total`,
-    /// `ingest_overload_rejections_total` or `idempotency_conflicts_total{reason}`.
-    pub fn count_refused(&self, why: Refused) {
+    /// `ingest_overload_rejections_total` or `idempotency_conflicts_total{reason}`; a site's
+    /// limits only in `site_batches_refused_total` (see [`Refused`]). A request of a site counts
+    /// there too, by reason.
+    pub fn count_refused(&self, site: Option<&str>, why: Refused) {
+        if let Some(site) = site {
+            self.sites.refused(site, why);
+        }
         match why {
-            Refused::Invalid => self.invalid_requests.inc(),
+            Refused::Invalid | Refused::OverBurst => self.invalid_requests.inc(),
+            Refused::RateLimited | Refused::InflightShare => {}
             Refused::BodiesInFlight => self.inflight_rejections.inc(),
             Refused::PendingWork => self.overload_rejections.inc(),
             Refused::KeyInFlight => self
@@ -550,6 +566,40 @@ pub enum Refused {
     KeyInFlight,
     /// The `Idempotency-Key` was used for another batch (422).
     KeyReused,
+    /// The batch did not fit its site's records per second now (429 `rate_limited`).
+    RateLimited,
+    /// The batch has more records than its site's burst: it never fits (413 `over_burst`).
+    OverBurst,
+    /// The site's bodies in flight reached its share of `server.maxInflightBytes` (429
+    /// `inflight_share_exceeded`).
+    InflightShare,
+}
+
+impl Refused {
+    pub const ALL: [Refused; 8] = [
+        Refused::Invalid,
+        Refused::BodiesInFlight,
+        Refused::PendingWork,
+        Refused::KeyInFlight,
+        Refused::KeyReused,
+        Refused::RateLimited,
+        Refused::OverBurst,
+        Refused::InflightShare,
+    ];
+
+    /// The `reason` label of `site_batches_refused_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refused::Invalid => "invalid",
+            Refused::BodiesInFlight => "bodies_in_flight",
+            Refused::PendingWork => "pending_work",
+            Refused::KeyInFlight => "key_in_flight",
+            Refused::KeyReused => "key_reused",
+            Refused::RateLimited => "rate_limited",
+            Refused::OverBurst => "over_burst",
+            Refused::InflightShare => "inflight_share",
+        }
+    }
 }
 
 /// One batch counted in `ingestion_work_queue_depth` (see [`Metrics::queued_batch`]); however
@@ -647,7 +697,7 @@ mod tests {
         ];
         for (why, counted_in) in series {
             let metrics = Metrics::new();
-            metrics.count_refused(why);
+            metrics.count_refused(None, why);
             let text = metrics.render();
             for (_, other) in series {
                 let expected = if other == counted_in { 1.0 } else { 0.0 };

@@ -10,10 +10,12 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::SUPPORTED_ENCODINGS;
+use crate::access::ReloadError;
 use crate::idempotency::KeyError;
 use crate::ingest::{DecodeError, SUPPORTED_MEDIA_TYPES};
 use crate::metrics::Refused;
 use crate::pipeline::{Refusal, SubmitError, UnknownCounts};
+use crate::site::SiteId;
 
 /// Seconds a client should wait before retrying after a 503 or a 409 (key in flight).
 const RETRY_AFTER_SECS: u64 = 1;
@@ -88,6 +90,36 @@ pub enum ApiError {
          for a new batch"
     )]
     IdempotencyKeyReused,
+    #[error(
+        "site {site} is over its limit of {records_per_second} records/s (burst {burst}); \
+         nothing from this batch was stored, retry after {retry_after} s"
+    )]
+    RateLimited {
+        site: SiteId,
+        records_per_second: u32,
+        burst: u32,
+        /// Whole seconds until the batch fits.
+        retry_after: u64,
+    },
+    #[error(
+        "batch has {records} records, more than site {site}'s burst of {burst} (limits.burst, \
+         else sites.burst): it can never pass; nothing was stored, split it"
+    )]
+    OverBurst {
+        site: SiteId,
+        records: usize,
+        burst: u32,
+    },
+    #[error(
+        "site {site}'s request bodies in flight would exceed its share of {bytes} bytes \
+         (limits.inflightShare, else sites.inflightShare, of server.maxInflightBytes); nothing \
+         from this batch was stored, retry later"
+    )]
+    InflightShareExceeded { site: SiteId, bytes: usize },
+    #[error("{}", ReloadError::NoSitesFile)]
+    NoSitesFile,
+    #[error("the sites file was refused, the running set is kept")]
+    InvalidSitesFile(Vec<String>),
     #[error("internal error")]
     Internal,
     #[error("{}", .0.canonical_reason().unwrap_or("error"))]
@@ -103,7 +135,13 @@ impl ApiError {
             ApiError::Decode(
                 DecodeError::TooManyRecords { .. } | DecodeError::TooManyHours { .. },
             )
-            | ApiError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            | ApiError::BodyTooLarge { .. }
+            | ApiError::OverBurst { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RateLimited { .. } | ApiError::InflightShareExceeded { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::NoSitesFile => StatusCode::CONFLICT,
+            ApiError::InvalidSitesFile(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Decode(_)
             | ApiError::UnreadableBody(_)
             | ApiError::BadQuery(_)
@@ -151,6 +189,9 @@ impl ApiError {
             }
             ApiError::IdempotencyKeyInFlight => Some(Refused::KeyInFlight),
             ApiError::IdempotencyKeyReused => Some(Refused::KeyReused),
+            ApiError::RateLimited { .. } => Some(Refused::RateLimited),
+            ApiError::OverBurst { .. } => Some(Refused::OverBurst),
+            ApiError::InflightShareExceeded { .. } => Some(Refused::InflightShare),
             ApiError::Submit(_)
             | ApiError::BodyTimeout(_)
             | ApiError::BodyTooSlow { .. }
@@ -164,6 +205,8 @@ impl ApiError {
             | ApiError::NoSummary(_)
             | ApiError::Busy
             | ApiError::SummaryTooLarge { .. }
+            | ApiError::NoSitesFile
+            | ApiError::InvalidSitesFile(_)
             | ApiError::Internal
             | ApiError::Status(_) => None,
         }
@@ -206,6 +249,11 @@ impl ApiError {
             ApiError::InvalidIdempotencyKey(_) => "invalid_idempotency_key",
             ApiError::IdempotencyKeyInFlight => "idempotency_key_in_flight",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::OverBurst { .. } => "over_burst",
+            ApiError::InflightShareExceeded { .. } => "inflight_share_exceeded",
+            ApiError::NoSitesFile => "no_sites_file",
+            ApiError::InvalidSitesFile(_) => "invalid_sites_file",
             ApiError::Internal => "internal",
             ApiError::Status(_) => "error",
         }
@@ -262,6 +310,19 @@ impl ApiError {
         }
     }
 
+    /// The `Retry-After` of the answer, in seconds: when a retry may succeed (a full budget or
+    /// queue, a key in flight, a site over its limits).
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::RateLimited { retry_after, .. } => Some(*retry_after),
+            ApiError::InflightShareExceeded { .. } | ApiError::IdempotencyKeyInFlight => {
+                Some(RETRY_AFTER_SECS)
+            }
+            _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => Some(RETRY_AFTER_SECS),
+            _ => None,
+        }
+    }
+
     /// The extra fields of the body.
     fn details(&self) -> Value {
         match self {
@@ -279,6 +340,22 @@ impl ApiError {
                 json!({"minBodyRate": min_rate, "windowSeconds": window.as_secs()})
             }
             ApiError::BodyTooLarge { limit, .. } => json!({"limit": limit}),
+            ApiError::RateLimited {
+                site,
+                records_per_second,
+                burst,
+                retry_after,
+            } => json!({
+                "site": site,
+                "recordsPerSecond": records_per_second,
+                "burst": burst,
+                "retryAfterSeconds": retry_after
+            }),
+            ApiError::OverBurst { site, burst, .. } => json!({"site": site, "limit": burst}),
+            ApiError::InflightShareExceeded { site, bytes } => {
+                json!({"site": site, "limit": bytes})
+            }
+            ApiError::InvalidSitesFile(problems) => json!({"problems": problems}),
             ApiError::SummaryTooLarge { hour, bytes, limit } => {
                 json!({"hour": hour, "bytes": bytes, "limit": limit})
             }
@@ -321,8 +398,8 @@ impl IntoResponse for ApiError {
         }
         let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
-        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::CONFLICT {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        if let Some(seconds) = self.retry_after() {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

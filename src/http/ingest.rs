@@ -8,6 +8,11 @@
 //!   refused so before a byte of it is read. Decoding takes the encoded batch's expected size
 //!   too. The share is given back once the batch is handed over (the store's
 //!   `storage.maxPendingBytes` bounds it from then on).
+//! - **Sites.** With sites, a request is its ingest key's site's, and within its site's share
+//!   ([`fair_share`](super::fair_share)): refused 429 `rate_limited` before its body is read when
+//!   the site's bucket is empty, its records charged once decoded (429 if they do not fit now,
+//!   413 `over_burst` if they never can), and its body held within the site's share of the
+//!   budget (429 `inflight_share_exceeded`).
 //! - **Pace.** A body must keep arriving at `server.minBodyRate` ([`pace`](super::pace)): a slower one gets
 //!   408 `body_too_slow` and gives its share back, so what a client holds it holds only while
 //!   it sends.
@@ -17,7 +22,7 @@
 //!   deadline passes (503 `timeout`, nothing stored) and says "unknown" only for one it is
 //!   already writing (`storage.writeTimeout`, 500 `outcome_unknown`).
 //! - **Early answers are heard.** When an answer comes before the body was read in full (401,
-//!   413, 415, 503), [`linger`] reads and discards the rest of what the client is sending
+//!   403, 413, 415, 429, 503), [`linger`] reads and discards the rest of what the client is sending
 //!   (bounded in bytes and time) before answering and closing, so that a client that sends its
 //!   whole body before reading (as many do) reads the answer instead of a connection reset. A
 //!   client that asked `Expect: 100-continue` is answered at once: it has not sent the body. A
@@ -44,12 +49,12 @@ use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
 use serde_json::json;
 use tokio::io::AsyncReadExt;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::AppState;
 use super::encoding::{self, Coding, Source};
 use super::error::ApiError;
+use super::fair_share::{BudgetShare, SiteShare};
 use super::pace::Pace;
 use crate::access::{Access, Role};
 use crate::idempotency::{self, Fingerprint, Key, KeyError};
@@ -76,39 +81,31 @@ pub(super) async fn post_logs(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let answer = match sender(&access, role) {
-        Ok(site) => take_batch(&state, site, &headers, body).await,
-        Err(refused) => Err(refused),
+    // With sites, the key check lets only a site's ingest key through
+    // ([`Access::admit`]): its batch is its site's, whatever the body or the URL say. Without
+    // sites, every key sends for no site, as before sites.
+    let site = match role {
+        Role::Ingest(site) => Some(site),
+        Role::Operator | Role::Read(_) => None,
     };
+    let share = (site.as_ref())
+        .and_then(|site| access.site(site))
+        .map(|site| state.fair_share.of(&site.id, site.limits));
+    let answer = take_batch(&state, site.as_ref(), share, &headers, body).await;
     if let Err(err) = &answer
         && let Some(why) = err.refused_as()
     {
-        state.metrics.count_refused(why);
+        (state.metrics).count_refused(site.as_ref().map(SiteId::as_str), why);
     }
     answer
 }
 
-/// The site whose records a request with `role`'s key sends: with sites, only a site's ingest
-/// key sends, and always for its own site (never one the body or the URL names); without sites,
-/// every key sends for no site, as before sites.
-fn sender(access: &Access, role: Role) -> Result<Option<SiteId>, ApiError> {
-    match (access.has_sites(), role) {
-        (false, _) => Ok(None),
-        (true, Role::Ingest(site)) => Ok(Some(site)),
-        (true, Role::Read(_)) => Err(ApiError::Forbidden(
-            "a read key cannot send records: send them with the site's ingest key",
-        )),
-        (true, Role::Operator) => Err(ApiError::Forbidden(
-            "an operator key reads every site but sends for none: send records with the \
-             site's ingest key",
-        )),
-    }
-}
-
-/// Reads and decodes the batch, hands it over for `site`, and answers with its outcome.
+/// Reads and decodes the batch, hands it over for `site` (within its `share`), and answers with
+/// its outcome.
 async fn take_batch(
     state: &AppState,
-    site: Option<SiteId>,
+    site: Option<&SiteId>,
+    share: Option<Arc<SiteShare>>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -116,11 +113,17 @@ async fn take_batch(
     if state.shutting_down.load(Ordering::Relaxed) {
         return Err(ApiError::ShuttingDown);
     }
+    if let Some(share) = &share {
+        share.admit()?;
+    }
     let Decoded { batch, keyed } =
-        read_and_decode(state, site.as_ref(), headers, body, deadline).await?;
+        read_and_decode(state, site, share.clone(), headers, body, deadline).await?;
     let records = batch.records();
-    let outcome = hand_over(state, site, batch, keyed, deadline).await?;
-    answer(state, records, outcome)
+    if let Some(share) = &share {
+        share.charge(records)?;
+    }
+    let outcome = hand_over(state, site.cloned(), batch, keyed, deadline).await?;
+    answer(state, site, records, outcome)
 }
 
 /// A decoded batch, with its key and fingerprint if it was sent with an `Idempotency-Key`.
@@ -134,6 +137,7 @@ struct Decoded {
 async fn read_and_decode(
     state: &AppState,
     site: Option<&SiteId>,
+    share: Option<Arc<SiteShare>>,
     headers: &HeaderMap,
     body: Body,
     deadline: Instant,
@@ -143,7 +147,7 @@ async fn read_and_decode(
     let coding = Coding::of(headers)?;
     let key = idempotency_key(site, headers)?;
     let declared = content_length(headers);
-    let limit = body_limit(state, format);
+    let limit = body_limit(state, share.as_deref(), format);
     if let Some(length) = declared
         && length > limit.bytes
         && coding == Coding::Identity
@@ -151,11 +155,17 @@ async fn read_and_decode(
         return Err(limit.refusal());
     }
     // Advisory, reserving nothing: a body that plainly does not fit is told before it is sent.
+    if let (Some(length), Some(share)) = (declared, &share) {
+        share.may_hold(length)?;
+    }
     if declared.is_some_and(|length| length > state.inflight.available_permits()) {
         return Err(ApiError::Overloaded);
     }
-    let mut share = BudgetShare::new(&state.inflight);
+    let mut share = BudgetShare::new(&state.inflight, share);
     let bytes = read_by_deadline(state, body, coding, limit, &mut share, deadline).await?;
+    if let Some(site) = site {
+        state.metrics.sites.received(site.as_str(), bytes.len());
+    }
     // Decoding holds the body and the encoded batch at once: both count against the budget.
     share.grow_to(bytes.len() + ingest::expected_output(format, bytes.len()))?;
     let decoded = decode(state.limits, format, bytes, key, deadline).await;
@@ -181,9 +191,18 @@ impl BodyLimit {
     }
 }
 
-fn body_limit(state: &AppState, format: Format) -> BodyLimit {
+fn body_limit(state: &AppState, share: Option<&SiteShare>, format: Format) -> BodyLimit {
     let decodable = ingest::largest_body(format, state.inflight_bytes);
-    if decodable < state.max_body_bytes {
+    let of_site = share.map(|share| ingest::largest_body(format, share.inflight_bytes()));
+    if let Some(of_site) = of_site
+        && of_site < decodable.min(state.max_body_bytes)
+    {
+        BodyLimit {
+            bytes: of_site,
+            by: "the site's inflightShare of server.maxInflightBytes: decoding holds the body \
+                 and its batch at once",
+        }
+    } else if decodable < state.max_body_bytes {
         BodyLimit {
             bytes: decodable,
             by: "server.maxInflightBytes: decoding holds the body and its batch at once",
@@ -277,8 +296,13 @@ async fn hand_over(
     Ok(stored?)
 }
 
-/// The answer to a batch of `records` records handed over with `outcome`.
-fn answer(state: &AppState, records: usize, outcome: KeyedOutcome) -> Result<Response, ApiError> {
+/// The answer to a batch of `records` records of `site` handed over with `outcome`.
+fn answer(
+    state: &AppState,
+    site: Option<&SiteId>,
+    records: usize,
+    outcome: KeyedOutcome,
+) -> Result<Response, ApiError> {
     let accepted = |records: usize| {
         (
             StatusCode::ACCEPTED,
@@ -290,6 +314,9 @@ fn answer(state: &AppState, records: usize, outcome: KeyedOutcome) -> Result<Res
         KeyedOutcome::Stored => {
             state.metrics.batches_received.inc();
             state.metrics.batch_records.observe(records as f64);
+            if let Some(site) = site {
+                state.metrics.sites.accepted(site.as_str(), records);
+            }
             Ok(accepted(records))
         }
         KeyedOutcome::Replayed { records } => {
@@ -399,46 +426,6 @@ async fn read_frames(
         buffer.extend_from_slice(&data);
     }
     Ok(first.unwrap_or_else(|| buffer.freeze()))
-}
-
-/// One request's share of `server.maxInflightBytes`; given back when dropped.
-struct BudgetShare {
-    budget: Arc<Semaphore>,
-    held: Option<OwnedSemaphorePermit>,
-    bytes: usize,
-}
-
-impl BudgetShare {
-    /// An empty share of `budget`.
-    fn new(budget: &Arc<Semaphore>) -> BudgetShare {
-        BudgetShare {
-            budget: budget.clone(),
-            held: None,
-            bytes: 0,
-        }
-    }
-
-    /// Grows the share to cover `bytes` exactly (a body's frames are at most a connection's
-    /// read buffer, so this is one step per 16 KiB at most), or 503 `overloaded` if they are not
-    /// free.
-    fn grow_to(&mut self, bytes: usize) -> Result<(), ApiError> {
-        if bytes <= self.bytes {
-            return Ok(());
-        }
-        let capacity = Semaphore::MAX_PERMITS.min(u32::MAX as usize);
-        let wanted = (bytes - self.bytes).min(capacity) as u32;
-        let more = self
-            .budget
-            .clone()
-            .try_acquire_many_owned(wanted)
-            .map_err(|_| ApiError::Overloaded)?;
-        self.bytes += wanted as usize;
-        match &mut self.held {
-            Some(held) => held.merge(more),
-            None => self.held = Some(more),
-        }
-        Ok(())
-    }
 }
 
 /// Middleware of `POST /logs` (outermost): makes an early answer readable, see the module docs.

@@ -3,6 +3,7 @@
 //! in each state, the routes' JSON errors, and the counters each refusal moves. The real-process
 //! tests (`tests/api/`) check the same API over HTTP against the real pipelines.
 
+mod access;
 mod ingest;
 mod routes;
 mod sites;

@@ -39,12 +39,17 @@ async fn answer(error: ApiError) -> (StatusCode, String, Option<String>, Option<
 /// Checks that `error` is answered `status` with exactly `body`, `Retry-After: 1` exactly on 503
 /// and 409, and `WWW-Authenticate: Bearer` exactly on 401.
 async fn check(error: ApiError, status: u16, body: &str) {
+    let retries = status == 503 || status == 409;
+    check_retry(error, status, body, retries.then_some("1")).await;
+}
+
+/// [`check`] with the `Retry-After` expected.
+async fn check_retry(error: ApiError, status: u16, body: &str, retry: Option<&str>) {
     let name = format!("{error:?}");
     let (got_status, got_body, retry_after, authenticate) = answer(error).await;
     assert_eq!(got_status.as_u16(), status, "{name}");
     assert_eq!(got_body, body, "{name}");
-    let retries = status == 503 || status == 409;
-    assert_eq!(retry_after.as_deref(), retries.then_some("1"), "{name}");
+    assert_eq!(retry_after.as_deref(), retry, "{name}");
     assert_eq!(
         authenticate.as_deref(),
         (status == 401).then_some("Bearer"),
@@ -236,6 +241,62 @@ async fn requests_refused_for_other_reasons_say_why() {
 }
 
 #[tokio::test]
+async fn a_site_over_its_limits_or_a_key_of_another_role_is_told_what_to_do() {
+    let site = || crate::site::SiteId::parse("acme").unwrap();
+    check_retry(
+        ApiError::RateLimited {
+            site: site(),
+            records_per_second: 100,
+            burst: 1000,
+            retry_after: 3,
+        },
+        429,
+        r#"{"burst":1000,"error":"rate_limited","message":"site acme is over its limit of 100 records/s (burst 1000); nothing from this batch was stored, retry after 3 s","recordsPerSecond":100,"retryAfterSeconds":3,"site":"acme"}"#,
+        Some("3"),
+    )
+    .await;
+    check_retry(
+        ApiError::InflightShareExceeded {
+            site: site(),
+            bytes: 4096,
+        },
+        429,
+        r#"{"error":"inflight_share_exceeded","limit":4096,"message":"site acme's request bodies in flight would exceed its share of 4096 bytes (limits.inflightShare, else sites.inflightShare, of server.maxInflightBytes); nothing from this batch was stored, retry later","site":"acme"}"#,
+        Some("1"),
+    )
+    .await;
+    check(
+        ApiError::OverBurst {
+            site: site(),
+            records: 1001,
+            burst: 1000,
+        },
+        413,
+        r#"{"error":"over_burst","limit":1000,"message":"batch has 1001 records, more than site acme's burst of 1000 (limits.burst, else sites.burst): it can never pass; nothing was stored, split it","site":"acme"}"#,
+    )
+    .await;
+    check(
+        ApiError::Forbidden("a read key cannot send records: send them with the site's ingest key"),
+        403,
+        r#"{"error":"forbidden","message":"a read key cannot send records: send them with the site's ingest key"}"#,
+    )
+    .await;
+    check_retry(
+        ApiError::NoSitesFile,
+        409,
+        r#"{"error":"no_sites_file","message":"sites.file is not set: there is no sites file to reload (operator keys, auth.tokens, change only at a restart)"}"#,
+        None,
+    )
+    .await;
+    check(
+        ApiError::InvalidSitesFile(vec!["sites[0].id: is empty".into()]),
+        422,
+        r#"{"error":"invalid_sites_file","message":"the sites file was refused, the running set is kept","problems":["sites[0].id: is empty"]}"#,
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn analytics_refusals_say_what_to_ask_instead() {
     check(
         ApiError::BadQuery("top must be an integer from 1 to 100".into()),
@@ -361,6 +422,13 @@ fn refusals_of_a_request_count_by_their_kind() {
         (refused(Refusal::Overloaded), Refused::PendingWork),
         (ApiError::IdempotencyKeyInFlight, Refused::KeyInFlight),
         (ApiError::IdempotencyKeyReused, Refused::KeyReused),
+        (
+            ApiError::InflightShareExceeded {
+                site: crate::site::SiteId::parse("a").unwrap(),
+                bytes: 1,
+            },
+            Refused::InflightShare,
+        ),
     ];
     for (error, why) in counted {
         assert_eq!(error.refused_as(), Some(why), "{error:?}");

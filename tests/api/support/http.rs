@@ -168,10 +168,20 @@ pub struct RawPost {
 
 impl RawPost {
     pub async fn start(addr: SocketAddr, content_type: &str, body: Vec<u8>) -> RawPost {
+        RawPost::start_with(addr, content_type, "", body).await
+    }
+
+    /// [`RawPost::start`] with `extra` header lines (each ending in `\r\n`).
+    pub async fn start_with(
+        addr: SocketAddr,
+        content_type: &str,
+        extra: &str,
+        body: Vec<u8>,
+    ) -> RawPost {
         let mut stream = TcpStream::connect(addr).await.expect("connect");
         let head = format!(
             "POST /logs HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-             Expect: 100-continue\r\nConnection: close\r\n\r\n",
+             {extra}Expect: 100-continue\r\nConnection: close\r\n\r\n",
             body.len()
         );
         stream
