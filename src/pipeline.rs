@@ -177,7 +177,8 @@ impl Pipeline {
         batch: EncodedBatch,
         deadline: Instant,
     ) -> Result<(), SubmitError> {
-        let _ = site; // TODO(sites): stored under its site (the data path's change).
+        let mut batch = batch;
+        batch.assign_site(site.as_ref());
         match self {
             Pipeline::V1 { store, metrics, .. } => {
                 // The ingestion queue of v1 is the store's queue, as far as API batches go.
@@ -198,7 +199,8 @@ impl Pipeline {
         fingerprint: Fingerprint,
         deadline: Instant,
     ) -> Result<KeyedOutcome, SubmitError> {
-        let _ = site; // TODO(sites): stored under its site (the data path's change).
+        let mut batch = batch;
+        batch.assign_site(site.as_ref());
         let keys = match self {
             Pipeline::V1 { keys, .. } | Pipeline::V2 { keys, .. } => keys,
         };
