@@ -234,6 +234,22 @@ pub fn records_object(topic: &str, partition: i32, first: i64, last: i64, hour: 
     )
 }
 
+/// [`records_object`] of `site_hour`'s site and hour, below the site's prefix
+/// ([`site_prefix`]): `sites/<id>/logs/YYYY-MM-DD/HH/<topic>-<partition>-<first>-<last>.log.json`.
+pub fn site_records_object(
+    topic: &str,
+    partition: i32,
+    first: i64,
+    last: i64,
+    site_hour: &SiteHour,
+) -> String {
+    format!(
+        "{}{}",
+        site_prefix(site_hour.site.as_ref()),
+        records_object(topic, partition, first, last, site_hour.hour)
+    )
+}
+
 /// The top "directory" of the record objects.
 pub const OBJECT_LOGS: &str = "logs";
 

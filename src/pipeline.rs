@@ -185,7 +185,7 @@ impl Pipeline {
                 let _queued = metrics.queued_batch();
                 Ok(store.append_by(batch, deadline).await?)
             }
-            Pipeline::V2 { kafka, .. } => Ok(kafka.submit(batch, None).await?),
+            Pipeline::V2 { kafka, .. } => Ok(kafka.submit(site.as_ref(), batch, None).await?),
         }
     }
 
@@ -219,7 +219,7 @@ impl Pipeline {
                 store.append_keyed_by(batch, update, hold, deadline).await?;
             }
             Pipeline::V2 { kafka, keys } => {
-                kafka.submit(batch, Some(&update)).await?;
+                kafka.submit(site.as_ref(), batch, Some(&update)).await?;
                 keys.complete(&update);
                 drop(hold);
             }

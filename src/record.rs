@@ -6,7 +6,7 @@
 //! `RFC3339Nano`). Lines are written straight into per-hour buffers so a batch is encoded once and
 //! never held as a vector of owned records.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
@@ -479,6 +479,42 @@ impl EncodedBatch {
         let timestamp = |out: &mut Vec<u8>| out.extend_from_slice(canonical.as_bytes());
         write_line_with(&mut chunk.lines, timestamp, path, user_agent);
         chunk.records += 1;
+    }
+}
+
+/// A batch being built of the records of several sites (a consumer's buffer, a range of a
+/// partition): one [`EncodedBatch`] per site, pushed to as each is, and one batch at the end
+/// ([`SiteBatches::into_batch`]) whose chunks each name their site.
+#[derive(Debug, Default)]
+pub struct SiteBatches {
+    by_site: BTreeMap<Option<SiteId>, EncodedBatch>,
+}
+
+impl SiteBatches {
+    /// Where the next record of `site` is encoded.
+    pub fn batch(&mut self, site: Option<&SiteId>) -> &mut EncodedBatch {
+        // A site id is an `Arc`: cloning it for the look-up is a reference count.
+        self.by_site.entry(site.cloned()).or_default()
+    }
+
+    /// Encoded bytes of every site's records.
+    pub fn bytes(&self) -> usize {
+        self.by_site.values().map(EncodedBatch::bytes).sum()
+    }
+
+    /// Records of every site.
+    pub fn records(&self) -> usize {
+        self.by_site.values().map(EncodedBatch::records).sum()
+    }
+
+    /// One batch of every site's records, each chunk assigned its site.
+    pub fn into_batch(self) -> EncodedBatch {
+        let mut all = EncodedBatch::default();
+        for (site, mut batch) in self.by_site {
+            batch.assign_site(site.as_ref());
+            all.extend(batch);
+        }
+        all
     }
 }
 

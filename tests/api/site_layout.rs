@@ -7,11 +7,17 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use std::time::Duration;
+
+use rdkafka::Message;
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use reqwest::{Method, StatusCode};
 
 use crate::support::{
-    JSON, Names, TestApp, hour_files, json_body, kafka_broker, mark_ends, records, records_at,
-    spawn_app, stored_lines, v2, wait_joined, wait_stored_to,
+    AT_14, JSON, Names, TestApp, hour_files, json_body, kafka_broker, kafka_client, line,
+    mark_ends, read_topic, records, records_at, spawn_app, stored_lines, v2, wait_joined,
+    wait_stored_to,
 };
 
 /// The three sites of these tests, each with an ingest key `<id>-ingest` and a read key
@@ -169,11 +175,54 @@ async fn v2_stores_each_sites_records_under_its_own_root_only() {
     .await;
     wait_joined(&[app.addr]).await;
     let expected = three_sites_post(&app).await;
+    // Straight to the topic, bypassing the API: `site` headers that name no site.
+    let forged = ["../bolt", "Bolt", ""];
+    let producer: FutureProducer = kafka_client(&broker).create().expect("a producer builds");
+    for site in forged {
+        let line = line(AT_14, &format!("/forged/{site}"), "curl/8.5.0");
+        let headers = OwnedHeaders::new().insert(Header {
+            key: "site",
+            value: Some(site),
+        });
+        let record = FutureRecord::<str, str>::to(&names.topic)
+            .key("bolt")
+            .payload(&line)
+            .headers(headers);
+        (producer.send(record, Duration::from_secs(10)).await)
+            .unwrap_or_else(|(err, _)| panic!("producing: {err}"));
+    }
     // Messages without a `site` header (the test's own end marks) are the root's.
     let (marks, ends) = mark_ends(&broker, &names.topic).await;
     wait_stored_to(&[app.logs_dir.path()], &names.topic, &ends).await;
     let mut root = marks.lines;
     root.sort();
     assert_each_under_its_own_root(app.logs_dir.path(), &expected, &root);
+
+    // Each forged message is in the dead-letter topic, with why.
+    let dead = {
+        let (broker, topic) = (broker.clone(), names.dead_letter_topic.clone());
+        let group = format!("{}-reader", names.group_id);
+        let read = move || read_topic(&broker, &topic, &group, forged.len());
+        tokio::task::spawn_blocking(read)
+            .await
+            .expect("reader task")
+    };
+    let mut reasons: Vec<String> = dead
+        .iter()
+        .map(|message| {
+            let headers = message.headers().expect("dead letters carry headers");
+            let error = headers.iter().find(|h| h.key == "error").expect("a reason");
+            String::from_utf8_lossy(error.value.unwrap_or_default()).into_owned()
+        })
+        .collect();
+    reasons.sort();
+    assert_eq!(
+        reasons,
+        [
+            "its site header \"\" is not a site id: it is empty; a site id is 1 to 63 lowercase letters, digits and '-'",
+            "its site header \"../bolt\" is not a site id: it holds '.'; a site id is lowercase letters (a-z), digits and '-' only",
+            "its site header \"Bolt\" is not a site id: it holds 'B'; a site id is lowercase letters (a-z), digits and '-' only",
+        ]
+    );
     app.stop().await;
 }
