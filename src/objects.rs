@@ -52,6 +52,7 @@ use crate::config::S3Config;
 use crate::layout;
 use crate::metrics::{Metrics, OBJECT_RECORDS};
 use crate::record::{EncodedBatch, Hour};
+use crate::site::SiteId;
 
 mod intent;
 mod lookups;
@@ -323,11 +324,24 @@ impl Objects {
 
     /// The record objects of `hour`: (name within the hour's directory, size), sorted by name.
     pub async fn hour_objects(&self, hour: Hour) -> Result<Vec<(String, u64)>, ObjectError> {
-        let mut objects: Vec<(String, u64)> = (self.list(&layout::hour_object_dir(hour)).await?)
+        self.site_hour_objects(None, hour).await
+    }
+
+    /// [`Objects::hour_objects`] below `site`'s prefix ([`layout::site_prefix`]; `None`: the
+    /// root's).
+    pub async fn site_hour_objects(
+        &self,
+        site: Option<&SiteId>,
+        hour: Hour,
+    ) -> Result<Vec<(String, u64)>, ObjectError> {
+        let root = layout::site_prefix(site);
+        let dir = format!("{root}{}", layout::hour_object_dir(hour));
+        let mut objects: Vec<(String, u64)> = (self.list(&dir).await?)
             .into_iter()
             .filter_map(|listed| {
                 let (_, name) = listed.key.rsplit_once('/')?;
-                (layout::parse_records_object(&listed.key) == Some(hour))
+                let key = listed.key.strip_prefix(&root)?;
+                (layout::parse_records_object(key) == Some(hour))
                     .then(|| (name.to_owned(), listed.size))
             })
             .collect();
