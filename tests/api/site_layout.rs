@@ -15,27 +15,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use reqwest::{Method, StatusCode};
 
 use crate::support::{
-    AT_14, JSON, Names, TestApp, hour_files, json_body, kafka_broker, kafka_client, line,
-    mark_ends, read_topic, records, records_at, spawn_app, stored_lines, v2, wait_joined,
-    wait_stored_to,
+    AT_14, JSON, Names, SITES, TestApp, hour_files, ingest_key, json_body, kafka_broker,
+    kafka_client, line, mark_ends, read_topic, records, records_at, spawn_app, stored_lines, v2,
+    wait_joined, wait_stored_to, write_sites_file,
 };
-
-/// The three sites of these tests, each with an ingest key `<id>-ingest` and a read key
-/// `<id>-read`.
-pub const SITES: [&str; 3] = ["acme", "bolt", "coda"];
-
-/// Writes the sites file of [`SITES`] into `dir` and returns its path.
-pub fn write_sites_file(dir: &Path) -> std::path::PathBuf {
-    let mut yaml = String::from("sites:\n");
-    for id in SITES {
-        yaml.push_str(&format!(
-            "  - id: {id}\n    name: {id}\n    ingestKeys: [\"{id}-ingest\"]\n    readKeys: [\"{id}-read\"]\n"
-        ));
-    }
-    let path = dir.join("sites.yaml");
-    std::fs::write(&path, yaml).expect("write the sites file");
-    path
-}
 
 /// The answer to `POST {path}` with `site`'s ingest key, `extra` headers and `body`.
 async fn post_as(
@@ -45,7 +28,7 @@ async fn post_as(
     extra: &[(&str, &str)],
     body: Vec<u8>,
 ) -> (StatusCode, bool) {
-    let bearer = format!("Bearer {site}-ingest");
+    let bearer = format!("Bearer {}", ingest_key(site));
     let mut headers = vec![("content-type", JSON), ("authorization", bearer.as_str())];
     headers.extend_from_slice(extra);
     let response = app.request(Method::POST, path, &headers, body).await;
