@@ -30,6 +30,16 @@
 //! `sites/<id>/` below the bucket's prefix ([`site_dir`], [`site_prefix`]). Without sites the
 //! roots are the directories and the prefix themselves, as the original service had them. A site
 //! id is a slug ([`crate::site`]), so it is one path segment as it is.
+//!
+//! | where | what |
+//! |---|---|
+//! | `storage.logsDir` | `sites/<id>/YYYY-MM-DD/HH.log.json`: the site's records of the hour ([`site_hour_file`]) |
+//! | `storage.analyticsDir` | `sites/<id>/YYYY-MM-DD/summary_HH.json`: the site's summary of the hour |
+//! | bucket | `sites/<id>/logs/YYYY-MM-DD/HH/<topic>-<partition>-<first>-<last>.log.json` ([`site_records_object`]) and `sites/<id>/logs/YYYY-MM-DD/HH/v1-<source>-<start>-<end>.log.json` (shipped) |
+//!
+//! The store's `.lock`, `.checkpoint.json` and `.idempotency.jsonl` stay at the root of the logs
+//! directory (one store writes every site's files), and the intents at the root of the prefix
+//! (a range covers a partition's offsets whatever their sites; its intent lists its objects).
 
 use std::fs;
 use std::io;

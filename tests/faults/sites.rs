@@ -75,36 +75,13 @@ async fn kill_9_rounds_three_sites(mode: Mode) {
     for row in &rows {
         eprintln!("{row:?}");
     }
-    sum(scenario, rows).record_and_check();
+    Row::sum(scenario, ROUNDS, rows).record_and_check();
 }
 
 /// Every hour file directly below `root` (a site's, or the unsited root: not those of the sites
 /// below it).
 fn read(root: &Path) -> Disk {
     Disk::read(&[root])
-}
-
-/// One row of the per-root `rows`: their counts added up.
-fn sum(scenario: &str, rows: Vec<Row>) -> Row {
-    rows.into_iter().fold(
-        Row {
-            scenario: scenario.to_owned(),
-            runs: ROUNDS,
-            ..Row::default()
-        },
-        |total, row| Row {
-            acknowledged: total.acknowledged + row.acknowledged,
-            refused: total.refused + row.refused,
-            lost: total.lost + row.lost,
-            duplicated: total.duplicated + row.duplicated,
-            refused_yet_stored: total.refused_yet_stored + row.refused_yet_stored,
-            torn: total.torn + row.torn,
-            never_sent: total.never_sent + row.never_sent,
-            server_errors: total.server_errors + row.server_errors,
-            undocumented_5xx: total.undocumented_5xx + row.undocumented_5xx,
-            ..total
-        },
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
