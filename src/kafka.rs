@@ -13,6 +13,8 @@
 //! - [`broker`]: topic creation at start-up and the probe behind `/ready`.
 //! - [`keyed`]: how the records of a batch sent with an `Idempotency-Key` carry it (message key
 //!   and headers), so that the consumers store them once however often the batch was produced.
+//! - [`site_header`]: how each record's site travels (the `site` header; the site id as the
+//!   key of unkeyed messages), and what a consumer does with a header that names no site.
 //! - [`lease`]: whether a consumer writing to the bucket may still write its partitions (not
 //!   after a pause longer than its session could last, until the group confirms it).
 //!
@@ -37,6 +39,7 @@ pub mod lease;
 pub mod producer;
 pub mod ranges;
 pub mod resume;
+pub mod site_header;
 pub mod topic_id;
 
 use std::sync::{Arc, Mutex};
@@ -48,6 +51,7 @@ use crate::config::{Config, KafkaConfig};
 use crate::idempotency::Update;
 use crate::metrics::Metrics;
 use crate::record::EncodedBatch;
+use crate::site::SiteId;
 use broker::{Broker, Probe, ProbeEvents};
 pub use consumer::Sink;
 use consumer::{ConsumerGroup, Recreations};
@@ -140,9 +144,11 @@ impl KafkaPipeline {
     /// While the probe finds the broker silent, batches are refused at once, before any record is
     /// sent: the client hears 503 "nothing stored" instead of waiting `kafka.produceTimeout` for
     /// an answer that could only be "outcome unknown".
-    /// A batch sent with an idempotency key travels with `keyed` (see [`keyed`]).
+    /// A batch sent with an idempotency key travels with `keyed` (see [`keyed`]), a site's with
+    /// its `site` (see [`site_header`]).
     pub async fn submit(
         &self,
+        site: Option<&SiteId>,
         batch: EncodedBatch,
         keyed: Option<&Update>,
     ) -> Result<(), ProduceError> {
@@ -152,7 +158,7 @@ impl KafkaPipeline {
                 reason: "the Kafka broker does not answer".to_owned(),
             });
         }
-        self.producer.submit(batch, keyed).await
+        self.producer.submit(site, batch, keyed).await
     }
 
     /// Waits, at most `timeout`, until everything this process's producer had acknowledged when

@@ -30,6 +30,16 @@
 //! `sites/<id>/` below the bucket's prefix ([`site_dir`], [`site_prefix`]). Without sites the
 //! roots are the directories and the prefix themselves, as the original service had them. A site
 //! id is a slug ([`crate::site`]), so it is one path segment as it is.
+//!
+//! | where | what |
+//! |---|---|
+//! | `storage.logsDir` | `sites/<id>/YYYY-MM-DD/HH.log.json`: the site's records of the hour ([`site_hour_file`]) |
+//! | `storage.analyticsDir` | `sites/<id>/YYYY-MM-DD/summary_HH.json`: the site's summary of the hour |
+//! | bucket | `sites/<id>/logs/YYYY-MM-DD/HH/<topic>-<partition>-<first>-<last>.log.json` ([`site_records_object`]) and `sites/<id>/logs/YYYY-MM-DD/HH/v1-<source>-<start>-<end>.log.json` (shipped) |
+//!
+//! The store's `.lock`, `.checkpoint.json` and `.idempotency.jsonl` stay at the root of the logs
+//! directory (one store writes every site's files), and the intents at the root of the prefix
+//! (a range covers a partition's offsets whatever their sites; its intent lists its objects).
 
 use std::fs;
 use std::io;
@@ -37,7 +47,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{Datelike, NaiveDate, Timelike};
 
-use crate::record::Hour;
+use crate::record::{Hour, SiteHour};
 use crate::site::SiteId;
 
 /// The directory (of the logs or of the analytics) below which `site`'s files live: `root`
@@ -150,6 +160,51 @@ pub fn hour_file(hour: Hour) -> String {
     Kind::Records.name(hour)
 }
 
+/// The hour file of `site_hour` relative to the logs directory: [`hour_file`] below the site's
+/// root (`sites/<id>/YYYY-MM-DD/HH.log.json`), or the root's own.
+pub fn site_hour_file(site_hour: &SiteHour) -> String {
+    format!(
+        "{}{}",
+        site_prefix(site_hour.site.as_ref()),
+        hour_file(site_hour.hour)
+    )
+}
+
+/// The sites that have a root below `root` (`root/sites/<id>`, of the logs or the analytics),
+/// sorted; a directory whose name is not a site id is not a site's and is skipped.
+pub fn sites_below(root: &Path) -> io::Result<Vec<SiteId>> {
+    let entries = match fs::read_dir(root.join(SITES)) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut sites = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_dir()
+            && let Ok(site) = SiteId::parse(&entry.file_name().to_string_lossy())
+        {
+            sites.push(site);
+        }
+    }
+    sites.sort();
+    Ok(sites)
+}
+
+/// Every hour file of the root and of every site below `logs_dir`, as (site and hour, path),
+/// the root's first, then each site's, each sorted by hour.
+pub fn every_hour_file(logs_dir: &Path) -> io::Result<Vec<(SiteHour, PathBuf)>> {
+    let roots = std::iter::once(None).chain(sites_below(logs_dir)?.into_iter().map(Some));
+    let mut found = Vec::new();
+    for site in roots {
+        for (hour, path) in hour_files(&site_dir(logs_dir, site.as_ref()))? {
+            let site = site.clone();
+            found.push((SiteHour { site, hour }, path));
+        }
+    }
+    Ok(found)
+}
+
 /// The summary's path relative to the analytics directory: `YYYY-MM-DD/summary_HH.json`.
 pub fn summary_file(hour: Hour) -> String {
     Kind::Summary.name(hour)
@@ -186,6 +241,22 @@ pub fn records_object(topic: &str, partition: i32, first: i64, last: i64, hour: 
         "{}/{}-{partition:05}-{first:020}-{last:020}.log.json",
         hour_object_dir(hour),
         topic
+    )
+}
+
+/// [`records_object`] of `site_hour`'s site and hour, below the site's prefix
+/// ([`site_prefix`]): `sites/<id>/logs/YYYY-MM-DD/HH/<topic>-<partition>-<first>-<last>.log.json`.
+pub fn site_records_object(
+    topic: &str,
+    partition: i32,
+    first: i64,
+    last: i64,
+    site_hour: &SiteHour,
+) -> String {
+    format!(
+        "{}{}",
+        site_prefix(site_hour.site.as_ref()),
+        records_object(topic, partition, first, last, site_hour.hour)
     )
 }
 

@@ -52,6 +52,7 @@ use crate::config::S3Config;
 use crate::layout;
 use crate::metrics::{Metrics, OBJECT_RECORDS};
 use crate::record::{EncodedBatch, Hour};
+use crate::site::SiteId;
 
 mod intent;
 mod lookups;
@@ -323,11 +324,24 @@ impl Objects {
 
     /// The record objects of `hour`: (name within the hour's directory, size), sorted by name.
     pub async fn hour_objects(&self, hour: Hour) -> Result<Vec<(String, u64)>, ObjectError> {
-        let mut objects: Vec<(String, u64)> = (self.list(&layout::hour_object_dir(hour)).await?)
+        self.site_hour_objects(None, hour).await
+    }
+
+    /// [`Objects::hour_objects`] below `site`'s prefix ([`layout::site_prefix`]; `None`: the
+    /// root's).
+    pub async fn site_hour_objects(
+        &self,
+        site: Option<&SiteId>,
+        hour: Hour,
+    ) -> Result<Vec<(String, u64)>, ObjectError> {
+        let root = layout::site_prefix(site);
+        let dir = format!("{root}{}", layout::hour_object_dir(hour));
+        let mut objects: Vec<(String, u64)> = (self.list(&dir).await?)
             .into_iter()
             .filter_map(|listed| {
                 let (_, name) = listed.key.rsplit_once('/')?;
-                (layout::parse_records_object(&listed.key) == Some(hour))
+                let key = listed.key.strip_prefix(&root)?;
+                (layout::parse_records_object(key) == Some(hour))
                     .then(|| (name.to_owned(), listed.size))
             })
             .collect();
@@ -475,6 +489,55 @@ mod tests {
             .unwrap();
         keys.sort();
         keys
+    }
+
+    #[tokio::test]
+    async fn a_range_of_several_sites_is_one_object_per_site_and_hour_listed_in_its_intent() {
+        use crate::record::SiteBatches;
+        use crate::site::SiteId;
+        let store = Arc::new(InMemory::new());
+        let objects = objects(&store);
+        let (acme, bolt) = (
+            SiteId::parse("acme").unwrap(),
+            SiteId::parse("bolt").unwrap(),
+        );
+        let hour = Hour::from_index(490_000);
+        let mut batches = SiteBatches::default();
+        for (site, line) in [
+            (Some(&acme), "a1"),
+            (None, "r"),
+            (Some(&bolt), "b"),
+            (Some(&acme), "a2"),
+        ] {
+            batches.batch(site).push_line(hour, line.as_bytes());
+        }
+        let mut sited = range(2, 10, 13, &[]);
+        sited.batch = batches.into_batch();
+        objects.write("logs", vec![sited]).await.unwrap();
+        let object = |site: Option<&SiteId>| {
+            let site_hour = crate::record::SiteHour {
+                site: site.cloned(),
+                hour,
+            };
+            layout::site_records_object("logs", 2, 10, 13, &site_hour)
+        };
+        let get = async |key: &str| {
+            let path = Path::from(format!("team/{key}"));
+            store.get(&path).await.unwrap().bytes().await.unwrap()
+        };
+        assert_eq!(&get(&object(Some(&acme))).await[..], b"a1\na2\n");
+        assert_eq!(&get(&object(Some(&bolt))).await[..], b"b\n");
+        assert_eq!(&get(&object(None)).await[..], b"r\n");
+        assert!(object(Some(&acme)).starts_with("sites/acme/logs/"));
+        let intent = get(&layout::intent_object("logs", 2, 10)).await;
+        let intent: serde_json::Value = serde_json::from_slice(&intent).unwrap();
+        let mut listed: Vec<String> = serde_json::from_value(intent["objects"].clone()).unwrap();
+        listed.sort();
+        let mut every = vec![object(None), object(Some(&acme)), object(Some(&bolt))];
+        every.sort();
+        assert_eq!(listed, every, "the intent lists every site's objects");
+        assert_eq!(intent["hours"], serde_json::json!([hour.to_string()]));
+        assert_eq!(keys(&store).await.len(), 4, "the intent and three objects");
     }
 
     #[tokio::test]

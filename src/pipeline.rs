@@ -177,14 +177,15 @@ impl Pipeline {
         batch: EncodedBatch,
         deadline: Instant,
     ) -> Result<(), SubmitError> {
-        let _ = site; // TODO(sites): stored under its site (the data path's change).
+        let mut batch = batch;
+        batch.assign_site(site.as_ref());
         match self {
             Pipeline::V1 { store, metrics, .. } => {
                 // The ingestion queue of v1 is the store's queue, as far as API batches go.
                 let _queued = metrics.queued_batch();
                 Ok(store.append_by(batch, deadline).await?)
             }
-            Pipeline::V2 { kafka, .. } => Ok(kafka.submit(batch, None).await?),
+            Pipeline::V2 { kafka, .. } => Ok(kafka.submit(site.as_ref(), batch, None).await?),
         }
     }
 
@@ -198,7 +199,8 @@ impl Pipeline {
         fingerprint: Fingerprint,
         deadline: Instant,
     ) -> Result<KeyedOutcome, SubmitError> {
-        let _ = site; // TODO(sites): stored under its site (the data path's change).
+        let mut batch = batch;
+        batch.assign_site(site.as_ref());
         let keys = match self {
             Pipeline::V1 { keys, .. } | Pipeline::V2 { keys, .. } => keys,
         };
@@ -217,7 +219,7 @@ impl Pipeline {
                 store.append_keyed_by(batch, update, hold, deadline).await?;
             }
             Pipeline::V2 { kafka, keys } => {
-                kafka.submit(batch, Some(&update)).await?;
+                kafka.submit(site.as_ref(), batch, Some(&update)).await?;
                 keys.complete(&update);
                 drop(hold);
             }

@@ -6,10 +6,12 @@
 //! `RFC3339Nano`). Lines are written straight into per-hour buffers so a batch is encoded once and
 //! never held as a vector of owned records.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
+
+use crate::site::SiteId;
 
 /// Seconds in one hour.
 const HOUR_SECS: i64 = 3600;
@@ -327,18 +329,42 @@ fn write_json_string(out: &mut Vec<u8>, value: &str) {
     serde_json::to_writer(&mut *out, value).expect("serializing a str into a Vec never fails");
 }
 
+/// One hour of one site's records (`site: None`: the root's, without sites): what one hour file
+/// (or one hour's objects of a range) holds.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SiteHour {
+    pub site: Option<SiteId>,
+    pub hour: Hour,
+}
+
 /// The records of one hour within a batch, as ready-to-append NDJSON lines in request order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HourChunk {
+    /// Whose records they are: the site whose key sent them, `None` without sites (the root).
+    pub site: Option<SiteId>,
     pub hour: Hour,
     pub lines: Vec<u8>,
     pub records: usize,
 }
 
+impl HourChunk {
+    /// The site and hour whose file the chunk goes to.
+    pub fn site_hour(&self) -> SiteHour {
+        SiteHour {
+            site: self.site.clone(),
+            hour: self.hour,
+        }
+    }
+}
+
 /// A validated batch, encoded: one chunk per event hour, in order of each hour's first record.
 ///
-/// This is what every sink receives; the store appends each chunk contiguously to its hour file,
-/// and the Kafka sink sends each line as one message.
+/// This is what every sink receives; the store appends each chunk contiguously to its site's hour
+/// file, and the Kafka sink sends each line as one message.
+///
+/// A batch is built unsited (its records pushed, each hour's chunk found by hour alone), then
+/// handed to its site ([`EncodedBatch::assign_site`]); batches of several sites are combined with
+/// [`EncodedBatch::extend`] (a consumer's flush). Nothing is pushed to a batch after either.
 #[derive(Debug, Clone, Default)]
 pub struct EncodedBatch {
     pub chunks: Vec<HourChunk>,
@@ -384,6 +410,7 @@ impl EncodedBatch {
         };
         let position = found.unwrap_or_else(|| {
             self.chunks.push(HourChunk {
+                site: None,
                 hour,
                 lines: Vec::new(),
                 records: 0,
@@ -395,6 +422,20 @@ impl EncodedBatch {
             position
         });
         &mut self.chunks[position]
+    }
+
+    /// Makes every record of the batch `site`'s: stored in its hour files and objects.
+    pub fn assign_site(&mut self, site: Option<&SiteId>) {
+        for chunk in &mut self.chunks {
+            chunk.site = site.cloned();
+        }
+    }
+
+    /// Moves `other`'s chunks, each with its site, to the end of this batch: one write of both.
+    pub fn extend(&mut self, other: EncodedBatch) {
+        // Chunks of one hour may now be there once per site: finding one by hour is over.
+        self.index.clear();
+        self.chunks.extend(other.chunks);
     }
 
     /// The current size of every chunk, to undo later appends with [`EncodedBatch::truncate`].
@@ -438,6 +479,42 @@ impl EncodedBatch {
         let timestamp = |out: &mut Vec<u8>| out.extend_from_slice(canonical.as_bytes());
         write_line_with(&mut chunk.lines, timestamp, path, user_agent);
         chunk.records += 1;
+    }
+}
+
+/// A batch being built of the records of several sites (a consumer's buffer, a range of a
+/// partition): one [`EncodedBatch`] per site, pushed to as each is, and one batch at the end
+/// ([`SiteBatches::into_batch`]) whose chunks each name their site.
+#[derive(Debug, Default)]
+pub struct SiteBatches {
+    by_site: BTreeMap<Option<SiteId>, EncodedBatch>,
+}
+
+impl SiteBatches {
+    /// Where the next record of `site` is encoded.
+    pub fn batch(&mut self, site: Option<&SiteId>) -> &mut EncodedBatch {
+        // A site id is an `Arc`: cloning it for the look-up is a reference count.
+        self.by_site.entry(site.cloned()).or_default()
+    }
+
+    /// Encoded bytes of every site's records.
+    pub fn bytes(&self) -> usize {
+        self.by_site.values().map(EncodedBatch::bytes).sum()
+    }
+
+    /// Records of every site.
+    pub fn records(&self) -> usize {
+        self.by_site.values().map(EncodedBatch::records).sum()
+    }
+
+    /// One batch of every site's records, each chunk assigned its site.
+    pub fn into_batch(self) -> EncodedBatch {
+        let mut all = EncodedBatch::default();
+        for (site, mut batch) in self.by_site {
+            batch.assign_site(site.as_ref());
+            all.extend(batch);
+        }
+        all
     }
 }
 

@@ -31,7 +31,7 @@ use crate::layout;
 use crate::metrics::Metrics;
 use crate::metrics::OBJECT_RECORDS;
 use crate::objects::{ObjectError, Objects};
-use crate::record::Hour;
+use crate::record::SiteHour;
 
 /// What shipping one hour file did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,13 +92,14 @@ impl Shipper {
         }
     }
 
-    /// Every hour file, sorted by hour.
-    pub fn hour_files(&self) -> io::Result<Vec<(Hour, PathBuf)>> {
-        layout::hour_files(&self.logs_dir)
+    /// Every hour file, the root's and each site's, each sorted by hour.
+    pub fn hour_files(&self) -> io::Result<Vec<(SiteHour, PathBuf)>> {
+        layout::every_hour_file(&self.logs_dir)
     }
 
-    /// Ships what `path` (the hour file of `hour`) holds beyond what was shipped of it.
-    pub async fn ship(&self, hour: Hour, path: &Path) -> Result<Shipped, ShipError> {
+    /// Ships what `path` (the hour file of `hour`: a site's, or the root's) holds beyond what was
+    /// shipped of it, below the site's prefix.
+    pub async fn ship(&self, hour: &SiteHour, path: &Path) -> Result<Shipped, ShipError> {
         let read = |source| ShipError::Read {
             file: path.to_owned(),
             source,
@@ -125,7 +126,11 @@ impl Shipper {
             next_part(&file, shipped, length, self.max_object_bytes).map_err(read)?
         {
             let end = shipped + part.len() as u64;
-            let key = layout::shipped_object(hour, &self.source, shipped, end);
+            let key = format!(
+                "{}{}",
+                layout::site_prefix(hour.site.as_ref()),
+                layout::shipped_object(hour.hour, &self.source, shipped, end)
+            );
             lines += memchr::memchr_iter(b'\n', &part).count() as u64;
             bytes += part.len() as u64;
             self.objects
@@ -146,10 +151,10 @@ impl Shipper {
     }
 
     /// How many bytes of `hour`'s file this source shipped: the largest end among its objects.
-    async fn shipped(&self, hour: Hour) -> Result<u64, ObjectError> {
+    async fn shipped(&self, hour: &SiteHour) -> Result<u64, ObjectError> {
         Ok(self
             .objects
-            .hour_objects(hour)
+            .site_hour_objects(hour.site.as_ref(), hour.hour)
             .await?
             .iter()
             .filter_map(|(name, _)| layout::parse_shipped_object(name, &self.source))
@@ -180,8 +185,12 @@ pub async fn run(config: &Config, args: &ShipArgs) -> anyhow::Result<bool> {
         .with_context(|| format!("cannot list {}", config.storage.logs_dir.display()))?;
     let (mut lines, mut objects, mut shipped, mut up_to_date, mut busy, mut failed) =
         (0, 0, 0, 0, 0, 0);
-    for (hour, path) in files {
-        match shipper.ship(hour, &path).await {
+    for (site_hour, path) in files {
+        let hour = match &site_hour.site {
+            Some(site) => format!("{site} {}", site_hour.hour),
+            None => site_hour.hour.to_string(),
+        };
+        match shipper.ship(&site_hour, &path).await {
             Ok(Shipped::Objects {
                 objects: n,
                 bytes,
@@ -313,9 +322,8 @@ mod tests {
         }
 
         async fn ship(&self, max_object_bytes: usize) -> Shipped {
-            let hour = layout::parse_hour_file(HOUR).unwrap();
             self.shipper(max_object_bytes)
-                .ship(hour, &self.logs.path().join(HOUR))
+                .ship(&root_hour(), &self.logs.path().join(HOUR))
                 .await
                 .unwrap()
         }
@@ -331,6 +339,42 @@ mod tests {
             }
             objects.sort();
             objects
+        }
+    }
+
+    /// The root's hour of [`HOUR`].
+    fn root_hour() -> SiteHour {
+        SiteHour {
+            site: None,
+            hour: layout::parse_hour_file(HOUR).unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn each_sites_files_are_shipped_below_its_prefix() {
+        let setup = setup();
+        setup.append("root\n");
+        for site in ["acme", "bolt"] {
+            let path = setup.logs.path().join("sites").join(site).join(HOUR);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, format!("{site}\n")).unwrap();
+        }
+        let shipper = setup.shipper(1 << 20);
+        for (hour, path) in shipper.hour_files().unwrap() {
+            shipper.ship(&hour, &path).await.unwrap();
+        }
+        let name = "2025-11-22/14/v1-web-1-00000000000000000000-00000000000000000005.log.json";
+        assert_eq!(
+            setup.objects().await,
+            [
+                (format!("p/logs/{name}"), "root\n".to_owned()),
+                (format!("p/sites/acme/logs/{name}"), "acme\n".to_owned()),
+                (format!("p/sites/bolt/logs/{name}"), "bolt\n".to_owned()),
+            ]
+        );
+        // What each site's prefix holds is what was shipped of its file: nothing again.
+        for (hour, path) in shipper.hour_files().unwrap() {
+            assert_eq!(shipper.ship(&hour, &path).await.unwrap(), Shipped::UpToDate);
         }
     }
 
@@ -393,10 +437,9 @@ mod tests {
         setup.append("a\nb\n");
         setup.ship(1 << 20).await;
         std::fs::write(setup.logs.path().join(HOUR), "a\n").unwrap();
-        let hour = layout::parse_hour_file(HOUR).unwrap();
         let err = setup
             .shipper(1 << 20)
-            .ship(hour, &setup.logs.path().join(HOUR))
+            .ship(&root_hour(), &setup.logs.path().join(HOUR))
             .await
             .unwrap_err();
         assert!(
@@ -412,9 +455,8 @@ mod tests {
         setup.append("a\n");
         let mut shipper = setup.shipper(1 << 20);
         shipper.quiet_for = Duration::from_secs(3600);
-        let hour = layout::parse_hour_file(HOUR).unwrap();
         let shipped = shipper
-            .ship(hour, &setup.logs.path().join(HOUR))
+            .ship(&root_hour(), &setup.logs.path().join(HOUR))
             .await
             .unwrap();
         assert!(matches!(shipped, Shipped::Busy { .. }), "{shipped:?}");

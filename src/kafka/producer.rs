@@ -38,6 +38,7 @@ use crate::config::KafkaConfig;
 use crate::idempotency::Update;
 use crate::metrics::Metrics;
 use crate::record::EncodedBatch;
+use crate::site::SiteId;
 
 /// Beyond `kafka.produceTimeout` (librdkafka's `message.timeout.ms`, after which it reports every
 /// message), how long we still wait for its reports before calling the outcome unknown.
@@ -184,6 +185,7 @@ impl IngestProducer {
     /// stored, part stored, or (records sent without an answer) not known.
     pub async fn submit(
         &self,
+        site: Option<&SiteId>,
         batch: EncodedBatch,
         keyed: Option<&Update>,
     ) -> Result<(), ProduceError> {
@@ -215,7 +217,7 @@ impl IngestProducer {
         let refused =
             self.inner
                 .producer
-                .send(&self.inner.topic, lines, timestamp, &tracker, keyed);
+                .send(&self.inner.topic, lines, timestamp, &tracker, keyed, site);
         drop(batch);
         tracker.sent_all(refused.as_ref());
 

@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use super::keyed::KeyedRecord;
 use crate::config::S3Config;
 use crate::objects::{Decision, KeptRun, Range};
-use crate::record::EncodedBatch;
+use crate::record::{EncodedBatch, SiteBatches};
+use crate::site::SiteId;
 
 /// When an undecided range is sealed.
 #[derive(Debug, Clone, Copy)]
@@ -46,7 +47,8 @@ struct Building {
     first: i64,
     /// The offset after the last message taken.
     next: i64,
-    batch: EncodedBatch,
+    /// Its records, per site: one object per site and hour.
+    batches: SiteBatches,
     /// Produce timestamps (ms) of its records, for the latency histogram.
     produced_at: Vec<i64>,
     opened: Instant,
@@ -136,7 +138,7 @@ impl Ranges {
         entry.open = Some(Building {
             first,
             next: first,
-            batch: EncodedBatch::default(),
+            batches: SiteBatches::default(),
             produced_at: Vec::new(),
             opened: Instant::now(),
             decided,
@@ -172,9 +174,9 @@ impl Ranges {
         );
     }
 
-    /// The open range's lines of `partition` (it must be open).
-    pub fn batch(&mut self, partition: i32) -> &mut EncodedBatch {
-        &mut self.open_range(partition).batch
+    /// The open range's lines of `site` in `partition` (it must be open).
+    pub fn batch(&mut self, partition: i32, site: Option<&SiteId>) -> &mut EncodedBatch {
+        self.open_range(partition).batches.batch(site)
     }
 
     /// Records the produce timestamp of a record just added to `partition`'s open range.
@@ -203,7 +205,7 @@ impl Ranges {
             Some(last) => open.next > last,
             None => {
                 (open.next - open.first) as usize >= limits.max_messages
-                    || open.batch.bytes() >= limits.max_bytes
+                    || open.batches.bytes() >= limits.max_bytes
             }
         };
         if full {
@@ -254,7 +256,7 @@ impl Ranges {
                     partition: *partition,
                     first: range.first,
                     last,
-                    batch: range.batch,
+                    batch: range.batches.into_batch(),
                     copies: range.copies,
                     kept: range.kept,
                 });
@@ -315,7 +317,7 @@ mod tests {
             ranges.open(partition, first, None);
         }
         ranges
-            .batch(partition)
+            .batch(partition, None)
             .push_line(Hour::from_index(1), format!("{offset}").as_bytes());
         ranges.consumed(partition, offset, &LIMITS);
     }
@@ -350,7 +352,7 @@ mod tests {
         ranges.open(0, 10, decided(14));
         for offset in 10..=14 {
             assert!(ranges.ready_for(0, offset));
-            ranges.batch(0).push_line(Hour::from_index(1), b"x");
+            ranges.batch(0, None).push_line(Hour::from_index(1), b"x");
             ranges.consumed(0, offset, &LIMITS);
         }
         // Longer than maxObjectRecords (3), yet one range, and age does not close it early.
@@ -384,7 +386,7 @@ mod tests {
             if ranges.decided_copy(0, offset) == Some(true) {
                 ranges.copy_dropped(0, offset);
             } else {
-                ranges.batch(0).push_line(Hour::from_index(1), b"x");
+                ranges.batch(0, None).push_line(Hour::from_index(1), b"x");
             }
             ranges.consumed(0, offset, &LIMITS);
         }

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `topic`, `partition`, `first`, `last` | the range, `first..=last` |
 //! | `hours`, `records` | the hours it has records of, and how many records (for people) |
+//! | `objects` | with sites, its records objects, each below its site's prefix (absent when its records are all unsited) |
 //! | `copies` | offsets not stored, as copies of keyed records kept before |
 //! | `kept` | the keyed records it stored, as runs ([`KeptRun`]); absent in intents of older versions |
 
@@ -22,6 +23,10 @@ pub(super) struct Intent {
     /// The hours (`YYYY-MM-DDTHH:00:00Z`) it has records of.
     pub hours: Vec<String>,
     pub records: usize,
+    /// With sites, the records objects it writes (keys below the prefix): a range of one
+    /// partition holds the records of every site produced to it, one object per site and hour.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<String>,
     /// Offsets of copies of keyed records, not stored.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub copies: Vec<i64>,

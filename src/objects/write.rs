@@ -36,7 +36,13 @@ impl Objects {
                 let (partition, first, last) = (range.partition, range.first, range.last);
                 range.batch.chunks.iter_mut().map(move |chunk| RecordsPut {
                     partition,
-                    key: layout::records_object(topic, partition, first, last, chunk.hour),
+                    key: layout::site_records_object(
+                        topic,
+                        partition,
+                        first,
+                        last,
+                        &chunk.site_hour(),
+                    ),
                     bytes: Bytes::from(std::mem::take(&mut chunk.lines)),
                     records: chunk.records,
                     maybe_there: decided_before,
@@ -123,9 +129,8 @@ impl Objects {
             partition: range.partition,
             first: range.first,
             last: range.last,
-            hours: (range.batch.chunks.iter())
-                .map(|chunk| chunk.hour.to_string())
-                .collect(),
+            hours: hours_of(range),
+            objects: sited_objects(topic, range),
             records: range.batch.records(),
             copies: range.copies.clone(),
             kept: range.kept.clone(),
@@ -155,4 +160,31 @@ fn owned(owner: &dyn Ownership, partition: i32) -> Result<(), ObjectError> {
         None => Ok(()),
         Some(reason) => Err(ObjectError::Withheld { partition, reason }),
     }
+}
+
+/// With sites, the records objects `range` writes (below the prefix), each below its site's
+/// prefix; none when all its records are unsited (the hours name those, as before sites).
+fn sited_objects(topic: &str, range: &Range) -> Vec<String> {
+    if range.batch.chunks.iter().all(|chunk| chunk.site.is_none()) {
+        return Vec::new();
+    }
+    (range.batch.chunks.iter())
+        .map(|chunk| {
+            let (partition, first, last) = (range.partition, range.first, range.last);
+            layout::site_records_object(topic, partition, first, last, &chunk.site_hour())
+        })
+        .collect()
+}
+
+/// The hours `range` has records of, each once (several sites may have records of one), in the
+/// order of their first chunk.
+fn hours_of(range: &Range) -> Vec<String> {
+    let mut hours: Vec<String> = Vec::new();
+    for chunk in &range.batch.chunks {
+        let hour = chunk.hour.to_string();
+        if !hours.contains(&hour) {
+            hours.push(hour);
+        }
+    }
+    hours
 }

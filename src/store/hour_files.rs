@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -18,7 +18,7 @@ use super::MAX_OPEN_FILES;
 use super::disk::{repair_file, sync_dir, truncate_and_sync};
 use crate::layout;
 use crate::metrics::Metrics;
-use crate::record::Hour;
+use crate::record::SiteHour;
 
 /// A group's files are fsynced in parallel from this many on...
 const PARALLEL_SYNC_FROM: usize = 4;
@@ -38,9 +38,29 @@ pub(super) struct HourFile {
     new_dirs: Vec<PathBuf>,
 }
 
+/// Creates the missing directories from `top` (which exists) down to `dir`; returns, top down,
+/// each directory that got a new entry (to be synced, so that the new directory survives a crash).
+fn create_dirs(top: &Path, dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut new_dirs = Vec::new();
+    let below = dir
+        .strip_prefix(top)
+        .expect("a site's root is below the logs directory");
+    let mut parent = top.to_path_buf();
+    for part in below.components() {
+        let child = parent.join(part);
+        match fs::create_dir(&child) {
+            Ok(()) => new_dirs.push(parent.clone()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        parent = child;
+    }
+    Ok(new_dirs)
+}
+
 /// A file a group is writing, for rollback.
 pub(super) struct Touched {
-    pub(super) hour: Hour,
+    pub(super) file: SiteHour,
     pub(super) previous_length: u64,
     /// The group wrote to it (or tried to).
     pub(super) written: bool,
@@ -49,12 +69,12 @@ pub(super) struct Touched {
 /// The writer's hour files.
 pub(super) struct HourFiles {
     dir: PathBuf,
-    by_hour: HashMap<Hour, HourFile>,
+    by_hour: HashMap<SiteHour, HourFile>,
     /// Hour files a failure left in a state that is not known to be clean (a rollback or an
     /// fsync failed), with the length each must go back to when that is known. Nothing is
     /// appended anywhere until [`HourFiles::repair`] has made every one of them end with a
     /// complete line again on a fresh descriptor.
-    damaged: BTreeMap<Hour, Option<u64>>,
+    damaged: BTreeMap<SiteHour, Option<u64>>,
     /// The store's readiness: cleared here when an fsync fails; set again only by the writer,
     /// once everything is whole.
     healthy: Arc<AtomicBool>,
@@ -77,37 +97,48 @@ impl HourFiles {
         self.damaged.is_empty()
     }
 
-    /// The open hour file for `hour`, opening or creating it (and its day directory) if needed.
-    /// Beyond [`MAX_OPEN_FILES`] the least recently written file that `group` does not need is
-    /// closed first; the group's own files are never closed before its outcome is known.
-    pub(super) fn open(&mut self, hour: Hour, group: &HashSet<Hour>) -> io::Result<&mut HourFile> {
-        if !self.by_hour.contains_key(&hour) {
+    /// The open hour file of `hour` (a site's hour), opening or creating it (and its day
+    /// directory, and the site's root) if needed. Beyond [`MAX_OPEN_FILES`] the least recently
+    /// written file that `group` does not need is closed first; the group's own files are never
+    /// closed before its outcome is known.
+    pub(super) fn open(
+        &mut self,
+        hour: &SiteHour,
+        group: &HashSet<SiteHour>,
+    ) -> io::Result<&mut HourFile> {
+        if !self.by_hour.contains_key(hour) {
             if self.by_hour.len() >= MAX_OPEN_FILES
                 && let Some(idle) = self.least_recent(|h| !group.contains(h))
             {
-                self.close(idle);
+                self.close(&idle);
             }
             let opened = self.open_file(hour)?;
-            self.by_hour.insert(hour, opened);
+            self.by_hour.insert(hour.clone(), opened);
             self.metrics.store_open_files.set(self.by_hour.len() as i64);
         }
-        Ok(self.by_hour.get_mut(&hour).expect("inserted above"))
+        Ok(self.by_hour.get_mut(hour).expect("inserted above"))
     }
 
     /// The file of `hour`, which [`HourFiles::open`] opened for the group in progress.
-    pub(super) fn opened(&mut self, hour: Hour) -> &mut HourFile {
-        self.by_hour.get_mut(&hour).expect("opened for the group")
+    pub(super) fn opened(&mut self, hour: &SiteHour) -> &mut HourFile {
+        self.by_hour.get_mut(hour).expect("opened for the group")
     }
 
-    fn open_file(&self, hour: Hour) -> io::Result<HourFile> {
-        let path = self.dir.join(layout::hour_file(hour));
+    fn open_file(&self, hour: &SiteHour) -> io::Result<HourFile> {
+        let path = self.dir.join(layout::site_hour_file(hour));
         let mut new_dirs = Vec::new();
         let file = match OpenOptions::new().append(true).open(&path) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let day = self.dir.join(layout::day_dir(hour));
+                let root = layout::site_dir(&self.dir, hour.site.as_ref());
+                if hour.site.is_some() {
+                    // A site's first file: its root (and `sites/`) are new too. Each directory
+                    // created is synced with its parent's entry for it, from the top down.
+                    new_dirs.extend(create_dirs(&self.dir, &root)?);
+                }
+                let day = root.join(layout::day_dir(hour.hour));
                 match fs::create_dir(&day) {
-                    Ok(()) => new_dirs.push(self.dir.clone()),
+                    Ok(()) => new_dirs.push(root),
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                     Err(e) => return Err(e),
                 }
@@ -130,14 +161,14 @@ impl HourFiles {
     /// spanning many hours would otherwise hold the writer for one fsync per file in a row), then
     /// their new directories. A file whose fsync fails is dropped (never fsynced again on the
     /// same descriptor) and the error returned.
-    pub(super) fn sync(&mut self, hours: &[Hour]) -> io::Result<()> {
-        let dirty: Vec<(Hour, &File)> = hours
+    pub(super) fn sync(&mut self, hours: &[SiteHour]) -> io::Result<()> {
+        let dirty: Vec<(&SiteHour, &File)> = hours
             .iter()
-            .filter_map(|hour| Some((*hour, self.by_hour.get(hour)?)))
+            .filter_map(|hour| Some((hour, self.by_hour.get(hour)?)))
             .filter(|(_, open)| open.dirty)
             .map(|(hour, open)| (hour, &open.file))
             .collect();
-        let results: Vec<(Hour, io::Result<()>)> = if dirty.len() < PARALLEL_SYNC_FROM {
+        let results: Vec<(&SiteHour, io::Result<()>)> = if dirty.len() < PARALLEL_SYNC_FROM {
             dirty
                 .iter()
                 .map(|(hour, file)| (*hour, file.sync_data()))
@@ -167,7 +198,7 @@ impl HourFiles {
             match result {
                 Ok(()) => {
                     self.metrics.store_fsyncs.inc();
-                    if let Some(open) = self.by_hour.get_mut(&hour) {
+                    if let Some(open) = self.by_hour.get_mut(hour) {
                         open.dirty = false;
                     }
                 }
@@ -181,14 +212,14 @@ impl HourFiles {
             return Err(e);
         }
         for hour in hours {
-            self.sync_new_dirs(*hour)?;
+            self.sync_new_dirs(hour)?;
         }
         Ok(())
     }
 
     /// fsyncs the directories created for `hour`'s file; each leaves the list only once synced.
-    fn sync_new_dirs(&mut self, hour: Hour) -> io::Result<()> {
-        let Some(open) = self.by_hour.get_mut(&hour) else {
+    fn sync_new_dirs(&mut self, hour: &SiteHour) -> io::Result<()> {
+        let Some(open) = self.by_hour.get_mut(hour) else {
             return Ok(());
         };
         while let Some(dir) = open.new_dirs.last() {
@@ -201,19 +232,19 @@ impl HourFiles {
     /// A failed fsync: the data written since the last good one may be gone, and the descriptor
     /// must not be fsynced again (Linux reports the error once; a retry "succeeds"). The file is
     /// dropped and marked damaged, which makes the store refuse writes until it is repaired.
-    fn fsync_failed(&mut self, hour: Hour, error: &io::Error) {
-        tracing::error!(file = %layout::hour_file(hour), %error, "fsync failed; data written since the last fsync may be lost");
+    fn fsync_failed(&mut self, hour: &SiteHour, error: &io::Error) {
+        tracing::error!(file = %layout::site_hour_file(hour), %error, "fsync failed; data written since the last fsync may be lost");
         self.metrics.store_fsync_errors.inc();
-        self.by_hour.remove(&hour);
+        self.by_hour.remove(hour);
         self.metrics.store_open_files.set(self.by_hour.len() as i64);
-        self.damaged.entry(hour).or_insert(None);
+        self.damaged.entry(hour.clone()).or_insert(None);
         self.healthy.store(false, Ordering::Relaxed);
     }
 
     /// fsyncs every dirty file (the `interval` policy, idle close, shutdown). Failures are
     /// handled by [`HourFiles::fsync_failed`].
     pub(super) fn sync_all_dirty(&mut self) {
-        let hours: Vec<Hour> = self.by_hour.keys().copied().collect();
+        let hours: Vec<SiteHour> = self.by_hour.keys().cloned().collect();
         if let Err(e) = self.sync(&hours) {
             tracing::error!(error = %e, "periodic fsync failed");
         }
@@ -221,42 +252,42 @@ impl HourFiles {
 
     /// Closes the files not written for `idle` (synced first).
     pub(super) fn close_idle(&mut self, idle: Duration) {
-        let idle: Vec<Hour> = self
+        let idle: Vec<SiteHour> = self
             .by_hour
             .iter()
             .filter(|(_, f)| f.last_write.elapsed() >= idle)
-            .map(|(hour, _)| *hour)
+            .map(|(hour, _)| hour.clone())
             .collect();
         for hour in idle {
-            self.close(hour);
+            self.close(&hour);
         }
     }
 
     /// The least recently written open file that `eligible` allows.
-    fn least_recent(&self, eligible: impl Fn(&Hour) -> bool) -> Option<Hour> {
+    fn least_recent(&self, eligible: impl Fn(&SiteHour) -> bool) -> Option<SiteHour> {
         self.by_hour
             .iter()
             .filter(|(hour, _)| eligible(hour))
             .min_by_key(|(_, f)| f.last_write)
-            .map(|(h, _)| *h)
+            .map(|(h, _)| h.clone())
     }
 
     /// Closes the least recently written files beyond [`MAX_OPEN_FILES`].
     pub(super) fn enforce_cap(&mut self) {
         while self.by_hour.len() > MAX_OPEN_FILES {
             match self.least_recent(|_| true) {
-                Some(hour) => self.close(hour),
+                Some(hour) => self.close(&hour),
                 None => break,
             }
         }
     }
 
     /// Syncs (if dirty) and closes a file.
-    pub(super) fn close(&mut self, hour: Hour) {
-        if let Err(e) = self.sync(&[hour]) {
-            tracing::error!(file = %layout::hour_file(hour), error = %e, "fsync before close failed");
+    pub(super) fn close(&mut self, hour: &SiteHour) {
+        if let Err(e) = self.sync(std::slice::from_ref(hour)) {
+            tracing::error!(file = %layout::site_hour_file(hour), error = %e, "fsync before close failed");
         }
-        self.by_hour.remove(&hour);
+        self.by_hour.remove(hour);
         self.metrics.store_open_files.set(self.by_hour.len() as i64);
     }
 
@@ -268,17 +299,17 @@ impl HourFiles {
         let mut failures = Vec::new();
         for t in touched.iter().filter(|t| t.written) {
             // Closed even if an fsync failure dropped it already: never reused after a failure.
-            self.by_hour.remove(&t.hour);
-            let path = self.dir.join(layout::hour_file(t.hour));
+            self.by_hour.remove(&t.file);
+            let path = self.dir.join(layout::site_hour_file(&t.file));
             match truncate_and_sync(&path, t.previous_length) {
                 Ok(()) => {
                     // Back to its length before the group, synced: whole again.
-                    self.damaged.remove(&t.hour);
+                    self.damaged.remove(&t.file);
                 }
                 Err(e) => {
                     tracing::error!(file = %path.display(), error = %e, "rollback failed; unacknowledged lines may remain until the file is repaired");
                     failures.push(e.to_string());
-                    self.damaged.insert(t.hour, Some(t.previous_length));
+                    self.damaged.insert(t.file.clone(), Some(t.previous_length));
                 }
             }
         }
@@ -292,7 +323,7 @@ impl HourFiles {
     pub(super) fn repair(&mut self) {
         let damaged = std::mem::take(&mut self.damaged);
         for (hour, length) in damaged {
-            let path = self.dir.join(layout::hour_file(hour));
+            let path = self.dir.join(layout::site_hour_file(&hour));
             match repair_file(&path, length) {
                 Ok(removed) => {
                     self.metrics.store_repairs.inc();
@@ -320,12 +351,16 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::record::Hour;
     use crate::store::fixtures::read;
 
-    /// Hour `n` from 2025-01-01T00:00Z.
-    fn hour(n: i64) -> Hour {
+    /// The root's hour `n` from 2025-01-01T00:00Z.
+    fn hour(n: i64) -> SiteHour {
         let first = "2025-01-01T00:00:00Z".parse().unwrap();
-        Hour::from_index(Hour::of(&first).index() + n)
+        SiteHour {
+            site: None,
+            hour: Hour::from_index(Hour::of(&first).index() + n),
+        }
     }
 
     fn hour_files(dir: &Path) -> (HourFiles, Metrics) {
@@ -336,8 +371,8 @@ mod tests {
     }
 
     /// Opens `hour` for a group of its own and appends `text` as the writer does.
-    fn append(files: &mut HourFiles, hour: Hour, text: &str) {
-        let file = files.open(hour, &HashSet::from([hour])).unwrap();
+    fn append(files: &mut HourFiles, hour: SiteHour, text: &str) {
+        let file = files.open(&hour, &HashSet::from([hour.clone()])).unwrap();
         file.file.write_all(text.as_bytes()).unwrap();
         file.length += text.len() as u64;
         file.dirty = true;
@@ -378,13 +413,13 @@ mod tests {
         }
         // Hour 0 is the least recently written, but the group needs it: hour 1 goes.
         let group = HashSet::from([hour(0), hour(64)]);
-        files.open(hour(64), &group).unwrap();
+        files.open(&hour(64), &group).unwrap();
         assert_eq!(files.by_hour.len(), MAX_OPEN_FILES);
         assert!(files.by_hour.contains_key(&hour(0)) && !files.by_hour.contains_key(&hour(1)));
         assert_eq!(read(dir.path(), "2025-01-01/01.log.json"), "x\n");
         // A group that needs more files than the cap keeps them all open until it is done.
-        let everything: HashSet<Hour> = (0..=65).map(hour).collect();
-        files.open(hour(65), &everything).unwrap();
+        let everything: HashSet<SiteHour> = (0..=65).map(hour).collect();
+        files.open(&hour(65), &everything).unwrap();
         assert_eq!(files.by_hour.len(), MAX_OPEN_FILES + 1);
         files.enforce_cap();
         assert_eq!(files.by_hour.len(), MAX_OPEN_FILES);
@@ -422,12 +457,12 @@ mod tests {
         fs::create_dir_all(dir.path().join("2025-01-01/01.log.json")).unwrap();
         let touched = [
             Touched {
-                hour: hour(0),
+                file: hour(0),
                 previous_length: 5,
                 written: true,
             },
             Touched {
-                hour: hour(1),
+                file: hour(1),
                 previous_length: 0,
                 written: true,
             },

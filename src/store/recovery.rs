@@ -106,9 +106,10 @@ fn recover_checkpoint(dir: &Path) -> io::Result<Checkpoint> {
     Ok(state.positions)
 }
 
-/// Truncates an unterminated last line from every hour file (left by a crash mid-write).
+/// Truncates an unterminated last line from every hour file, the root's and every site's (left
+/// by a crash mid-write).
 fn repair_torn_lines(dir: &Path) -> io::Result<()> {
-    for (_, path) in layout::hour_files(dir)? {
+    for (_, path) in layout::every_hour_file(dir)? {
         let mut file = OpenOptions::new().read(true).write(true).open(&path)?;
         let length = file.metadata()?.len();
         let keep = complete_prefix(&mut file, length)?;
@@ -136,6 +137,8 @@ mod tests {
     use crate::idempotency::KeyIndex;
     use crate::layout::KEYS_JOURNAL;
     use crate::metrics::Metrics;
+    use crate::record::EncodedBatch;
+    use crate::site::SiteId;
     use crate::store::Store;
     use crate::store::checkpoint::{CheckpointState, read_checkpoint_state};
     use crate::store::fixtures::{batch, claim, keyed, options, paths, read};
@@ -293,6 +296,83 @@ mod tests {
         assert!(ledger.holds_record(key, Fingerprint::of(&kept), 0));
         assert!(!ledger.holds_record(lost_key, Fingerprint::of(&lost), 0));
         assert_eq!(ledger.len(), 1, "only the kept key is held");
+        reopened.shutdown().await;
+    }
+
+    /// `records` of `site`.
+    fn sited(site: &str, records: &[(&str, &str)]) -> EncodedBatch {
+        let mut sited = batch(records);
+        sited.assign_site(Some(&SiteId::parse(site).unwrap()));
+        sited
+    }
+
+    #[tokio::test]
+    async fn a_group_spanning_sites_is_stored_and_rolled_back_in_every_sites_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(options(dir.path()), Metrics::new()).unwrap();
+        // One write of two sites' records and the root's, as a consumer's flush is.
+        let mut flush = sited("acme", &[("2025-11-22T14:00:00Z", "/acme")]);
+        flush.extend(sited("bolt", &[("2025-11-22T14:00:00Z", "/bolt")]));
+        flush.extend(batch(&[("2025-11-22T14:00:00Z", "/root")]));
+        store
+            .append_with_checkpoint(flush, Checkpoint::from([("logs/0".to_owned(), 3)]), vec![])
+            .await
+            .unwrap();
+        store.shutdown().await;
+        const ACME: &str = "sites/acme/2025-11-22/14.log.json";
+        const BOLT: &str = "sites/bolt/2025-11-22/14.log.json";
+        assert_eq!(paths(&read(dir.path(), ACME)), ["/acme"]);
+        assert_eq!(paths(&read(dir.path(), BOLT)), ["/bolt"]);
+        assert_eq!(
+            paths(&read(dir.path(), "2025-11-22/14.log.json")),
+            ["/root"]
+        );
+
+        // A crash after the next group wrote to both sites' files (one line torn), before its
+        // checkpoint: its pending record names the sites' files by their paths.
+        let (acme, bolt) = (read(dir.path(), ACME).len(), read(dir.path(), BOLT).len());
+        let state = CheckpointState {
+            positions: Checkpoint::from([("logs/0".to_owned(), 3)]),
+            pending: Some(BTreeMap::from([
+                (ACME.to_owned(), acme as u64),
+                (BOLT.to_owned(), bolt as u64),
+            ])),
+        };
+        write_checkpoint_state(dir.path(), &state).unwrap();
+        let append = |name: &str, bytes: &[u8]| {
+            let mut file = OpenOptions::new()
+                .append(true)
+                .open(dir.path().join(name))
+                .unwrap();
+            file.write_all(bytes).unwrap();
+        };
+        let dup = batch(&[("2025-11-22T14:00:00Z", "/dup")]);
+        append(ACME, &dup.chunks[0].lines);
+        append(BOLT, &dup.chunks[0].lines[..10]);
+        let reopened = Store::open(options(dir.path()), Metrics::new()).unwrap();
+        assert_eq!(paths(&read(dir.path(), ACME)), ["/acme"]);
+        assert_eq!(paths(&read(dir.path(), BOLT)), ["/bolt"]);
+        reopened.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_torn_line_in_a_sites_file_is_truncated_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(options(dir.path()), Metrics::new()).unwrap();
+        store
+            .append(sited("acme", &[("2025-11-22T14:00:00Z", "/ok")]))
+            .await
+            .unwrap();
+        store.shutdown().await;
+        const ACME: &str = "sites/acme/2025-11-22/14.log.json";
+        let complete = read(dir.path(), ACME);
+        fs::write(
+            dir.path().join(ACME),
+            format!("{complete}{{\"timestamp\":\"2025-11"),
+        )
+        .unwrap();
+        let reopened = Store::open(options(dir.path()), Metrics::new()).unwrap();
+        assert_eq!(read(dir.path(), ACME), complete);
         reopened.shutdown().await;
     }
 }

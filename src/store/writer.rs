@@ -24,7 +24,7 @@ use crate::config::FsyncPolicy;
 use crate::idempotency::{ClaimGuard, SharedLedger, Update, now_ms};
 use crate::layout;
 use crate::metrics::Metrics;
-use crate::record::{EncodedBatch, Hour};
+use crate::record::{EncodedBatch, SiteHour};
 
 /// A write group stops taking queued requests once it holds this many bytes.
 const MAX_GROUP_BYTES: usize = 32 << 20;
@@ -155,13 +155,14 @@ impl Writer {
     /// then forms its own group).
     fn take_group(first: Request, requests: &mpsc::Receiver<Request>) -> Vec<Request> {
         let mut bytes = first.batch.bytes();
-        let mut hours: HashSet<Hour> = first.batch.chunks.iter().map(|c| c.hour).collect();
+        let mut hours: HashSet<SiteHour> =
+            first.batch.chunks.iter().map(|c| c.site_hour()).collect();
         let mut group = vec![first];
         while bytes < MAX_GROUP_BYTES && hours.len() < MAX_GROUP_FILES {
             match requests.try_recv() {
                 Ok(request) => {
                     bytes += request.batch.bytes();
-                    hours.extend(request.batch.chunks.iter().map(|c| c.hour));
+                    hours.extend(request.batch.chunks.iter().map(|c| c.site_hour()));
                     group.push(request);
                 }
                 Err(_) => break,
@@ -226,12 +227,12 @@ impl Writer {
 
     fn write_group(&mut self, group: &[Request]) -> Result<(), StoreError> {
         // Each file's chunks in arrival order: one batch's lines stay contiguous.
-        let mut plan: Vec<(Hour, Vec<IoSlice<'_>>)> = Vec::new();
-        let mut position: HashMap<Hour, usize> = HashMap::new();
+        let mut plan: Vec<(SiteHour, Vec<IoSlice<'_>>)> = Vec::new();
+        let mut position: HashMap<SiteHour, usize> = HashMap::new();
         for request in group {
             for chunk in &request.batch.chunks {
-                let at = *position.entry(chunk.hour).or_insert_with(|| {
-                    plan.push((chunk.hour, Vec::new()));
+                let at = *position.entry(chunk.site_hour()).or_insert_with(|| {
+                    plan.push((chunk.site_hour(), Vec::new()));
                     plan.len() - 1
                 });
                 plan[at].1.push(IoSlice::new(&chunk.lines));
@@ -275,16 +276,16 @@ impl Writer {
     /// checkpoint in step. `touched` lists every file opened for the group, written or not.
     fn write_plan(
         &mut self,
-        plan: &mut [(Hour, Vec<IoSlice<'_>>)],
+        plan: &mut [(SiteHour, Vec<IoSlice<'_>>)],
         positions: Option<&Checkpoint>,
         updates: &[&Update],
         touched: &mut Vec<Touched>,
     ) -> io::Result<()> {
-        let group: HashSet<Hour> = plan.iter().map(|(hour, _)| *hour).collect();
+        let group: HashSet<SiteHour> = plan.iter().map(|(hour, _)| hour.clone()).collect();
         for (hour, _) in plan.iter() {
-            let file = self.files.open(*hour, &group)?;
+            let file = self.files.open(hour, &group)?;
             touched.push(Touched {
-                hour: *hour,
+                file: hour.clone(),
                 previous_length: file.length,
                 written: false,
             });
@@ -294,7 +295,7 @@ impl Writer {
         if intent {
             let mut lengths: BTreeMap<String, u64> = touched
                 .iter()
-                .map(|t| (layout::hour_file(t.hour), t.previous_length))
+                .map(|t| (layout::site_hour_file(&t.file), t.previous_length))
                 .collect();
             if !updates.is_empty() {
                 lengths.insert(Journal::name().to_owned(), self.journal.length);
@@ -308,7 +309,7 @@ impl Writer {
             write_checkpoint_state(&self.dir, &state)?;
         }
         for ((hour, slices), touched) in plan.iter_mut().zip(touched.iter_mut()) {
-            let file = self.files.opened(*hour);
+            let file = self.files.opened(hour);
             touched.written = true;
             file.dirty = true;
             file.last_write = Instant::now();
@@ -321,7 +322,7 @@ impl Writer {
             self.journal.append(updates)?;
         }
         if self.options.fsync == FsyncPolicy::Always || intent {
-            let hours: Vec<Hour> = touched.iter().map(|t| t.hour).collect();
+            let hours: Vec<SiteHour> = touched.iter().map(|t| t.file.clone()).collect();
             self.files.sync(&hours)?;
         }
         if !updates.is_empty() {

@@ -76,13 +76,26 @@ pub struct Load {
 impl Load {
     /// `clients` clients sending to `addr` as fast as they are answered.
     pub fn start(addr: SocketAddr, clients: usize, prefix: &str) -> Load {
+        Load::start_as(addr, clients, prefix, None)
+    }
+
+    /// [`Load::start`], each request with `key` as its bearer key (a site's ingest key).
+    pub fn start_as(addr: SocketAddr, clients: usize, prefix: &str, key: Option<&str>) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(AtomicUsize::new(0));
+        let authorization = key.map(|key| format!("Bearer {key}"));
         let clients = (0..clients)
             .map(|client| {
                 let (stop, accepted) = (stop.clone(), accepted.clone());
                 let prefix = format!("{prefix}/{client}");
-                tokio::spawn(async move { send_until(addr, &prefix, &stop, &accepted).await })
+                let authorization = authorization.clone();
+                tokio::spawn(async move {
+                    let sender = Sender {
+                        addr,
+                        authorization: authorization.as_deref(),
+                    };
+                    sender.send_until(&prefix, &stop, &accepted).await
+                })
             })
             .collect();
         Load {
@@ -133,45 +146,57 @@ pub fn load_client() -> Client {
         .expect("reqwest client builds")
 }
 
-async fn send_until(
+/// Where a load client sends, and as whom.
+struct Sender<'a> {
     addr: SocketAddr,
-    prefix: &str,
-    stop: &AtomicBool,
-    accepted: &AtomicUsize,
-) -> Vec<Batch> {
-    let client = load_client();
-    let mut sent = Vec::new();
-    for batch in 0.. {
-        if stop.load(Ordering::Relaxed) {
-            break;
+    /// The `Authorization` header's value, if it sends one.
+    authorization: Option<&'a str>,
+}
+
+impl Sender<'_> {
+    async fn send_until(
+        &self,
+        prefix: &str,
+        stop: &AtomicBool,
+        accepted: &AtomicUsize,
+    ) -> Vec<Batch> {
+        let addr = self.addr;
+        let client = load_client();
+        let mut sent = Vec::new();
+        for batch in 0.. {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            let (content_type, encoding, body, lines) =
+                batch_body(&format!("{prefix}/{batch}"), batch);
+            let mut headers = vec![("content-type", content_type)];
+            headers.extend(encoding.map(|encoding| ("content-encoding", encoding)));
+            headers.extend(self.authorization.map(|value| ("authorization", value)));
+            let sent_at = Instant::now();
+            let answer = try_send(&client, addr, Method::POST, "/logs", &headers, body).await;
+            let (status, retry_after, answer) = match answer {
+                Ok(response) => classify(response).await,
+                Err(err) => (0, false, Answer::Unknown(err.to_string())),
+            };
+            if answer == Answer::Accepted {
+                accepted.fetch_add(1, Ordering::Relaxed);
+            }
+            let lost = status == 0;
+            sent.push(Batch {
+                lines,
+                answer,
+                status,
+                retry_after,
+                sent_at,
+                answered_at: Instant::now(),
+            });
+            if lost {
+                // The server is gone (killed): do not spin against a closed port.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
-        let (content_type, encoding, body, lines) = batch_body(&format!("{prefix}/{batch}"), batch);
-        let mut headers = vec![("content-type", content_type)];
-        headers.extend(encoding.map(|encoding| ("content-encoding", encoding)));
-        let sent_at = Instant::now();
-        let answer = try_send(&client, addr, Method::POST, "/logs", &headers, body).await;
-        let (status, retry_after, answer) = match answer {
-            Ok(response) => classify(response).await,
-            Err(err) => (0, false, Answer::Unknown(err.to_string())),
-        };
-        if answer == Answer::Accepted {
-            accepted.fetch_add(1, Ordering::Relaxed);
-        }
-        let lost = status == 0;
-        sent.push(Batch {
-            lines,
-            answer,
-            status,
-            retry_after,
-            sent_at,
-            answered_at: Instant::now(),
-        });
-        if lost {
-            // The server is gone (killed): do not spin against a closed port.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        sent
     }
-    sent
 }
 
 async fn classify(response: reqwest::Response) -> (u16, bool, Answer) {

@@ -6,6 +6,8 @@
 //! `scripts/test-faults.sh` prints (and docs/operations/suites.md shows).
 //!
 //! - [`crash`]: `kill -9` under load, 10 rounds per mode.
+//! - [`sites`]: `kill -9` under load from three customer sites at once, 5 rounds per mode: every
+//!   acknowledged record once, under its own site.
 //! - [`keyed`]: `kill -9` at random moments while clients retry with their `Idempotency-Key`
 //!   until 202, 20 rounds per mode: every batch exactly once.
 //! - [`broker`]: the broker paused (SIGSTOP) for 30 s under load.
@@ -42,4 +44,5 @@ mod keyed;
 mod read_only;
 mod restart;
 mod rollback;
+mod sites;
 mod squatting;

@@ -47,6 +47,28 @@ fn summary_file() -> PathBuf {
 }
 
 impl Row {
+    /// One row of `rows` (the parts of one scenario, e.g. one per site): their counts added up.
+    #[allow(dead_code)]
+    pub fn sum(scenario: &str, runs: usize, rows: Vec<Row>) -> Row {
+        let total = Row {
+            scenario: scenario.to_owned(),
+            runs,
+            ..Row::default()
+        };
+        rows.into_iter().fold(total, |total, row| Row {
+            acknowledged: total.acknowledged + row.acknowledged,
+            refused: total.refused + row.refused,
+            lost: total.lost + row.lost,
+            duplicated: total.duplicated + row.duplicated,
+            refused_yet_stored: total.refused_yet_stored + row.refused_yet_stored,
+            torn: total.torn + row.torn,
+            never_sent: total.never_sent + row.never_sent,
+            server_errors: total.server_errors + row.server_errors,
+            undocumented_5xx: total.undocumented_5xx + row.undocumented_5xx,
+            ..total
+        })
+    }
+
     /// Appends the row to the summary, then fails the test if the promise broke.
     pub fn record_and_check(&self) {
         let line = serde_json::to_string(self).expect("a row serializes");

@@ -1,7 +1,7 @@
 //! The instances of a scenario and the bucket they share, read back the way a user would: by
 //! listing it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -58,7 +58,13 @@ impl Bucket {
 
     /// Every line of every records object, counted as the fault suite counts files.
     pub async fn read(&self) -> (Disk, usize) {
-        let keys = self.keys("logs").await;
+        self.read_below("").await
+    }
+
+    /// [`Bucket::read`] of the records objects below `root` (`sites/<id>/`: a site's; empty: the
+    /// unsited root's, not the sites').
+    pub async fn read_below(&self, root: &str) -> (Disk, usize) {
+        let keys = self.keys(&format!("{root}logs")).await;
         // Sixteen GETs at a time: a scenario leaves thousands of objects.
         let bodies: Vec<(String, String)> = futures_util::stream::iter(&keys)
             .map(|key| async move {
@@ -129,10 +135,36 @@ impl Bucket {
         hours
     }
 
+    /// The keys of every records object, the unsited root's and every site's.
+    async fn records_keys(&self) -> Vec<String> {
+        let mut keys = self.keys("logs").await;
+        let sites = self.keys("sites").await;
+        keys.extend(sites.into_iter().filter(|key| key.contains("/logs/")));
+        keys
+    }
+
+    /// Every records object the intents of `topic` name (their `objects`, keys below the
+    /// prefix).
+    pub async fn intent_objects(&self, topic: &str) -> BTreeSet<String> {
+        let mut named = BTreeSet::new();
+        for key in self.keys(&format!("intents/{topic}")).await {
+            let bytes = (self.store.get(&ObjectPath::from(key.as_str())).await)
+                .expect("a listed intent reads")
+                .bytes()
+                .await
+                .expect("its body reads");
+            let intent: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
+            for object in intent["objects"].as_array().into_iter().flatten() {
+                named.insert(object.as_str().expect("an object key").to_owned());
+            }
+        }
+        named
+    }
+
     /// Per partition of `topic`: the offset after the last records object's range.
     pub async fn stored_positions(&self, topic: &str) -> BTreeMap<i32, i64> {
         let mut stored = BTreeMap::new();
-        for key in self.keys("logs").await {
+        for key in self.records_keys().await {
             let (partition, _, last) = parse_records_key(&key, topic)
                 .unwrap_or_else(|| panic!("{key} is not a records object of {topic}"));
             let next = stored.entry(partition).or_insert(0);
@@ -145,7 +177,7 @@ impl Bucket {
     /// pair holds some records twice), with the intents of their first offsets.
     pub async fn overlaps(&self, topic: &str) -> Vec<String> {
         let mut ranges: BTreeMap<i32, BTreeMap<(i64, i64), Vec<String>>> = BTreeMap::new();
-        for key in self.keys("logs").await {
+        for key in self.records_keys().await {
             let (partition, first, last) =
                 parse_records_key(&key, topic).expect("a records object of the topic");
             (ranges.entry(partition).or_default())
@@ -300,6 +332,17 @@ pub struct Instances {
 
 /// Starts `n` instances, each in a new directory, and waits until each is ready.
 pub async fn start_instances(n: usize, broker: &str, names: &Names, bucket: &Bucket) -> Instances {
+    start_instances_with(n, broker, names, bucket, |_| {}).await
+}
+
+/// [`start_instances`], each configuration file changed by `adjust` first.
+pub async fn start_instances_with(
+    n: usize,
+    broker: &str,
+    names: &Names,
+    bucket: &Bucket,
+    adjust: impl Fn(&Path),
+) -> Instances {
     let mut instances = Instances {
         dirs: Vec::new(),
         children: Vec::new(),
@@ -308,6 +351,7 @@ pub async fn start_instances(n: usize, broker: &str, names: &Names, bucket: &Buc
     for _ in 0..n {
         let dir = tempfile::tempdir().unwrap();
         let config = write_config(dir.path(), broker, names, bucket);
+        adjust(&config);
         let (child, addr) = start_binary_ready(dir.path(), &config).await;
         instances.dirs.push(dir);
         instances.children.push(child);

@@ -14,6 +14,8 @@
 //! - [`frozen`]: one instance frozen (SIGSTOP) past `kafka.sessionTimeout` under load, then
 //!   thawed, three rounds.
 //! - [`keyed`]: batches with an `Idempotency-Key` sent again through another instance.
+//! - [`sites`]: three customer sites through three instances, all killed once under load: every
+//!   record below its own site's prefix, every site's object named in its range's intent.
 //! - [`ship`]: v1's hour files shipped to the bucket by `log-pipeline ship`, three times, with
 //!   late records in between; a v2 instance's analytics count them.
 
@@ -37,4 +39,5 @@ mod instances;
 mod keyed;
 mod paused;
 mod ship;
+mod sites;
 mod store_restart;

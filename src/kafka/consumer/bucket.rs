@@ -25,6 +25,7 @@ use super::sink::{AfterRecreation, Buffer, Flushing, Sink};
 use crate::idempotency::{Ledger, Retention, SharedLedger};
 use crate::objects::Objects;
 use crate::record::EncodedBatch;
+use crate::site::SiteId;
 
 /// The bucket, through [`Objects`].
 pub struct BucketSink {
@@ -180,8 +181,8 @@ impl Buffer for BucketBuffer {
         self.consumed(partition, offset);
     }
 
-    fn batch(&mut self, partition: i32) -> &mut EncodedBatch {
-        self.ranges.batch(partition)
+    fn batch(&mut self, partition: i32, site: Option<&SiteId>) -> &mut EncodedBatch {
+        self.ranges.batch(partition, site)
     }
 
     fn taken(&mut self, partition: i32, offset: i64, produced_ms: i64, keyed: Option<KeyedRecord>) {
@@ -332,7 +333,7 @@ mod tests {
         };
         buffer.prepare(0, 0).expect("no bucket request needed");
         buffer
-            .batch(0)
+            .batch(0, None)
             .push_line(Hour::from_index(490_000), b"{\"x\":1}");
         buffer.taken(0, 0, 0, Some(record));
         let sealed = buffer.ranges.take_sealed();

@@ -20,7 +20,8 @@ use futures_util::future::BoxFuture;
 use super::super::keyed::KeyedRecord;
 use super::sink::{AfterRecreation, Buffer, Flushing, Sink};
 use crate::idempotency::{Fingerprint, Key, Retention, SharedLedger, Update, Written, now_ms};
-use crate::record::EncodedBatch;
+use crate::record::{EncodedBatch, SiteBatches};
+use crate::site::SiteId;
 use crate::store::{Checkpoint, Store};
 
 /// The hour files, through the [`Store`]: flushed every `consumer.flushSize` records or
@@ -122,7 +123,8 @@ struct FilesBuffer {
 /// Consumed messages not yet stored.
 #[derive(Default)]
 struct Buffered {
-    batch: EncodedBatch,
+    /// Per site, its records: one write of all of them (one checkpoint covers every site).
+    batches: SiteBatches,
     /// Messages buffered, valid or dead-lettered.
     messages: usize,
     /// Per partition: the first buffered offset (to rewind to after a failed flush) and the next
@@ -159,8 +161,8 @@ impl Buffer for FilesBuffer {
         self.consumed(partition, offset);
     }
 
-    fn batch(&mut self, _partition: i32) -> &mut EncodedBatch {
-        &mut self.buffered.batch
+    fn batch(&mut self, _partition: i32, site: Option<&SiteId>) -> &mut EncodedBatch {
+        self.buffered.batches.batch(site)
     }
 
     fn taken(&mut self, partition: i32, offset: i64, produced_ms: i64, keyed: Option<KeyedRecord>) {
@@ -190,7 +192,7 @@ impl Buffer for FilesBuffer {
             return None;
         }
         let Buffered {
-            batch,
+            batches,
             partitions,
             produced_at,
             keyed,
@@ -215,7 +217,7 @@ impl Buffer for FilesBuffer {
         let store = self.store.clone();
         let write = self.runtime.spawn(async move {
             store
-                .append_with_checkpoint(batch, checkpoint, updates)
+                .append_with_checkpoint(batches.into_batch(), checkpoint, updates)
                 .await
                 .map_err(|err| err.to_string())
         });

@@ -13,6 +13,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use super::super::dead_letter::{DeadLetter, DeadLetters};
 use super::super::keyed::KeyedRecord;
 use super::super::resume::{Admission, Resume};
+use super::super::site_header;
 use super::super::topic_id::TopicId;
 use super::letters::PendingDeadLetter;
 use super::rebalance::GroupContext;
@@ -147,7 +148,12 @@ impl Shared {
             return;
         }
         let value = message.payload().unwrap_or_default();
-        match ingest::append_record(value, &self.limits, state.buffer.batch(partition)) {
+        // The site is the producer's (`site_header`): a header naming no site is dead-lettered.
+        let stored = site_header::site_of(message).and_then(|site| {
+            let batch = state.buffer.batch(partition, site.as_ref());
+            ingest::append_record(value, &self.limits, batch).map_err(|err| err.describe())
+        });
+        match stored {
             Ok(()) => {
                 let produced = message
                     .timestamp()
@@ -159,7 +165,7 @@ impl Shared {
             Err(err) => {
                 // Its offset counts as consumed only once the dead-letter topic has it; until
                 // then its partition is paused, and the others go on.
-                let letter = Arc::new(DeadLetter::of(message, err.describe()));
+                let letter = Arc::new(DeadLetter::of(message, err));
                 let pending = PendingDeadLetter {
                     sending: Some(self.send_dead_letter(&letter)),
                     letter,

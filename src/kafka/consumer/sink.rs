@@ -14,6 +14,7 @@ use futures_util::future::BoxFuture;
 use super::super::keyed::KeyedRecord;
 use crate::idempotency::{Retention, SharedLedger};
 use crate::record::EncodedBatch;
+use crate::site::SiteId;
 
 /// Where the consumer group writes what it reads (see the module docs).
 pub trait Sink: Send + Sync {
@@ -87,8 +88,9 @@ pub trait Buffer: Send {
     /// The message at `offset` of `partition` is a copy: consumed, not stored.
     fn copy_dropped(&mut self, partition: i32, offset: i64);
 
-    /// Where the record at the next offset of `partition` is encoded.
-    fn batch(&mut self, partition: i32) -> &mut EncodedBatch;
+    /// Where the record at the next offset of `partition`, of `site` (`None`: unsited), is
+    /// encoded: it is stored under that site.
+    fn batch(&mut self, partition: i32, site: Option<&SiteId>) -> &mut EncodedBatch;
 
     /// The record at `offset` of `partition` was encoded into [`Buffer::batch`]; it was produced
     /// at `produced_ms`, with `keyed` if its batch had an `Idempotency-Key`.

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::message::ToBytes;
+use rdkafka::message::{OwnedHeaders, ToBytes};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaErrorCode;
@@ -16,7 +16,8 @@ use rdkafka::{ClientConfig, ClientContext, Message};
 
 use super::delivery::{Delivery, Tracker};
 use crate::idempotency::Update;
-use crate::kafka::keyed;
+use crate::kafka::{keyed, site_header};
+use crate::site::SiteId;
 
 /// The callbacks of one producer client: delivery reports go to their batch's [`Tracker`].
 pub(in crate::kafka) struct Reports {
@@ -149,7 +150,8 @@ impl RenewingProducer {
 
     /// Sends `lines` to `topic` as one message each, reporting to `tracker`; stops at the first
     /// record the client refuses (queue full, too large) and returns its error. The lines of a
-    /// keyed batch carry its key (see [`crate::kafka::keyed`]).
+    /// keyed batch carry its key (see [`crate::kafka::keyed`]); those of a site's batch its site
+    /// (see [`crate::kafka::site_header`]).
     pub(in crate::kafka) fn send<'a>(
         &self,
         topic: &str,
@@ -157,26 +159,29 @@ impl RenewingProducer {
         timestamp: i64,
         tracker: &Arc<Tracker>,
         keyed: Option<&Update>,
+        site: Option<&SiteId>,
     ) -> Option<KafkaError> {
         let producer = self.current();
+        let headers = |keyed: Option<OwnedHeaders>| match (keyed, site) {
+            (keyed, Some(site)) => Some(site_header::with_site(
+                keyed.unwrap_or_else(|| OwnedHeaders::new_with_capacity(1)),
+                site,
+            )),
+            (keyed, None) => keyed,
+        };
         let Some(update) = keyed else {
+            // A site's batches stay in order on the partition of its id.
+            let key = site.map(SiteId::as_str);
             return lines
-                .map(|line| {
-                    BaseRecord::<(), [u8], Arc<Tracker>>::with_opaque_to(topic, tracker.clone())
-                        .payload(line)
-                        .timestamp(timestamp)
-                })
+                .map(|line| message(topic, tracker, timestamp, key, line, headers(None)))
                 .find_map(|record| send_one(&producer, record, tracker));
         };
         let key = keyed::message_key(update);
         lines
             .zip(0u32..)
             .map(|(line, index)| {
-                BaseRecord::<str, [u8], Arc<Tracker>>::with_opaque_to(topic, tracker.clone())
-                    .key(key.as_str())
-                    .payload(line)
-                    .timestamp(timestamp)
-                    .headers(keyed::headers(update, index))
+                let keyed = Some(keyed::headers(update, index));
+                message(topic, tracker, timestamp, Some(&key), line, headers(keyed))
             })
             .find_map(|record| send_one(&producer, record, tracker))
     }
@@ -263,6 +268,27 @@ impl RenewingProducer {
             tracing::warn!(role, error = %err, "not every queued Kafka message was acknowledged at shutdown");
         }
     }
+}
+
+/// The message of one record: `line`, with its message key and headers if it has them.
+fn message<'r>(
+    topic: &'r str,
+    tracker: &Arc<Tracker>,
+    timestamp: i64,
+    key: Option<&'r str>,
+    line: &'r [u8],
+    headers: Option<OwnedHeaders>,
+) -> BaseRecord<'r, str, [u8], Arc<Tracker>> {
+    let mut record = BaseRecord::<str, [u8], Arc<Tracker>>::with_opaque_to(topic, tracker.clone())
+        .payload(line)
+        .timestamp(timestamp);
+    if let Some(key) = key {
+        record = record.key(key);
+    }
+    if let Some(headers) = headers {
+        record = record.headers(headers);
+    }
+    record
 }
 
 fn send_one<K: ToBytes + ?Sized>(

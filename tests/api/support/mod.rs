@@ -19,6 +19,7 @@ mod http;
 mod kafka;
 mod racing;
 mod records;
+mod sites;
 mod squatters;
 mod wait;
 
@@ -30,5 +31,6 @@ pub use http::*;
 pub use kafka::*;
 pub use racing::*;
 pub use records::*;
+pub use sites::*;
 pub use squatters::*;
 pub use wait::*;
