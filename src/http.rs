@@ -11,6 +11,9 @@
 //! | `GET /analytics?from=A&to=B&top=N` | one summary merged over `[A, B)` |
 //! | `GET /analytics/hours` | the hours that have summaries, with totals |
 //! | `GET /analytics/ingest` | the ingest counters, for the dashboard's rates |
+//! | `GET /analytics/sites` | the sites the key reads, for the dashboard |
+//!
+//! With sites, the analytics answer for the key's site, or an operator's choice (`?site=`).
 //! | `GET /`, `GET /dashboard` | the dashboard page and its assets (public: they hold no data) |
 //!
 //! `POST /logs` is in [`ingest`] (its `Content-Encoding` in [`encoding`], the pace its body must
@@ -128,7 +131,8 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
     let analytics = Router::new()
         .route("/analytics", get(analytics::get_analytics))
         .route("/analytics/hours", get(analytics::get_analytics_hours))
-        .route("/analytics/ingest", get(analytics::get_ingest));
+        .route("/analytics/ingest", get(analytics::get_ingest))
+        .route("/analytics/sites", get(analytics::get_sites));
     let metrics = Router::new().route("/metrics", get(metrics));
     // Each group behind the key check, which asks the keys in force whether the group needs one
     // (see [`crate::access::Access::protects`]); the probes never.

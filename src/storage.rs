@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | v1's writer ([`Storage::store`]) | the [`Store`] | none (s3 runs v2 only) |
 //! | what the v2 consumers write through ([`Sink`]) | [`FilesSink`] (the same store) | [`BucketSink`] |
-//! | what the analytics read ([`Aggregator`]'s source) | the logs directory | the bucket's objects |
+//! | what the analytics read ([`Aggregator`]'s source, one per site) | the logs directory (a site's: [`layout::site_dir`]) | the bucket's objects (a site's: [`layout::site_prefix`]) |
 //! | the dashboard's ingest figures ([`IngestFigures`]) | this process's | every live instance's |
 //!
 //! The bucket client ([`Objects`]) is built once and shared; with `s3` no local store is opened
@@ -18,14 +18,16 @@ use std::sync::Arc;
 
 use crate::analytics::bucket::BucketSource;
 use crate::analytics::ingest_figures::IngestFigures;
-use crate::analytics::{Aggregator, Bounds};
+use crate::analytics::{Aggregator, Aggregators, Bounds};
 use crate::config::{Config, StorageBackend};
 use crate::kafka::Sink;
 use crate::kafka::consumer::bucket::BucketSink;
 use crate::kafka::consumer::files::FilesSink;
 use crate::kafka::ranges::RangeLimits;
+use crate::layout;
 use crate::metrics::Metrics;
 use crate::objects::Objects;
+use crate::site::SiteId;
 use crate::store::{Store, StoreOptions};
 
 /// Everything of the configured backend (see the module docs).
@@ -34,8 +36,9 @@ pub struct Storage {
     pub store: Option<Store>,
     /// Where the v2 consumers write.
     pub sink: Arc<dyn Sink>,
-    /// The summaries of what is stored, shared by the periodic pass and the queries.
-    pub aggregator: Arc<Aggregator>,
+    /// The summaries of what is stored (one aggregator per site, or one for the whole data),
+    /// shared by the periodic pass and the queries.
+    pub aggregators: Arc<Aggregators>,
     /// The ingest figures of the dashboard.
     pub figures: Arc<IngestFigures>,
 }
@@ -59,12 +62,17 @@ impl Storage {
                 Storage {
                     sink: Arc::new(FilesSink::new(store.clone(), flush_size, flush_interval)),
                     store: Some(store),
-                    aggregator: Arc::new(Aggregator::new(
-                        storage.logs_dir.clone(),
-                        analytics_dir,
-                        bounds,
-                        metrics.clone(),
-                    )),
+                    aggregators: Arc::new(Aggregators::new(bounds, {
+                        let (logs_dir, metrics) = (storage.logs_dir.clone(), metrics.clone());
+                        Box::new(move |site: Option<&SiteId>| {
+                            Aggregator::new(
+                                layout::site_dir(&logs_dir, site),
+                                layout::site_dir(&analytics_dir, site),
+                                bounds,
+                                metrics.clone(),
+                            )
+                        })
+                    })),
                     figures: Arc::new(IngestFigures::new(metrics.clone())),
                 }
             }
@@ -78,12 +86,21 @@ impl Storage {
                         limits,
                         config.kafka.session_timeout,
                     )?),
-                    aggregator: Arc::new(Aggregator::with_source(
-                        Box::new(BucketSource::new(objects.clone())),
-                        analytics_dir,
-                        bounds,
-                        metrics.clone(),
-                    )),
+                    aggregators: Arc::new(Aggregators::new(bounds, {
+                        let (objects, metrics) = (objects.clone(), metrics.clone());
+                        Box::new(move |site: Option<&SiteId>| {
+                            let objects = match site {
+                                None => objects.clone(),
+                                Some(_) => Arc::new(objects.below(&layout::site_prefix(site))),
+                            };
+                            Aggregator::with_source(
+                                Box::new(BucketSource::new(objects)),
+                                layout::site_dir(&analytics_dir, site),
+                                bounds,
+                                metrics.clone(),
+                            )
+                        })
+                    })),
                     figures: Arc::new(IngestFigures::in_bucket(metrics.clone(), objects)),
                 }
             }
