@@ -6,6 +6,7 @@
 
 mod ingest;
 mod routes;
+mod site_analytics;
 mod sites;
 
 use std::path::PathBuf;
@@ -148,6 +149,8 @@ impl Intake for StandIn {
 
 /// The router of a configuration, over a [`StandIn`].
 struct Api {
+    /// The keys in force, which a test may replace as a reload does.
+    access: Arc<AccessCell>,
     router: Router,
     pipeline: Arc<StandIn>,
     metrics: Metrics,
@@ -197,17 +200,19 @@ fn api_over(aggregators: Arc<Aggregators>, configure: impl FnOnce(&mut Config)) 
     });
     let metrics = Metrics::new();
     let shutting_down = Arc::new(AtomicBool::new(false));
+    let access = Arc::new(AccessCell::new(
+        Access::load(&config).expect("the sites file"),
+    ));
     let state = AppState::new(
         &config,
         pipeline.clone(),
         metrics.clone(),
         shutting_down.clone(),
         Analytics::new(aggregators, Arc::new(IngestFigures::new(metrics.clone()))),
-        Arc::new(AccessCell::new(
-            Access::load(&config).expect("the sites file"),
-        )),
+        access.clone(),
     );
     Api {
+        access,
         router: router(state, config.server.request_timeout),
         pipeline,
         metrics,
