@@ -19,6 +19,7 @@ mod process;
 mod profiling;
 mod prometheus;
 mod rejections;
+mod site_analytics;
 mod squatting;
 mod startup;
 mod storage;
