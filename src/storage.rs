@@ -14,6 +14,7 @@
 //! (the logs directory is not touched). A third backend is one more arm of the match in
 //! [`Storage::open`], with its consumer sink (`kafka/consumer/<name>.rs`) and its analytics source.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::analytics::bucket::BucketSource;
@@ -62,17 +63,12 @@ impl Storage {
                 Storage {
                     sink: Arc::new(FilesSink::new(store.clone(), flush_size, flush_interval)),
                     store: Some(store),
-                    aggregators: Arc::new(Aggregators::new(bounds, {
-                        let (logs_dir, metrics) = (storage.logs_dir.clone(), metrics.clone());
-                        Box::new(move |site: Option<&SiteId>| {
-                            Aggregator::new(
-                                layout::site_dir(&logs_dir, site),
-                                layout::site_dir(&analytics_dir, site),
-                                bounds,
-                                metrics.clone(),
-                            )
-                        })
-                    })),
+                    aggregators: Arc::new(files_aggregators(
+                        storage.logs_dir.clone(),
+                        analytics_dir,
+                        bounds,
+                        metrics.clone(),
+                    )),
                     figures: Arc::new(IngestFigures::new(metrics.clone())),
                 }
             }
@@ -86,26 +82,63 @@ impl Storage {
                         limits,
                         config.kafka.session_timeout,
                     )?),
-                    aggregators: Arc::new(Aggregators::new(bounds, {
-                        let (objects, metrics) = (objects.clone(), metrics.clone());
-                        Box::new(move |site: Option<&SiteId>| {
-                            let objects = match site {
-                                None => objects.clone(),
-                                Some(_) => Arc::new(objects.below(&layout::site_prefix(site))),
-                            };
-                            Aggregator::with_source(
-                                Box::new(BucketSource::new(objects)),
-                                layout::site_dir(&analytics_dir, site),
-                                bounds,
-                                metrics.clone(),
-                            )
-                        })
-                    })),
+                    aggregators: Arc::new(bucket_aggregators(
+                        objects.clone(),
+                        analytics_dir,
+                        bounds,
+                        metrics.clone(),
+                    )),
                     figures: Arc::new(IngestFigures::in_bucket(metrics.clone(), objects)),
                 }
             }
         })
     }
+}
+
+/// The aggregators of the hour files below `logs_dir` (a site's below its root there), whose
+/// summaries are below `analytics_dir` likewise.
+fn files_aggregators(
+    logs_dir: PathBuf,
+    analytics_dir: PathBuf,
+    bounds: Bounds,
+    metrics: Metrics,
+) -> Aggregators {
+    Aggregators::new(
+        bounds,
+        Box::new(move |site: Option<&SiteId>| {
+            Aggregator::new(
+                layout::site_dir(&logs_dir, site),
+                layout::site_dir(&analytics_dir, site),
+                bounds,
+                metrics.clone(),
+            )
+        }),
+    )
+}
+
+/// The aggregators of the bucket's record objects (a site's below its prefix there), whose copies
+/// of the summaries are below `analytics_dir` (a site's below its root there).
+fn bucket_aggregators(
+    objects: Arc<Objects>,
+    analytics_dir: PathBuf,
+    bounds: Bounds,
+    metrics: Metrics,
+) -> Aggregators {
+    Aggregators::new(
+        bounds,
+        Box::new(move |site: Option<&SiteId>| {
+            let objects = match site {
+                None => objects.clone(),
+                Some(_) => Arc::new(objects.below(&layout::site_prefix(site))),
+            };
+            Aggregator::with_source(
+                Box::new(BucketSource::new(objects)),
+                layout::site_dir(&analytics_dir, site),
+                bounds,
+                metrics.clone(),
+            )
+        }),
+    )
 }
 
 #[cfg(test)]
@@ -140,6 +173,71 @@ mod tests {
         // Readiness does not depend on a disk this backend does not use.
         assert_eq!(storage.sink.readiness(), Ok(()));
         assert_eq!(storage.sink.stored("logs"), Default::default());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn in_the_bucket_each_site_is_summarised_from_its_own_prefix_only() {
+        use crate::analytics::CancelFlag;
+        use crate::record::Hour;
+        use object_store::{ObjectStoreExt as _, PutPayload, memory::InMemory, path::Path};
+
+        let store = Arc::new(InMemory::new());
+        let hour = Hour::from_index(486_782);
+        let line = |path: &str| {
+            let at = hour.to_string();
+            format!("{{\"timestamp\":\"{at}\",\"path\":\"{path}\",\"userAgent\":\"curl/8.5.0\"}}\n")
+        };
+        for (prefix, path, n) in [
+            ("sites/a/", "/a", 3),
+            ("sites/b/", "/b", 2),
+            ("", "/root", 1),
+        ] {
+            let key = format!(
+                "team/{prefix}{}",
+                layout::records_object("t", 0, 0, 9, hour)
+            );
+            let payload = PutPayload::from(line(path).repeat(n).into_bytes());
+            store.put(&Path::from(key), payload).await.unwrap();
+        }
+        let objects = Arc::new(Objects::new(
+            store.clone(),
+            "team",
+            std::time::Duration::from_secs(5),
+            Metrics::new(),
+        ));
+        let analytics = tempfile::tempdir().unwrap();
+        let bounds = Bounds {
+            max_keys: 100,
+            max_bytes: 1 << 20,
+        };
+        let aggregators =
+            bucket_aggregators(objects, analytics.path().to_owned(), bounds, Metrics::new());
+        let a = aggregators.get(Some(&SiteId::parse("a").unwrap()));
+        tokio::task::spawn_blocking(move || a.update_all_hours(&CancelFlag::new()).unwrap())
+            .await
+            .unwrap();
+        let copy = analytics
+            .path()
+            .join("sites/a")
+            .join(layout::summary_file(hour));
+        let copy: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(copy).unwrap()).unwrap();
+        assert_eq!(copy["requestsPerPath"], serde_json::json!({"/a": 3}));
+        let in_bucket = format!("team/sites/a/{}", layout::summary_object(hour));
+        assert!(
+            store.head(&Path::from(in_bucket)).await.is_ok(),
+            "a's summary is below its prefix"
+        );
+        assert!(
+            store
+                .head(&Path::from(format!(
+                    "team/{}",
+                    layout::summary_object(hour)
+                )))
+                .await
+                .is_err(),
+            "nothing is summarised at the root"
+        );
     }
 
     #[tokio::test]
