@@ -89,7 +89,8 @@ function chosenRange() {
   return { from, to };
 }
 
-/// The sites the token reads (GET /analytics/sites): asked once per token.
+/// The sites the token reads (GET /analytics/sites), asked at every refresh: a site added or
+/// removed by a reload shows in the picker without reloading the page.
 let access = null;
 
 /// The site the picker names ("" for all sites, and for a token that reads one site).
@@ -138,7 +139,7 @@ async function refresh() {
   $("status").textContent = "Loading…";
   try {
     const range = chosenRange();
-    if (access === null) access = await api("/analytics/sites");
+    access = await api("/analytics/sites");
     renderSites();
     const query = "from=" + iso(range.from) + "&to=" + iso(range.to) + "&top=" + TOP + siteQuery("&");
     // The ingest figures are the whole service's: an operator's only.
@@ -381,7 +382,6 @@ function renderIngest(ingest) {
 
 function showError(error) {
   if (error.status === 401) {
-    access = null;
     $("data").hidden = true;
     $("empty").hidden = true;
     $("token-panel").hidden = false;
@@ -438,13 +438,11 @@ function start() {
     event.preventDefault();
     sessionStorage.setItem(TOKEN_KEY, $("token").value.trim());
     $("token").value = "";
-    access = null;
     refresh();
   });
   $("forget-token").addEventListener("click", () => {
     sessionStorage.removeItem(TOKEN_KEY);
     $("forget-token").hidden = true;
-    access = null;
     refresh();
   });
   let resizing = null;

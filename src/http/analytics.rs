@@ -51,6 +51,7 @@ use crate::analytics::ingest_figures::IngestFigures;
 use crate::analytics::query::{self, QueryError};
 use crate::analytics::{Aggregator, Aggregators, CancelFlag};
 use crate::record::Hour;
+use crate::site::SiteId;
 use scope::{Scope, SiteParam};
 
 mod scope;
@@ -205,7 +206,7 @@ fn parse_top(top: Option<String>) -> Result<usize, ApiError> {
 /// false` added when not everything acknowledged was stored in time.
 async fn hour_answer(
     state: &AppState,
-    root: Option<crate::site::SiteId>,
+    root: Option<SiteId>,
     hour: Hour,
 ) -> Result<Response, ApiError> {
     let (complete, file) = read(state, Length::Short, &[root], move |aggregators, cancel| {
@@ -301,7 +302,7 @@ pub(super) async fn get_ingest(
 async fn read<T: Send + 'static>(
     state: &AppState,
     length: Length,
-    roots: &[Option<crate::site::SiteId>],
+    roots: &[Option<SiteId>],
     work: impl FnOnce(&[Arc<Aggregator>], &CancelFlag) -> Result<T, QueryError> + Send + 'static,
 ) -> Result<(bool, T), ApiError> {
     let complete = state.pipeline.settle(SETTLE_TIMEOUT).await;
