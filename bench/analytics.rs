@@ -129,7 +129,7 @@ fn main() {
             .update_hours((from.index()..end.index()).map(Hour::from_index), &cancel)
             .unwrap();
         query::range(
-            &analytics,
+            &[analytics.as_path()],
             (from, end),
             10,
             aggregator.bounds(),
@@ -137,6 +137,7 @@ fn main() {
             &cancel,
         )
         .unwrap()
+        .summary
     };
     let (quiet, quiet_cpu) = measure(|| range_query(&restarted));
     append(&hour_file, 1000, &mut rng, &agents);
@@ -295,7 +296,7 @@ fn largest_query_memory(root: &Path) {
     let before = peak_rss_kb();
     let started = Instant::now();
     let merged = query::range(
-        &analytics,
+        &[analytics.as_path()],
         (
             first,
             Hour::from_index(first.index() + query::MAX_RANGE_HOURS),
@@ -305,7 +306,8 @@ fn largest_query_memory(root: &Path) {
         classifier,
         &CancelFlag::new(),
     )
-    .unwrap();
+    .unwrap()
+    .summary;
     let elapsed = started.elapsed();
     let after = peak_rss_kb();
     println!(

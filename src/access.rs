@@ -104,6 +104,19 @@ impl Access {
         self.sites.as_ref().and_then(|sites| sites.get(id))
     }
 
+    /// The roots of the data in force: each configured site's (`Some(id)`), or the whole data
+    /// (`None`) without sites.
+    pub fn roots(&self) -> Vec<Option<SiteId>> {
+        if self.has_sites() {
+            self.sites()
+                .iter()
+                .map(|site| Some(site.id.clone()))
+                .collect()
+        } else {
+            vec![None]
+        }
+    }
+
     /// Whether requests to `routes` need a key: with sites, ingest and analytics always do (the
     /// key says whose data it is); otherwise as `auth.protect` says, when tokens are set.
     pub fn protects(&self, routes: Protected) -> bool {

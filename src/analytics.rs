@@ -2,7 +2,8 @@
 //! date incrementally, and the queries behind the analytics API.
 //!
 //! One [`Aggregator`] owns the summaries of one [`Source`] (chosen once at start-up: the hour
-//! files of a logs directory, [`files`], or the bucket's record objects, [`bucket`]). The
+//! files of a logs directory, [`files`], or the bucket's record objects, [`bucket`]); with sites,
+//! each site has its own, over its own root ([`sites`]). The
 //! periodic pass ([`Aggregator::run_pass`], at start-up, every `aggregation.interval` and once more
 //! at shutdown) and the queries ([`Aggregator::update_hours`], which bring only the hours they read
 //! up to date first, so an answer is never stale) share it, through one path: each hour is
@@ -28,6 +29,7 @@ pub mod files;
 pub mod ingest_figures;
 pub mod query;
 pub mod scan;
+pub mod sites;
 pub mod source;
 pub mod summary;
 
@@ -42,8 +44,10 @@ use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
 use crate::record::Hour;
+use crate::site::SiteId;
 use bots::BotClassifier;
 use files::FilesSource;
+pub use sites::Aggregators;
 pub use source::Source;
 use source::Summaries;
 pub use summary::Bounds;
@@ -328,23 +332,32 @@ impl Aggregator {
     }
 }
 
-/// The background task that runs passes: at start, every `interval`, and a last one when stopped
-/// (hour files only).
+/// The roots whose aggregators the task keeps up to date, asked at every pass: the sites in force
+/// (`None`, the whole data, without sites).
+pub type RootsInForce = Box<dyn Fn() -> Vec<Option<SiteId>> + Send + Sync>;
+
+/// The background task that runs passes over every root in force: at start, every `interval`,
+/// and a last one when stopped (hour files only).
 pub struct AggregationTask {
     stop: oneshot::Sender<()>,
     handle: JoinHandle<()>,
-    aggregator: Arc<Aggregator>,
+    aggregators: Arc<Aggregators>,
 }
 
 impl AggregationTask {
-    /// Starts the task; the first pass runs at once.
-    pub fn spawn(aggregator: Arc<Aggregator>, interval: Duration) -> AggregationTask {
+    /// Starts the task; the first pass runs at once. A root that comes into force (a site added
+    /// by a reload) gets its aggregator at the next pass.
+    pub fn spawn(
+        aggregators: Arc<Aggregators>,
+        roots: RootsInForce,
+        interval: Duration,
+    ) -> AggregationTask {
         let (stop, mut stopped) = oneshot::channel();
-        let task_aggregator = aggregator.clone();
+        let task_aggregators = aggregators.clone();
         let handle = tokio::spawn(async move {
-            let aggregator = task_aggregator;
+            let aggregators = task_aggregators;
             loop {
-                run_blocking(aggregator.clone()).await;
+                run_blocking(aggregators.in_force(&roots())).await;
                 tokio::select! {
                     () = tokio::time::sleep(interval) => {}
                     _ = &mut stopped => break,
@@ -352,22 +365,24 @@ impl AggregationTask {
             }
             // The bucket's summaries are brought up to date by whichever instance looks next; a
             // last pass there could hold the shutdown for as long as the bucket does not answer.
-            if !aggregator.source.remote() {
-                run_blocking(aggregator).await;
-            }
+            let mut last = aggregators.in_force(&roots());
+            last.retain(|aggregator| !aggregator.source.remote());
+            run_blocking(last).await;
         });
         AggregationTask {
             stop,
             handle,
-            aggregator,
+            aggregators,
         }
     }
 
     /// Runs the final pass (call after the store flushed; local sources only) and waits for it.
     pub async fn finish(self) {
-        if self.aggregator.source.remote() {
-            // A pass in progress stops after its current hour.
-            self.aggregator.stopping.store(true, Ordering::Relaxed);
+        for aggregator in self.aggregators.all() {
+            if aggregator.source.remote() {
+                // A pass in progress stops after its current hour.
+                aggregator.stopping.store(true, Ordering::Relaxed);
+            }
         }
         let _ = self.stop.send(());
         if let Err(e) = self.handle.await {
@@ -376,9 +391,12 @@ impl AggregationTask {
     }
 }
 
-async fn run_blocking(aggregator: Arc<Aggregator>) {
+/// A pass of each of `aggregators`, one after the other, on a blocking thread.
+async fn run_blocking(aggregators: Vec<Arc<Aggregator>>) {
     tokio::task::spawn_blocking(move || {
-        aggregator.run_pass();
+        for aggregator in aggregators {
+            aggregator.run_pass();
+        }
     })
     .await
     .expect("an aggregation pass does not panic");

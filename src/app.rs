@@ -18,7 +18,7 @@ use tokio::net::TcpListener;
 
 use crate::access::{Access, AccessCell, Reloader};
 use crate::analytics::ingest_figures::IngestFigures;
-use crate::analytics::{AggregationTask, Aggregator};
+use crate::analytics::{AggregationTask, Aggregators, RootsInForce};
 use crate::config::Config;
 use crate::http::{self, Analytics, AppState};
 use crate::metrics::Metrics;
@@ -31,7 +31,9 @@ pub struct Application {
     server: Server,
     pipeline: Arc<Pipeline>,
     shutting_down: Arc<AtomicBool>,
-    aggregator: Arc<Aggregator>,
+    aggregators: Arc<Aggregators>,
+    /// The keys and sites in force: the aggregation task keeps each site's summaries.
+    access: Arc<AccessCell>,
     aggregation_interval: Duration,
     ingest_figures: Arc<IngestFigures>,
     /// `SIGHUP`, listened to from start-up (its default action would end the process).
@@ -49,7 +51,7 @@ impl Application {
         let storage = Storage::open(&config, &metrics)?;
         let pipeline = Arc::new(Pipeline::start(&config, &storage, &metrics).await?);
         let Storage {
-            aggregator,
+            aggregators,
             figures: ingest_figures,
             ..
         } = storage;
@@ -62,13 +64,14 @@ impl Application {
             }
         };
         let shutting_down = Arc::new(AtomicBool::new(false));
+        let access = Arc::new(AccessCell::new(access));
         let state = AppState::new(
             &config,
             pipeline.clone(),
             metrics.clone(),
             shutting_down.clone(),
-            Analytics::new(aggregator.clone(), ingest_figures.clone()),
-            Arc::new(AccessCell::new(access)),
+            Analytics::new(aggregators.clone(), ingest_figures.clone()),
+            access.clone(),
         );
         let reloader = state.reloader.clone();
         let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -90,7 +93,8 @@ impl Application {
             server: Server::new(listener, router, settings, metrics),
             pipeline,
             shutting_down,
-            aggregator,
+            aggregators,
+            access,
             aggregation_interval: config.aggregation.interval,
             ingest_figures,
             hangup,
@@ -108,7 +112,10 @@ impl Application {
     /// `shutting_down`; then the pipeline drains and closes in its documented order, and a last
     /// aggregation pass runs.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let aggregation = AggregationTask::spawn(self.aggregator, self.aggregation_interval);
+        let access = self.access;
+        let roots: RootsInForce = Box::new(move || access.current().roots());
+        let aggregation =
+            AggregationTask::spawn(self.aggregators, roots, self.aggregation_interval);
         let figures = self.ingest_figures.spawn();
         let reloads = tokio::spawn(reload_on_hangup(self.hangup, self.reloader));
         let shutting_down = self.shutting_down;

@@ -11,8 +11,11 @@
 //! | `GET /analytics?from=A&to=B&top=N` | one summary merged over `[A, B)` |
 //! | `GET /analytics/hours` | the hours that have summaries, with totals |
 //! | `GET /analytics/ingest` | the ingest counters, for the dashboard's rates |
+//! | `GET /analytics/sites` | the sites the key reads, for the dashboard |
 //! | `POST /admin/reload` | reloads the sites file: 200 `{"sites": N}`, 422 if invalid, 409 without one |
 //! | `GET /`, `GET /dashboard` | the dashboard page and its assets (public: they hold no data) |
+//!
+//! With sites, the analytics answer for the key's site, or an operator's choice (`?site=`).
 //!
 //! Which key may use which group of routes is decided once, by [`crate::access::Access::admit`],
 //! in the [`require_key`] middleware.
@@ -140,7 +143,8 @@ pub fn router(state: AppState, request_timeout: Duration) -> Router {
     let analytics = Router::new()
         .route("/analytics", get(analytics::get_analytics))
         .route("/analytics/hours", get(analytics::get_analytics_hours))
-        .route("/analytics/ingest", get(analytics::get_ingest));
+        .route("/analytics/ingest", get(analytics::get_ingest))
+        .route("/analytics/sites", get(analytics::get_sites));
     let metrics = Router::new().route("/metrics", get(metrics));
     let admin = Router::new().route("/admin/reload", post(admin::reload));
     // Each group behind the key check, which asks the keys in force whether the group needs one

@@ -222,6 +222,17 @@ impl Objects {
         }
     }
 
+    /// The same bucket, with `sub` (a [`layout::site_prefix`], ending in `/`) added to the
+    /// prefix: a site's objects, in exactly the layout of the whole bucket's.
+    pub fn below(&self, sub: &str) -> Objects {
+        Objects::new(
+            self.store.clone(),
+            &format!("{}{sub}", self.prefix),
+            self.request_timeout,
+            self.metrics.clone(),
+        )
+    }
+
     /// The full path of `key` (a [`layout`] object key).
     fn path(&self, key: &str) -> Path {
         Path::from(format!("{}{key}", self.prefix))

@@ -7,25 +7,28 @@
 //! |---|---|---|
 //! | v1's writer ([`Storage::store`]) | the [`Store`] | none (s3 runs v2 only) |
 //! | what the v2 consumers write through ([`Sink`]) | [`FilesSink`] (the same store) | [`BucketSink`] |
-//! | what the analytics read ([`Aggregator`]'s source) | the logs directory | the bucket's objects |
+//! | what the analytics read ([`Aggregator`]'s source, one per site) | the logs directory (a site's: [`layout::site_dir`]) | the bucket's objects (a site's: [`layout::site_prefix`]) |
 //! | the dashboard's ingest figures ([`IngestFigures`]) | this process's | every live instance's |
 //!
 //! The bucket client ([`Objects`]) is built once and shared; with `s3` no local store is opened
 //! (the logs directory is not touched). A third backend is one more arm of the match in
 //! [`Storage::open`], with its consumer sink (`kafka/consumer/<name>.rs`) and its analytics source.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::analytics::bucket::BucketSource;
 use crate::analytics::ingest_figures::IngestFigures;
-use crate::analytics::{Aggregator, Bounds};
+use crate::analytics::{Aggregator, Aggregators, Bounds};
 use crate::config::{Config, StorageBackend};
 use crate::kafka::Sink;
 use crate::kafka::consumer::bucket::BucketSink;
 use crate::kafka::consumer::files::FilesSink;
 use crate::kafka::ranges::RangeLimits;
+use crate::layout;
 use crate::metrics::Metrics;
 use crate::objects::Objects;
+use crate::site::SiteId;
 use crate::store::{Store, StoreOptions};
 
 /// Everything of the configured backend (see the module docs).
@@ -34,8 +37,9 @@ pub struct Storage {
     pub store: Option<Store>,
     /// Where the v2 consumers write.
     pub sink: Arc<dyn Sink>,
-    /// The summaries of what is stored, shared by the periodic pass and the queries.
-    pub aggregator: Arc<Aggregator>,
+    /// The summaries of what is stored (one aggregator per site, or one for the whole data),
+    /// shared by the periodic pass and the queries.
+    pub aggregators: Arc<Aggregators>,
     /// The ingest figures of the dashboard.
     pub figures: Arc<IngestFigures>,
 }
@@ -59,7 +63,7 @@ impl Storage {
                 Storage {
                     sink: Arc::new(FilesSink::new(store.clone(), flush_size, flush_interval)),
                     store: Some(store),
-                    aggregator: Arc::new(Aggregator::new(
+                    aggregators: Arc::new(files_aggregators(
                         storage.logs_dir.clone(),
                         analytics_dir,
                         bounds,
@@ -78,8 +82,8 @@ impl Storage {
                         limits,
                         config.kafka.session_timeout,
                     )?),
-                    aggregator: Arc::new(Aggregator::with_source(
-                        Box::new(BucketSource::new(objects.clone())),
+                    aggregators: Arc::new(bucket_aggregators(
+                        objects.clone(),
                         analytics_dir,
                         bounds,
                         metrics.clone(),
@@ -89,6 +93,52 @@ impl Storage {
             }
         })
     }
+}
+
+/// The aggregators of the hour files below `logs_dir` (a site's below its root there), whose
+/// summaries are below `analytics_dir` likewise.
+fn files_aggregators(
+    logs_dir: PathBuf,
+    analytics_dir: PathBuf,
+    bounds: Bounds,
+    metrics: Metrics,
+) -> Aggregators {
+    Aggregators::new(
+        bounds,
+        Box::new(move |site: Option<&SiteId>| {
+            Aggregator::new(
+                layout::site_dir(&logs_dir, site),
+                layout::site_dir(&analytics_dir, site),
+                bounds,
+                metrics.clone(),
+            )
+        }),
+    )
+}
+
+/// The aggregators of the bucket's record objects (a site's below its prefix there), whose copies
+/// of the summaries are below `analytics_dir` (a site's below its root there).
+fn bucket_aggregators(
+    objects: Arc<Objects>,
+    analytics_dir: PathBuf,
+    bounds: Bounds,
+    metrics: Metrics,
+) -> Aggregators {
+    Aggregators::new(
+        bounds,
+        Box::new(move |site: Option<&SiteId>| {
+            let objects = match site {
+                None => objects.clone(),
+                Some(_) => Arc::new(objects.below(&layout::site_prefix(site))),
+            };
+            Aggregator::with_source(
+                Box::new(BucketSource::new(objects)),
+                layout::site_dir(&analytics_dir, site),
+                bounds,
+                metrics.clone(),
+            )
+        }),
+    )
 }
 
 #[cfg(test)]
@@ -123,6 +173,71 @@ mod tests {
         // Readiness does not depend on a disk this backend does not use.
         assert_eq!(storage.sink.readiness(), Ok(()));
         assert_eq!(storage.sink.stored("logs"), Default::default());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn in_the_bucket_each_site_is_summarised_from_its_own_prefix_only() {
+        use crate::analytics::CancelFlag;
+        use crate::record::Hour;
+        use object_store::{ObjectStoreExt as _, PutPayload, memory::InMemory, path::Path};
+
+        let store = Arc::new(InMemory::new());
+        let hour = Hour::from_index(486_782);
+        let line = |path: &str| {
+            let at = hour.to_string();
+            format!("{{\"timestamp\":\"{at}\",\"path\":\"{path}\",\"userAgent\":\"curl/8.5.0\"}}\n")
+        };
+        for (prefix, path, n) in [
+            ("sites/a/", "/a", 3),
+            ("sites/b/", "/b", 2),
+            ("", "/root", 1),
+        ] {
+            let key = format!(
+                "team/{prefix}{}",
+                layout::records_object("t", 0, 0, 9, hour)
+            );
+            let payload = PutPayload::from(line(path).repeat(n).into_bytes());
+            store.put(&Path::from(key), payload).await.unwrap();
+        }
+        let objects = Arc::new(Objects::new(
+            store.clone(),
+            "team",
+            std::time::Duration::from_secs(5),
+            Metrics::new(),
+        ));
+        let analytics = tempfile::tempdir().unwrap();
+        let bounds = Bounds {
+            max_keys: 100,
+            max_bytes: 1 << 20,
+        };
+        let aggregators =
+            bucket_aggregators(objects, analytics.path().to_owned(), bounds, Metrics::new());
+        let a = aggregators.get(Some(&SiteId::parse("a").unwrap()));
+        tokio::task::spawn_blocking(move || a.update_all_hours(&CancelFlag::new()).unwrap())
+            .await
+            .unwrap();
+        let copy = analytics
+            .path()
+            .join("sites/a")
+            .join(layout::summary_file(hour));
+        let copy: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(copy).unwrap()).unwrap();
+        assert_eq!(copy["requestsPerPath"], serde_json::json!({"/a": 3}));
+        let in_bucket = format!("team/sites/a/{}", layout::summary_object(hour));
+        assert!(
+            store.head(&Path::from(in_bucket)).await.is_ok(),
+            "a's summary is below its prefix"
+        );
+        assert!(
+            store
+                .head(&Path::from(format!(
+                    "team/{}",
+                    layout::summary_object(hour)
+                )))
+                .await
+                .is_err(),
+            "nothing is summarised at the root"
+        );
     }
 
     #[tokio::test]

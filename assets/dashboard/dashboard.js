@@ -2,7 +2,9 @@
 // GET /analytics?from&to&top (the range), /analytics/hours (to tell "no data yet" from "no data in
 // this range") and /analytics/ingest (the ingest figures: the service measures the rate itself and,
 // with storage.backend s3, sums every instance's, as the totals are the whole bucket's). With auth on, a 401 asks for the token, which stays in this tab's sessionStorage and
-// goes in the Authorization header, never in a URL.
+// goes in the Authorization header, never in a URL. With sites, /analytics/sites says whose data
+// the token reads: a site's read key sees its site's name (and no ingest figures, which are the
+// whole service's); an operator gets a picker (all sites, with each one's totals, or one site).
 "use strict";
 
 const REFRESH_MS = 15000;
@@ -87,20 +89,70 @@ function chosenRange() {
   return { from, to };
 }
 
+/// The sites the token reads (GET /analytics/sites), asked at every refresh: a site added or
+/// removed by a reload shows in the picker without reloading the page.
+let access = null;
+
+/// The site the picker names ("" for all sites, and for a token that reads one site).
+const chosenSite = () => $("site").value;
+const siteQuery = (join) => (chosenSite() ? join + "site=" + encodeURIComponent(chosenSite()) : "");
+
+function option(value, text) {
+  const element = document.createElement("option");
+  element.value = value;
+  element.textContent = text;
+  return element;
+}
+
+/// The site's name in the header, and for an operator of a service with sites the picker.
+function renderSites() {
+  const picker = access.allSites && access.sites.length > 0;
+  $("site-picker").hidden = !picker;
+  const ids = access.sites.map((site) => site.id).join(" ");
+  if (picker && $("site").dataset.ids !== ids) {
+    const chosen = chosenSite();
+    $("site").replaceChildren(option("", "All sites"), ...access.sites.map((s) => option(s.id, s.name)));
+    $("site").value = access.sites.some((site) => site.id === chosen) ? chosen : "";
+    $("site").dataset.ids = ids;
+  }
+  let name = "";
+  if (!access.allSites && access.sites.length > 0) name = access.sites[0].name;
+  if (picker) {
+    const site = access.sites.find((s) => s.id === chosenSite());
+    name = site ? site.name : "All sites";
+  }
+  $("site-name").textContent = name;
+  $("site-name").hidden = name === "";
+  document.title = (name ? name + " · " : "") + "Traffic · log-pipeline";
+}
+
 let loading = false;
+/// A refresh asked for while one runs (a new choice of site) runs when it ends.
+let again = false;
 
 async function refresh() {
-  if (loading) return;
+  if (loading) {
+    again = true;
+    return;
+  }
   loading = true;
   $("status").textContent = "Loading…";
   try {
     const range = chosenRange();
-    const query = "from=" + iso(range.from) + "&to=" + iso(range.to) + "&top=" + TOP;
-    const [summary, ingest] = await Promise.all([api("/analytics?" + query), api("/analytics/ingest")]);
+    access = await api("/analytics/sites");
+    renderSites();
+    const query = "from=" + iso(range.from) + "&to=" + iso(range.to) + "&top=" + TOP + siteQuery("&");
+    // The ingest figures are the whole service's: an operator's only.
+    const [summary, ingest] = await Promise.all([
+      api("/analytics?" + query),
+      access.allSites ? api("/analytics/ingest") : null,
+    ]);
     hideError();
     $("token-panel").hidden = true;
     $("forget-token").hidden = !token();
-    renderIngest(ingest);
+    $("ingest-card").hidden = !ingest;
+    $("rejected-card").hidden = !ingest;
+    if (ingest) renderIngest(ingest);
     if (summary.totalRequests === 0) {
       await renderEmpty(range);
     } else {
@@ -112,10 +164,16 @@ async function refresh() {
     $("bot-list").textContent = summary.botList.split("#")[0].replace("@", " ");
     $("status").textContent =
       "Updated " + new Date().toISOString().slice(11, 19) + " UTC · " + rangeText(range);
+    // What is shown now (read by the browser tests after a choice of site).
+    document.body.dataset.shown = chosenSite() || "all";
   } catch (error) {
     showError(error);
   } finally {
     loading = false;
+    if (again) {
+      again = false;
+      refresh();
+    }
   }
 }
 
@@ -125,7 +183,7 @@ function rangeText(range) {
 }
 
 async function renderEmpty(range) {
-  const all = await api("/analytics/hours");
+  const all = await api("/analytics/hours" + siteQuery("?"));
   $("data").hidden = true;
   $("empty").hidden = false;
   if (all.hours.length === 0) {
@@ -160,6 +218,7 @@ function renderSummary(summary, range) {
     row.bot === null ? "mixed" : row.bot ? "bot" : "human",
   ]);
   fillTable("top-bots", summary.topBots, total, (row) => [row.key]);
+  renderPerSite(summary.sites, total);
   const hours = everyHour(summary.hours, range);
   renderChart(hours);
   const body = $("hours-table").tBodies[0];
@@ -170,6 +229,23 @@ function renderSummary(summary, range) {
         fmt(h.total),
         fmt(h.bots),
         fmt(h.humans),
+      ]),
+    ),
+  );
+}
+
+/// Each site's totals, in an answer over every site (an operator's "All sites").
+function renderPerSite(sites, total) {
+  $("per-site").hidden = !sites;
+  if (!sites) return;
+  $("per-site-table").tBodies[0].replaceChildren(
+    ...sites.map((site) =>
+      row([
+        site.name,
+        fmt(site.totalRequests),
+        fmt(site.botRequests),
+        fmt(site.humanRequests),
+        percent(site.totalRequests, total),
       ]),
     ),
   );
@@ -292,9 +368,10 @@ function niceMax(max) {
 function renderIngest(ingest) {
   // With storage.backend s3, the figures of every instance writing to the bucket ("instance" when
   // the storage is local, or the bucket did not answer).
-  const who = ingest.scope === "bucket"
+  // Counted for the whole service: with one site chosen, they are still every site's.
+  const who = (ingest.scope === "bucket"
     ? (ingest.instances === 1 ? " by the one instance" : " by all " + fmt(ingest.instances) + " instances")
-    : " by this instance";
+    : " by this instance") + (chosenSite() ? " (all sites)" : "");
   $("ingest-rate").textContent = fmt(Math.round(ingest.recordsPerSecond)) + " records/s";
   $("ingest-total").textContent = fmt(ingest.recordsStored) + " records stored since start" + who;
   const rejected = ingest.rejectedRequests;
@@ -355,6 +432,7 @@ function start() {
     refresh();
   });
   $("refresh").addEventListener("click", refresh);
+  $("site").addEventListener("change", refresh);
   $("auto").addEventListener("change", schedule);
   $("token-form").addEventListener("submit", (event) => {
     event.preventDefault();

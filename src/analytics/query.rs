@@ -143,85 +143,140 @@ pub fn summary_file(
     Ok(Some(content))
 }
 
-/// Every hour that has a summary, with its totals, in order.
-pub fn hours(analytics_dir: &Path, cancel: &CancelFlag) -> Result<Vec<HourTotal>, QueryError> {
-    let mut found = Vec::new();
-    for (hour, path) in layout::summaries(analytics_dir)? {
-        cancel.check()?;
-        if let Some(head) = read_head(&path)? {
-            found.push(HourTotal {
-                hour: hour.to_string(),
-                total_requests: head.total,
-                bot_requests: head.bots.as_ref().map(|(_, bots, _)| *bots),
-                human_requests: head.bots.as_ref().map(|(_, _, humans)| *humans),
-            });
-        }
-    }
-    Ok(found)
+/// A root's requests (one site's, when a range or the hours are read over several), split as the
+/// whole answer's are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Totals {
+    pub total_requests: u64,
+    pub bot_requests: u64,
+    pub human_requests: u64,
+    /// Requests of hours whose summary has no bot split.
+    pub unclassified_requests: u64,
 }
 
-/// Merges the summaries of every hour in `[from, to)`, each read if an aggregator within
-/// `bounds` could have written it, into maps that hold together no more than `bounds` lets one
-/// summary hold, marking top user agents with `classifier`. Stops between hours once `cancel` is
-/// set.
+impl Totals {
+    /// Adds an hour of `total` requests, split into (bots, humans) when its summary has the split.
+    fn add(&mut self, total: u64, split: Option<(u64, u64)>) {
+        self.total_requests += total;
+        match split {
+            Some((bots, humans)) => {
+                self.bot_requests += bots;
+                self.human_requests += humans;
+            }
+            None => self.unclassified_requests += total,
+        }
+    }
+}
+
+impl HourTotal {
+    /// `hour` with nothing counted yet.
+    fn empty(hour: Hour) -> HourTotal {
+        HourTotal {
+            hour: hour.to_string(),
+            total_requests: 0,
+            bot_requests: Some(0),
+            human_requests: Some(0),
+        }
+    }
+
+    /// Adds one root's summary of the hour; the hour is split only if every root's summary is.
+    fn add(&mut self, total: u64, split: Option<(u64, u64)>) {
+        self.total_requests += total;
+        let sum = |ours: Option<u64>, theirs: Option<u64>| Some(ours? + theirs?);
+        self.bot_requests = sum(self.bot_requests, split.map(|(bots, _)| bots));
+        self.human_requests = sum(self.human_requests, split.map(|(_, humans)| humans));
+    }
+}
+
+/// Every hour that has a summary in one of `roots` (analytics directories), with its totals
+/// summed over them, in order; and each root's totals over its hours.
+pub fn hours(
+    roots: &[&Path],
+    cancel: &CancelFlag,
+) -> Result<(Vec<HourTotal>, Vec<Totals>), QueryError> {
+    let mut found = std::collections::BTreeMap::new();
+    let mut per_root = vec![Totals::default(); roots.len()];
+    for (root, totals) in roots.iter().zip(&mut per_root) {
+        for (hour, path) in layout::summaries(root)? {
+            cancel.check()?;
+            if let Some(head) = read_head(&path)? {
+                let split = head.bots.as_ref().map(|(_, bots, humans)| (*bots, *humans));
+                totals.add(head.total, split);
+                (found.entry(hour).or_insert_with(|| HourTotal::empty(hour)))
+                    .add(head.total, split);
+            }
+        }
+    }
+    Ok((found.into_values().collect(), per_root))
+}
+
+/// A range merged over one or more roots: the merged summary, and each root's totals.
+#[derive(Debug)]
+pub struct Ranged {
+    pub summary: RangeSummary,
+    pub roots: Vec<Totals>,
+}
+
+/// Merges the summaries of every hour in `[from, to)` of every root in `roots` (analytics
+/// directories), each read if an aggregator within `bounds` could have written it, into maps that
+/// hold together no more than `bounds` lets one summary hold (however many roots), marking top
+/// user agents with `classifier`. Stops between hours once `cancel` is set.
 pub fn range(
-    analytics_dir: &Path,
+    roots: &[&Path],
     (from, to): (Hour, Hour),
     top: usize,
     bounds: Bounds,
     classifier: &BotClassifier,
     cancel: &CancelFlag,
-) -> Result<RangeSummary, QueryError> {
+) -> Result<Ranged, QueryError> {
     // Bounded by bytes alone: every entry costs at least `entry_bytes("")`.
     let merged_map = || Counts::new(usize::MAX);
     let (mut paths, mut agents, mut bots) = (merged_map(), merged_map(), merged_map());
     let mut room = bounds.max_bytes;
-    let (mut total, mut bot_requests, mut human_requests, mut unclassified) = (0, 0, 0, 0);
+    let (mut whole, mut per_root) = (Totals::default(), vec![Totals::default(); roots.len()]);
     let mut truncated = false;
     let mut hours = Vec::new();
     for index in from.index()..to.index() {
-        cancel.check()?;
         let hour = Hour::from_index(index);
-        let Some(bytes) = summary_file(analytics_dir, hour, bounds.max_file_bytes())? else {
-            continue;
-        };
-        let summary = HourSummary::from_json(&bytes, Bounds::NONE).map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("summary of {hour}: {e}"),
-            )
-        })?;
-        drop(bytes);
-        truncated |= summary.truncated();
-        paths.merge(&summary.paths, &mut room);
-        agents.merge(&summary.agents, &mut room);
-        total += summary.total;
-        let split = summary.bots.list.is_some();
-        if split {
-            bots.merge(&summary.bots.per_agent, &mut room);
-            bot_requests += summary.bots.bot_requests;
-            human_requests += summary.bots.human_requests;
-        } else {
-            unclassified += summary.total;
+        let mut this_hour: Option<HourTotal> = None;
+        for (root, totals) in roots.iter().zip(&mut per_root) {
+            cancel.check()?;
+            let Some(bytes) = summary_file(root, hour, bounds.max_file_bytes())? else {
+                continue;
+            };
+            let summary = HourSummary::from_json(&bytes, Bounds::NONE).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("summary of {hour}: {e}"),
+                )
+            })?;
+            drop(bytes);
+            truncated |= summary.truncated();
+            paths.merge(&summary.paths, &mut room);
+            agents.merge(&summary.agents, &mut room);
+            let split = (summary.bots.list.is_some())
+                .then_some((summary.bots.bot_requests, summary.bots.human_requests));
+            if split.is_some() {
+                bots.merge(&summary.bots.per_agent, &mut room);
+            }
+            whole.add(summary.total, split);
+            totals.add(summary.total, split);
+            (this_hour.get_or_insert_with(|| HourTotal::empty(hour))).add(summary.total, split);
         }
-        hours.push(HourTotal {
-            hour: hour.to_string(),
-            total_requests: summary.total,
-            bot_requests: split.then_some(summary.bots.bot_requests),
-            human_requests: split.then_some(summary.bots.human_requests),
-        });
+        hours.extend(this_hour);
     }
     let mut top_user_agents = top_n(&agents, top);
     for ranked in &mut top_user_agents {
         ranked.bot = Some((ranked.key != OVERFLOW_KEY).then(|| classifier.is_bot(&ranked.key)));
     }
-    Ok(RangeSummary {
+    let summary = RangeSummary {
         from: from.to_string(),
         to: to.to_string(),
-        total_requests: total,
-        bot_requests,
-        human_requests,
-        unclassified_requests: unclassified,
+        total_requests: whole.total_requests,
+        bot_requests: whole.bot_requests,
+        human_requests: whole.human_requests,
+        unclassified_requests: whole.unclassified_requests,
         distinct_paths: paths.len(),
         distinct_user_agents: agents.len(),
         top_paths: top_n(&paths, top),
@@ -230,6 +285,10 @@ pub fn range(
         bot_list: classifier.id().to_owned(),
         hours,
         truncated: truncated || paths.folded() || agents.folded() || bots.folded(),
+    };
+    Ok(Ranged {
+        summary,
+        roots: per_root,
     })
 }
 
@@ -306,13 +365,14 @@ mod tests {
     /// The range of the one hour `h`, top 10.
     fn range_of(dir: &Path, h: Hour, cancel: &CancelFlag) -> Result<RangeSummary, QueryError> {
         range(
-            dir,
+            &[dir],
             (h, Hour::from_index(h.index() + 1)),
             10,
             BOUNDS,
             classifier(),
             cancel,
         )
+        .map(|ranged| ranged.summary)
     }
 
     fn ranked(entries: &[(&str, u64)]) -> Vec<Ranked> {
@@ -342,7 +402,7 @@ mod tests {
         );
         store(dir.path(), "2025-11-22/16.log.json", &[("/z", "x")]);
         let merged = range(
-            dir.path(),
+            &[dir.path()],
             (
                 hour("2025-11-22/14.log.json"),
                 hour("2025-11-22/16.log.json"),
@@ -352,7 +412,8 @@ mod tests {
             classifier(),
             &CancelFlag::new(),
         )
-        .unwrap();
+        .unwrap()
+        .summary;
         assert_eq!(merged.total_requests, 5);
         // "z" alone is a bot by isbot's rules (a bare product token).
         assert_eq!(
@@ -414,14 +475,15 @@ mod tests {
             max_bytes: room_for(&["/a", "/b", HUMAN]),
         };
         let merged = range(
-            dir.path(),
+            &[dir.path()],
             from_to,
             10,
             bounds,
             classifier(),
             &CancelFlag::new(),
         )
-        .unwrap();
+        .unwrap()
+        .summary;
         assert_eq!(merged.total_requests, 5);
         assert_eq!(
             merged.top_paths,
@@ -434,14 +496,15 @@ mod tests {
             max_bytes: 1 << 20,
         };
         let merged = range(
-            dir.path(),
+            &[dir.path()],
             from_to,
             10,
             roomy,
             classifier(),
             &CancelFlag::new(),
         )
-        .unwrap();
+        .unwrap()
+        .summary;
         assert!(!merged.truncated);
         let mut folded = HourSummary::new(
             hour(h15),
@@ -455,14 +518,15 @@ mod tests {
         folded.add("/a", HUMAN, false);
         write_summary(dir.path(), &folded).unwrap();
         let merged = range(
-            dir.path(),
+            &[dir.path()],
             from_to,
             10,
             roomy,
             classifier(),
             &CancelFlag::new(),
         )
-        .unwrap();
+        .unwrap()
+        .summary;
         assert_eq!(merged.total_requests, 5);
         assert!(merged.truncated);
     }
@@ -509,7 +573,7 @@ mod tests {
         let err = range_of(dir.path(), hour("2025-11-22/14.log.json"), &cancel).unwrap_err();
         assert!(matches!(err, QueryError::Cancelled(_)), "{err}");
         assert!(matches!(
-            hours(dir.path(), &cancel),
+            hours(&[dir.path()], &cancel).map(|(hours, _)| hours),
             Err(QueryError::Cancelled(_))
         ));
     }
@@ -542,7 +606,7 @@ mod tests {
     fn hours_lists_summaries_in_order_with_totals() {
         let dir = tempfile::tempdir().unwrap();
         let none = CancelFlag::new();
-        assert!(hours(dir.path(), &none).unwrap().is_empty());
+        assert!(hours(&[dir.path()], &none).unwrap().0.is_empty());
         store(dir.path(), "2025-11-23/01.log.json", &[("/a", BOT)]);
         store(
             dir.path(),
@@ -550,7 +614,7 @@ mod tests {
             &[("/a", HUMAN), ("/b", BOT)],
         );
         fs::write(dir.path().join("2025-11-22/summary_15.json.tmp"), "junk").unwrap();
-        let listed = hours(dir.path(), &none).unwrap();
+        let listed = hours(&[dir.path()], &none).unwrap().0;
         assert_eq!(
             listed,
             [
@@ -568,6 +632,51 @@ mod tests {
                 }
             ]
         );
+    }
+
+    #[test]
+    fn over_several_roots_the_answer_sums_them_and_says_each_ones_totals() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (h14, h15) = ("2025-11-22/14.log.json", "2025-11-22/15.log.json");
+        store(a.path(), h14, &[("/a", HUMAN), ("/a", BOT)]);
+        store(b.path(), h14, &[("/b", BOT)]);
+        store(b.path(), h15, &[("/a", HUMAN), ("/b", HUMAN), ("/c", BOT)]);
+        let roots = [a.path(), b.path()];
+        let from_to = (hour(h14), Hour::from_index(hour(h15).index() + 1));
+        let none = CancelFlag::new();
+        let ranged = range(&roots, from_to, 10, BOUNDS, classifier(), &none).unwrap();
+        let totals = |total, bots, humans| Totals {
+            total_requests: total,
+            bot_requests: bots,
+            human_requests: humans,
+            unclassified_requests: 0,
+        };
+        assert_eq!(ranged.roots, [totals(2, 1, 1), totals(4, 2, 2)]);
+        let merged = ranged.summary;
+        assert_eq!(
+            (
+                merged.total_requests,
+                merged.bot_requests,
+                merged.human_requests
+            ),
+            (6, 3, 3)
+        );
+        assert_eq!(
+            merged.top_paths,
+            ranked(&[("/a", 3), ("/b", 2), ("/c", 1)]),
+            "the paths of both roots, merged"
+        );
+        let per_hour: Vec<_> = (merged.hours.iter())
+            .map(|h| (h.total_requests, h.bot_requests))
+            .collect();
+        assert_eq!(per_hour, [(3, Some(2)), (3, Some(1))]);
+
+        let (listed, per_root) = hours(&roots, &none).unwrap();
+        assert_eq!(per_root, [totals(2, 1, 1), totals(4, 2, 2)]);
+        let listed: Vec<_> = (listed.iter())
+            .map(|h| (h.total_requests, h.human_requests))
+            .collect();
+        assert_eq!(listed, [(3, Some(1)), (3, Some(2))]);
     }
 
     #[test]

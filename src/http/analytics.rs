@@ -1,5 +1,11 @@
-//! The analytics routes: `GET /analytics?hour`, `?from&to&top`, `/analytics/hours` and
-//! `/analytics/ingest` (the ingest figures, [`crate::analytics::ingest_figures`]).
+//! The analytics routes: `GET /analytics?hour`, `?from&to&top`, `/analytics/hours`,
+//! `/analytics/ingest` (the ingest figures, [`crate::analytics::ingest_figures`]) and
+//! `/analytics/sites`.
+//!
+//! Whose data each answers for is the key's ([`scope`]): a site's read key its site's, an operator
+//! the site `?site=` names or every site (then the answer's fields are the totals over every site,
+//! and `"sites"` lists each site's own), without sites the whole data. Each root has its own
+//! aggregator ([`Aggregators`]).
 //!
 //! Every answer is never stale: it waits (at most [`SETTLE_TIMEOUT`]) until every batch this
 //! process acknowledged is in the hour files (v2: the consumers stored it; v1 stores before it
@@ -25,6 +31,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -38,10 +45,18 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::io::ReaderStream;
 
 use super::{ApiError, AppState};
+use crate::access::{Access, Role};
+use crate::analytics::bots::BotClassifier;
 use crate::analytics::ingest_figures::IngestFigures;
 use crate::analytics::query::{self, QueryError};
-use crate::analytics::{Aggregator, CancelFlag};
+use crate::analytics::{Aggregator, Aggregators, CancelFlag};
 use crate::record::Hour;
+use crate::site::SiteId;
+use scope::{Scope, SiteParam};
+
+mod scope;
+
+pub(super) use scope::get_sites;
 
 /// Longest an analytics request waits for acknowledged batches to reach the hour files (v2).
 pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -56,10 +71,11 @@ pub const MAX_CONCURRENT_LONG_QUERIES: usize = 3;
 /// The most hours a short query reads: one day's range.
 pub const SHORT_QUERY_HOURS: i64 = 24;
 
-/// What the analytics routes share: the one aggregator, the query slots and the ingest figures.
+/// What the analytics routes share: the aggregators (one per site), the query slots and the
+/// ingest figures.
 #[derive(Clone)]
 pub struct Analytics {
-    pub aggregator: Arc<Aggregator>,
+    pub aggregators: Arc<Aggregators>,
     slots: Arc<Semaphore>,
     /// Taken by long queries besides a slot.
     long_slots: Arc<Semaphore>,
@@ -67,9 +83,9 @@ pub struct Analytics {
 }
 
 impl Analytics {
-    pub fn new(aggregator: Arc<Aggregator>, ingest: Arc<IngestFigures>) -> Analytics {
+    pub fn new(aggregators: Arc<Aggregators>, ingest: Arc<IngestFigures>) -> Analytics {
         Analytics {
-            aggregator,
+            aggregators,
             slots: Arc::new(Semaphore::new(MAX_CONCURRENT_QUERIES)),
             long_slots: Arc::new(Semaphore::new(MAX_CONCURRENT_LONG_QUERIES)),
             ingest,
@@ -108,17 +124,31 @@ pub(super) struct AnalyticsParams {
     from: Option<String>,
     to: Option<String>,
     top: Option<String>,
+    site: Option<String>,
 }
 
 /// `GET /analytics?hour=H` (one summary, as stored; with `"complete": false` added when not
-/// everything acknowledged was stored in time) or `?from=A&to=B[&top=N]` (merged range).
+/// everything acknowledged was stored in time) or `?from=A&to=B[&top=N]` (merged range), of the
+/// key's site, or the one `site=` names, or every site.
 pub(super) async fn get_analytics(
     State(state): State<AppState>,
+    Extension(role): Extension<Role>,
+    Extension(access): Extension<Arc<Access>>,
     params: Result<Query<AnalyticsParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::BadQuery(e.body_text()))?;
+    let scope = Scope::of(&role, &access, params.site.as_deref())?;
     match (params.hour, params.from, params.to) {
-        (Some(hour), None, None) => hour_answer(&state, parse_hour("hour", &hour)?).await,
+        (Some(hour), None, None) => {
+            let Scope::One(root) = scope else {
+                return Err(ApiError::BadQuery(
+                    "hour: an hour's summary is one site's: give site=<id>, or ask for every \
+                     site's range with from=<hour>&to=<hour>"
+                        .into(),
+                ));
+            };
+            hour_answer(&state, root, parse_hour("hour", &hour)?).await
+        }
         (None, Some(from), Some(to)) => {
             let (from, to) = (parse_hour("from", &from)?, parse_hour("to", &to)?);
             let span = to.index() - from.index();
@@ -128,35 +158,26 @@ pub(super) async fn get_analytics(
                     query::MAX_RANGE_HOURS
                 )));
             }
-            let top = match params.top {
-                None => query::DEFAULT_TOP,
-                Some(top) => top
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=query::MAX_TOP).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::BadQuery(format!(
-                            "top must be an integer from 1 to {}",
-                            query::MAX_TOP
-                        ))
-                    })?,
-            };
-            let (complete, merged) =
-                read(&state, Length::of_hours(span), move |aggregator, cancel| {
+            let top = parse_top(params.top)?;
+            let roots = scope.roots();
+            // Every site's range reads each site's hours.
+            let length = Length::of_hours(span.saturating_mul(roots.len().max(1) as i64));
+            let bounds = state.analytics.aggregators.bounds();
+            let (complete, ranged) = read(&state, length, &roots, move |aggregators, cancel| {
+                for aggregator in aggregators {
                     aggregator
                         .update_hours((from.index()..to.index()).map(Hour::from_index), cancel)?;
-                    query::range(
-                        aggregator.analytics_dir(),
-                        (from, to),
-                        top,
-                        aggregator.bounds(),
-                        aggregator.classifier(),
-                        cancel,
-                    )
-                })
-                .await?;
-            let mut body = serde_json::to_value(merged).map_err(|_| ApiError::Internal)?;
+                }
+                let dirs: Vec<_> = aggregators.iter().map(|a| a.analytics_dir()).collect();
+                let classifier = BotClassifier::embedded();
+                query::range(&dirs, (from, to), top, bounds, classifier, cancel)
+            })
+            .await?;
+            let mut body = serde_json::to_value(ranged.summary).map_err(|_| ApiError::Internal)?;
             body["complete"] = Value::Bool(complete);
+            if let Some(sites) = scope.per_site(ranged.roots) {
+                body["sites"] = serde_json::to_value(sites).map_err(|_| ApiError::Internal)?;
+            }
             Ok(axum::Json(body).into_response())
         }
         _ => Err(ApiError::BadQuery(
@@ -165,10 +186,31 @@ pub(super) async fn get_analytics(
     }
 }
 
-/// The summary of `hour`, as stored (streamed from its file), or with `"complete": false` added
-/// when not everything acknowledged was stored in time.
-async fn hour_answer(state: &AppState, hour: Hour) -> Result<Response, ApiError> {
-    let (complete, file) = read(state, Length::Short, move |aggregator, cancel| {
+/// The `top` parameter: [`query::DEFAULT_TOP`] when absent.
+fn parse_top(top: Option<String>) -> Result<usize, ApiError> {
+    let Some(top) = top else {
+        return Ok(query::DEFAULT_TOP);
+    };
+    top.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=query::MAX_TOP).contains(n))
+        .ok_or_else(|| {
+            ApiError::BadQuery(format!(
+                "top must be an integer from 1 to {}",
+                query::MAX_TOP
+            ))
+        })
+}
+
+/// The summary of `hour` in `root`, as stored (streamed from its file), or with `"complete":
+/// false` added when not everything acknowledged was stored in time.
+async fn hour_answer(
+    state: &AppState,
+    root: Option<SiteId>,
+    hour: Hour,
+) -> Result<Response, ApiError> {
+    let (complete, file) = read(state, Length::Short, &[root], move |aggregators, cancel| {
+        let aggregator = &aggregators[0];
         aggregator.update_hours([hour], cancel)?;
         let limit = aggregator.bounds().max_file_bytes();
         query::open_summary(aggregator.analytics_dir(), hour, limit)
@@ -200,33 +242,68 @@ async fn hour_answer(state: &AppState, hour: Hour) -> Result<Response, ApiError>
 }
 
 /// `GET /analytics/hours`: every hour that has data, with its totals (every hour file is brought
-/// up to date first).
+/// up to date first); over every site, the hours' totals summed and each site's totals.
 pub(super) async fn get_analytics_hours(
     State(state): State<AppState>,
+    Extension(role): Extension<Role>,
+    Extension(access): Extension<Arc<Access>>,
+    params: Result<Query<SiteParam>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let (complete, hours) = read(&state, Length::Long, |aggregator, cancel| {
-        aggregator.update_all_hours(cancel)?;
-        query::hours(aggregator.analytics_dir(), cancel)
-    })
+    let scope = Scope::of(&role, &access, scope::site_param(params)?.as_deref())?;
+    let (complete, (hours, per_root)) = read(
+        &state,
+        Length::Long,
+        &scope.roots(),
+        |aggregators, cancel| {
+            for aggregator in aggregators {
+                aggregator.update_all_hours(cancel)?;
+            }
+            let dirs: Vec<_> = aggregators.iter().map(|a| a.analytics_dir()).collect();
+            query::hours(&dirs, cancel)
+        },
+    )
     .await?;
-    Ok(axum::Json(json!({ "hours": hours, "complete": complete })).into_response())
+    let mut body = json!({ "hours": hours, "complete": complete });
+    if let Some(sites) = scope.per_site(per_root) {
+        body["sites"] = serde_json::to_value(sites).map_err(|_| ApiError::Internal)?;
+    }
+    Ok(axum::Json(body).into_response())
 }
 
 /// `GET /analytics/ingest`: the ingest figures for the dashboard: records stored per second and
 /// since start, batches accepted, requests refused; with `storage.backend: s3`, of every instance
-/// writing to the bucket (see [`crate::analytics::ingest_figures`]).
-pub(super) async fn get_ingest(State(state): State<AppState>) -> Response {
-    axum::Json(state.analytics.ingest.answer().await).into_response()
+/// writing to the bucket (see [`crate::analytics::ingest_figures`]). They are counted for the
+/// whole service, not per site: so an operator's only (a read key gets 403, `site=` is 400).
+pub(super) async fn get_ingest(
+    State(state): State<AppState>,
+    Extension(role): Extension<Role>,
+    params: Result<Query<SiteParam>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    if role != Role::Operator {
+        return Err(ApiError::Forbidden(
+            "the ingest figures are counted for the whole service, not per site: a site's \
+             read key reads its site's analytics (GET /analytics, /analytics/hours)",
+        ));
+    }
+    if scope::site_param(params)?.is_some() {
+        return Err(ApiError::BadQuery(
+            "site: the ingest figures are counted for the whole service, not per site; ask \
+             without site"
+                .into(),
+        ));
+    }
+    Ok(axum::Json(state.analytics.ingest.answer().await).into_response())
 }
 
-/// Runs `work` on the blocking pool for an analytics answer: waits for acknowledged batches to
+/// Runs `work` on the blocking pool for an analytics answer over the aggregators of `roots`: waits for acknowledged batches to
 /// be stored (whether they all were is the returned `bool`), then takes a query slot or refuses
 /// with `busy` (so waiting holds no slot), and cancels `work` between hours if this future is
 /// dropped.
 async fn read<T: Send + 'static>(
     state: &AppState,
     length: Length,
-    work: impl FnOnce(&Aggregator, &CancelFlag) -> Result<T, QueryError> + Send + 'static,
+    roots: &[Option<SiteId>],
+    work: impl FnOnce(&[Arc<Aggregator>], &CancelFlag) -> Result<T, QueryError> + Send + 'static,
 ) -> Result<(bool, T), ApiError> {
     let complete = state.pipeline.settle(SETTLE_TIMEOUT).await;
     let slot = take_slot(state, length)?;
@@ -235,13 +312,16 @@ async fn read<T: Send + 'static>(
     }
     let cancel = CancelFlag::new();
     let _cancel_on_drop = cancel.cancel_on_drop();
-    let aggregator = state.analytics.aggregator.clone();
+    // Made here, in the runtime's context (a bucket source keeps the runtime it is made in).
+    let aggregators: Vec<_> = (roots.iter())
+        .map(|root| state.analytics.aggregators.get(root.as_ref()))
+        .collect();
     let cancelled = state.metrics.analytics_queries_cancelled.clone();
     let outcome = tokio::task::spawn_blocking(move || {
         // The slot is held until the blocking work ends, not just until the request does: a
         // cancelled query still counts until it has stopped.
         let _slot: Slot = slot;
-        let outcome = work(&aggregator, &cancel);
+        let outcome = work(&aggregators, &cancel);
         if matches!(outcome, Err(QueryError::Cancelled(_))) {
             cancelled.inc();
         }

@@ -1,16 +1,18 @@
 //! The router in process (axum's `oneshot`, no socket), over a stand-in pipeline ([`StandIn`])
-//! and an aggregator that is never asked to read (no disk): every answer of `POST /logs`, `/ready`
+//! and aggregators that are never asked to read (no disk; the sites' analytics, in `sites`, read
+//! files they write): every answer of `POST /logs`, `/ready`
 //! in each state, the routes' JSON errors, and the counters each refusal moves. The real-process
 //! tests (`tests/api/`) check the same API over HTTP against the real pipelines.
 
 mod access;
 mod ingest;
 mod routes;
+mod site_analytics;
 mod sites;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -23,9 +25,10 @@ use tower::ServiceExt;
 use super::{Analytics, AppState, router};
 use crate::access::{Access, AccessCell};
 use crate::analytics::ingest_figures::IngestFigures;
-use crate::analytics::{Aggregator, Bounds};
+use crate::analytics::{Aggregator, Aggregators, Bounds};
 use crate::config::Config;
 use crate::idempotency::{Fingerprint, Key};
+use crate::layout;
 use crate::metrics::Metrics;
 use crate::pipeline::{Intake, KeyedOutcome, Refusal, SubmitError};
 use crate::record::EncodedBatch;
@@ -147,34 +150,47 @@ impl Intake for StandIn {
 
 /// The router of a configuration, over a [`StandIn`].
 struct Api {
+    /// The keys in force, which a test may replace as a reload does.
+    access: Arc<AccessCell>,
     router: Router,
     pipeline: Arc<StandIn>,
     metrics: Metrics,
     shutting_down: Arc<AtomicBool>,
 }
 
-/// The aggregator behind the analytics routes: built once (its bot list takes a while to
-/// compile), over directories that do not exist, since no test here lets it read.
-fn aggregator() -> Arc<Aggregator> {
-    static AGGREGATOR: OnceLock<Arc<Aggregator>> = OnceLock::new();
-    let unread = PathBuf::from("/nonexistent/log-pipeline-router-tests");
-    AGGREGATOR
-        .get_or_init(|| {
-            let bounds = Bounds {
-                max_keys: 1000,
-                max_bytes: 1 << 20,
-            };
-            Arc::new(Aggregator::new(
-                unread.clone(),
-                unread,
+/// The aggregators behind the analytics routes, over directories that do not exist, since no
+/// test here lets them read (see `sites` for those that do).
+fn aggregators() -> Arc<Aggregators> {
+    aggregators_in(PathBuf::from("/nonexistent/log-pipeline-router-tests"))
+}
+
+/// The aggregators of the hour files below `root/logs`, with summaries below `root/analytics`
+/// (each site's below its own root there).
+fn aggregators_in(root: PathBuf) -> Arc<Aggregators> {
+    let bounds = Bounds {
+        max_keys: 1000,
+        max_bytes: 1 << 20,
+    };
+    Arc::new(Aggregators::new(
+        bounds,
+        Box::new(move |site: Option<&SiteId>| {
+            let (logs, analytics) = (root.join("logs"), root.join("analytics"));
+            Aggregator::new(
+                layout::site_dir(&logs, site),
+                layout::site_dir(&analytics, site),
                 bounds,
                 Metrics::new(),
-            ))
-        })
-        .clone()
+            )
+        }),
+    ))
 }
 
 fn api(configure: impl FnOnce(&mut Config)) -> Api {
+    api_over(aggregators(), configure)
+}
+
+/// [`api`] whose analytics read `aggregators`.
+fn api_over(aggregators: Arc<Aggregators>, configure: impl FnOnce(&mut Config)) -> Api {
     let mut config = Config::default();
     configure(&mut config);
     let pipeline = Arc::new(StandIn {
@@ -185,17 +201,19 @@ fn api(configure: impl FnOnce(&mut Config)) -> Api {
     });
     let metrics = Metrics::new();
     let shutting_down = Arc::new(AtomicBool::new(false));
+    let access = Arc::new(AccessCell::new(
+        Access::load(&config).expect("the sites file"),
+    ));
     let state = AppState::new(
         &config,
         pipeline.clone(),
         metrics.clone(),
         shutting_down.clone(),
-        Analytics::new(aggregator(), Arc::new(IngestFigures::new(metrics.clone()))),
-        Arc::new(AccessCell::new(
-            Access::load(&config).expect("the sites file"),
-        )),
+        Analytics::new(aggregators, Arc::new(IngestFigures::new(metrics.clone()))),
+        access.clone(),
     );
     Api {
+        access,
         router: router(state, config.server.request_timeout),
         pipeline,
         metrics,

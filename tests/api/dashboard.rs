@@ -110,7 +110,10 @@ fn seed_body() -> Vec<u8> {
 }
 
 /// The release binary on a free port with a fresh directory and `extra` config lines.
-async fn release_binary_in(dir: &Path, extra: &str) -> (ChildGuard, std::net::SocketAddr) {
+pub(crate) async fn release_binary_in(
+    dir: &Path,
+    extra: &str,
+) -> (ChildGuard, std::net::SocketAddr) {
     let yaml = format!(
         "server:\n  addr: 127.0.0.1:0\nstorage:\n  logsDir: {}\n  analyticsDir: {}\n{extra}",
         dir.join("logs").display(),
@@ -157,7 +160,7 @@ async fn seeded_release_binary(
 }
 
 /// What the API says for the page's default range: the last 24 whole hours up to the current one.
-async fn api_answer(addr: std::net::SocketAddr, token: Option<&str>) -> Value {
+pub(crate) async fn api_answer(addr: std::net::SocketAddr, token: Option<&str>) -> Value {
     let end = chrono::Utc::now().timestamp() / 3600 * 3600 + 3600;
     let hour = |ts: i64| {
         chrono::DateTime::from_timestamp(ts, 0)

@@ -20,6 +20,7 @@ mod profiling;
 mod prometheus;
 mod rejections;
 mod site_access;
+mod site_analytics;
 mod site_layout;
 mod squatting;
 mod startup;

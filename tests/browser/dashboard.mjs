@@ -6,7 +6,9 @@
 //     --chromium /usr/bin/chromium --screenshot out.png [--token T]
 //
 // With --token, the page must first ask for a token (it gets 401 without one); the script types it
-// into the form, as a person would.
+// into the form, as a person would. With --pick SITE (and --screenshot-picked out2.png), it then
+// chooses SITE in the site picker, as an operator would, and reports what the page shows then as
+// "picked".
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -62,10 +64,33 @@ try {
     null,
     { timeout: 15000 },
   );
-  // The ingest rate comes with the first answer; a page that failed never shows one.
-  await page.waitForFunction(() => document.getElementById("ingest-rate").textContent.includes("/s"), null, {
-    timeout: 15000,
-  }).catch(() => {});
+  // The ingest rate comes with the first answer (an operator's only); a page that failed never
+  // shows one.
+  await page.waitForFunction(
+    () => document.getElementById("ingest-card").hidden ||
+      document.getElementById("ingest-rate").textContent.includes("/s"),
+    null,
+    { timeout: 15000 },
+  ).catch(() => {});
+  Object.assign(report, await whatIsShown(page));
+  await page.screenshot({ path: args.screenshot, fullPage: true });
+  if (args.pick) {
+    await page.locator("#site").selectOption(args.pick);
+    await page.waitForFunction((site) => document.body.dataset.shown === site, args.pick, {
+      timeout: 15000,
+    });
+    report.picked = await whatIsShown(page);
+    await page.screenshot({ path: args["screenshot-picked"], fullPage: true });
+  }
+} finally {
+  await browser.close();
+  rmSync(profile, { recursive: true, force: true });
+}
+process.stdout.write(JSON.stringify(report) + "\n");
+
+/// What a person sees on the page now.
+async function whatIsShown(page) {
+  const report = {};
   const text = (id) => page.locator("#" + id).innerText();
   const visible = (id) => page.locator("#" + id).isVisible();
   const rows = (id) =>
@@ -77,12 +102,18 @@ try {
   report.total = await text("total");
   report.botShare = await text("bot-share");
   report.botSplit = await text("bot-split");
+  report.ingestShown = await visible("ingest-card");
   report.ingestRate = await text("ingest-rate");
   report.ingestTotal = await text("ingest-total");
   report.rejected = await text("rejected");
   report.topPaths = await rows("top-paths");
   report.topUserAgents = await rows("top-agents");
   report.topBots = await rows("top-bots");
+  report.siteName = (await visible("site-name")) ? await text("site-name") : "";
+  report.picker = await visible("site-picker");
+  report.pickerOptions = await page.locator("#site option").allInnerTexts();
+  report.perSite = (await visible("per-site")) ? await rows("per-site-table") : [];
+  report.title = await page.title();
   report.bars = await page.locator("#chart svg g").count();
   report.status = await text("status");
   report.pageUrl = page.url();
@@ -90,9 +121,5 @@ try {
   report.horizontalOverflow = await page.evaluate(
     () => document.documentElement.scrollWidth > window.innerWidth + 1,
   );
-  await page.screenshot({ path: args.screenshot, fullPage: true });
-} finally {
-  await browser.close();
-  rmSync(profile, { recursive: true, force: true });
+  return report;
 }
-process.stdout.write(JSON.stringify(report) + "\n");

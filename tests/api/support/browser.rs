@@ -32,6 +32,18 @@ pub fn target_dir() -> PathBuf {
 
 /// Runs the driver against `url` and returns what it saw (see `tests/browser/dashboard.mjs`).
 pub fn look_at(url: &str, viewport: &str, screenshot: &Path, token: Option<&str>) -> Value {
+    look_and_pick(url, viewport, screenshot, token, None)
+}
+
+/// [`look_at`], then, with `pick` (a site id and a second screenshot), chooses that site in the
+/// page's site picker; what the page shows then is the report's `picked`.
+pub fn look_and_pick(
+    url: &str,
+    viewport: &str,
+    screenshot: &Path,
+    token: Option<&str>,
+    pick: Option<(&str, &Path)>,
+) -> Value {
     let (node, chromium, script) = browser_driver();
     let mut command = Command::new(node);
     command
@@ -43,6 +55,12 @@ pub fn look_at(url: &str, viewport: &str, screenshot: &Path, token: Option<&str>
         .arg(screenshot);
     if let Some(token) = token {
         command.args(["--token", token]);
+    }
+    if let Some((site, picked)) = pick {
+        command
+            .args(["--pick", site])
+            .arg("--screenshot-picked")
+            .arg(picked);
     }
     let output = command.output().expect("node runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
