@@ -133,7 +133,9 @@ async fn every_route_answers_every_key_as_the_matrix_says() {
     // Columns: no key, a's ingest, a's read, b's ingest, b's read, the operator's, c's ingest
     // (revoked by the SIGHUP), a malformed header. The hour asked of the analytics is the one
     // the first row's records are in.
-    let matrix: [(Method, &str, [u16; 8]); 11] = [
+    // An operator's hour is one site's (400 without `site=`); the ingest figures are the whole
+    // service's, so an operator's only.
+    let matrix: [(Method, &str, [u16; 8]); 13] = [
         (
             Method::POST,
             "/logs?site=b",
@@ -142,6 +144,16 @@ async fn every_route_answers_every_key_as_the_matrix_says() {
         (
             Method::GET,
             "/analytics?hour=2025-11-22T14:00:00Z",
+            [401, 403, 200, 403, 200, 400, 401, 401],
+        ),
+        (
+            Method::GET,
+            "/analytics?hour=2025-11-22T14:00:00Z&site=a",
+            [401, 403, 200, 403, 403, 200, 401, 401],
+        ),
+        (
+            Method::GET,
+            "/analytics/sites",
             [401, 403, 200, 403, 200, 200, 401, 401],
         ),
         (
@@ -152,7 +164,7 @@ async fn every_route_answers_every_key_as_the_matrix_says() {
         (
             Method::GET,
             "/analytics/ingest",
-            [401, 403, 200, 403, 200, 200, 401, 401],
+            [401, 403, 403, 403, 403, 200, 401, 401],
         ),
         (Method::GET, "/dashboard", [200; 8]),
         (

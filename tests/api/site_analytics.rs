@@ -145,6 +145,58 @@ async fn two_sites_analytics_never_cross_through_the_service() {
     app.stop().await;
 }
 
+/// Records sent with each site's ingest key are read back with that site's read key only: the
+/// whole chain (key, store, the site's aggregator, the route) through the service.
+#[tokio::test]
+async fn what_each_sites_ingest_key_sends_its_read_key_reads_back_and_no_other() {
+    let sites_dir = tempfile::tempdir().unwrap();
+    let file = sites_dir.path().join("sites.yaml");
+    std::fs::write(&file, SITES).unwrap();
+    let app = spawn_app(|config| {
+        config.sites.file = file.clone();
+        config.auth.tokens = vec!["operator".to_owned()];
+    })
+    .await;
+    let body = |path: &str, agent: &str, n: usize| {
+        let records: Vec<String> = (0..n)
+            .map(|_| line("2025-11-22T14:10:00Z", path, agent))
+            .collect();
+        format!("[{}]", records.join(",")).into_bytes()
+    };
+    for (key, path, agent, n) in [
+        ("a-in", "/a-sent", FIREFOX, 4),
+        ("a-in", "/a-sent", GOOGLEBOT, 1),
+        ("b-in", "/b-sent", BINGBOT, 3),
+    ] {
+        let bearer = format!("Bearer {key}");
+        let headers = [
+            ("authorization", bearer.as_str()),
+            ("content-type", "application/json"),
+        ];
+        let answer = (app.request(Method::POST, "/logs", &headers, body(path, agent, n))).await;
+        assert_eq!(answer.status(), StatusCode::ACCEPTED, "{key}");
+    }
+    let hour = "/analytics?hour=2025-11-22T14:00:00Z";
+    let a = json_as(&app, "a-read", hour).await;
+    assert_eq!(totals(&a), (5, 1, 4), "{a}");
+    assert_eq!(a["requestsPerPath"], json!({"/a-sent": 5}), "{a}");
+    let b = json_as(&app, "b-read", hour).await;
+    assert_eq!(totals(&b), (3, 3, 0), "{b}");
+    assert_eq!(b["requestsPerPath"], json!({"/b-sent": 3}), "{b}");
+    for (key, other) in [("a-read", "b"), ("b-read", "a")] {
+        let answer = get_as(&app, key, &format!("{hour}&site={other}")).await;
+        assert_error(answer, StatusCode::FORBIDDEN, "forbidden").await;
+    }
+    let range = "/analytics?from=2025-11-22T00:00:00Z&to=2025-11-23T00:00:00Z";
+    let all = json_as(&app, "operator", range).await;
+    assert_eq!(totals(&all), (8, 4, 4), "{all}");
+    let per_site: Vec<(Value, (u64, u64, u64))> = (all["sites"].as_array().unwrap().iter())
+        .map(|site| (site["id"].clone(), totals(site)))
+        .collect();
+    assert_eq!(per_site, [(json!("a"), (5, 1, 4)), (json!("b"), (3, 3, 0))]);
+    app.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // On the dashboard, in a real browser.
 

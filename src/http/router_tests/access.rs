@@ -94,10 +94,12 @@ const KEYS: [(&str, &str); 8] = [
 ];
 
 /// Every route, and what each of [`KEYS`] gets from it. The analytics answers of an allowed key
-/// are those of an empty store (no summary for the hour). `/metrics` as `auth.protect` leaves
+/// are those of an empty store (no summary for the hour; an operator's hour is of one site, so
+/// without `site=` it is 400, and the ingest figures are the whole service's, so an operator's
+/// only). `/metrics` as `auth.protect` leaves
 /// it (open); the protected case is [`METRICS_PROTECTED`]. A POST of `/logs` says site `b` in
 /// the URL and in a header: neither counts.
-const MATRIX: [(Method, &str, [u16; 8]); 11] = [
+const MATRIX: [(Method, &str, [u16; 8]); 13] = [
     (
         Method::POST,
         "/logs?site=b",
@@ -106,7 +108,17 @@ const MATRIX: [(Method, &str, [u16; 8]); 11] = [
     (
         Method::GET,
         "/analytics?hour=2025-11-22T14:00:00Z",
-        [401, 403, 404, 403, 404, 404, 401, 401],
+        [401, 403, 404, 403, 404, 400, 401, 401],
+    ),
+    (
+        Method::GET,
+        "/analytics?hour=2025-11-22T14:00:00Z&site=a",
+        [401, 403, 404, 403, 403, 404, 401, 401],
+    ),
+    (
+        Method::GET,
+        "/analytics/sites",
+        [401, 403, 200, 403, 200, 200, 401, 401],
     ),
     (
         Method::GET,
@@ -116,7 +128,7 @@ const MATRIX: [(Method, &str, [u16; 8]); 11] = [
     (
         Method::GET,
         "/analytics/ingest",
-        [401, 403, 200, 403, 200, 200, 401, 401],
+        [401, 403, 403, 403, 403, 200, 401, 401],
     ),
     (
         Method::GET,
