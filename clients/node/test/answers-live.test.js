@@ -36,6 +36,46 @@ test("503 overloaded under tiny in-flight limits: batches are retried and stored
   assert.equal(stats.retried, statuses.length, "one request per retry event");
 });
 
+test("429 from the real service: a site over its rate waits as Retry-After says and every record is stored once, under its site", async (t) => {
+  // The site may send 200 records a second, 400 at once; the client offers 1,500 at once.
+  const sites = "sites:\n- id: shop\n  ingestKeys: [shop-ingest]\n  limits: {recordsPerSecond: 200, burst: 400}\n";
+  const service = await Service.start({}, { sites, site: "shop" });
+  t.after(() => service.stop());
+  const client = createClient({ url: service.url, key: "shop-ingest", gzipAboveBytes: Infinity, maxBatchRecords: 100, baseBackoffMs: 10, maxBackoffMs: 5000 });
+  const retries = [];
+  client.on("retry", (event) => retries.push(event));
+  const records = numbered("rate-limited", 1500);
+  const started = Date.now();
+  for (const record of records) assert.equal(client.log(record), true);
+  const stats = await client.close({ timeoutMs: 60_000 });
+  const tookMs = Date.now() - started;
+
+  assertStoredOnce(service, records);
+  assert.ok(retries.length > 0, "the service refused some batches");
+  assert.deepEqual([...new Set(retries.map((r) => r.status))], [429]);
+  assert.ok(retries.every((r) => r.delayMs >= 1000), "each waited the whole seconds Retry-After said");
+  const refused = await service.metric("site_batches_refused_total", { site: "shop", reason: "rate_limited" });
+  assert.equal(refused, retries.length, "every 429 the service counted was retried");
+  // 1,100 records beyond the burst at 200 a second take at least 5.5 s.
+  assert.ok(tookMs >= 5000, `all stored after ${tookMs} ms: faster than the site's rate allows`);
+  assert.deepEqual({ stored: stats.stored, dropped: stats.dropped, buffered: stats.buffered }, { stored: records.length, dropped: 0, buffered: 0 });
+});
+
+test("413 over_burst from the real service: a batch larger than its site's burst is split until it fits", async (t) => {
+  const sites = "sites:\n- id: shop\n  ingestKeys: [shop-ingest]\n  limits: {recordsPerSecond: 1000000, burst: 40}\n";
+  const service = await Service.start({}, { sites, site: "shop" });
+  t.after(() => service.stop());
+  const client = createClient({ url: service.url, key: "shop-ingest", maxBatchRecords: 100 });
+  const records = numbered("over-burst", 300);
+  for (const record of records) assert.equal(client.log(record), true);
+  const stats = await client.close({ timeoutMs: 30_000 });
+
+  assertStoredOnce(service, records);
+  const refused = await service.metric("site_batches_refused_total", { site: "shop", reason: "over_burst" });
+  assert.ok(refused >= 3, `${refused} batches over the burst: each 100-record batch was`);
+  assert.deepEqual({ stored: stats.stored, dropped: stats.dropped }, { stored: records.length, dropped: 0 });
+});
+
 /**
  * A POST /logs whose body stops after `bytes` bytes of a longer Content-Length (that still fits the
  * budget, or it would be refused before it is read): it holds that much

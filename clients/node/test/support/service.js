@@ -23,7 +23,9 @@ process.on("exit", () => {
 });
 
 /**
- * @typedef {{ server?: object, storage?: object, ingestion?: object, auth?: object }} ServiceConfig
+ * @typedef {{ server?: object, storage?: object, ingestion?: object, auth?: object, sites?: object }} ServiceConfig
+ * @typedef {{ sites?: string, site?: string }} SiteOptions `sites`: a sites file's YAML (then
+ *   `sites.file` names it); `site`: the site whose hour files `hourFiles` reads.
  */
 
 export class Service {
@@ -34,10 +36,13 @@ export class Service {
   /**
    * @param {string} dir
    * @param {ServiceConfig} config sections merged over the test defaults
+   * @param {string} [site] the site whose hour files `hourFiles` reads
    */
-  constructor(dir, config) {
+  constructor(dir, config, site) {
     this.dir = dir;
     this.logsDir = join(dir, "logs");
+    /** Where the lines `hourFiles` reads are: a site's root, or the logs directory. */
+    this.linesDir = site === undefined ? this.logsDir : join(this.logsDir, "sites", site);
     this.config = config;
     this.port = 0;
   }
@@ -45,15 +50,22 @@ export class Service {
   /**
    * Starts the service with `config` (the service's YAML keys; JSON is YAML) in a new directory.
    * @param {ServiceConfig} [config]
+   * @param {SiteOptions} [siteOptions]
    */
-  static async start(config = {}) {
+  static async start(config = {}, { sites, site } = {}) {
     if (!existsSync(BINARY)) {
       throw new Error(
         `no log-pipeline binary at ${BINARY}: build it with \`cargo build --release\` at the repository's root ` +
           "(or run `make test-client`), or point LOG_PIPELINE_BIN at one",
       );
     }
-    const service = new Service(mkdtempSync(join(tmpdir(), "log-pipeline-client-")), config);
+    const dir = mkdtempSync(join(tmpdir(), "log-pipeline-client-"));
+    if (sites !== undefined) {
+      const file = join(dir, "sites.yaml");
+      writeFileSync(file, sites);
+      config = { ...config, sites: { file } };
+    }
+    const service = new Service(dir, config, site);
     await service.#launch();
     return service;
   }
@@ -91,10 +103,10 @@ export class Service {
    */
   hourFiles() {
     const files = new Map();
-    if (!existsSync(this.logsDir)) return files;
-    for (const day of readdirSync(this.logsDir).filter((name) => /^\d{4}-\d{2}-\d{2}$/.test(name)).sort()) {
-      for (const hour of readdirSync(join(this.logsDir, day)).filter((name) => name.endsWith(".log.json")).sort()) {
-        const text = readFileSync(join(this.logsDir, day, hour), "utf8");
+    if (!existsSync(this.linesDir)) return files;
+    for (const day of readdirSync(this.linesDir).filter((name) => /^\d{4}-\d{2}-\d{2}$/.test(name)).sort()) {
+      for (const hour of readdirSync(join(this.linesDir, day)).filter((name) => name.endsWith(".log.json")).sort()) {
+        const text = readFileSync(join(this.linesDir, day, hour), "utf8");
         files.set(`${day}/${hour}`, text.split("\n").slice(0, -1));
       }
     }
