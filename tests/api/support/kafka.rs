@@ -83,13 +83,17 @@ pub fn v2(config: &mut Config, broker: &str, names: &Names) {
 /// `dir/logs` and `dir/analytics`); `consumer` holds the lines of the `consumer:` block, indented
 /// by two spaces. Returns its path.
 pub fn write_v2_config(dir: &Path, broker: &str, names: &Names, consumer: &str) -> PathBuf {
+    write_config_file(dir, &v2_config_yaml(dir, broker, names, consumer))
+}
+
+/// The YAML [`write_v2_config`] writes, for a test that adds sections of its own after it.
+pub fn v2_config_yaml(dir: &Path, broker: &str, names: &Names, consumer: &str) -> String {
     let broker = serde_json::to_string(broker).expect("a string serializes");
     // The `kafka:` block is the last one: the brokers line joins it.
-    let yaml = format!(
+    format!(
         "version: 2\n{}  brokers: [{broker}]\n",
         kafka_config_yaml(dir, names, consumer)
-    );
-    write_config_file(dir, &yaml)
+    )
 }
 
 /// [`write_v2_config`] without `version` and `kafka.brokers`, for a test that sets them from the
