@@ -162,21 +162,30 @@ impl Shared {
                 state.buffer.taken(partition, offset, produced, keyed);
                 self.metrics.kafka_consumed_messages.inc();
             }
-            Err(err) => {
-                // Its offset counts as consumed only once the dead-letter topic has it; until
-                // then its partition is paused, and the others go on.
-                let letter = Arc::new(DeadLetter::of(message, err));
-                let pending = PendingDeadLetter {
-                    sending: Some(self.send_dead_letter(&letter)),
-                    letter,
-                    failures: 0,
-                    retry_at: Instant::now(),
-                };
-                state.dead_letters.insert(partition, pending);
-                drop(state);
-                self.pause(consumer, partition, true);
-            }
+            Err(err) => self.hold_for_dead_letters(state, consumer, message, err),
         }
+    }
+
+    /// Sends `message` to the dead-letter topic with `why`. Its offset counts as consumed only
+    /// once the topic has it; until then its partition is paused, and the others go on.
+    fn hold_for_dead_letters(
+        &self,
+        mut state: MutexGuard<'_, State>,
+        consumer: &BaseConsumer<GroupContext>,
+        message: &BorrowedMessage<'_>,
+        why: String,
+    ) {
+        let partition = message.partition();
+        let letter = Arc::new(DeadLetter::of(message, why));
+        let pending = PendingDeadLetter {
+            sending: Some(self.send_dead_letter(&letter)),
+            letter,
+            failures: 0,
+            retry_at: Instant::now(),
+        };
+        state.dead_letters.insert(partition, pending);
+        drop(state);
+        self.pause(consumer, partition, true);
     }
 
     /// After this process was paused, if the buffer's writes wait for it (see
