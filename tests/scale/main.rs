@@ -15,7 +15,8 @@
 //!   thawed, three rounds.
 //! - [`keyed`]: batches with an `Idempotency-Key` sent again through another instance.
 //! - [`sites`]: three customer sites through three instances, all killed once under load: every
-//!   record below its own site's prefix, every site's object named in its range's intent.
+//!   record below its own site's prefix, every site's object named in its range's intent; and
+//!   each kind of key, and reloads by `SIGHUP`, in s3 mode.
 //! - [`ship`]: v1's hour files shipped to the bucket by `log-pipeline ship`, three times, with
 //!   late records in between; a v2 instance's analytics count them.
 

@@ -11,9 +11,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::bucket::{Bucket, Instances, start_instances_with, stop_all, wait_joined_or_show};
 use crate::load::{Batch, Load, tally};
 use crate::summary::Row;
+use reqwest::{Method, StatusCode};
+
 use crate::support::{
-    KAFKA_DEADLINE, KAFKA_POLL, Names, SITES, add_sites, ingest_key, kafka_broker, mark_ends,
-    poll_within, test_bucket,
+    JSON, KAFKA_DEADLINE, KAFKA_POLL, Names, SITES, add_sites, body_json, client, ingest_key,
+    json_array, kafka_broker, mark_ends, poll_within, record, send, test_bucket,
 };
 
 const INSTANCES: usize = 3;
@@ -95,13 +97,15 @@ async fn three_sites_over_three_instances_each_below_its_own_prefix() {
         eprintln!("{row:?}");
     }
 
-    // Every site's records object is named in an intent.
+    // Every site's records object is named in an intent (its summaries, below
+    // `sites/<id>/analytics/`, are the aggregators', written after, and no range's).
     let named: BTreeSet<String> = bucket.intent_objects(&names.topic).await;
     let sited: Vec<String> = (bucket.keys("sites").await.into_iter())
         .map(|key| {
             key.trim_start_matches(&format!("{}/", names.topic))
                 .to_owned()
         })
+        .filter(|key| key.split('/').nth(2) == Some("logs"))
         .collect();
     let unnamed: Vec<&String> = sited.iter().filter(|key| !named.contains(*key)).collect();
     assert!(!sited.is_empty(), "no object below any site's prefix");
@@ -112,4 +116,135 @@ async fn three_sites_over_three_instances_each_below_its_own_prefix() {
     let overlaps = bucket.overlaps(&names.topic).await;
     assert!(overlaps.is_empty(), "overlapping ranges: {overlaps:#?}");
     Row::sum(scenario, 1, rows).record_and_check();
+}
+
+/// The keys in s3 mode, through one instance on the bucket: each site's ingest key stores under
+/// its site and reads nothing, its read key reads its site only (its records, from its prefix),
+/// the operator reads every site; `SIGHUP` revokes a site and adds one, and a bad file is
+/// refused with the running set kept. (The full route × key matrix is the API suite's, in v1
+/// and v2: `tests/api/site_access.rs`; the HTTP layer is the same in every mode.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_and_reloads_in_s3_mode() {
+    let broker = kafka_broker();
+    let names = Names::new("scale-site-keys");
+    let bucket = Bucket::new(&test_bucket(), &names.topic);
+    let with_operator = |config: &std::path::Path| {
+        add_sites(config);
+        let mut yaml = std::fs::read_to_string(config).unwrap();
+        yaml.push_str("auth:\n  tokens: [operator]\n");
+        std::fs::write(config, yaml).unwrap();
+    };
+    let Instances {
+        dirs,
+        children,
+        addrs,
+    } = start_instances_with(1, &broker, &names, &bucket, with_operator).await;
+    let (addr, sites_file) = (addrs[0], dirs[0].path().join("sites.yaml"));
+    wait_joined_or_show(&addrs, &children.iter().collect::<Vec<_>>()).await;
+    let call = async |method: Method, path: &str, key: &str, body: Vec<u8>| {
+        let bearer = format!("Bearer {key}");
+        let mut headers = vec![("content-type", JSON)];
+        if !key.is_empty() {
+            headers.push(("authorization", bearer.as_str()));
+        }
+        send(&client(), addr, method, path, &headers, body).await
+    };
+    let post = async |key: &str, path: &str| {
+        let body = json_array(&[record("2025-11-22T14:00:00Z", path, "curl/8.5.0")]);
+        call(Method::POST, "/logs", key, body).await.status()
+    };
+    let get = async |key: &str, path: &str| call(Method::GET, path, key, Vec::new()).await;
+
+    for (key, status) in [
+        ("acme-ingest", StatusCode::ACCEPTED),
+        ("bolt-ingest", StatusCode::ACCEPTED),
+        ("acme-read", StatusCode::FORBIDDEN),
+        ("operator", StatusCode::FORBIDDEN),
+        ("nobody", StatusCode::UNAUTHORIZED),
+        ("", StatusCode::UNAUTHORIZED),
+    ] {
+        let path = format!("/s3/{}", key.split('-').next().unwrap());
+        assert_eq!(post(key, &path).await, status, "POST /logs with {key:?}");
+    }
+    // Each read key reads its own site's records, from its prefix, once they are stored.
+    let hour = "/analytics?hour=2025-11-22T14:00:00Z";
+    for (key, path) in [("acme-read", "/s3/acme"), ("bolt-read", "/s3/bolt")] {
+        let answer = get(key, hour).await;
+        assert_eq!(answer.status(), StatusCode::OK, "{key}");
+        let paths = body_json(answer).await["requestsPerPath"].clone();
+        assert_eq!(paths, serde_json::json!({ path: 1 }), "{key}");
+    }
+    for (key, path, status) in [
+        ("acme-ingest", hour.to_owned(), StatusCode::FORBIDDEN),
+        (
+            "acme-read",
+            format!("{hour}&site=bolt"),
+            StatusCode::FORBIDDEN,
+        ),
+        ("operator", format!("{hour}&site=bolt"), StatusCode::OK),
+        ("nobody", hour.to_owned(), StatusCode::UNAUTHORIZED),
+    ] {
+        assert_eq!(
+            get(key, &path).await.status(),
+            status,
+            "GET {path} with {key}"
+        );
+    }
+    assert!(
+        bucket
+            .keys("sites/acme")
+            .await
+            .iter()
+            .any(|key| key.contains("/logs/")),
+        "acme's records object below its prefix"
+    );
+
+    // SIGHUP: coda revoked, delta added; then a bad file, refused.
+    std::fs::write(
+        &sites_file,
+        "sites:\n- id: acme\n  ingestKeys: [acme-ingest]\n  readKeys: [acme-read]\n\
+         - id: delta\n  ingestKeys: [delta-ingest]\n",
+    )
+    .unwrap();
+    children[0].signal("HUP");
+    poll_within(
+        KAFKA_DEADLINE,
+        KAFKA_POLL,
+        "delta's key in force",
+        async || match post("delta-ingest", "/s3/delta").await {
+            StatusCode::ACCEPTED => Ok(()),
+            other => Err(other),
+        },
+    )
+    .await;
+    assert_eq!(
+        post("coda-ingest", "/s3/coda").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        post("bolt-ingest", "/s3/bolt").await,
+        StatusCode::UNAUTHORIZED
+    );
+    std::fs::write(&sites_file, "sites:\n- id: Not-A-Slug\n").unwrap();
+    children[0].signal("HUP");
+    poll_within(
+        KAFKA_DEADLINE,
+        KAFKA_POLL,
+        "the bad file refused",
+        async || {
+            let stderr = children[0].stderr();
+            if stderr.contains("sites[0].id") {
+                Ok(())
+            } else {
+                Err(())
+            }
+        },
+    )
+    .await;
+    assert_eq!(
+        post("delta-ingest", "/s3/delta").await,
+        StatusCode::ACCEPTED,
+        "the running set"
+    );
+    stop_all(children).await;
 }
