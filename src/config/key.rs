@@ -195,11 +195,16 @@ impl Key {
 
     /// `Ok` when the key has no range or its value in `config` is in it; else the problem.
     pub fn check_range(&self, config: &Config) -> Result<(), String> {
+        self.check_value(&self.value(config))
+    }
+
+    /// Whether `value` is within the key's range (the same check and message as
+    /// [`Key::check_range`], for a value read from elsewhere, e.g. a site's limits).
+    pub fn check_value(&self, value: &Value) -> Result<(), String> {
         let Some(bounds) = &self.range else {
             return Ok(());
         };
-        let value = self.value(config);
-        let within = match (bounds.range, &value) {
+        let within = match (bounds.range, value) {
             (Range::Number { min, max }, Value::Number(number)) => (min..=max).contains(number),
             (Range::Duration { min, max }, Value::Duration(duration)) => {
                 (min..=max).contains(duration)

@@ -20,8 +20,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use super::key::Value;
 use super::load::parse_yaml_as;
-use super::ranges::Range;
 use super::sections::sites::{BURST, INFLIGHT_SHARE, RECORDS_PER_SECOND};
 use super::{Config, ConfigError, check_token};
 use crate::site::SiteId;
@@ -194,34 +194,26 @@ fn check_name(name: &str) -> Result<(), String> {
 }
 
 impl EntryLimits {
-    /// The same ranges as the `sites.*` defaults', named by the entry's keys.
+    /// The same ranges (and messages) as the `sites.*` defaults', named by the entry's keys.
     fn check(&self, at: &str, problems: &mut Vec<String>) {
-        let numbers = [
+        let number = |n: Option<u32>| n.map(|n| Value::Number(n.into()));
+        let values = [
             (
                 "recordsPerSecond",
-                self.records_per_second,
                 &RECORDS_PER_SECOND,
+                number(self.records_per_second),
             ),
-            ("burst", self.burst, &BURST),
+            ("burst", &BURST, number(self.burst)),
+            (
+                "inflightShare",
+                &INFLIGHT_SHARE,
+                self.inflight_share.map(Value::Fraction),
+            ),
         ];
-        for (field, value, key) in numbers {
-            if let (Some(value), Some(bounds)) = (value, key.range)
-                && let Range::Number { min, max } = bounds.range
-                && !(min..=max).contains(&u64::from(value))
-            {
-                problems.push(format!(
-                    "{at}.limits.{field}: {value} is outside {min}..={max} ({})",
-                    bounds.why
-                ));
+        for (field, key, value) in values {
+            if let Some(Err(message)) = value.map(|value| key.check_value(&value)) {
+                problems.push(format!("{at}.limits.{field}: {message}"));
             }
-        }
-        if let Some(share) = self.inflight_share
-            && !(share > 0.0 && share <= 1.0)
-        {
-            let why = INFLIGHT_SHARE.range.map_or("", |bounds| bounds.why);
-            problems.push(format!(
-                "{at}.limits.inflightShare: {share} must be greater than 0 and at most 1 ({why})"
-            ));
         }
     }
 
@@ -298,8 +290,8 @@ mod tests {
             found,
             [
                 "sites[0].ingestKeys[1]: has leading or trailing whitespace",
-                "sites[0].limits.inflightShare: 2 must be greater than 0 and at most 1 \
-                 (a fraction: 0.9 means 90%)",
+                "sites[0].limits.inflightShare: must be in (0, 1] (a fraction: 0.9 means 90%), \
+                 got 2",
                 "sites[1].id: \"acme\" is already the id of sites[0]",
                 "sites[1].name: is empty; leave it out to show the id",
                 "sites[1].readKeys[0]: the same key as sites[0].ingestKeys[0]; a key names one \
@@ -321,10 +313,12 @@ mod tests {
         let found = problems("sites:\n- id: a\n  readkeys: [x]\n");
         assert!(found[0].contains("readkeys"), "{found:?}");
         let found = problems("sites:\n- id: a\n  limits: {recordsPerSecond: 0}\n");
-        assert_eq!(found.len(), 1);
-        assert!(
-            found[0].starts_with("sites[0].limits.recordsPerSecond: 0 is outside 1..="),
-            "{found:?}"
+        assert_eq!(
+            found,
+            [
+                "sites[0].limits.recordsPerSecond: must be from 1 to 100000000 (a rate of records \
+              held in a token bucket), got 0"
+            ]
         );
     }
 

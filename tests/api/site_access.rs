@@ -290,7 +290,9 @@ async fn reloads(mode: Mode) {
         "{stderr}"
     );
     assert!(
-        stderr.contains("sites[1].limits.inflightShare: 2 must be"),
+        stderr.contains(
+            "sites[1].limits.inflightShare: must be in (0, 1] (a fraction: 0.9 means 90%), got 2"
+        ),
         "{stderr}"
     );
 

@@ -295,7 +295,9 @@ async fn a_reload_adds_and_revokes_keys_and_a_bad_file_changes_nothing() {
         "{problems:?}"
     );
     assert!(
-        problems[1].contains("sites[1].limits.inflightShare: 2 must be"),
+        problems[1].contains(
+            "sites[1].limits.inflightShare: must be in (0, 1] (a fraction: 0.9 means 90%), got 2"
+        ),
         "{problems:?}"
     );
     // The running set: all three sites' keys still work, and only them.
